@@ -1,0 +1,128 @@
+//! The streamer's command line: parse arguments, load the config, start logging,
+//! call the library. Exit codes: 0 done, 1 failed (no slot left running, a check
+//! failed), 2 the config or the command line is wrong.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pg_cdc_to_kinesis::config::Config;
+use pg_cdc_to_kinesis::telemetry::{self, LogFormat};
+use pg_cdc_to_kinesis::{check, pipeline, tail};
+
+#[derive(Parser)]
+#[command(version, about = "Stream PostgreSQL changes (wal2json) into AWS Kinesis Data Streams")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The config file.
+    #[arg(long, global = true, default_value = "configs.yml")]
+    config: PathBuf,
+    /// Log format: text for people, json for CloudWatch.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stream every configured slot to its Kinesis stream (the default).
+    Run,
+    /// Check every slot's database, wal2json, slot and stream, and print a table.
+    Check,
+    /// Print the records of a Kinesis stream as they arrive.
+    Tail {
+        /// The stream's name.
+        #[arg(long)]
+        stream: String,
+        /// Start from the oldest record instead of new ones.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let Some(config) = load(&cli.config) else { return ExitCode::from(2) };
+            let env = pipeline::RunEnv { aws };
+            match pipeline::run(&config, &env, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Check => {
+            let Some(config) = load(&cli.config) else { return ExitCode::from(2) };
+            let rows = check::check(&config, &aws).await;
+            print!("{}", check::render(&rows));
+            if rows.iter().all(|r| r.ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Command::Tail { stream, from_start, limit } => {
+            let client = aws_sdk_kinesis::Client::new(&aws);
+            let mut stdout = std::io::stdout();
+            match tail::tail(&client, &stream, from_start, limit, &mut stdout).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+/// SIGTERM (ECS stopping the task) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

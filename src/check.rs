@@ -1,0 +1,124 @@
+//! `check`: is every slot ready to stream? Connects, asks, reports; changes nothing
+//! lasting.
+//!
+//! Owns the pre-flight checks per slot: the server is reachable and the credentials
+//! work, `wal_level` is `logical`, wal2json loads (a temporary slot, dropped with the
+//! session), the slot exists or may be created, and the Kinesis stream exists. It
+//! never creates a permanent slot and never writes to a stream.
+
+use crate::config::{Config, SlotConfig};
+use crate::sink::kinesis::KinesisSink;
+use crate::source::{self, ConnectParams};
+
+/// One line of the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckRow {
+    pub slot: String,
+    pub database: String,
+    pub stream: String,
+    /// Each check and its finding, in order.
+    pub checks: Vec<(String, Result<String, String>)>,
+}
+
+impl CheckRow {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|(_, r)| r.is_ok())
+    }
+}
+
+pub async fn check(config: &Config, aws: &aws_config::SdkConfig) -> Vec<CheckRow> {
+    let mut rows = Vec::new();
+    for slot in &config.slots {
+        rows.push(check_slot(slot, aws).await);
+    }
+    rows
+}
+
+async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow {
+    let params = ConnectParams::from_slot(slot);
+    let mut checks: Vec<(String, Result<String, String>)> = Vec::new();
+    match source::sql_connect(&params).await {
+        Err(e) => checks.push(("connect".into(), Err(e.to_string()))),
+        Ok(sql) => {
+            checks.push(("connect".into(), Ok(params.endpoint())));
+            let level = source::wal_level(&sql).await.map_err(|e| e.to_string());
+            let logical = matches!(&level, Ok(l) if l == "logical");
+            checks.push((
+                "wal_level".into(),
+                match level {
+                    Ok(l) if l == "logical" => Ok(l),
+                    Ok(l) => Err(format!(
+                        "wal_level is {l}, logical decoding needs logical: set wal_level = logical (on RDS: rds.logical_replication = 1 in the parameter group) and restart the server"
+                    )),
+                    Err(e) => Err(e),
+                },
+            ));
+            if logical {
+                checks.push(("wal2json".into(), probe_wal2json(&sql, &slot.name).await));
+            }
+            checks.push(("slot".into(), slot_state(&sql, slot).await));
+        }
+    }
+    let client = aws_sdk_kinesis::Client::new(aws);
+    let sink = KinesisSink::new(client, &slot.name, &slot.kns_stream, slot.batch.clone());
+    checks.push((
+        "stream".into(),
+        sink.prepare().await.map(|max| format!("exists (records up to {max} bytes)")).map_err(|e| e.to_string()),
+    ));
+    CheckRow { slot: slot.name.clone(), database: slot.db_name.clone(), stream: slot.kns_stream.clone(), checks }
+}
+
+/// Create and drop a temporary wal2json slot: proves the plugin loads and the
+/// user may create slots.
+async fn probe_wal2json(sql: &tokio_postgres::Client, slot: &str) -> Result<String, String> {
+    let probe = format!("{}_check_{}", &slot[..slot.len().min(40)], std::process::id());
+    let result = sql
+        .query_one("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'wal2json', true)", &[&probe])
+        .await;
+    match result {
+        Ok(_) => {
+            let _ = sql.execute("SELECT pg_drop_replication_slot($1)", &[&probe]).await;
+            Ok("loads".into())
+        }
+        Err(e) => Err(format!(
+            "cannot create a wal2json slot: {}; install wal2json (postgresql-NN-wal2json; built in on RDS) and grant the user REPLICATION (rds_replication on RDS)",
+            e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+        )),
+    }
+}
+
+async fn slot_state(sql: &tokio_postgres::Client, slot: &SlotConfig) -> Result<String, String> {
+    match source::slot_info(sql, &slot.name).await {
+        Err(e) => Err(e.to_string()),
+        Ok(Some(info)) if info.plugin.as_deref() != Some(source::OUTPUT_PLUGIN) => Err(format!(
+            "exists with plugin {}, not wal2json: drop it or choose another name",
+            info.plugin.as_deref().unwrap_or("none")
+        )),
+        Ok(Some(info)) if info.wal_status.as_deref() == Some("lost") => {
+            Err("exists but is lost (invalidated): drop and re-create it, then backfill".into())
+        }
+        Ok(Some(info)) => Ok(format!(
+            "exists{}, confirmed {}",
+            if info.active { " (active)" } else { "" },
+            info.confirmed_flush_lsn.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
+        )),
+        Ok(None) if slot.create_slot => Ok("missing: will be created on start".into()),
+        Ok(None) => Err("missing and create_slot is false: create it with pg_create_logical_replication_slot".into()),
+    }
+}
+
+/// The report as a text table.
+pub fn render(rows: &[CheckRow]) -> String {
+    let mut out = String::new();
+    for row in rows {
+        let verdict = if row.ok() { "OK" } else { "FAILED" };
+        out.push_str(&format!("{} (database {}, stream {}): {verdict}\n", row.slot, row.database, row.stream));
+        for (name, result) in &row.checks {
+            match result {
+                Ok(text) => out.push_str(&format!("  {name:<10} ok    {text}\n")),
+                Err(text) => out.push_str(&format!("  {name:<10} FAIL  {text}\n")),
+            }
+        }
+    }
+    out
+}

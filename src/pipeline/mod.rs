@@ -1,0 +1,276 @@
+//! The pipeline: one worker per slot, all in parallel, each never blocking another.
+//!
+//! Owns the life of each slot: sessions (`session`), reconnecting with capped,
+//! jittered backoff after transient failures, stopping a slot with an actionable
+//! error after a permanent one, and shutdown. It is the one place that classifies
+//! an error as retry or stop. The process-level outcome: `run` returns when
+//! shutdown is requested, or with an error when no slot is left running.
+
+mod session;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::watch;
+
+use crate::config::{Config, SlotConfig};
+use crate::decode::DecodeError;
+use crate::lsn::Lsn;
+use crate::sink::kinesis::{SinkError, SinkStats};
+use crate::source::SourceError;
+use session::{Session, SessionEnd};
+
+/// Reconnect backoff: from 1 s doubling to 60 s, with jitter.
+const RECONNECT_BASE: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(60);
+/// A session that streamed this long resets the backoff.
+const HEALTHY_SESSION: Duration = Duration::from_secs(60);
+
+/// Why a slot stopped or must reconnect.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{0}; this is a bug in the wal2json decoder or an unsupported wal2json version: report it with this message")]
+    Decode(#[from] DecodeError),
+    #[error("a change to {table} at LSN {lsn} encodes to a {size}-byte record, over the stream's {max}-byte limit; it was not dropped: exclude the table or its large columns (wal2json option filter-tables / add-tables), or raise max_record_bytes if the stream allows larger records")]
+    RecordTooLarge { table: String, lsn: Lsn, size: usize, max: usize },
+    #[error("replication slot {slot:?} does not exist on {endpoint} and create_slot is false: create it with SELECT pg_create_logical_replication_slot('{slot}', 'wal2json'), or set create_slot: true")]
+    SlotMissing { slot: String, endpoint: String },
+    #[error("replication slot {slot:?} uses the output plugin {plugin}, not wal2json: drop it or pick another slot name")]
+    WrongPlugin { slot: String, plugin: String },
+    #[error("replication slot {slot:?} is lost (invalidated: the server removed WAL it still needed); changes since its last confirmed position are gone from the server: drop and re-create the slot, then backfill the tables")]
+    SlotLost { slot: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SlotError {
+    /// The one classification: true when reconnecting may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SlotError::Source(e) => e.is_transient(),
+            SlotError::Sink(e) => e.is_transient(),
+            SlotError::Internal(_) => true,
+            SlotError::Decode(_)
+            | SlotError::RecordTooLarge { .. }
+            | SlotError::SlotMissing { .. }
+            | SlotError::WrongPlugin { .. }
+            | SlotError::SlotLost { .. } => false,
+        }
+    }
+}
+
+/// Where a slot's worker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotState {
+    Starting,
+    Streaming,
+    /// Reconnecting after a transient failure.
+    Retrying { error: String },
+    /// Stopped for good after a permanent failure.
+    Stopped { error: String },
+    /// Shut down on request.
+    Finished,
+}
+
+/// A slot's state, readable from other tasks (health endpoint, tests).
+#[derive(Debug)]
+pub struct SlotStatus {
+    pub slot: String,
+    state: Mutex<SlotState>,
+    pub stats: Arc<SinkStats>,
+}
+
+impl SlotStatus {
+    fn new(slot: &str) -> Self {
+        SlotStatus { slot: slot.to_string(), state: Mutex::new(SlotState::Starting), stats: Arc::default() }
+    }
+
+    pub fn state(&self) -> SlotState {
+        self.state.lock().map(|s| s.clone()).unwrap_or(SlotState::Starting)
+    }
+
+    fn set(&self, state: SlotState) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = state;
+        }
+    }
+}
+
+/// Everything `run` needs from outside, injected so tests run the real code path.
+#[derive(Clone)]
+pub struct RunEnv {
+    /// AWS settings (credentials, region, endpoint) for Kinesis.
+    pub aws: aws_config::SdkConfig,
+}
+
+/// The end of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no slot is left running: {0}")]
+    AllSlotsStopped(String),
+}
+
+/// A handle to a running pipeline: per-slot status, and a way to stop it.
+pub struct Pipeline {
+    pub slots: Vec<Arc<SlotStatus>>,
+    shutdown: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<Result<(), String>>,
+}
+
+impl Pipeline {
+    /// Start one worker per slot.
+    pub fn start(config: &Config, env: &RunEnv) -> Pipeline {
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut slots = Vec::new();
+        let timeout = Duration::from_secs(config.shutdown_timeout_secs);
+        for slot in &config.slots {
+            let status = Arc::new(SlotStatus::new(&slot.name));
+            slots.push(status.clone());
+            let kinesis = kinesis_client(&env.aws, slot);
+            let worker = Worker { slot: slot.clone(), kinesis, status, shutdown: shutdown.subscribe(), timeout };
+            tasks.spawn(worker.run());
+        }
+        Pipeline { slots, shutdown, tasks }
+    }
+
+    /// Ask every slot to stop (flush, confirm, disconnect).
+    pub fn stop(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Wait until every worker has ended. Ok when they all ended by request.
+    pub async fn wait(mut self) -> Result<(), RunError> {
+        let mut errors = Vec::new();
+        let mut stopped_by_request = false;
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => stopped_by_request = true,
+                Ok(Err(e)) => errors.push(e),
+                Err(e) => errors.push(format!("a slot worker failed: {e}")),
+            }
+        }
+        if stopped_by_request || errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RunError::AllSlotsStopped(errors.join("; ")))
+        }
+    }
+}
+
+/// Run every slot until `shutdown` resolves (then flush and exit cleanly) or no
+/// slot is left running.
+pub async fn run(config: &Config, env: &RunEnv, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RunError> {
+    let pipeline = Pipeline::start(config, env);
+    let stopper = pipeline.shutdown.clone();
+    let waiting = pipeline.wait();
+    tokio::pin!(waiting);
+    tokio::select! {
+        result = &mut waiting => result,
+        _ = shutdown => {
+            tracing::info!("shutdown requested");
+            stopper.send_replace(true);
+            waiting.await
+        }
+    }
+}
+
+fn kinesis_client(aws: &aws_config::SdkConfig, slot: &SlotConfig) -> aws_sdk_kinesis::Client {
+    let mut builder = aws_sdk_kinesis::config::Builder::from(aws)
+        // The sink retries with its own per-record logic and order rules; SDK-level
+        // retries would hide throttling and resend whole requests.
+        .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_sdk_kinesis::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        );
+    if let Some(region) = &slot.region {
+        builder = builder.region(aws_sdk_kinesis::config::Region::new(region.clone()));
+    }
+    aws_sdk_kinesis::Client::from_conf(builder.build())
+}
+
+struct Worker {
+    slot: SlotConfig,
+    kinesis: aws_sdk_kinesis::Client,
+    status: Arc<SlotStatus>,
+    shutdown: watch::Receiver<bool>,
+    timeout: Duration,
+}
+
+impl Worker {
+    /// Ok when stopped by request; Err(message) when stopped for good.
+    async fn run(mut self) -> Result<(), String> {
+        let name = self.slot.name.clone();
+        let mut attempt: u32 = 0;
+        loop {
+            if *self.shutdown.borrow() {
+                self.status.set(SlotState::Finished);
+                return Ok(());
+            }
+            let started = Instant::now();
+            let session = Session {
+                slot: &self.slot,
+                kinesis: self.kinesis.clone(),
+                status: &self.status,
+                stats: self.status.stats.clone(),
+                shutdown: self.shutdown.clone(),
+                shutdown_timeout: self.timeout,
+            };
+            let result = tokio::select! {
+                r = session.run() => r,
+                // Shutdown while connecting or preparing: nothing is in flight yet.
+                _ = wait_for_shutdown_before_streaming(&mut self.shutdown, &self.status) => Ok(SessionEnd::Shutdown),
+            };
+            match result {
+                Ok(SessionEnd::Shutdown) => {
+                    self.status.set(SlotState::Finished);
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() => {
+                    if started.elapsed() >= HEALTHY_SESSION {
+                        attempt = 0;
+                    }
+                    let delay = reconnect_delay(attempt);
+                    attempt = attempt.saturating_add(1);
+                    tracing::warn!(slot = %name, retry_in_s = delay.as_secs_f32(), "[{name}] {e}; reconnecting");
+                    self.status.set(SlotState::Retrying { error: e.to_string() });
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(slot = %name, "[{name}] slot stopped: {e}");
+                    self.status.set(SlotState::Stopped { error: e.to_string() });
+                    return Err(format!("slot {name}: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// Resolves when shutdown is requested while the session is not yet streaming
+/// (a streaming session handles shutdown itself, to flush first).
+async fn wait_for_shutdown_before_streaming(shutdown: &mut watch::Receiver<bool>, status: &SlotStatus) {
+    loop {
+        if *shutdown.borrow_and_update() && status.state() != SlotState::Streaming {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+fn reconnect_delay(attempt: u32) -> Duration {
+    let exp = RECONNECT_BASE.saturating_mul(1u32 << attempt.min(10)).min(RECONNECT_MAX);
+    exp / 2 + exp.mul_f64(rand::rng().random_range(0.0..0.5))
+}

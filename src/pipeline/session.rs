@@ -1,0 +1,267 @@
+//! One replication session of one slot: connect, stream, deliver, confirm.
+//!
+//! Owns the reader side of the slot: it reads XLogData, decodes it, encodes
+//! records and hands them to the sink through a bounded queue, and it sends the
+//! standby status updates. Backpressure: when the queue is full the session stops
+//! reading the socket, so a slow Kinesis slows the walsender instead of filling
+//! memory. It confirms to PostgreSQL only what the acknowledgement tracker says
+//! Kinesis has accepted, never more.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{SlotError, SlotState, SlotStatus};
+use crate::ack::AckTracker;
+use crate::config::SlotConfig;
+use crate::decode::{self, Event};
+use crate::lsn::Lsn;
+use crate::record::{RecordEncoder, TxnContext};
+use crate::sink::kinesis::{KinesisSink, SinkStats};
+use crate::sink::Item;
+use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
+
+/// Confirm progress at most this often when it moves, besides the periodic update,
+/// to keep the redelivery window after a crash small.
+const PROMPT_CONFIRM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How a session ended without error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    Shutdown,
+}
+
+pub struct Session<'a> {
+    pub slot: &'a SlotConfig,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub status: &'a SlotStatus,
+    pub stats: Arc<SinkStats>,
+    pub shutdown: watch::Receiver<bool>,
+    pub shutdown_timeout: Duration,
+}
+
+impl Session<'_> {
+    pub async fn run(mut self) -> Result<SessionEnd, SlotError> {
+        let slot = self.slot;
+        let params = ConnectParams::from_slot(slot);
+        let start = prepare_slot(slot, &params).await?;
+
+        let sink = KinesisSink::new(self.kinesis.clone(), &slot.name, &slot.kns_stream, slot.batch.clone());
+        let max_record_bytes = sink.prepare().await?;
+
+        let (options, format) = decode::effective_options(&slot.options);
+        let mut decoder = decode::decoder_for(format);
+        let encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
+
+        let mut repl = ReplicationStream::connect(&params).await?;
+        repl.start(&slot.name, Lsn::ZERO, &options).await?;
+        tracing::info!(slot = %slot.name, stream = %slot.kns_stream, start = %start, ?format, "streaming from {} to Kinesis stream {:?}", params.endpoint(), slot.kns_stream);
+        self.status.set(SlotState::Streaming);
+
+        let (tx, rx) = mpsc::channel::<Item>(slot.queue_capacity.max(1));
+        let (ack_tx, mut ack_rx) = watch::channel(start);
+        let mut sink_task = tokio::spawn(sink.run(rx, AckTracker::new(start), ack_tx, self.stats.clone()));
+
+        let mut reader = Reader::new(start);
+        let mut events = Vec::new();
+        let mut ticker = tokio::time::interval(Duration::from_secs(slot.status_interval_secs.max(1)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_status = Instant::now();
+
+        loop {
+            tokio::select! {
+                biased;
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() || *self.shutdown.borrow() {
+                        break;
+                    }
+                }
+                joined = &mut sink_task => {
+                    // The sink only returns early with an error; a clean return needs a closed queue.
+                    return Err(match joined {
+                        Ok(Err(e)) => e.into(),
+                        Ok(Ok(())) => SlotError::Internal("the sink stopped while the queue was open".into()),
+                        Err(e) => SlotError::Internal(format!("the sink task failed: {e}")),
+                    });
+                }
+                permit = tx.reserve(), if !reader.out.is_empty() => {
+                    let Ok(permit) = permit else {
+                        return Err(SlotError::Internal("the sink queue closed unexpectedly".into()));
+                    };
+                    if let Some(item) = reader.out.pop_front() {
+                        permit.send(item);
+                    }
+                }
+                msg = repl.recv(), if reader.out.is_empty() => {
+                    match msg? {
+                        ReplicationMessage::XLogData { wal_start, data, .. } => {
+                            decoder.feed(wal_start, &data, &mut events)?;
+                            reader.absorb(events.drain(..), &encoder, max_record_bytes)?;
+                        }
+                        ReplicationMessage::Keepalive { wal_end, reply_requested } => {
+                            reader.server_wal_end = reader.server_wal_end.max(wal_end);
+                            if reply_requested {
+                                let acked = *ack_rx.borrow();
+                                repl.send_status(reader.confirmable(acked), true).await?;
+                                last_status = Instant::now();
+                            }
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    let acked = *ack_rx.borrow();
+                    repl.send_status(reader.confirmable(acked), false).await?;
+                    last_status = Instant::now();
+                }
+                changed = ack_rx.changed() => {
+                    if changed.is_ok() && last_status.elapsed() >= PROMPT_CONFIRM_INTERVAL {
+                        let acked = *ack_rx.borrow_and_update();
+                        repl.send_status(reader.confirmable(acked), false).await?;
+                        last_status = Instant::now();
+                    }
+                }
+            }
+        }
+
+        // Shutdown: stop reading, let the sink finish what it has, confirm it.
+        tracing::info!(slot = %slot.name, "stopping: flushing in-flight records (up to {}s)", self.shutdown_timeout.as_secs());
+        drop(tx);
+        match tokio::time::timeout(self.shutdown_timeout, &mut sink_task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(slot = %slot.name, "delivery failed during shutdown: {e}"),
+            Ok(Err(e)) => tracing::error!(slot = %slot.name, "the sink task failed during shutdown: {e}"),
+            Err(_) => {
+                sink_task.abort();
+                tracing::warn!(slot = %slot.name, "shutdown timeout: records not yet accepted will be sent again on restart");
+            }
+        }
+        let final_lsn = *ack_rx.borrow();
+        // Everything read was handed over; only what was accepted is confirmed.
+        repl.send_status(final_lsn, false).await?;
+        tracing::info!(slot = %slot.name, confirmed = %final_lsn, "stopped; confirmed {final_lsn}");
+        Ok(SessionEnd::Shutdown)
+    }
+}
+
+/// Find the slot, creating it with wal2json when allowed; its confirmed position.
+async fn prepare_slot(slot: &SlotConfig, params: &ConnectParams) -> Result<Lsn, SlotError> {
+    let sql = source::sql_connect(params).await?;
+    let info = match source::slot_info(&sql, &slot.name).await? {
+        Some(info) => info,
+        None if slot.create_slot => {
+            let at = source::create_slot(&sql, &slot.name).await?;
+            tracing::info!(slot = %slot.name, lsn = %at, "replication slot {:?} did not exist: created it with wal2json at {at}", slot.name);
+            return Ok(at);
+        }
+        None => return Err(SlotError::SlotMissing { slot: slot.name.clone(), endpoint: params.endpoint() }),
+    };
+    match info.plugin.as_deref() {
+        Some(source::OUTPUT_PLUGIN) => {}
+        other => {
+            return Err(SlotError::WrongPlugin {
+                slot: slot.name.clone(),
+                plugin: other.unwrap_or("none (physical slot)").to_string(),
+            })
+        }
+    }
+    if info.wal_status.as_deref() == Some("lost") {
+        return Err(SlotError::SlotLost { slot: slot.name.clone() });
+    }
+    Ok(info.confirmed_flush_lsn.unwrap_or(Lsn::ZERO))
+}
+
+/// The reader's state between messages.
+struct Reader {
+    out: VecDeque<Item>,
+    txn: TxnContext,
+    seq: u64,
+    in_txn: bool,
+    /// End of the last transaction handed to the sink.
+    last_commit_sent: Lsn,
+    /// The walsender's position from its latest keepalive.
+    server_wal_end: Lsn,
+}
+
+impl Reader {
+    fn new(start: Lsn) -> Self {
+        Reader {
+            out: VecDeque::new(),
+            txn: TxnContext::default(),
+            seq: 0,
+            in_txn: false,
+            last_commit_sent: start,
+            server_wal_end: start,
+        }
+    }
+
+    fn absorb(
+        &mut self,
+        events: impl Iterator<Item = Event>,
+        encoder: &RecordEncoder,
+        max_record_bytes: usize,
+    ) -> Result<(), SlotError> {
+        for event in events {
+            match event {
+                Event::Begin { xid, timestamp, txn_lsn } => {
+                    self.txn = TxnContext { xid, timestamp, commit_lsn: txn_lsn };
+                    self.seq = 0;
+                    self.in_txn = true;
+                }
+                Event::Change(change) => {
+                    let record = encoder.encode(&change, &self.txn, self.seq);
+                    if record.billed_size() > max_record_bytes {
+                        return Err(SlotError::RecordTooLarge {
+                            table: format!("{}.{}", change.schema, change.table),
+                            lsn: change.lsn.or(self.txn.commit_lsn).unwrap_or_default(),
+                            size: record.billed_size(),
+                            max: max_record_bytes,
+                        });
+                    }
+                    self.seq += 1;
+                    self.out.push_back(Item::Record(record));
+                }
+                Event::Commit { end_lsn } => {
+                    self.in_txn = false;
+                    self.last_commit_sent = self.last_commit_sent.max(end_lsn);
+                    self.out.push_back(Item::Commit(end_lsn));
+                }
+                Event::Message { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// What may be confirmed: what Kinesis accepted; and when nothing at all is
+    /// pending, the walsender's keepalive position, so an idle or filtered slot does
+    /// not hold WAL. Transactions that commit after that position are still sent in
+    /// full after a restart, because PostgreSQL skips only those that committed
+    /// before the confirmed position.
+    fn confirmable(&self, acked: Lsn) -> Lsn {
+        let idle = !self.in_txn && self.out.is_empty() && acked >= self.last_commit_sent;
+        if idle {
+            acked.max(self.server_wal_end)
+        } else {
+            acked
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirms_keepalive_position_only_when_nothing_is_pending() {
+        let mut r = Reader::new(Lsn(100));
+        r.server_wal_end = Lsn(500);
+        assert_eq!(r.confirmable(Lsn(100)), Lsn(500), "idle slot follows the server");
+        r.in_txn = true;
+        assert_eq!(r.confirmable(Lsn(100)), Lsn(100), "an open transaction holds the position");
+        r.in_txn = false;
+        r.last_commit_sent = Lsn(300);
+        assert_eq!(r.confirmable(Lsn(200)), Lsn(200), "an unaccepted commit holds the position");
+        assert_eq!(r.confirmable(Lsn(300)), Lsn(500));
+    }
+}

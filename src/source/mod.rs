@@ -1,0 +1,229 @@
+//! The replication source: a PostgreSQL streaming-replication client and the slot SQL.
+//!
+//! Owns the wire protocol of a `replication=database` connection (startup,
+//! authentication, `START_REPLICATION`, the CopyBoth stream of XLogData and keepalive
+//! messages, standby status updates) and the handful of SQL queries about slots.
+//! It hands out raw wal2json payloads as [`bytes::Bytes`]; it never decodes them, never
+//! decides what is safe to acknowledge (the caller passes the flushed LSN in) and never
+//! retries: every failure comes back as a [`SourceError`] that says whether a reconnect
+//! can help ([`SourceError::is_transient`]).
+//!
+//! # Layout
+//!
+//! - `conn`: transport (TCP / Unix socket, TLS later), framing, startup and auth.
+//! - `replication`: [`ReplicationStream`]: `START_REPLICATION` and the CopyBoth stream.
+//! - `slot`: slot SQL over tokio-postgres ([`sql_connect`], [`slot_info`], ...).
+
+mod conn;
+mod replication;
+mod slot;
+
+use std::fmt;
+
+use crate::config::{Secret, SlotConfig};
+
+pub use replication::{ReplicationMessage, ReplicationStream};
+pub use slot::{OUTPUT_PLUGIN, create_slot, current_wal_lsn, slot_info, sql_connect, wal_level, SlotInfo};
+
+/// Where and as whom to connect. Built from a [`SlotConfig`] or by hand (tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectParams {
+    /// A host name or IP address, or a Unix-socket directory (starts with `/`).
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub dbname: String,
+    /// Shown in `pg_stat_activity` / `pg_stat_replication`.
+    pub application_name: String,
+}
+
+/// The application name the service reports unless told otherwise.
+pub const DEFAULT_APPLICATION_NAME: &str = "pg-cdc-to-kinesis";
+
+impl ConnectParams {
+    pub fn from_slot(slot: &SlotConfig) -> Self {
+        ConnectParams {
+            host: slot.host.clone(),
+            port: slot.port,
+            user: slot.user.clone(),
+            password: slot.password.clone(),
+            dbname: slot.db_name.clone(),
+            application_name: format!("{DEFAULT_APPLICATION_NAME}/{}", slot.name),
+        }
+    }
+
+    /// `postgres://user@host:port/db`: how errors and logs name the server. No secrets.
+    pub fn endpoint(&self) -> String {
+        format!("postgres://{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+    }
+}
+
+/// The fields of a server `ErrorResponse` (or `NoticeResponse`) that matter to people.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerError {
+    /// `ERROR`, `FATAL`, `PANIC` (never localized).
+    pub severity: String,
+    /// The SQLSTATE, e.g. `28P01`.
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.severity, self.code, self.message)?;
+        if let Some(detail) = &self.detail {
+            write!(f, " (detail: {detail})")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl ServerError {
+    /// Whether reconnecting later can succeed without anyone changing anything.
+    ///
+    /// Transient: connection exceptions (08), transaction rollbacks (40), insufficient
+    /// resources such as too many connections (53), operator intervention such as
+    /// `pg_terminate_backend` or a server shutting down / starting up (57), system
+    /// errors (58) and "replication slot is active for PID n" (55006, the previous
+    /// walsender has not exited yet). Everything else (bad password 28P01, missing
+    /// database 3D000, missing slot 42704, bad wal2json option 22023, no privilege
+    /// 42501, invalidated slot 55000, ...) needs a human.
+    pub fn is_transient(&self) -> bool {
+        let class = self.code.get(..2).unwrap_or("");
+        matches!(class, "08" | "40" | "53" | "57" | "58") || self.code == "55006"
+    }
+}
+
+/// Everything that can go wrong talking to PostgreSQL. Each message names the server
+/// (`postgres://user@host:port/db`) and, where there is one, the slot.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{at}: cannot connect: {source}; check host and port and that PostgreSQL is running and reachable")]
+    Connect {
+        at: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{at}: connection lost: {source}")]
+    Io {
+        at: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{at}: the server closed the connection {during}")]
+    Closed { at: String, during: String },
+    #[error("{at}: {context}: {error}")]
+    Server { at: String, context: String, error: ServerError },
+    #[error("{at}: cannot authenticate as user {user:?}: {reason}")]
+    Auth { at: String, user: String, reason: String },
+    #[error("{at}: replication on slot {slot:?} ended by the server (CopyDone); reconnect to resume")]
+    StreamEnded { at: String, slot: String },
+    #[error("{at}: protocol violation: {detail}; this is a bug or an unsupported server")]
+    Protocol { at: String, detail: String },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{at}: {context}: {source}")]
+    Sql {
+        at: String,
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl SourceError {
+    /// True when reconnecting (with backoff) may succeed; false when a human must fix
+    /// something first (credentials, database, slot, options, privileges).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Connect { .. }
+            | SourceError::Io { .. }
+            | SourceError::Closed { .. }
+            | SourceError::StreamEnded { .. } => true,
+            SourceError::Server { error, .. } => error.is_transient(),
+            SourceError::Auth { .. } | SourceError::Protocol { .. } | SourceError::InvalidInput(_) => {
+                false
+            }
+            SourceError::Sql { source, .. } => match source.as_db_error() {
+                Some(db) => sqlstate_is_transient(db.code().code()),
+                // Not a server error: I/O, closed connection, or a client-side
+                // conversion problem. Only the first two are worth a retry.
+                None => source.is_closed() || std::error::Error::source(source).is_some_and(|s| s.is::<std::io::Error>()),
+            },
+        }
+    }
+
+    /// The SQLSTATE when the server reported the error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            SourceError::Server { error, .. } => Some(&error.code),
+            SourceError::Sql { source, .. } => source.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+}
+
+fn sqlstate_is_transient(code: &str) -> bool {
+    ServerError { code: code.to_string(), ..ServerError::default() }.is_transient()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> SourceError {
+        SourceError::Server {
+            at: "postgres://u@h:5432/d".into(),
+            context: "test".into(),
+            error: ServerError { severity: "FATAL".into(), code: code.into(), message: "m".into(), detail: None, hint: None },
+        }
+    }
+
+    #[test]
+    fn classifies_server_errors_by_sqlstate() {
+        for code in ["57P01", "57P03", "53300", "08006", "55006", "40001", "58030"] {
+            assert!(server(code).is_transient(), "{code} should be transient");
+        }
+        for code in ["28P01", "28000", "3D000", "42704", "22023", "42501", "55000", "42601", "XX000", ""] {
+            assert!(!server(code).is_transient(), "{code} should be permanent");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_server_and_show_hint() {
+        let e = SourceError::Server {
+            at: "postgres://u@h:5432/d".into(),
+            context: "START_REPLICATION on slot \"s\"".into(),
+            error: ServerError {
+                severity: "ERROR".into(),
+                code: "42704".into(),
+                message: "replication slot \"s\" does not exist".into(),
+                detail: Some("d".into()),
+                hint: Some("create it".into()),
+            },
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("postgres://u@h:5432/d: START_REPLICATION on slot \"s\": ERROR 42704"), "{text}");
+        assert!(text.contains("(hint: create it)"), "{text}");
+    }
+
+    #[test]
+    fn endpoint_has_no_password() {
+        let p = ConnectParams {
+            host: "db".into(),
+            port: 5433,
+            user: "cdc".into(),
+            password: Some(Secret::new("hunter2")),
+            dbname: "app".into(),
+            application_name: "x".into(),
+        };
+        assert_eq!(p.endpoint(), "postgres://cdc@db:5433/app");
+        assert!(!format!("{p:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,145 @@
+//! Slot SQL over an ordinary (non-replication) tokio-postgres connection.
+//!
+//! Owns the queries about replication slots and server settings. It never drops a slot
+//! and never advances one: progress is only confirmed through the replication stream.
+
+use tokio_postgres::{Client, NoTls};
+
+use super::replication::validate_slot_name;
+use super::{ConnectParams, SourceError};
+use crate::lsn::Lsn;
+
+/// The output plugin every slot this service creates uses.
+pub const OUTPUT_PLUGIN: &str = "wal2json";
+
+/// What `pg_replication_slots` says about one slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// `None` for physical slots.
+    pub plugin: Option<String>,
+    pub active: bool,
+    /// The walsender currently using the slot.
+    pub active_pid: Option<i32>,
+    /// Where a consumer resumes; everything before it is acknowledged.
+    pub confirmed_flush_lsn: Option<Lsn>,
+    /// The oldest WAL the slot holds back.
+    pub restart_lsn: Option<Lsn>,
+    /// `reserved`, `extended`, `unreserved` or `lost` (lost = the slot is unusable).
+    pub wal_status: Option<String>,
+}
+
+/// Open a SQL connection; its driver task is spawned on the current runtime and ends
+/// when the returned client is dropped.
+pub async fn sql_connect(p: &ConnectParams) -> Result<Client, SourceError> {
+    let mut config = tokio_postgres::Config::new();
+    // tokio-postgres treats a host starting with '/' as a Unix-socket directory.
+    config
+        .host(&p.host)
+        .port(p.port)
+        .user(&p.user)
+        .dbname(&p.dbname)
+        .application_name(&p.application_name)
+        .connect_timeout(std::time::Duration::from_secs(30));
+    if let Some(pw) = &p.password {
+        config.password(pw.expose());
+    }
+    let at = p.endpoint();
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| sql_error(&at, "connecting for slot SQL", e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(server = %at, error = %e, "slot SQL connection ended with an error");
+        }
+    });
+    Ok(client)
+}
+
+/// The slot's row in `pg_replication_slots`, or `None` if there is no such slot.
+pub async fn slot_info(c: &Client, slot: &str) -> Result<Option<SlotInfo>, SourceError> {
+    let rows = c
+        .query(
+            "SELECT plugin::text, active, active_pid, confirmed_flush_lsn::text, restart_lsn::text, wal_status \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| sql_error(&client_at(slot), "reading pg_replication_slots", e))?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let context = || client_at(slot);
+    let get_lsn = |i: usize| -> Result<Option<Lsn>, SourceError> {
+        let text: Option<String> = row.try_get(i).map_err(|e| sql_error(&context(), "reading pg_replication_slots", e))?;
+        text.map(|t| t.parse::<Lsn>())
+            .transpose()
+            .map_err(|e| SourceError::InvalidInput(format!("{}: pg_replication_slots returned {e}", context())))
+    };
+    let col = |e| sql_error(&context(), "reading pg_replication_slots", e);
+    Ok(Some(SlotInfo {
+        plugin: row.try_get(0).map_err(col)?,
+        active: row.try_get(1).map_err(col)?,
+        active_pid: row.try_get(2).map_err(col)?,
+        confirmed_flush_lsn: get_lsn(3)?,
+        restart_lsn: get_lsn(4)?,
+        wal_status: row.try_get(5).map_err(col)?,
+    }))
+}
+
+/// Create a logical slot with wal2json and return its consistent point (where
+/// streaming will start). This waits for transactions running right now to finish.
+pub async fn create_slot(c: &Client, slot: &str) -> Result<Lsn, SourceError> {
+    validate_slot_name(slot)?;
+    tracing::info!(slot, plugin = OUTPUT_PLUGIN, "creating logical replication slot (waits for running transactions to end)");
+    let row = c
+        .query_one("SELECT lsn::text FROM pg_create_logical_replication_slot($1, $2)", &[&slot, &OUTPUT_PLUGIN])
+        .await
+        .map_err(|e| sql_error(&client_at(slot), "creating the replication slot", e))?;
+    let lsn = parse_lsn_column(&row, slot, "pg_create_logical_replication_slot")?;
+    tracing::info!(slot, plugin = OUTPUT_PLUGIN, %lsn, "created logical replication slot; changes are retained from here on");
+    Ok(lsn)
+}
+
+/// The server's `wal_level` (`logical` is required for logical decoding).
+pub async fn wal_level(c: &Client) -> Result<String, SourceError> {
+    let row = c
+        .query_one("SELECT current_setting('wal_level')", &[])
+        .await
+        .map_err(|e| sql_error("postgres", "reading wal_level", e))?;
+    row.try_get(0).map_err(|e| sql_error("postgres", "reading wal_level", e))
+}
+
+/// The server's current WAL insert position.
+pub async fn current_wal_lsn(c: &Client) -> Result<Lsn, SourceError> {
+    let row = c
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| sql_error("postgres", "reading pg_current_wal_lsn()", e))?;
+    parse_lsn_column(&row, "-", "pg_current_wal_lsn")
+}
+
+fn parse_lsn_column(row: &tokio_postgres::Row, slot: &str, what: &str) -> Result<Lsn, SourceError> {
+    let text: String = row.try_get(0).map_err(|e| sql_error(&client_at(slot), what, e))?;
+    text.parse()
+        .map_err(|e| SourceError::InvalidInput(format!("{}: {what} returned {e}", client_at(slot))))
+}
+
+/// A tokio-postgres `Client` does not expose its address, so SQL errors name the slot.
+fn client_at(slot: &str) -> String {
+    format!("postgres (slot {slot:?})")
+}
+
+/// Server-reported errors keep their SQLSTATE, message and hint in our own type, so
+/// they read and classify exactly like replication-connection errors.
+fn sql_error(at: &str, context: &str, e: tokio_postgres::Error) -> SourceError {
+    match e.as_db_error() {
+        Some(db) => SourceError::Server {
+            at: at.to_string(),
+            context: context.to_string(),
+            error: super::ServerError {
+                severity: db.parsed_severity().map(|s| s.to_string()).unwrap_or_else(|| db.severity().to_string()),
+                code: db.code().code().to_string(),
+                message: db.message().to_string(),
+                detail: db.detail().map(str::to_string),
+                hint: db.hint().map(str::to_string),
+            },
+        },
+        None => SourceError::Sql { at: at.to_string(), context: context.to_string(), source: e },
+    }
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary. Tests run in parallel against shared servers, so
+//! every test uses its own slot, stream and table names and cleans up after itself.
+
+mod support;
+
+mod harness;
+mod source;
