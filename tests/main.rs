@@ -5,3 +5,5 @@ mod support;
 
 mod harness;
 mod source;
+mod cli;
+mod e2e;

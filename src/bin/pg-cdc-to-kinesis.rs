@@ -57,10 +57,18 @@ fn main() -> ExitCode {
 }
 
 async fn async_main(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Run);
+    // The config first: a config error is reported at once, before any AWS lookup.
+    let config = match command {
+        Command::Run | Command::Check => match load(&cli.config) {
+            Some(config) => Some(config),
+            None => return ExitCode::from(2),
+        },
+        Command::Tail { .. } => None,
+    };
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {
-            let Some(config) = load(&cli.config) else { return ExitCode::from(2) };
+    match (command, config) {
+        (Command::Run, Some(config)) => {
             let env = pipeline::RunEnv { aws };
             match pipeline::run(&config, &env, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -70,8 +78,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Check => {
-            let Some(config) = load(&cli.config) else { return ExitCode::from(2) };
+        (Command::Check, Some(config)) => {
             let rows = check::check(&config, &aws).await;
             print!("{}", check::render(&rows));
             if rows.iter().all(|r| r.ok()) {
@@ -80,7 +87,8 @@ async fn async_main(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Command::Tail { stream, from_start, limit } => {
+        (Command::Run | Command::Check, None) => ExitCode::from(2),
+        (Command::Tail { stream, from_start, limit }, _) => {
             let client = aws_sdk_kinesis::Client::new(&aws);
             let mut stdout = std::io::stdout();
             match tail::tail(&client, &stream, from_start, limit, &mut stdout).await {

@@ -25,9 +25,9 @@ impl fmt::Display for EnvError {
                 "environment variable `{name}` is not set; export it, or give a default \
                  with `${{{name}:-value}}`"
             ),
-            EnvError::Unterminated => f.write_str(
-                "`${` has no closing `}`; write `${NAME}` or `${NAME:-default}`",
-            ),
+            EnvError::Unterminated => {
+                f.write_str("`${` has no closing `}`; write `${NAME}` or `${NAME:-default}`")
+            }
             EnvError::BadName(name) => write!(
                 f,
                 "`${{{name}}}` is not a valid variable reference; names are letters, digits \
@@ -41,7 +41,10 @@ impl fmt::Display for EnvError {
 ///
 /// Shell semantics for `:-`: the default applies when the variable is unset *or empty*.
 /// A `$` not followed by `{` is kept as is, so passwords containing `$` need no escaping.
-pub(super) fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, EnvError> {
+pub(super) fn expand(
+    value: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, EnvError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -89,7 +92,10 @@ mod tests {
     #[test]
     fn expands_set_variables_and_keeps_surrounding_text() {
         assert_eq!(expand("pg-${HOST}:1", &env).unwrap(), "pg-db.internal:1");
-        assert_eq!(expand("${HOST}${HOST}", &env).unwrap(), "db.internal".repeat(2));
+        assert_eq!(
+            expand("${HOST}${HOST}", &env).unwrap(),
+            "db.internal".repeat(2)
+        );
     }
 
     #[test]
@@ -113,6 +119,8 @@ mod tests {
         assert_eq!(expand("a${HOST", &env), Err(EnvError::Unterminated));
         assert_eq!(expand("${1X}", &env), Err(EnvError::BadName("1X".into())));
         assert_eq!(expand("${}", &env), Err(EnvError::BadName(String::new())));
-        assert!(EnvError::Unset("NOPE".into()).to_string().contains("`NOPE` is not set"));
+        assert!(EnvError::Unset("NOPE".into())
+            .to_string()
+            .contains("`NOPE` is not set"));
     }
 }

@@ -40,6 +40,10 @@ pub(super) struct ConfigFile {
     /// Optional list of reusable connection settings. Each item is a one-key map from
     /// a name you choose to a [`DatabaseFile`], usually carrying a YAML anchor so
     /// slots can merge it. Example: `- my_database: &my_db {host: db, user: app, db_name: shop}`.
+    #[allow(
+        dead_code,
+        reason = "read so deny_unknown_fields checks it; slots get it via `<<:`"
+    )]
     pub databases: Option<Vec<BTreeMap<String, DatabaseFile>>>,
 
     /// Required, non-empty list of replication slots to stream. Each item is a one-key
@@ -59,6 +63,7 @@ pub(super) struct ConfigFile {
 /// here; the merged slot must end up with `host`, `user` and `db_name`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "slots receive these values through `<<:` merges")]
 pub(super) struct DatabaseFile {
     /// See [`SlotFile::host`].
     pub host: Option<Value>,

@@ -232,9 +232,19 @@ impl Config {
         }
         let shutdown_timeout_secs = match &typed.shutdown_timeout_secs {
             None => DEFAULT_SHUTDOWN_TIMEOUT_SECS,
-            Some(v) => slot::number(&src, v, "top level, key `shutdown_timeout_secs`", 1, MAX_SHUTDOWN_TIMEOUT_SECS)?,
+            Some(v) => slot::number(
+                &src,
+                v,
+                "top level, key `shutdown_timeout_secs`",
+                1,
+                MAX_SHUTDOWN_TIMEOUT_SECS,
+            )?,
         };
-        Ok(Config { path: path.to_path_buf(), slots, shutdown_timeout_secs })
+        Ok(Config {
+            path: path.to_path_buf(),
+            slots,
+            shutdown_timeout_secs,
+        })
     }
 }
 
@@ -259,7 +269,14 @@ impl Source<'_> {
     fn at<T>(&self, v: &serde_saphyr::Spanned<T>, msg: impl fmt::Display) -> ConfigError {
         let (r, d) = (&v.referenced, &v.defined);
         if d.line() > 0 && (d.line(), d.column()) != (r.line(), r.column()) {
-            self.error(Some(r), format!("{msg} (value written at line {}, column {})", d.line(), d.column()))
+            self.error(
+                Some(r),
+                format!(
+                    "{msg} (value written at line {}, column {})",
+                    d.line(),
+                    d.column()
+                ),
+            )
         } else {
             self.error(Some(r), msg)
         }

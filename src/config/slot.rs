@@ -44,7 +44,12 @@ pub(super) fn build(
     let host = non_empty("host", &required("host", &raw.host)?)?;
     let user = non_empty("user", &required("user", &raw.user)?)?;
     let db_name = non_empty("db_name", &required("db_name", &raw.db_name)?)?;
-    let kns_stream = stream_name(src, &required("kns_stream", &raw.kns_stream)?, &place("kns_stream"), lookup)?;
+    let kns_stream = stream_name(
+        src,
+        &required("kns_stream", &raw.kns_stream)?,
+        &place("kns_stream"),
+        lookup,
+    )?;
 
     let port = match &raw.port {
         None => DEFAULT_PORT,
@@ -53,7 +58,9 @@ pub(super) fn build(
     // An empty password (e.g. `${PGPASSWORD:-}`) means "no password": trust auth.
     let password = match &raw.password {
         None => None,
-        Some(v) => Some(text(src, v, &place("password"), lookup)?).filter(|p| !p.is_empty()).map(Secret::new),
+        Some(v) => Some(text(src, v, &place("password"), lookup)?)
+            .filter(|p| !p.is_empty())
+            .map(Secret::new),
     };
     let region = match &raw.region {
         None => None,
@@ -104,7 +111,13 @@ pub(super) fn build(
             1,
             MAX_IN_FLIGHT_LIMIT as u64,
         )?),
-        linger_ms: num("linger_ms", &raw.linger_ms, DEFAULT_LINGER_MS, 0, MAX_LINGER_MS)?,
+        linger_ms: num(
+            "linger_ms",
+            &raw.linger_ms,
+            DEFAULT_LINGER_MS,
+            0,
+            MAX_LINGER_MS,
+        )?,
     };
     let queue_capacity = to_usize(num(
         "queue_capacity",
@@ -122,11 +135,18 @@ pub(super) fn build(
     )?;
     let create_slot = match &raw.create_slot {
         None => DEFAULT_CREATE_SLOT,
-        Some(Spanned { value: Node::Bool(b), .. }) => *b,
+        Some(Spanned {
+            value: Node::Bool(b),
+            ..
+        }) => *b,
         Some(v) => {
             return Err(src.at(
                 v,
-                format!("{}: must be `true` or `false`, got {}", place("create_slot"), v.value.show()),
+                format!(
+                    "{}: must be `true` or `false`, got {}",
+                    place("create_slot"),
+                    v.value.show()
+                ),
             ))
         }
     };
@@ -150,9 +170,20 @@ pub(super) fn build(
 }
 
 /// A scalar as text with `${ENV}` expanded.
-fn text(src: &Source<'_>, v: &Value, place: &str, lookup: Lookup<'_>) -> Result<String, ConfigError> {
+fn text(
+    src: &Source<'_>,
+    v: &Value,
+    place: &str,
+    lookup: Lookup<'_>,
+) -> Result<String, ConfigError> {
     let raw = v.value.scalar_text().ok_or_else(|| {
-        src.at(v, format!("{place}: expected a single text value, found {}", v.value.kind()))
+        src.at(
+            v,
+            format!(
+                "{place}: expected a single text value, found {}",
+                v.value.kind()
+            ),
+        )
     })?;
     match &v.value {
         Node::Str(_) => expand(&raw, lookup).map_err(|e| src.at(v, format!("{place}: {e}"))),
@@ -161,15 +192,27 @@ fn text(src: &Source<'_>, v: &Value, place: &str, lookup: Lookup<'_>) -> Result<
 }
 
 /// A whole number in `min..=max`.
-pub(super) fn number(src: &Source<'_>, v: &Value, place: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+pub(super) fn number(
+    src: &Source<'_>,
+    v: &Value,
+    place: &str,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     match &v.value {
         Node::Int(n) => match u64::try_from(*n) {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(src.at(v, format!("{place}: {n} is out of range; use a value from {min} to {max}"))),
+            _ => Err(src.at(
+                v,
+                format!("{place}: {n} is out of range; use a value from {min} to {max}"),
+            )),
         },
         other => Err(src.at(
             v,
-            format!("{place}: expected a whole number from {min} to {max}, got {}", other.show()),
+            format!(
+                "{place}: expected a whole number from {min} to {max}, got {}",
+                other.show()
+            ),
         )),
     }
 }
@@ -196,11 +239,18 @@ fn port(src: &Source<'_>, v: &Value, place: &str, lookup: Lookup<'_>) -> Result<
 }
 
 /// Kinesis stream names: 1..=128 of `[a-zA-Z0-9_.-]`.
-fn stream_name(src: &Source<'_>, v: &Value, place: &str, lookup: Lookup<'_>) -> Result<String, ConfigError> {
+fn stream_name(
+    src: &Source<'_>,
+    v: &Value,
+    place: &str,
+    lookup: Lookup<'_>,
+) -> Result<String, ConfigError> {
     let name = text(src, v, place, lookup)?;
     let valid = !name.is_empty()
         && name.len() <= KINESIS_MAX_STREAM_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if valid {
         Ok(name)
     } else {
@@ -214,10 +264,17 @@ fn stream_name(src: &Source<'_>, v: &Value, place: &str, lookup: Lookup<'_>) -> 
     }
 }
 
-fn region(src: &Source<'_>, v: &Value, place: &str, lookup: Lookup<'_>) -> Result<String, ConfigError> {
+fn region(
+    src: &Source<'_>,
+    v: &Value,
+    place: &str,
+    lookup: Lookup<'_>,
+) -> Result<String, ConfigError> {
     let region = text(src, v, place, lookup)?;
     let valid = !region.is_empty()
-        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if valid {
         Ok(region)
     } else {
@@ -235,13 +292,24 @@ fn region(src: &Source<'_>, v: &Value, place: &str, lookup: Lookup<'_>) -> Resul
 /// checked on the tree.
 fn options(src: &Source<'_>, v: &Value, place: &str) -> Result<Vec<(String, String)>, ConfigError> {
     let Node::Map(entries) = &v.value else {
-        return Err(src.at(v, format!("{place}: expected a mapping of wal2json options, found {}", v.value.kind())));
+        return Err(src.at(
+            v,
+            format!(
+                "{place}: expected a mapping of wal2json options, found {}",
+                v.value.kind()
+            ),
+        ));
     };
     let mut out = Vec::with_capacity(entries.len());
     for (key, value) in entries {
         match (key.value.scalar_text(), value.value.scalar_text()) {
             (Some(k), Some(val)) => out.push((k, val)),
-            _ => return Err(src.at(value, format!("{place}: each option needs a name and a scalar value"))),
+            _ => {
+                return Err(src.at(
+                    value,
+                    format!("{place}: each option needs a name and a scalar value"),
+                ))
+            }
         }
     }
     Ok(out)
@@ -272,13 +340,19 @@ fn partition_key(src: &Source<'_>, v: &Value, place: &str) -> Result<PartitionKe
             }
             _ => Err(src.at(v, format!("{place}: unrecognised form; {usage}"))),
         },
-        other => Err(src.at(v, format!("{place}: unrecognised value {}; {usage}", other.show()))),
+        other => Err(src.at(
+            v,
+            format!("{place}: unrecognised value {}; {usage}", other.show()),
+        )),
     }
 }
 
 fn columns(src: &Source<'_>, v: &Value, place: &str) -> Result<PartitionKey, ConfigError> {
     let Node::Seq(items) = &v.value else {
-        return Err(src.at(v, format!("{place}: `columns` must be a list of column names, e.g. `[tenant_id]`")));
+        return Err(src.at(
+            v,
+            format!("{place}: `columns` must be a list of column names, e.g. `[tenant_id]`"),
+        ));
     };
     let mut names: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
@@ -287,13 +361,19 @@ fn columns(src: &Source<'_>, v: &Value, place: &str) -> Result<PartitionKey, Con
             other => {
                 return Err(src.at(
                     item,
-                    format!("{place}: column names must be distinct, non-empty text, got {}", other.show()),
+                    format!(
+                        "{place}: column names must be distinct, non-empty text, got {}",
+                        other.show()
+                    ),
                 ))
             }
         }
     }
     if names.is_empty() {
-        return Err(src.at(v, format!("{place}: `columns` needs at least one column name")));
+        return Err(src.at(
+            v,
+            format!("{place}: `columns` needs at least one column name"),
+        ));
     }
     Ok(PartitionKey::Columns(names))
 }

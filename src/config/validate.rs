@@ -7,7 +7,7 @@
 
 use serde_saphyr::{Location, Spanned};
 
-use super::yaml::Node;
+use super::yaml::{Entry, Node};
 use super::{ConfigError, Source, PG_MAX_SLOT_NAME_LEN, WAL2JSON_OPTIONS};
 
 /// Keys allowed at the top level of the file.
@@ -93,10 +93,10 @@ fn check_databases(src: &Source<'_>, node: &Spanned<Node>) -> Result<(), ConfigE
             return Err(src.at(
                 node,
                 format!(
-                    "`databases` must be a list of `- name: {{host: ..., user: ..., db_name: ...}}` \
+                "`databases` must be a list of `- name: {{host: ..., user: ..., db_name: ...}}` \
                      entries, not {}",
-                    other.kind()
-                ),
+                other.kind()
+            ),
             ))
         }
     };
@@ -168,13 +168,21 @@ fn check_slots(src: &Source<'_>, node: &Spanned<Node>) -> Result<Vec<SlotSite>, 
 fn check_slot_name(src: &Source<'_>, at: &Location, name: &str) -> Result<(), ConfigError> {
     let valid = !name.is_empty()
         && name.len() <= PG_MAX_SLOT_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if valid {
         return Ok(());
     }
     let suggestion: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(PG_MAX_SLOT_NAME_LEN)
         .collect();
     Err(src.error(
@@ -243,13 +251,13 @@ fn one_key_item<'n>(
                 Ok((name, body))
             }
             _ => Err(src.at(
-            item,
-            format!(
-                "each item of {list} must be a map with exactly one key, its name \
+                item,
+                format!(
+                    "each item of {list} must be a map with exactly one key, its name \
                  (`{example}`), with the settings indented below it; this item has {} keys \
                  — check the indentation",
-                entries.len()
-            ),
+                    entries.len()
+                ),
             )),
         },
         other => Err(src.at(
@@ -266,7 +274,7 @@ fn map_entries<'n>(
     src: &Source<'_>,
     node: &'n Spanned<Node>,
     place: &str,
-) -> Result<&'n [(Spanned<Node>, Spanned<Node>)], ConfigError> {
+) -> Result<&'n [Entry], ConfigError> {
     match &node.value {
         Node::Map(entries) => Ok(entries),
         other => Err(src.at(
@@ -308,7 +316,10 @@ fn check_known(
         .unwrap_or_default();
     Err(src.at(
         key,
-        format!("{place}: unknown key `{name}`; {hint}known keys: {}", known.join(", ")),
+        format!(
+            "{place}: unknown key `{name}`; {hint}known keys: {}",
+            known.join(", ")
+        ),
     ))
 }
 
@@ -348,7 +359,10 @@ mod tests {
         assert_eq!(closest("hots", SLOT_KEYS), Some("host"));
         assert_eq!(closest("kinesis_stream", SLOT_KEYS), None);
         assert_eq!(closest("kns-stream", SLOT_KEYS), Some("kns_stream"));
-        assert_eq!(closest("include_timestamp", WAL2JSON_OPTIONS), Some("include-timestamp"));
+        assert_eq!(
+            closest("include_timestamp", WAL2JSON_OPTIONS),
+            Some("include-timestamp")
+        );
         assert_eq!(closest("banana", SLOT_KEYS), None);
     }
 

@@ -12,6 +12,9 @@ use serde_saphyr::{Location, Spanned};
 
 use super::{ConfigError, Source};
 
+/// One `key: value` of a mapping, both located.
+pub(super) type Entry = (Spanned<Node>, Spanned<Node>);
+
 /// One YAML node, merges (`<<:`) and aliases already resolved by the parser.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Node {
@@ -22,7 +25,7 @@ pub(super) enum Node {
     Str(String),
     Seq(Vec<Spanned<Node>>),
     /// Entries in file order; merged entries come after the mapping's own entries.
-    Map(Vec<(Spanned<Node>, Spanned<Node>)>),
+    Map(Vec<Entry>),
 }
 
 impl Node {
@@ -153,7 +156,10 @@ fn parse_error(src: &Source<'_>, err: &serde_saphyr::Error) -> ConfigError {
     let loc = err.location();
     match err.without_snippet() {
         serde_saphyr::Error::UnknownAnchor { .. } => {
-            let name = loc.as_ref().and_then(|l| alias_at(src.text, l)).unwrap_or_default();
+            let name = loc
+                .as_ref()
+                .and_then(|l| alias_at(src.text, l))
+                .unwrap_or_default();
             src.error(
                 loc.as_ref(),
                 format!(
@@ -191,7 +197,9 @@ fn parse_error(src: &Source<'_>, err: &serde_saphyr::Error) -> ConfigError {
 /// The alias name written at `loc` (`*name`), read back from the source text because
 /// the parser's error does not carry it.
 fn alias_at(text: &str, loc: &Location) -> Option<String> {
-    let line = text.lines().nth(usize::try_from(loc.line()).ok()?.checked_sub(1)?)?;
+    let line = text
+        .lines()
+        .nth(usize::try_from(loc.line()).ok()?.checked_sub(1)?)?;
     let col = usize::try_from(loc.column()).ok()?.checked_sub(1)?;
     let rest: String = line.chars().skip(col).collect();
     let rest = rest.strip_prefix('*')?;

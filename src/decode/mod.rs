@@ -30,7 +30,7 @@
 //! the end of the commit record (`txn->end_lsn`, equal to wal2json's `nextlsn`);
 //! `pg_logical_slot_get_changes(slot, upto_lsn => that)` leaves
 //! `confirmed_flush_lsn` exactly there and the next read starts at the next
-//! transaction. So [`Event::Commit::end_lsn`] is the position to confirm.
+//! transaction. So `Event::Commit::end_lsn` is the position to confirm.
 //! v2's `lsn` on `B`/`C` is the *start* of the commit record; changes carry their
 //! own record's position; `M` carries the end of the message record.
 //!
@@ -262,7 +262,8 @@ pub(crate) mod tests {
             .unwrap_or_else(|| panic!("no column {name} in {cols:?}"))
     }
 
-    const FIXTURES: [&str; 5] = [
+    const FIXTURES: [&str; 6] = [
+        include_str!("testdata/v2_interleaved.jsonl"),
         include_str!("testdata/v2.jsonl"),
         include_str!("testdata/v2_bare.jsonl"),
         include_str!("testdata/v1.jsonl"),

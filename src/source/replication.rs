@@ -18,6 +18,12 @@ use crate::lsn::Lsn;
 pub enum ReplicationMessage {
     /// A chunk of decoded output (one wal2json message). `data` is a view into the
     /// read buffer: holding it keeps that buffer chunk alive.
+    ///
+    /// `wal_start` is the LSN the plugin wrote this message at: for a wal2json v1
+    /// transaction (and a v2 `"C"` commit message) it is the end of the commit record,
+    /// i.e. the LSN to confirm once the transaction is delivered. `wal_end` is only how
+    /// far the walsender had read before sending and can be *behind* `wal_start`;
+    /// never confirm it for data.
     XLogData { wal_start: Lsn, wal_end: Lsn, data: Bytes },
     /// The server's heartbeat. When `reply_requested`, answer with
     /// [`ReplicationStream::send_status`] promptly or `wal_sender_timeout` kills the stream.
@@ -117,20 +123,21 @@ impl ReplicationStream {
 
 /// Build the command. Slot names are restricted by PostgreSQL to `[a-z0-9_]`, so one
 /// that is not is a config error, not something to escape. Option names become quoted
-/// identifiers and values string literals; the replication scanner has no backslash
-/// escapes, so doubling the quote character is the whole escaping story.
+/// identifiers (keeping case and `-`) and values string literals. The replication
+/// scanner has no backslash escapes, so doubling `'` is all a value needs; it has no
+/// escape for `"` inside an identifier at all, so such a name is refused.
 pub(crate) fn start_replication_command(slot: &str, start: Lsn, options: &[(String, String)]) -> Result<String, SourceError> {
     validate_slot_name(slot)?;
     let mut cmd = format!("START_REPLICATION SLOT \"{slot}\" LOGICAL {start}");
     if !options.is_empty() {
         let mut parts = Vec::with_capacity(options.len());
         for (name, value) in options {
-            if name.is_empty() || name.contains('\0') || value.contains('\0') {
+            if name.is_empty() || name.contains(['"', '\0']) || value.contains('\0') {
                 return Err(SourceError::InvalidInput(format!(
-                    "slot {slot:?}: option {name:?} = {value:?} is not allowed: names must be non-empty and neither may contain a NUL byte"
+                    "slot {slot:?}: option {name:?} = {value:?} is not allowed: a name must be non-empty without '\"', and neither may contain a NUL byte"
                 )));
             }
-            parts.push(format!("\"{}\" '{}'", name.replace('"', "\"\""), value.replace('\'', "''")));
+            parts.push(format!("\"{name}\" '{}'", value.replace('\'', "''")));
         }
         cmd.push_str(" (");
         cmd.push_str(&parts.join(", "));
@@ -210,12 +217,12 @@ mod tests {
         let cmd = start_replication_command(
             "cdc_slot",
             Lsn(0x16_B374_D848),
-            &opts(&[("include-xids", "true"), ("add-tables", "public.o'brien"), ("we\"ird", "x")]),
+            &opts(&[("include-xids", "true"), ("add-tables", "public.o'brien"), ("Mixed Case", "x")]),
         )
         .unwrap();
         assert_eq!(
             cmd,
-            "START_REPLICATION SLOT \"cdc_slot\" LOGICAL 16/B374D848 (\"include-xids\" 'true', \"add-tables\" 'public.o''brien', \"we\"\"ird\" 'x')"
+            "START_REPLICATION SLOT \"cdc_slot\" LOGICAL 16/B374D848 (\"include-xids\" 'true', \"add-tables\" 'public.o''brien', \"Mixed Case\" 'x')"
         );
         assert_eq!(start_replication_command("s", Lsn::ZERO, &[]).unwrap(), "START_REPLICATION SLOT \"s\" LOGICAL 0/0");
     }
@@ -228,6 +235,7 @@ mod tests {
             assert!(err.to_string().contains("invalid replication slot name"), "{err}");
         }
         assert!(start_replication_command("s", Lsn::ZERO, &opts(&[("", "v")])).is_err());
+        assert!(start_replication_command("s", Lsn::ZERO, &opts(&[("we\"ird", "v")])).is_err());
         assert!(start_replication_command("s", Lsn::ZERO, &opts(&[("k", "v\0")])).is_err());
     }
 

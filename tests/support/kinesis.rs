@@ -6,7 +6,7 @@
 //! throwaway credentials, and nothing reads the environment's AWS settings.
 #![allow(dead_code)]
 
-mod verify;
+pub mod verify;
 
 pub use verify::{verify, Verdict};
 

@@ -3,4 +3,5 @@
 
 pub mod kinesis;
 pub mod pg;
+pub mod process;
 pub mod stub;

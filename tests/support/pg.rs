@@ -114,7 +114,7 @@ impl Pg {
             run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&pg.dir));
         }
         spawn_watchdog(&pg);
-        let initdb = pg.as_postgres(&pg.bin.join("initdb"));
+        let mut initdb = pg.as_postgres(&pg.bin.join("initdb"));
         run(initdb.arg("-D").arg(&pg.data).args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]));
         write_hba(&pg.data.join("pg_hba.conf"));
 

@@ -1,0 +1,426 @@
+//! Tests for the whole loader: every bad-config fixture under `tests/configs/bad/`
+//! and the good shapes the format promises (the original README's examples, merges
+//! with overrides, every optional key, `${ENV}` expansion, the demo `configs.yml`).
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load_str(text: &str) -> Result<Config, ConfigError> {
+    Config::from_text(Path::new("test.yml"), text, &no_env)
+}
+
+fn load_ok(text: &str) -> Config {
+    match load_str(text) {
+        Ok(c) => c,
+        Err(e) => panic!("expected the config to load, got: {e}"),
+    }
+}
+
+fn load_err(text: &str) -> String {
+    match load_str(text) {
+        Ok(c) => panic!("expected an error, loaded {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_bad_fixture_is_rejected_with_its_expected_message() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/configs/bad");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/configs/bad exists")
+        .map(|e| e.expect("readable dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 14, "only {} fixtures", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable fixture");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} must start with `# expect: `", file.display()));
+        let err = match Config::load(&file) {
+            Ok(c) => panic!("{} loaded: {c:?}", file.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains(expect),
+            "{}:\n  message: {err}\n  expected: {expect}",
+            file.display()
+        );
+        assert!(
+            err.starts_with(&file.display().to_string()),
+            "message must name the file: {err}"
+        );
+    }
+}
+
+#[test]
+fn messages_carry_line_and_column() {
+    let err = load_err("replication_slots:\n  - orders:\n      hots: x\n");
+    assert!(err.starts_with("test.yml:3:7: "), "{err}");
+    // A merged value points at the merge and at where the value was written.
+    let err = load_err(
+        "databases:\n  - d: &d\n      host: h\n      user: u\n      db_name: x\n      port: 0\n\
+         replication_slots:\n  - s:\n      <<: *d\n      kns_stream: k\n",
+    );
+    assert!(err.starts_with("test.yml:9:11: "), "{err}");
+    assert!(
+        err.contains("(value written at line 6, column 13)"),
+        "{err}"
+    );
+}
+
+const README_EXAMPLE_1: &str = r#"
+replication_slots:
+    - my_slot:
+        host: 'localhost'
+        user: postgres
+        password: '*****'
+        db_name: my_db
+        options: {'include-timestamp': True, 'add-tables': 'public.*', 'include-lsn': True}
+        kns_stream: 'my-kinesis-stream'
+"#;
+
+// The README's second example, with its inline remark turned into a YAML comment.
+const README_EXAMPLE_2: &str = r#"
+databases:
+  - my_database: &my_db
+      host: 'localhost'
+      user: postgres
+      password: '*****'
+      db_name: my_db
+
+replication_slots:
+    - my_slot:
+        <<: *my_db # (will repeate all &my_db node)
+        options: {'include-timestamp': True, 'add-tables': 'public.*', 'include-lsn': True}
+        kns_stream: 'my-kinesis-stream'
+"#;
+
+#[test]
+fn original_readme_examples_load_with_defaults() {
+    for text in [README_EXAMPLE_1, README_EXAMPLE_2] {
+        let config = load_ok(text);
+        assert_eq!(config.shutdown_timeout_secs, DEFAULT_SHUTDOWN_TIMEOUT_SECS);
+        let [slot] = config.slots.as_slice() else {
+            panic!("one slot expected")
+        };
+        assert_eq!(slot.name, "my_slot");
+        assert_eq!((slot.host.as_str(), slot.port), ("localhost", 5432));
+        assert_eq!(
+            (slot.user.as_str(), slot.db_name.as_str()),
+            ("postgres", "my_db")
+        );
+        assert_eq!(slot.password.as_ref().map(Secret::expose), Some("*****"));
+        assert_eq!(slot.kns_stream, "my-kinesis-stream");
+        assert_eq!(
+            slot.options,
+            opts(&[
+                ("include-timestamp", "true"),
+                ("add-tables", "public.*"),
+                ("include-lsn", "true")
+            ])
+        );
+        assert_eq!(slot.region, None);
+        assert_eq!(slot.partition_key, PartitionKey::PrimaryKey);
+        assert_eq!(
+            slot.batch,
+            BatchConfig {
+                max_records: 500,
+                max_bytes: 5 * 1024 * 1024,
+                max_record_bytes: None,
+                max_in_flight: 4,
+                linger_ms: 5
+            }
+        );
+        assert_eq!(
+            (
+                slot.queue_capacity,
+                slot.status_interval_secs,
+                slot.create_slot
+            ),
+            (8192, 10, true)
+        );
+    }
+}
+
+#[test]
+fn merges_apply_per_slot_with_local_overrides() {
+    let config = load_ok(
+        r#"
+databases:
+  - main: &main {host: db1, port: 5433, user: app, password: pw, db_name: shop}
+replication_slots:
+  - orders:
+      <<: *main
+      kns_stream: orders
+  - customers:
+      <<: *main
+      host: db2
+      port: 6000
+      password: other
+      kns_stream: customers
+"#,
+    );
+    let [orders, customers] = config.slots.as_slice() else {
+        panic!("two slots expected")
+    };
+    assert_eq!(
+        (orders.name.as_str(), orders.host.as_str(), orders.port),
+        ("orders", "db1", 5433)
+    );
+    assert_eq!(orders.password.as_ref().map(Secret::expose), Some("pw"));
+    assert_eq!(
+        (
+            customers.name.as_str(),
+            customers.host.as_str(),
+            customers.port
+        ),
+        ("customers", "db2", 6000)
+    );
+    assert_eq!(
+        customers.password.as_ref().map(Secret::expose),
+        Some("other")
+    );
+    assert_eq!(
+        (customers.user.as_str(), customers.db_name.as_str()),
+        ("app", "shop")
+    );
+}
+
+#[test]
+fn every_optional_key_is_read() {
+    let config = load_ok(
+        r#"
+shutdown_timeout_secs: 50
+replication_slots:
+  - all_keys:
+      host: h
+      port: 6432
+      user: u
+      db_name: d
+      options: {'format-version': 2, 'add-tables': 'public.a,public.b', 'pretty-print': False, actions: 'insert,update', 'include-xids': yes}
+      kns_stream: s.t-u_v
+      region: eu-west-1
+      partition_key: {columns: [tenant_id, id]}
+      batch_max_records: 100
+      batch_max_bytes: 1048576
+      max_record_bytes: 524288
+      max_in_flight: 64
+      linger_ms: 0
+      queue_capacity: 16
+      status_interval_secs: 1
+      create_slot: false
+  - fixed_key:
+      {host: h, user: u, db_name: d, kns_stream: s, partition_key: {fixed: all}}
+  - table_key:
+      {host: h, user: u, db_name: d, kns_stream: s, partition_key: table}
+"#,
+    );
+    assert_eq!(config.shutdown_timeout_secs, 50);
+    let [all, fixed, table] = config.slots.as_slice() else {
+        panic!("three slots expected")
+    };
+    assert_eq!(all.port, 6432);
+    assert_eq!(all.password, None);
+    // File order kept; `yes` stays text (strict booleans) for wal2json to parse.
+    assert_eq!(
+        all.options,
+        opts(&[
+            ("format-version", "2"),
+            ("add-tables", "public.a,public.b"),
+            ("pretty-print", "false"),
+            ("actions", "insert,update"),
+            ("include-xids", "yes"),
+        ])
+    );
+    assert_eq!(all.kns_stream, "s.t-u_v");
+    assert_eq!(all.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        all.partition_key,
+        PartitionKey::Columns(vec!["tenant_id".into(), "id".into()])
+    );
+    assert_eq!(
+        all.batch,
+        BatchConfig {
+            max_records: 100,
+            max_bytes: 1048576,
+            max_record_bytes: Some(524288),
+            max_in_flight: 64,
+            linger_ms: 0
+        }
+    );
+    assert_eq!(
+        (
+            all.queue_capacity,
+            all.status_interval_secs,
+            all.create_slot
+        ),
+        (16, 1, false)
+    );
+    assert_eq!(fixed.partition_key, PartitionKey::Fixed("all".into()));
+    assert_eq!(table.partition_key, PartitionKey::Table);
+}
+
+#[test]
+fn env_vars_expand_in_connection_and_stream_keys() {
+    let env = |name: &str| match name {
+        "PGHOST" => Some("db.internal".to_string()),
+        "PGPORT" => Some("6543".to_string()),
+        "PGPASSWORD" => Some("s3cr$t".to_string()),
+        "STAGE" => Some("prod".to_string()),
+        "AWS_REGION_X" => Some("us-east-2".to_string()),
+        _ => None,
+    };
+    let text = r#"
+replication_slots:
+  - orders:
+      host: ${PGHOST}
+      port: ${PGPORT}
+      user: ${PGUSER:-cdc}
+      password: ${PGPASSWORD}
+      db_name: app_${STAGE}
+      kns_stream: orders-${STAGE}
+      region: ${AWS_REGION_X}
+  - no_password:
+      host: h
+      port: ${UNSET_PORT:-5999}
+      user: u
+      password: ${UNSET_PASSWORD:-}
+      db_name: d
+      kns_stream: s
+"#;
+    let config = match Config::from_text(Path::new("env.yml"), text, &env) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let [orders, no_password] = config.slots.as_slice() else {
+        panic!("two slots expected")
+    };
+    assert_eq!(
+        (orders.host.as_str(), orders.port, orders.user.as_str()),
+        ("db.internal", 6543, "cdc")
+    );
+    assert_eq!(orders.password.as_ref().map(Secret::expose), Some("s3cr$t"));
+    assert_eq!(
+        (orders.db_name.as_str(), orders.kns_stream.as_str()),
+        ("app_prod", "orders-prod")
+    );
+    assert_eq!(orders.region.as_deref(), Some("us-east-2"));
+    assert_eq!(no_password.port, 5999);
+    assert_eq!(no_password.password, None, "an empty password means none");
+}
+
+#[test]
+fn unset_env_var_error_names_variable_slot_and_key() {
+    let err = load_err(
+        "replication_slots:\n  - s:\n      {host: h, user: u, db_name: d, kns_stream: '${NOPE}'}\n",
+    );
+    assert!(
+        err.contains("replication slot `s`, key `kns_stream`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("environment variable `NOPE` is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_configs_yml_loads_with_local_defaults() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs.yml");
+    let text = std::fs::read_to_string(&path).expect("configs.yml at the repo root");
+    let config = match Config::from_text(&path, &text, &no_env) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let streams: Vec<&str> = config.slots.iter().map(|s| s.kns_stream.as_str()).collect();
+    assert_eq!(streams, ["cdc-demo-orders", "cdc-demo-customers"]);
+    for slot in &config.slots {
+        assert_eq!(
+            (slot.host.as_str(), slot.port, slot.user.as_str()),
+            ("127.0.0.1", 5432, "postgres")
+        );
+        assert_eq!(
+            (
+                slot.db_name.as_str(),
+                slot.password.as_ref().map(Secret::expose)
+            ),
+            ("postgres", Some("postgres"))
+        );
+    }
+    assert_eq!(
+        config.slots[0].options,
+        opts(&[
+            ("include-timestamp", "true"),
+            ("add-tables", "public.orders")
+        ])
+    );
+}
+
+#[test]
+fn password_never_appears_in_debug_output() {
+    let config = load_ok(
+        "replication_slots:\n  - s: {host: h, user: u, password: hunter2-secret, db_name: d, kns_stream: k}\n",
+    );
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("hunter2-secret"), "{debug}");
+    assert!(debug.contains("Secret(***)"));
+    assert_eq!(
+        config.slots[0]
+            .password
+            .as_ref()
+            .map(|p| p.to_string())
+            .as_deref(),
+        Some("***")
+    );
+}
+
+#[test]
+fn slot_keys_list_matches_the_documented_struct() {
+    // deny_unknown_fields on SlotFile rejects any SLOT_KEYS entry it does not declare.
+    let body: String = validate::SLOT_KEYS
+        .iter()
+        .map(|k| format!("  {k}: 1\n"))
+        .collect();
+    let parsed: Result<file::SlotFile, _> = serde_saphyr::from_str(&body);
+    assert!(parsed.is_ok(), "{:?}", parsed.err());
+}
+
+#[test]
+fn null_and_wrongly_shaped_values_are_rejected_not_panicking() {
+    for (text, expect) in [
+        ("- a\n", "the top level must be a mapping"),
+        ("replication_slots: {s: {}}\n", "must be a list"),
+        ("replication_slots:\n  - just_a_name\n", "each item of `replication_slots`"),
+        ("replication_slots:\n  - s:\n", "expected a mapping of `key: value` settings"),
+        ("replication_slots:\n  - a: {}\n    b: {}\n", "exactly one key"),
+        ("replication_slots:\n  - s: {host: [a], user: u, db_name: d, kns_stream: k}\n", "expected a single text value"),
+        ("replication_slots:\n  - s: {host: h, user: u, db_name: d, kns_stream: k, options: [a]}\n", "expected a mapping"),
+        ("replication_slots:\n  - s: {host: h, user: u, db_name: d, kns_stream: k, options: {actions: }}\n", "needs a boolean, number or text"),
+        ("replication_slots:\n  - s: {host: h, user: u, db_name: d, kns_stream: k, partition_key: {columns: []}}\n", "at least one column"),
+        ("replication_slots:\n  - s: {host: h, user: u, db_name: d, kns_stream: k, max_record_bytes: 6000000}\n", "from 1 to 5242880"),
+        ("replication_slots:\n  - s: {host: ' ', user: u, db_name: d, kns_stream: k}\n", "key `host`: must not be empty"),
+        ("replication_slots:\n  - s: {host: h, user: u, db_name: d, kns_stream: k, linger_ms: fast}\n", "expected a whole number"),
+        ("replication_slots:\n  - s: {host: h, user: u, db_name: d, kns_stream: k, region: EU West}\n", "invalid AWS region"),
+        ("replication_slots:\n  - s: {host: , user: u, db_name: d, kns_stream: k}\n", "missing required key `host`"),
+        ("databases: [{d: {host: h}}]\nreplication_slots:\n  - 1: {host: h}\n", "keys must be names"),
+    ] {
+        let err = load_err(text);
+        assert!(err.contains(expect), "for {text:?}\n  got: {err}\n  expected: {expect}");
+    }
+}
