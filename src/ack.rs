@@ -24,7 +24,10 @@ pub struct AckTracker {
 impl AckTracker {
     /// Start from the slot's confirmed position (never confirm below it).
     pub fn new(start: Lsn) -> Self {
-        AckTracker { acked: start, ..Default::default() }
+        AckTracker {
+            acked: start,
+            ..Default::default()
+        }
     }
 
     /// A record enters the sink: its sequence number.

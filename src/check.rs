@@ -63,17 +63,32 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
     let sink = KinesisSink::new(client, &slot.name, &slot.kns_stream, slot.batch.clone());
     checks.push((
         "stream".into(),
-        sink.prepare().await.map(|max| format!("exists (records up to {max} bytes)")).map_err(|e| e.to_string()),
+        sink.prepare()
+            .await
+            .map(|max| format!("exists (records up to {max} bytes)"))
+            .map_err(|e| e.to_string()),
     ));
-    CheckRow { slot: slot.name.clone(), database: slot.db_name.clone(), stream: slot.kns_stream.clone(), checks }
+    CheckRow {
+        slot: slot.name.clone(),
+        database: slot.db_name.clone(),
+        stream: slot.kns_stream.clone(),
+        checks,
+    }
 }
 
 /// Create and drop a temporary wal2json slot: proves the plugin loads and the
 /// user may create slots.
 async fn probe_wal2json(sql: &tokio_postgres::Client, slot: &str) -> Result<String, String> {
-    let probe = format!("{}_check_{}", &slot[..slot.len().min(40)], std::process::id());
+    let probe = format!(
+        "{}_check_{}",
+        &slot[..slot.len().min(40)],
+        std::process::id()
+    );
     let result = sql
-        .query_one("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'wal2json', true)", &[&probe])
+        .query_one(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'wal2json', true)",
+            &[&probe],
+        )
         .await;
     match result {
         Ok(_) => {
@@ -100,10 +115,15 @@ async fn slot_state(sql: &tokio_postgres::Client, slot: &SlotConfig) -> Result<S
         Ok(Some(info)) => Ok(format!(
             "exists{}, confirmed {}",
             if info.active { " (active)" } else { "" },
-            info.confirmed_flush_lsn.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
+            info.confirmed_flush_lsn
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into())
         )),
         Ok(None) if slot.create_slot => Ok("missing: will be created on start".into()),
-        Ok(None) => Err("missing and create_slot is false: create it with pg_create_logical_replication_slot".into()),
+        Ok(None) => Err(
+            "missing and create_slot is false: create it with pg_create_logical_replication_slot"
+                .into(),
+        ),
     }
 }
 
@@ -112,7 +132,10 @@ pub fn render(rows: &[CheckRow]) -> String {
     let mut out = String::new();
     for row in rows {
         let verdict = if row.ok() { "OK" } else { "FAILED" };
-        out.push_str(&format!("{} (database {}, stream {}): {verdict}\n", row.slot, row.database, row.stream));
+        out.push_str(&format!(
+            "{} (database {}, stream {}): {verdict}\n",
+            row.slot, row.database, row.stream
+        ));
         for (name, result) in &row.checks {
             match result {
                 Ok(text) => out.push_str(&format!("  {name:<10} ok    {text}\n")),

@@ -48,12 +48,18 @@ pub struct RecordEncoder {
 
 impl RecordEncoder {
     pub fn new(database: impl Into<String>, partition_key: PartitionKey) -> Self {
-        RecordEncoder { database: database.into(), partition_key }
+        RecordEncoder {
+            database: database.into(),
+            partition_key,
+        }
     }
 
     /// Encode `change`, the `seq`-th change (from 0) of the transaction `txn`.
     pub fn encode(&self, change: &Change, txn: &TxnContext, seq: u64) -> Record {
-        Record { partition_key: self.partition_key(change), data: self.payload(change, txn, seq) }
+        Record {
+            partition_key: self.partition_key(change),
+            data: self.payload(change, txn, seq),
+        }
     }
 
     fn payload(&self, change: &Change, txn: &TxnContext, seq: u64) -> Vec<u8> {
@@ -70,7 +76,11 @@ impl RecordEncoder {
         push_opt_str(&mut out, txn.timestamp.as_deref());
         // A DELETE has no new row: its `data` is the old key / identity, so that a
         // consumer always finds the row's key in `data`.
-        let data = if change.kind == Kind::Delete { &change.identity } else { &change.columns };
+        let data = if change.kind == Kind::Delete {
+            &change.identity
+        } else {
+            &change.columns
+        };
         out.extend_from_slice(b",\"data\":");
         push_columns(&mut out, data);
         if !change.identity.is_empty() {
@@ -197,7 +207,10 @@ mod tests {
     use serde_json::value::RawValue;
 
     fn col(name: &str, raw: &str) -> Column {
-        Column { name: name.into(), value: RawValue::from_string(raw.into()).unwrap() }
+        Column {
+            name: name.into(),
+            value: RawValue::from_string(raw.into()).unwrap(),
+        }
     }
 
     fn change(kind: Kind, columns: Vec<Column>, identity: Vec<Column>) -> Change {
@@ -213,14 +226,26 @@ mod tests {
     }
 
     fn txn() -> TxnContext {
-        TxnContext { xid: Some(7), timestamp: Some("2026-01-01 00:00:00+00".into()), commit_lsn: Some(Lsn(0x20)) }
+        TxnContext {
+            xid: Some(7),
+            timestamp: Some("2026-01-01 00:00:00+00".into()),
+            commit_lsn: Some(Lsn(0x20)),
+        }
     }
 
     #[test]
     fn insert_payload_keeps_exact_values() {
         let enc = RecordEncoder::new("shop", PartitionKey::PrimaryKey);
         let big = "12345678901234567890.1234567890";
-        let c = change(Kind::Insert, vec![col("id", "1"), col("amount", big), col("note", "\"a\\\"b\\nc é\"")], vec![]);
+        let c = change(
+            Kind::Insert,
+            vec![
+                col("id", "1"),
+                col("amount", big),
+                col("note", "\"a\\\"b\\nc é\""),
+            ],
+            vec![],
+        );
         let rec = enc.encode(&c, &txn(), 3);
         let text = String::from_utf8(rec.data.clone()).unwrap();
         assert!(text.contains(&format!("\"amount\":{big}")), "{text}");
@@ -256,16 +281,35 @@ mod tests {
 
     #[test]
     fn partition_key_rules() {
-        let c = change(Kind::Insert, vec![col("id", "5"), col("region", "\"eu\"")], vec![]);
-        assert_eq!(RecordEncoder::new("d", PartitionKey::Table).partition_key(&c), "public.orders");
-        assert_eq!(RecordEncoder::new("d", PartitionKey::Fixed("all".into())).partition_key(&c), "all");
+        let c = change(
+            Kind::Insert,
+            vec![col("id", "5"), col("region", "\"eu\"")],
+            vec![],
+        );
+        assert_eq!(
+            RecordEncoder::new("d", PartitionKey::Table).partition_key(&c),
+            "public.orders"
+        );
+        assert_eq!(
+            RecordEncoder::new("d", PartitionKey::Fixed("all".into())).partition_key(&c),
+            "all"
+        );
         let cols = PartitionKey::Columns(vec!["region".into(), "id".into()]);
-        assert_eq!(RecordEncoder::new("d", cols).partition_key(&c), "public.orders|\"eu\"|5");
+        assert_eq!(
+            RecordEncoder::new("d", cols).partition_key(&c),
+            "public.orders|\"eu\"|5"
+        );
         let mut no_pk = c.clone();
         no_pk.pk.clear();
-        assert_eq!(RecordEncoder::new("d", PartitionKey::PrimaryKey).partition_key(&no_pk), "public.orders");
+        assert_eq!(
+            RecordEncoder::new("d", PartitionKey::PrimaryKey).partition_key(&no_pk),
+            "public.orders"
+        );
         let missing = PartitionKey::Columns(vec!["nope".into()]);
-        assert_eq!(RecordEncoder::new("d", missing).partition_key(&c), "public.orders");
+        assert_eq!(
+            RecordEncoder::new("d", missing).partition_key(&c),
+            "public.orders"
+        );
     }
 
     #[test]
@@ -276,7 +320,10 @@ mod tests {
         assert_eq!(key.len(), 64);
         assert!(key.chars().all(|ch| ch.is_ascii_hexdigit()));
         let again = RecordEncoder::new("d", PartitionKey::PrimaryKey).partition_key(&c);
-        assert_eq!(key, again, "hashing must be deterministic so a row keeps its shard");
+        assert_eq!(
+            key, again,
+            "hashing must be deterministic so a row keeps its shard"
+        );
     }
 
     #[test]

@@ -25,14 +25,21 @@ pub async fn tail(
     limit: Option<usize>,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<(), TailError> {
-    let err = |reason: String| TailError { stream: stream.to_string(), reason };
+    let err = |reason: String| TailError {
+        stream: stream.to_string(),
+        reason,
+    };
     let shards = client
         .list_shards()
         .stream_name(stream)
         .send()
         .await
         .map_err(|e| err(format!("cannot list shards: {}", aws_error_chain(&e))))?;
-    let kind = if from_start { ShardIteratorType::TrimHorizon } else { ShardIteratorType::Latest };
+    let kind = if from_start {
+        ShardIteratorType::TrimHorizon
+    } else {
+        ShardIteratorType::Latest
+    };
     let mut iterators = Vec::new();
     for shard in shards.shards() {
         let it = client
@@ -42,7 +49,13 @@ pub async fn tail(
             .shard_iterator_type(kind.clone())
             .send()
             .await
-            .map_err(|e| err(format!("cannot read shard {}: {}", shard.shard_id(), aws_error_chain(&e))))?;
+            .map_err(|e| {
+                err(format!(
+                    "cannot read shard {}: {}",
+                    shard.shard_id(),
+                    aws_error_chain(&e)
+                ))
+            })?;
         iterators.push(it.shard_iterator().map(str::to_string));
     }
     let mut printed = 0usize;

@@ -22,7 +22,11 @@ pub enum LogFormat {
 pub fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -42,7 +46,13 @@ pub struct Console {
 
 impl Console {
     pub fn new(slot: &str) -> Self {
-        Console { slot: slot.to_string(), busy: true, chunk: 0, last_sending: None, last_waiting: None }
+        Console {
+            slot: slot.to_string(),
+            busy: true,
+            chunk: 0,
+            last_sending: None,
+            last_waiting: None,
+        }
     }
 
     /// A request of `batch` records is going out; `queue` records wait behind it.

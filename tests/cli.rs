@@ -49,7 +49,14 @@ impl Case {
             ),
         );
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        Case { pg, db, table, slot: pg::unique_name("cli_slot"), stream: kinesis::unique_stream_name("cli"), dir }
+        Case {
+            pg,
+            db,
+            table,
+            slot: pg::unique_name("cli_slot"),
+            stream: kinesis::unique_stream_name("cli"),
+            dir,
+        }
     }
 
     /// Writes the config (seed format) with `extra` slot keys; returns its path.
@@ -70,12 +77,14 @@ impl Case {
 
     /// Commits rows `ids` in one transaction.
     fn insert(&self, ids: std::ops::RangeInclusive<u64>) {
-        self.pg.execute(&self.db, &insert_sql(&self.table, *ids.start(), *ids.end()));
+        self.pg
+            .execute(&self.db, &insert_sql(&self.table, *ids.start(), *ids.end()));
     }
 
     /// `(partition key, id)` per row in commit order, for `partition_key: {columns: [k]}`.
     fn truth_by_k(&self, ids: impl Iterator<Item = u64>) -> Vec<(String, u64)> {
-        ids.map(|id| (format!("public.{}|{}", self.table, id % KEYS), id)).collect()
+        ids.map(|id| (format!("public.{}|{}", self.table, id % KEYS), id))
+            .collect()
     }
 
     /// The slot's `confirmed_flush_lsn`.
@@ -96,17 +105,25 @@ impl Case {
                 "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
                  WHERE slot_name = '{slot}' AND active_pid IS NOT NULL;"
             ));
-            let exists = self.pg.psql(&format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"));
+            let exists = self.pg.psql(&format!(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
+            ));
             if exists == "0" {
                 break;
             }
-            match self.pg.try_psql_in("postgres", &format!("SELECT pg_drop_replication_slot('{slot}');")) {
+            match self.pg.try_psql_in(
+                "postgres",
+                &format!("SELECT pg_drop_replication_slot('{slot}');"),
+            ) {
                 Ok(_) => break,
                 Err(e) if Instant::now() >= deadline => panic!("cannot drop slot {slot}: {e}"),
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
-        self.pg.execute("postgres", &format!("DROP DATABASE \"{}\" WITH (FORCE);", self.db));
+        self.pg.execute(
+            "postgres",
+            &format!("DROP DATABASE \"{}\" WITH (FORCE);", self.db),
+        );
     }
 }
 
@@ -119,10 +136,22 @@ fn insert_sql(table: &str, from: u64, to: u64) -> String {
     )
 }
 
+/// The part of a record payload the verifier needs (a typed read: a million
+/// `serde_json::Value`s take long in a debug build).
+#[derive(serde::Deserialize)]
+struct Payload {
+    data: PayloadRow,
+}
+
+#[derive(serde::Deserialize)]
+struct PayloadRow {
+    id: u64,
+}
+
 /// `(partition key, data.id)` of a record, `None` if the payload is not ours.
 fn key_and_id(partition_key: &str, data: &[u8]) -> Option<(String, u64)> {
-    let json: serde_json::Value = serde_json::from_slice(data).ok()?;
-    Some((partition_key.to_string(), json.get("data")?.get("id")?.as_u64()?))
+    let payload: Payload = serde_json::from_slice(data).ok()?;
+    Some((partition_key.to_string(), payload.data.id))
 }
 
 fn kinesalite_key_and_id(r: &ReadRecord) -> Option<(String, u64)> {
@@ -130,7 +159,11 @@ fn kinesalite_key_and_id(r: &ReadRecord) -> Option<(String, u64)> {
 }
 
 /// Reads the stream until nothing in `truth` is missing or `timeout` passes.
-async fn read_until_complete(stream: &str, truth: &[(String, u64)], timeout: Duration) -> (Vec<ReadRecord>, Verdict) {
+async fn read_until_complete(
+    stream: &str,
+    truth: &[(String, u64)],
+    timeout: Duration,
+) -> (Vec<ReadRecord>, Verdict) {
     let client = kinesis::kinesalite().client();
     let deadline = Instant::now() + timeout;
     loop {
@@ -145,7 +178,11 @@ async fn read_until_complete(stream: &str, truth: &[(String, u64)], timeout: Dur
 
 fn start_streaming(endpoint: &str, config: &Path) -> Streamer {
     let mut streamer = Streamer::start(endpoint, config);
-    assert!(streamer.wait_for_log("streaming from", STARTUP), "streamer did not start streaming:\n{}", streamer.log());
+    assert!(
+        streamer.wait_for_log("streaming from", STARTUP),
+        "streamer did not start streaming:\n{}",
+        streamer.log()
+    );
     streamer
 }
 
@@ -172,33 +209,78 @@ fn bad_configs_exit_2_naming_the_file_and_the_problem() {
         .filter(|p| p.extension().is_some_and(|x| x == "yml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 12, "only {} bad-config fixtures in {}", files.len(), dir.display());
+    assert!(
+        files.len() >= 12,
+        "only {} bad-config fixtures in {}",
+        files.len(),
+        dir.display()
+    );
 
     let mut failures = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect:")).map(str::trim);
-        let expect = expect.unwrap_or_else(|| panic!("{} must start with `# expect: <substring>`", file.display()));
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect:"))
+            .map(str::trim);
+        let expect = expect.unwrap_or_else(|| {
+            panic!("{} must start with `# expect: <substring>`", file.display())
+        });
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let path = file.to_string_lossy().into_owned();
-        for args in [vec!["--config", path.as_str()], vec!["check", "--config", path.as_str()]] {
+        for args in [
+            vec!["--config", path.as_str()],
+            vec!["check", "--config", path.as_str()],
+        ] {
             let out = process::run(process::command("http://127.0.0.1:9", &args), CHECK_TIMEOUT);
-            if out.code != Some(2) || !out.stderr.contains(expect) || !out.stderr.contains(&name) || out.stderr.contains(PANIC_TEXT) {
-                failures.push(format!("{args:?}: want exit 2 and stderr with {expect:?} and {name:?}; got {}", out.describe()));
+            if out.code != Some(2)
+                || !out.stderr.contains(expect)
+                || !out.stderr.contains(&name)
+                || out.stderr.contains(PANIC_TEXT)
+            {
+                failures.push(format!(
+                    "{args:?}: want exit 2 and stderr with {expect:?} and {name:?}; got {}",
+                    out.describe()
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} runs failed:\n{}", failures.len(), files.len() * 2, failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} runs failed:\n{}",
+        failures.len(),
+        files.len() * 2,
+        failures.join("\n\n")
+    );
 }
 
 #[test]
 fn a_missing_config_file_exits_2_and_says_which_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let missing = dir.path().join("nowhere").join("configs.yml");
-    let out = process::run(process::command("http://127.0.0.1:9", &["--config", &missing.to_string_lossy()]), CHECK_TIMEOUT);
+    let out = process::run(
+        process::command(
+            "http://127.0.0.1:9",
+            &["--config", &missing.to_string_lossy()],
+        ),
+        CHECK_TIMEOUT,
+    );
     assert_eq!(out.code, Some(2), "{}", out.describe());
-    assert!(out.stderr.contains(&*missing.to_string_lossy()), "{}", out.describe());
-    assert!(out.stderr.contains("cannot read the config file"), "{}", out.describe());
+    assert!(
+        out.stderr.contains(&*missing.to_string_lossy()),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("cannot read the config file"),
+        "{}",
+        out.describe()
+    );
     assert_no_panic("missing --config", &out.stderr);
 
     // No --config: the default `configs.yml` in the working directory.
@@ -221,10 +303,20 @@ async fn check_fails_on_wal_level_replica_and_says_it_must_be_logical() {
     let endpoint = &kinesis::kinesalite().endpoint;
     kinesis::create_stream(&kinesis::kinesalite().client(), &case.stream, 1).await;
 
-    let out = process::run(process::command(endpoint, &["check", "--config", &config.to_string_lossy()]), CHECK_TIMEOUT);
+    let out = process::run(
+        process::command(endpoint, &["check", "--config", &config.to_string_lossy()]),
+        CHECK_TIMEOUT,
+    );
     assert_eq!(out.code, Some(1), "{}", out.describe());
-    let line = out.stdout.lines().find(|l| l.contains("wal_level")).unwrap_or_else(|| panic!("no wal_level line: {}", out.describe()));
-    assert!(line.contains("FAIL") && line.contains("logical") && line.contains("replica"), "{line}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("wal_level"))
+        .unwrap_or_else(|| panic!("no wal_level line: {}", out.describe()));
+    assert!(
+        line.contains("FAIL") && line.contains("logical") && line.contains("replica"),
+        "{line}"
+    );
     assert_no_panic("check", &out.stderr);
     kinesis::delete_stream(&kinesis::kinesalite().client(), &case.stream).await;
     case.cleanup();
@@ -238,19 +330,44 @@ async fn check_reports_ok_and_a_missing_stream_without_creating_a_slot() {
     let client = kinesis::kinesalite().client();
     let endpoint = &kinesis::kinesalite().endpoint;
 
-    let out = process::run(process::command(endpoint, &["check", "--config", &config]), CHECK_TIMEOUT);
-    assert_eq!(out.code, Some(1), "stream not created yet: {}", out.describe());
-    let line = out.stdout.lines().find(|l| l.trim_start().starts_with("stream")).unwrap_or_default();
+    let out = process::run(
+        process::command(endpoint, &["check", "--config", &config]),
+        CHECK_TIMEOUT,
+    );
+    assert_eq!(
+        out.code,
+        Some(1),
+        "stream not created yet: {}",
+        out.describe()
+    );
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("stream"))
+        .unwrap_or_default();
     assert!(line.contains("FAIL"), "{}", out.describe());
     assert!(line.contains("does not exist"), "{}", out.describe());
 
     kinesis::create_stream(&client, &case.stream, 1).await;
-    let out = process::run(process::command(endpoint, &["check", "--config", &config]), CHECK_TIMEOUT);
+    let out = process::run(
+        process::command(endpoint, &["check", "--config", &config]),
+        CHECK_TIMEOUT,
+    );
     assert_eq!(out.code, Some(0), "{}", out.describe());
-    assert!(out.stdout.contains(&format!("{} (database {}, stream {}): OK", case.slot, case.db, case.stream)), "{}", out.describe());
+    assert!(
+        out.stdout.contains(&format!(
+            "{} (database {}, stream {}): OK",
+            case.slot, case.db, case.stream
+        )),
+        "{}",
+        out.describe()
+    );
     assert!(!out.stdout.contains("FAIL"), "{}", out.describe());
     assert_no_panic("check", &out.stderr);
-    let slots = case.pg.psql(&format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '{}%';", case.slot));
+    let slots = case.pg.psql(&format!(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '{}%';",
+        case.slot
+    ));
     assert_eq!(slots, "0", "check left a replication slot behind");
 
     kinesis::delete_stream(&client, &case.stream).await;
@@ -272,11 +389,16 @@ async fn sigkill_mid_stream_and_restart_loses_nothing_and_keeps_key_order() {
     let params = case.pg.connect_params(SUPERUSER, &case.db);
     let table = case.table.clone();
     let workload = tokio::spawn(async move {
-        let client = pg_cdc_to_kinesis::source::sql_connect(&params).await.unwrap_or_else(|e| panic!("connect: {e}"));
+        let client = pg_cdc_to_kinesis::source::sql_connect(&params)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
         let mut next = 1u64;
         while !*stop_rx.borrow_and_update() {
             let last = next + ROWS_PER_TXN - 1;
-            client.batch_execute(&insert_sql(&table, next, last)).await.unwrap_or_else(|e| panic!("insert {next}..={last}: {e}"));
+            client
+                .batch_execute(&insert_sql(&table, next, last))
+                .await
+                .unwrap_or_else(|e| panic!("insert {next}..={last}: {e}"));
             next = last + 1;
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -307,8 +429,17 @@ async fn sigkill_mid_stream_and_restart_loses_nothing_and_keeps_key_order() {
     for log in &logs {
         assert_no_panic("streamer", log);
     }
-    assert!(verdict.is_at_least_once_in_order(), "after {KILLS} SIGKILLs: {verdict}\n--- last log ---\n{}", logs.last().map_or("", |l| l));
-    assert_eq!(code, Some(0), "last streamer did not stop cleanly:\n{}", logs.last().map_or("", |l| l));
+    assert!(
+        verdict.is_at_least_once_in_order(),
+        "after {KILLS} SIGKILLs: {verdict}\n--- last log ---\n{}",
+        logs.last().map_or("", |l| l)
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "last streamer did not stop cleanly:\n{}",
+        logs.last().map_or("", |l| l)
+    );
     kinesis::delete_stream(&kinesis::kinesalite().client(), &case.stream).await;
     case.cleanup();
 }
@@ -324,13 +455,17 @@ async fn sigterm_flushes_confirms_and_a_restart_sends_nothing_twice() {
         case.insert(txn * 20 + 1..=txn * 20 + 20);
     }
     let truth = case.truth_by_k(1..=200);
-    let (records, verdict) = read_until_complete(&case.stream, &truth, Duration::from_secs(30)).await;
+    let (records, verdict) =
+        read_until_complete(&case.stream, &truth, Duration::from_secs(30)).await;
     verdict.assert_exactly_once_in_order();
 
     // Nothing in flight now: the stop must confirm everything that is on the stream.
     let (code, took, log) = terminate(streamer);
     assert_eq!(code, Some(0), "SIGTERM exit after {took:?}:\n{log}");
-    assert!(took < Duration::from_secs(SHUTDOWN_SECS), "stop took {took:?}:\n{log}");
+    assert!(
+        took < Duration::from_secs(SHUTDOWN_SECS),
+        "stop took {took:?}:\n{log}"
+    );
     assert!(log.contains("shutdown requested"), "{log}");
     let logged = log
         .lines()
@@ -339,13 +474,25 @@ async fn sigterm_flushes_confirms_and_a_restart_sends_nothing_twice() {
         .and_then(|lsn| Lsn::from_str(lsn).ok())
         .unwrap_or_else(|| panic!("no `stopped; confirmed <lsn>` line:\n{log}"));
     let confirmed = case.confirmed_flush();
-    assert!(confirmed >= logged, "slot confirmed {confirmed}, log says {logged}");
+    assert!(
+        confirmed >= logged,
+        "slot confirmed {confirmed}, log says {logged}"
+    );
     let newest_change = records
         .iter()
-        .filter_map(|r| r.json().ok()?.get("lsn")?.as_str().and_then(|l| Lsn::from_str(l).ok()))
+        .filter_map(|r| {
+            r.json()
+                .ok()?
+                .get("lsn")?
+                .as_str()
+                .and_then(|l| Lsn::from_str(l).ok())
+        })
         .max()
         .unwrap_or_else(|| panic!("records carry no `lsn`"));
-    assert!(confirmed > newest_change, "slot confirmed {confirmed}, but a record on the stream is at {newest_change}");
+    assert!(
+        confirmed > newest_change,
+        "slot confirmed {confirmed}, but a record on the stream is at {newest_change}"
+    );
 
     let streamer = start_streaming(&endpoint, &config);
     case.insert(201..=205);
@@ -376,9 +523,19 @@ async fn a_million_row_transaction_streams_in_bounded_memory() {
     let mut last_report = Instant::now();
     while stub.record_count(&case.stream) < ROWS as usize && Instant::now() < deadline {
         let peak = streamer.sample_peak_rss_kib();
-        assert!(peak < RSS_LIMIT_KIB, "peak RSS {} MiB while streaming:\n{}", peak / 1024, streamer.log());
+        assert!(
+            peak < RSS_LIMIT_KIB,
+            "peak RSS {} MiB while streaming:\n{}",
+            peak / 1024,
+            streamer.log()
+        );
         if last_report.elapsed() > Duration::from_secs(15) {
-            eprintln!("million: {} records after {:.0?}, peak RSS {} MiB", stub.record_count(&case.stream), started.elapsed(), peak / 1024);
+            eprintln!(
+                "million: {} records after {:.0?}, peak RSS {} MiB",
+                stub.record_count(&case.stream),
+                started.elapsed(),
+                peak / 1024
+            );
             last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -388,8 +545,12 @@ async fn a_million_row_transaction_streams_in_bounded_memory() {
     let (code, _, log) = terminate(streamer);
 
     let records = stub.records(&case.stream);
-    let truth: Vec<(String, u64)> = (1..=ROWS).map(|id| (format!("public.{}|{id}", case.table), id)).collect();
-    let verdict = verify(&truth, &records, |r: &StubRecord| key_and_id(&r.partition_key, &r.data));
+    let truth: Vec<(String, u64)> = (1..=ROWS)
+        .map(|id| (format!("public.{}|{id}", case.table), id))
+        .collect();
+    let verdict = verify(&truth, &records, |r: &StubRecord| {
+        key_and_id(&r.partition_key, &r.data)
+    });
     eprintln!(
         "million: insert committed in {committed:.1?}, all records in the stub after {streamed:.1?}; \
          peak RSS (VmHWM) {:.1} MiB; {verdict}",
@@ -398,7 +559,12 @@ async fn a_million_row_transaction_streams_in_bounded_memory() {
     assert_no_panic("streamer", &log);
     assert_eq!(verdict.delivered, ROWS as usize, "{verdict}\n{log}");
     verdict.assert_at_least_once_in_order();
-    assert!(peak < RSS_LIMIT_KIB, "peak RSS {:.1} MiB, limit {} MiB", peak as f64 / 1024.0, RSS_LIMIT_KIB / 1024);
+    assert!(
+        peak < RSS_LIMIT_KIB,
+        "peak RSS {:.1} MiB, limit {} MiB",
+        peak as f64 / 1024.0,
+        RSS_LIMIT_KIB / 1024
+    );
     assert_eq!(code, Some(0), "{log}");
     case.cleanup();
 }
@@ -413,21 +579,37 @@ async fn console_prints_the_original_progress_lines() {
     case.insert(1..=500);
 
     let sending = format!("[{}] Sending changes to Kinesis: ", case.slot);
-    let waiting = format!("[{}] Waiting records to process. (Queue length: ", case.slot);
-    let found = streamer.wait_for_log(&sending, STARTUP) && streamer.wait_for_log(&waiting, STARTUP);
+    let waiting = format!(
+        "[{}] Waiting records to process. (Queue length: ",
+        case.slot
+    );
+    let found =
+        streamer.wait_for_log(&sending, STARTUP) && streamer.wait_for_log(&waiting, STARTUP);
     let (_, _, log) = terminate(streamer);
     assert!(found, "missing progress lines:\n{log}");
     // `[slot] Sending changes to Kinesis: <i> of <n> chunks. (Queue length: <q>)`
-    let line = log.lines().find_map(|l| l.split(&sending).nth(1)).unwrap_or_default();
+    let line = log
+        .lines()
+        .find_map(|l| l.split(&sending).nth(1))
+        .unwrap_or_default();
     let numbers: Vec<u64> = line
         .replace(" of ", " ")
         .replace(" chunks. (Queue length: ", " ")
         .split([' ', ')'])
         .filter_map(|w| w.parse().ok())
         .collect();
-    assert!(line.contains(" chunks. (Queue length: ") && numbers.len() == 3, "{line:?}");
-    assert!(numbers[0] >= 1 && numbers[0] <= numbers[1], "chunk i of n: {line:?}");
-    assert!(log.lines().any(|l| l.contains(&waiting) && l.contains(')')), "{log}");
+    assert!(
+        line.contains(" chunks. (Queue length: ") && numbers.len() == 3,
+        "{line:?}"
+    );
+    assert!(
+        numbers[0] >= 1 && numbers[0] <= numbers[1],
+        "chunk i of n: {line:?}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains(&waiting) && l.contains(')')),
+        "{log}"
+    );
     kinesis::delete_stream(&kinesis::kinesalite().client(), &case.stream).await;
     case.cleanup();
 }

@@ -35,7 +35,11 @@ fn load(yaml: &str) -> (Config, tempfile::TempDir) {
     (config, dir)
 }
 
-async fn wait_state(status: &SlotStatus, timeout: Duration, want: impl Fn(&SlotState) -> bool) -> SlotState {
+async fn wait_state(
+    status: &SlotStatus,
+    timeout: Duration,
+    want: impl Fn(&SlotState) -> bool,
+) -> SlotState {
     let deadline = Instant::now() + timeout;
     loop {
         let state = status.state();
@@ -50,8 +54,16 @@ async fn start_streaming(yaml: &str, aws: aws_config::SdkConfig) -> (Pipeline, t
     let (config, dir) = load(yaml);
     let pipeline = Pipeline::start(&config, &RunEnv { aws });
     for status in &pipeline.slots {
-        let state = wait_state(status, Duration::from_secs(30), |s| *s == SlotState::Streaming).await;
-        assert_eq!(state, SlotState::Streaming, "slot {} did not start", status.slot);
+        let state = wait_state(status, Duration::from_secs(30), |s| {
+            *s == SlotState::Streaming
+        })
+        .await;
+        assert_eq!(
+            state,
+            SlotState::Streaming,
+            "slot {} did not start",
+            status.slot
+        );
     }
     (pipeline, dir)
 }
@@ -62,8 +74,14 @@ fn drop_slot(db: &str, slot: &str) {
 
 async fn confirmed_flush(db: &str, slot: &str) -> Lsn {
     let pg = pg::shared();
-    let client = source::sql_connect(&pg.connect_params(SUPERUSER, db)).await.unwrap();
-    source::slot_info(&client, slot).await.unwrap().and_then(|i| i.confirmed_flush_lsn).unwrap_or_default()
+    let client = source::sql_connect(&pg.connect_params(SUPERUSER, db))
+        .await
+        .unwrap();
+    source::slot_info(&client, slot)
+        .await
+        .unwrap()
+        .and_then(|i| i.confirmed_flush_lsn)
+        .unwrap_or_default()
 }
 
 const TYPES_TABLE: &str = "CREATE TABLE t (id int PRIMARY KEY, big bigint, num numeric(40,10), txt text, j jsonb, b bytea, flag bool, ts timestamptz, arr int[], maybe text)";
@@ -77,7 +95,15 @@ async fn every_kind_and_type(format: u8) {
     let stream = unique_stream_name("types");
     let k = kinesalite();
     kinesis::create_stream(&k.client(), &stream, 2).await;
-    let yaml = config_yaml(&[(&slot, &db, &format!("{{format-version: {format}, add-tables: 'public.t'}}"), &stream)], "");
+    let yaml = config_yaml(
+        &[(
+            &slot,
+            &db,
+            &format!("{{format-version: {format}, add-tables: 'public.t'}}"),
+            &stream,
+        )],
+        "",
+    );
     let (pipeline, _dir) = start_streaming(&yaml, k.sdk_config()).await;
 
     pg.execute(
@@ -96,14 +122,25 @@ async fn every_kind_and_type(format: u8) {
     } else {
         &["insert", "update", "delete", "insert", "insert"]
     };
-    let records = kinesis::read_until(&k.client(), &stream, expected.len(), Duration::from_secs(30)).await;
+    let records = kinesis::read_until(
+        &k.client(),
+        &stream,
+        expected.len(),
+        Duration::from_secs(30),
+    )
+    .await;
     pipeline.stop();
     pipeline.wait().await.unwrap();
     drop_slot(&db, &slot);
 
     let mut json: Vec<serde_json::Value> = records.iter().map(|r| r.json().unwrap()).collect();
     // Records of different keys may sit on different shards: restore commit order.
-    json.sort_by_key(|v| (v["commit_lsn"].as_str().map(|s| s.parse::<Lsn>().unwrap()), v["seq"].as_u64()));
+    json.sort_by_key(|v| {
+        (
+            v["commit_lsn"].as_str().map(|s| s.parse::<Lsn>().unwrap()),
+            v["seq"].as_u64(),
+        )
+    });
     let kinds: Vec<&str> = json.iter().map(|v| v["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, expected, "{json:#?}");
 
@@ -121,20 +158,35 @@ async fn every_kind_and_type(format: u8) {
     assert_eq!(data["flag"], true);
     assert!(data["j"].to_string().contains('a'), "{data}");
     assert!(data["b"].as_str().unwrap().contains("deadbeef"), "{data}");
-    assert!(data["ts"].as_str().unwrap().starts_with("2026-01-02"), "{data}");
+    assert!(
+        data["ts"].as_str().unwrap().starts_with("2026-01-02"),
+        "{data}"
+    );
     assert!(data["arr"].to_string().contains("1,2,3"), "{data}");
     assert!(data["maybe"].is_null(), "{data}");
     // The numeric's text is byte-identical: it never went through f64.
-    let raw = records.iter().map(|r| String::from_utf8_lossy(&r.data).into_owned()).find(|t| t.contains("\"kind\":\"insert\"") && t.contains("\"id\":1")).unwrap();
+    let raw = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .find(|t| t.contains("\"kind\":\"insert\"") && t.contains("\"id\":1"))
+        .unwrap();
     assert!(raw.contains(EXACT_NUMERIC), "{raw}");
 
     assert_eq!(json[1]["data"]["txt"], "changed");
-    assert_eq!(json[2]["data"]["id"], 1, "a delete carries its key: {}", json[2]);
+    assert_eq!(
+        json[2]["data"]["id"], 1,
+        "a delete carries its key: {}",
+        json[2]
+    );
     assert_eq!(json[3]["seq"], 0);
     assert_eq!(json[4]["seq"], 1);
     assert_eq!(json[3]["commit_lsn"], json[4]["commit_lsn"]);
     // All changes of row 1 share a partition key, so they stay in order on one shard.
-    let keys: HashSet<&str> = records.iter().filter(|r| r.json().unwrap()["data"]["id"] == 1).map(|r| r.partition_key.as_str()).collect();
+    let keys: HashSet<&str> = records
+        .iter()
+        .filter(|r| r.json().unwrap()["data"]["id"] == 1)
+        .map(|r| r.partition_key.as_str())
+        .collect();
     assert_eq!(keys.len(), 1, "{keys:?}");
 }
 
@@ -156,26 +208,64 @@ async fn three_slots_two_streams_one_broken() {
     for db in [&db_a, &db_b] {
         pg.execute(db, "CREATE TABLE items (id int PRIMARY KEY, v text)");
     }
-    let (s1, s2, s3) = (unique_name("multi_one"), unique_name("multi_two"), unique_name("multi_broken"));
+    let (s1, s2, s3) = (
+        unique_name("multi_one"),
+        unique_name("multi_two"),
+        unique_name("multi_broken"),
+    );
     let (x, y) = (unique_stream_name("multi-x"), unique_stream_name("multi-y"));
     let missing = unique_stream_name("multi-missing");
     let k = kinesalite();
     kinesis::create_stream(&k.client(), &x, 1).await;
     kinesis::create_stream(&k.client(), &y, 1).await;
     let opts = "{add-tables: 'public.items'}";
-    let yaml = config_yaml(&[(&s1, &db_a, opts, &x), (&s2, &db_b, opts, &y), (&s3, &db_a, opts, &missing)], "");
+    let yaml = config_yaml(
+        &[
+            (&s1, &db_a, opts, &x),
+            (&s2, &db_b, opts, &y),
+            (&s3, &db_a, opts, &missing),
+        ],
+        "",
+    );
     let (config, _dir) = load(&yaml);
-    let pipeline = Pipeline::start(&config, &RunEnv { aws: k.sdk_config() });
-    let broken = pipeline.slots.iter().find(|s| s.slot == s3).unwrap().clone();
-    let state = wait_state(&broken, Duration::from_secs(30), |s| matches!(s, SlotState::Stopped { .. })).await;
-    let SlotState::Stopped { error } = state else { panic!("the broken slot did not stop: {state:?}") };
-    assert!(error.contains(&missing) && error.contains("does not exist"), "{error}");
+    let pipeline = Pipeline::start(
+        &config,
+        &RunEnv {
+            aws: k.sdk_config(),
+        },
+    );
+    let broken = pipeline
+        .slots
+        .iter()
+        .find(|s| s.slot == s3)
+        .unwrap()
+        .clone();
+    let state = wait_state(&broken, Duration::from_secs(30), |s| {
+        matches!(s, SlotState::Stopped { .. })
+    })
+    .await;
+    let SlotState::Stopped { error } = state else {
+        panic!("the broken slot did not stop: {state:?}")
+    };
+    assert!(
+        error.contains(&missing) && error.contains("does not exist"),
+        "{error}"
+    );
     for status in pipeline.slots.iter().filter(|s| s.slot != s3) {
-        let state = wait_state(status, Duration::from_secs(30), |s| *s == SlotState::Streaming).await;
+        let state = wait_state(status, Duration::from_secs(30), |s| {
+            *s == SlotState::Streaming
+        })
+        .await;
         assert_eq!(state, SlotState::Streaming, "{}", status.slot);
     }
-    pg.execute(&db_a, "INSERT INTO items SELECT g, 'a' || g FROM generate_series(1, 50) g");
-    pg.execute(&db_b, "INSERT INTO items SELECT g, 'b' || g FROM generate_series(1, 30) g");
+    pg.execute(
+        &db_a,
+        "INSERT INTO items SELECT g, 'a' || g FROM generate_series(1, 50) g",
+    );
+    pg.execute(
+        &db_b,
+        "INSERT INTO items SELECT g, 'b' || g FROM generate_series(1, 30) g",
+    );
     let on_x = kinesis::read_until(&k.client(), &x, 50, Duration::from_secs(30)).await;
     let on_y = kinesis::read_until(&k.client(), &y, 30, Duration::from_secs(30)).await;
     pipeline.stop();
@@ -185,8 +275,13 @@ async fn three_slots_two_streams_one_broken() {
     }
     assert_eq!(on_x.len(), 50);
     assert_eq!(on_y.len(), 30);
-    assert!(on_x.iter().all(|r| r.json().unwrap()["data"]["v"].as_str().unwrap().starts_with('a')));
-    assert!(on_y.iter().all(|r| r.json().unwrap()["database"] == db_b.as_str()));
+    assert!(on_x.iter().all(|r| r.json().unwrap()["data"]["v"]
+        .as_str()
+        .unwrap()
+        .starts_with('a')));
+    assert!(on_y
+        .iter()
+        .all(|r| r.json().unwrap()["database"] == db_b.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,10 +292,18 @@ async fn large_transaction_goes_out_in_requests_of_at_most_500() {
     let slot = unique_name("batch");
     let stub = KinesisStub::start();
     stub.create_stream("batch-stream", 4);
-    let yaml = config_yaml(&[(&slot, &db, "{add-tables: 'public.rows'}", "batch-stream")], "");
+    let yaml = config_yaml(
+        &[(&slot, &db, "{add-tables: 'public.rows'}", "batch-stream")],
+        "",
+    );
     let (pipeline, _dir) = start_streaming(&yaml, stub.sdk_config()).await;
-    pg.execute(&db, "INSERT INTO rows SELECT g, 'row ' || g FROM generate_series(1, 1200) g");
-    let records = stub.wait_for_records("batch-stream", 1200, Duration::from_secs(60)).await;
+    pg.execute(
+        &db,
+        "INSERT INTO rows SELECT g, 'row ' || g FROM generate_series(1, 1200) g",
+    );
+    let records = stub
+        .wait_for_records("batch-stream", 1200, Duration::from_secs(60))
+        .await;
     let stats = pipeline.slots[0].stats.clone();
     pipeline.stop();
     pipeline.wait().await.unwrap();
@@ -208,8 +311,16 @@ async fn large_transaction_goes_out_in_requests_of_at_most_500() {
     assert_eq!(records.len(), 1200);
     let per_request = stub.stats().records_per_request;
     assert!(per_request.iter().all(|&n| n <= 500), "{per_request:?}");
-    assert!(per_request.len() >= 3, "1,200 records need at least 3 requests: {per_request:?}");
-    assert!(stats.max_request_records.load(std::sync::atomic::Ordering::Relaxed) <= 500);
+    assert!(
+        per_request.len() >= 3,
+        "1,200 records need at least 3 requests: {per_request:?}"
+    );
+    assert!(
+        stats
+            .max_request_records
+            .load(std::sync::atomic::Ordering::Relaxed)
+            <= 500
+    );
 }
 
 /// 30% of records fail at random, with throttling bursts: every row arrives, per-key
@@ -241,7 +352,10 @@ async fn partial_failures_and_throttling_lose_nothing_and_keep_order() {
     let slot = unique_name("faults");
     let stub = KinesisStub::with_seed(7);
     stub.create_stream("faults", 4);
-    let yaml = config_yaml(&[(&slot, &db, "{add-tables: 'public.acct'}", "faults")], "      max_in_flight: 4\n");
+    let yaml = config_yaml(
+        &[(&slot, &db, "{add-tables: 'public.acct'}", "faults")],
+        "      max_in_flight: 4\n",
+    );
     let (pipeline, _dir) = start_streaming(&yaml, stub.sdk_config()).await;
     stub.fail_records(0.3, RecordError::Mixed);
 
@@ -282,9 +396,15 @@ async fn partial_failures_and_throttling_lose_nothing_and_keep_order() {
         Some((v["data"]["id"].as_u64()?, v["data"]["version"].as_u64()?))
     });
     let stats = stub.stats();
-    eprintln!("faults: {verdict}; stub failed {} records, throttled {} requests", stats.failed_records, stats.throttled_requests);
+    eprintln!(
+        "faults: {verdict}; stub failed {} records, throttled {} requests",
+        stats.failed_records, stats.throttled_requests
+    );
     verdict.assert_at_least_once_in_order();
-    assert!(stats.failed_records > 0 && stats.throttled_requests > 0, "the faults did not happen");
+    assert!(
+        stats.failed_records > 0 && stats.throttled_requests > 0,
+        "the faults did not happen"
+    );
 
     // No confirmed position passed an unaccepted record.
     let log: Vec<(u64, Lsn)> = pg
@@ -299,13 +419,19 @@ async fn partial_failures_and_throttling_lose_nothing_and_keep_order() {
             if after_commit <= confirmed {
                 for j in 0..PER_TXN {
                     let key = (txn * PER_TXN + j) % KEYS;
-                    assert!(accepted.contains(&(key, *txn as i64)), "slot confirmed {confirmed} but txn {txn} (key {key}) was not yet accepted");
+                    assert!(
+                        accepted.contains(&(key, *txn as i64)),
+                        "slot confirmed {confirmed} but txn {txn} (key {key}) was not yet accepted"
+                    );
                     checked += 1;
                 }
             }
         }
     }
-    eprintln!("faults: {} samples, {checked} confirmed rows checked against acceptance", samples.len());
+    eprintln!(
+        "faults: {} samples, {checked} confirmed rows checked against acceptance",
+        samples.len()
+    );
     drop_slot(&db, &slot);
 }
 

@@ -39,14 +39,23 @@ fn parse(data: &[u8]) -> Option<(String, u64)> {
     Some((key.to_string(), id.parse().ok()?))
 }
 
-async fn put(client: &Client, stream: &str, entries: Vec<PutRecordsRequestEntry>) -> PutRecordsOutput {
+async fn put(
+    client: &Client,
+    stream: &str,
+    entries: Vec<PutRecordsRequestEntry>,
+) -> PutRecordsOutput {
     client
         .put_records()
         .stream_name(stream)
         .set_records(Some(entries))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("PutRecords: {}", aws_sdk_kinesis::error::DisplayErrorContext(&e)))
+        .unwrap_or_else(|e| {
+            panic!(
+                "PutRecords: {}",
+                aws_sdk_kinesis::error::DisplayErrorContext(&e)
+            )
+        })
 }
 
 /// A client that surfaces every fault instead of retrying it away.
@@ -55,8 +64,12 @@ fn no_retry_client(stub: &KinesisStub, attempt_timeout: Option<Duration>) -> Cli
     if let Some(t) = attempt_timeout {
         timeouts = timeouts.operation_attempt_timeout(t);
     }
-    let config =
-        stub.sdk_config().into_builder().retry_config(RetryConfig::disabled()).timeout_config(timeouts.build()).build();
+    let config = stub
+        .sdk_config()
+        .into_builder()
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(timeouts.build())
+        .build();
     Client::new(&config)
 }
 
@@ -69,15 +82,29 @@ async fn kinesalite_round_trip_keeps_per_shard_order() {
     put(&client, &stream, entries(60, 5).split_off(30)).await;
 
     let records = kinesis::read_all(&client, &stream).await;
-    let verdict = verify(&ground_truth(60, 5), &records, |r: &ReadRecord| parse(&r.data));
+    let verdict = verify(&ground_truth(60, 5), &records, |r: &ReadRecord| {
+        parse(&r.data)
+    });
     assert_eq!(verdict.delivered, 60, "{verdict}");
     verdict.assert_exactly_once_in_order();
     for r in &records {
-        let twin = records.iter().find(|o| o.partition_key == r.partition_key).map(|o| &o.shard_id);
-        assert_eq!(Some(&r.shard_id), twin, "key {} spans shards", r.partition_key);
+        let twin = records
+            .iter()
+            .find(|o| o.partition_key == r.partition_key)
+            .map(|o| &o.shard_id);
+        assert_eq!(
+            Some(&r.shard_id),
+            twin,
+            "key {} spans shards",
+            r.partition_key
+        );
     }
-    let shards: std::collections::BTreeSet<_> = records.iter().map(|r| r.shard_id.clone()).collect();
-    assert!(shards.len() > 1, "5 keys on 3 shards all landed on {shards:?}");
+    let shards: std::collections::BTreeSet<_> =
+        records.iter().map(|r| r.shard_id.clone()).collect();
+    assert!(
+        shards.len() > 1,
+        "5 keys on 3 shards all landed on {shards:?}"
+    );
     kinesis::delete_stream(&client, &stream).await;
 }
 
@@ -113,8 +140,15 @@ async fn stub_fails_the_requested_fraction_and_stores_only_accepted_records() {
     let output = put(&client, "s", entries(500, 7)).await;
 
     let failed = output.failed_record_count().unwrap_or(0) as usize;
-    assert!((100..200).contains(&failed), "{failed} of 500 failed at rate 0.3");
-    let codes: std::collections::BTreeSet<_> = output.records().iter().filter_map(|r| r.error_code()).collect();
+    assert!(
+        (100..200).contains(&failed),
+        "{failed} of 500 failed at rate 0.3"
+    );
+    let codes: std::collections::BTreeSet<_> = output
+        .records()
+        .iter()
+        .filter_map(|r| r.error_code())
+        .collect();
     assert_eq!(
         codes.into_iter().collect::<Vec<_>>(),
         ["InternalFailure", "ProvisionedThroughputExceededException"]
@@ -125,13 +159,22 @@ async fn stub_fails_the_requested_fraction_and_stores_only_accepted_records() {
         .filter(|(_, result)| result.error_code().is_none())
         .map(|(entry, _)| String::from_utf8_lossy(entry.data().as_ref()).into_owned())
         .collect();
-    let stored: Vec<String> =
-        stub.records("s").iter().map(|r| String::from_utf8_lossy(&r.data).into_owned()).collect();
-    assert_eq!(stored, accepted, "the stub must store exactly the records it answered as accepted");
+    let stored: Vec<String> = stub
+        .records("s")
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect();
+    assert_eq!(
+        stored, accepted,
+        "the stub must store exactly the records it answered as accepted"
+    );
 
     let stats = stub.stats();
     assert_eq!(stats.records_per_request, vec![500]);
-    assert_eq!((stats.accepted_records, stats.failed_records), ((500 - failed) as u64, failed as u64));
+    assert_eq!(
+        (stats.accepted_records, stats.failed_records),
+        ((500 - failed) as u64, failed as u64)
+    );
 
     // Same seed, same faults: fault runs are reproducible.
     let replay = KinesisStub::with_seed(42);
@@ -150,32 +193,67 @@ async fn stub_throttles_errors_and_refuses_what_kinesis_refuses() {
     let stub = KinesisStub::start();
     stub.create_stream("s", 1);
     let client = no_retry_client(&stub, None);
-    let send = |n| client.put_records().stream_name("s").set_records(Some(entries(n, 3))).send();
+    let send = |n| {
+        client
+            .put_records()
+            .stream_name("s")
+            .set_records(Some(entries(n, 3)))
+            .send()
+    };
 
     stub.throttle_next(2);
     for _ in 0..2 {
         let err = send(5).await.expect_err("throttled").into_service_error();
-        assert!(err.is_provisioned_throughput_exceeded_exception(), "{err:?}");
+        assert!(
+            err.is_provisioned_throughput_exceeded_exception(),
+            "{err:?}"
+        );
     }
     stub.server_error_next(1, 503);
     let err = send(5).await.expect_err("503");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503));
-    assert_eq!(send(5).await.expect("healthy again").failed_record_count(), Some(0));
+    assert_eq!(
+        send(5).await.expect("healthy again").failed_record_count(),
+        Some(0)
+    );
 
-    let err = send(501).await.expect_err("501 records").into_service_error();
+    let err = send(501)
+        .await
+        .expect_err("501 records")
+        .into_service_error();
     assert_eq!(err.meta().code(), Some("ValidationException"), "{err:?}");
-    let err = client.put_records().stream_name("nope").set_records(Some(entries(1, 1))).send().await;
-    assert!(err.expect_err("unknown stream").into_service_error().is_resource_not_found_exception());
+    let err = client
+        .put_records()
+        .stream_name("nope")
+        .set_records(Some(entries(1, 1)))
+        .send()
+        .await;
+    assert!(err
+        .expect_err("unknown stream")
+        .into_service_error()
+        .is_resource_not_found_exception());
 
     let stats = stub.stats();
     assert_eq!(stats.records_per_request, vec![5, 5, 5, 5, 501, 1]);
-    assert_eq!((stats.throttled_requests, stats.server_errors, stats.invalid_requests), (2, 1, 1));
+    assert_eq!(
+        (
+            stats.throttled_requests,
+            stats.server_errors,
+            stats.invalid_requests
+        ),
+        (2, 1, 1)
+    );
     assert_eq!((stats.not_found, stats.accepted_records), (1, 5));
     assert_eq!(stub.record_count("s"), 5);
 
     // The SDK's own retry treats a whole-request throttle as retryable.
     stub.throttle_next(1);
-    assert_eq!(put(&stub.client(), "s", entries(2, 1)).await.failed_record_count(), Some(0));
+    assert_eq!(
+        put(&stub.client(), "s", entries(2, 1))
+            .await
+            .failed_record_count(),
+        Some(0)
+    );
     assert_eq!(stub.stats().throttled_requests, 3);
 }
 
@@ -186,9 +264,18 @@ async fn stub_stalls_hold_answers_and_lost_responses_store_records() {
     let client = no_retry_client(&stub, Some(Duration::from_millis(200)));
 
     stub.stall_for(Duration::from_millis(400), StallMode::LostResponse);
-    let err = client.put_records().stream_name("s").set_records(Some(entries(3, 1))).send().await;
+    let err = client
+        .put_records()
+        .stream_name("s")
+        .set_records(Some(entries(3, 1)))
+        .send()
+        .await;
     assert!(err.is_err(), "the client should time out during the stall");
-    assert_eq!(stub.record_count("s"), 3, "a lost response still stored its records");
+    assert_eq!(
+        stub.record_count("s"),
+        3,
+        "a lost response still stored its records"
+    );
 
     stub.stall_for(Duration::from_millis(300), StallMode::Unavailable);
     let started = Instant::now();
@@ -201,7 +288,11 @@ async fn stub_stalls_hold_answers_and_lost_responses_store_records() {
         .expect_err("503 after the stall");
     assert!(started.elapsed() >= Duration::from_millis(250));
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503));
-    assert_eq!(stub.record_count("s"), 3, "an unavailable stall stores nothing");
+    assert_eq!(
+        stub.record_count("s"),
+        3,
+        "an unavailable stall stores nothing"
+    );
     assert_eq!(stub.stats().stalled_requests, 2);
 }
 
@@ -210,11 +301,27 @@ async fn stub_answers_the_describe_calls_a_sink_makes() {
     let stub = KinesisStub::start();
     let client = stub.client();
     kinesis::create_stream(&client, "via-sdk", 3).await;
-    let shards = client.list_shards().stream_name("via-sdk").send().await.expect("ListShards");
+    let shards = client
+        .list_shards()
+        .stream_name("via-sdk")
+        .send()
+        .await
+        .expect("ListShards");
     assert_eq!(shards.shards().len(), 3);
-    let described = client.describe_stream().stream_name("via-sdk").send().await.expect("DescribeStream");
-    assert_eq!(described.stream_description().map(|d| d.shards().len()), Some(3));
-    let arn = described.stream_description().map(|d| d.stream_arn().to_string()).unwrap_or_default();
+    let described = client
+        .describe_stream()
+        .stream_name("via-sdk")
+        .send()
+        .await
+        .expect("DescribeStream");
+    assert_eq!(
+        described.stream_description().map(|d| d.shards().len()),
+        Some(3)
+    );
+    let arn = described
+        .stream_description()
+        .map(|d| d.stream_arn().to_string())
+        .unwrap_or_default();
     let output = client
         .put_records()
         .stream_arn(arn)
@@ -256,18 +363,39 @@ async fn stub_sustains_benchmark_rates() {
 #[test]
 fn verifier_detects_loss_duplicates_and_reordering() {
     let truth = ground_truth(6, 2); // k0: 0,2,4  k1: 1,3,5
-    let clean: Vec<(String, u64)> = vec![("k1", 1), ("k0", 0), ("k1", 3), ("k0", 2), ("k0", 4), ("k1", 5)]
-        .into_iter()
-        .map(|(k, i)| (k.to_string(), i))
-        .collect();
+    let clean: Vec<(String, u64)> = vec![
+        ("k1", 1),
+        ("k0", 0),
+        ("k1", 3),
+        ("k0", 2),
+        ("k0", 4),
+        ("k1", 5),
+    ]
+    .into_iter()
+    .map(|(k, i)| (k.to_string(), i))
+    .collect();
     let v = verify(&truth, &clean, |r| Some(r.clone()));
-    assert_eq!(v, Verdict { committed: 6, delivered: 6, ..Verdict::default() });
+    assert_eq!(
+        v,
+        Verdict {
+            committed: 6,
+            delivered: 6,
+            ..Verdict::default()
+        }
+    );
 
     let lost: Vec<_> = clean.iter().filter(|r| r.1 != 2).cloned().collect();
     let v = verify(&truth, &lost, |r| Some(r.clone()));
-    assert_eq!((v.lost, v.delivered, v.duplicates, v.order_violations), (1, 5, 0, 0), "{v}");
+    assert_eq!(
+        (v.lost, v.delivered, v.duplicates, v.order_violations),
+        (1, 5, 0, 0),
+        "{v}"
+    );
     assert!(!v.is_at_least_once_in_order());
-    assert!(v.examples.iter().any(|e| e.contains("\"k0\", 2) was lost")), "{v}");
+    assert!(
+        v.examples.iter().any(|e| e.contains("\"k0\", 2) was lost")),
+        "{v}"
+    );
 
     // A replayed prefix is a duplicate, not a reordering.
     let mut replay = clean.clone();
@@ -296,6 +424,8 @@ fn verifier_reads_stub_records_through_an_extractor() {
         arrived: Instant::now(),
     };
     let records = vec![record("k0", "k0:0"), record("k0", "garbage")];
-    let v = verify(&ground_truth(1, 1), &records, |r: &StubRecord| parse(&r.data));
+    let v = verify(&ground_truth(1, 1), &records, |r: &StubRecord| {
+        parse(&r.data)
+    });
     assert_eq!((v.delivered, v.unparsable), (1, 1), "{v}");
 }

@@ -3,7 +3,7 @@
 
 mod support;
 
-mod harness;
-mod source;
 mod cli;
 mod e2e;
+mod harness;
+mod source;

@@ -11,7 +11,10 @@ use pg_cdc_to_kinesis::telemetry::{self, LogFormat};
 use pg_cdc_to_kinesis::{check, pipeline, tail};
 
 #[derive(Parser)]
-#[command(version, about = "Stream PostgreSQL changes (wal2json) into AWS Kinesis Data Streams")]
+#[command(
+    version,
+    about = "Stream PostgreSQL changes (wal2json) into AWS Kinesis Data Streams"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -46,7 +49,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -66,7 +72,9 @@ async fn async_main(cli: Cli) -> ExitCode {
         },
         Command::Tail { .. } => None,
     };
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
     match (command, config) {
         (Command::Run, Some(config)) => {
             let env = pipeline::RunEnv { aws };
@@ -88,7 +96,14 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
         }
         (Command::Run | Command::Check, None) => ExitCode::from(2),
-        (Command::Tail { stream, from_start, limit }, _) => {
+        (
+            Command::Tail {
+                stream,
+                from_start,
+                limit,
+            },
+            _,
+        ) => {
             let client = aws_sdk_kinesis::Client::new(&aws);
             let mut stdout = std::io::stdout();
             match tail::tail(&client, &stream, from_start, limit, &mut stdout).await {

@@ -135,9 +135,15 @@ pub enum Event {
     /// The transaction is complete. `end_lsn` is the WAL position of the message
     /// that completed it (the XLogData start of the commit), which is the
     /// position to confirm once every change before it has been delivered.
-    Commit { end_lsn: Lsn },
+    Commit {
+        end_lsn: Lsn,
+    },
     /// A logical decoding message (`pg_logical_emit_message`). Never put on the stream.
-    Message { prefix: String, transactional: bool, lsn: Lsn },
+    Message {
+        prefix: String,
+        transactional: bool,
+        lsn: Lsn,
+    },
 }
 
 /// The input was not the wal2json output this decoder expects.
@@ -151,7 +157,11 @@ pub enum DecodeError {
         source: serde_json::Error,
     },
     #[error("wal2json output at LSN {lsn} is not in the expected shape: {what}; first bytes: {excerpt:?}")]
-    Shape { lsn: Lsn, what: String, excerpt: String },
+    Shape {
+        lsn: Lsn,
+        what: String,
+        excerpt: String,
+    },
 }
 
 /// The decoder for one replication stream. Stateful: format-version 1 with
@@ -159,7 +169,12 @@ pub enum DecodeError {
 pub trait Decode: Send {
     /// Feed one XLogData payload whose WAL start is `wal_start`; push the events it
     /// completes onto `out`.
-    fn feed(&mut self, wal_start: Lsn, data: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError>;
+    fn feed(
+        &mut self,
+        wal_start: Lsn,
+        data: &[u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), DecodeError>;
 }
 
 /// How much of a bad message an error shows: enough to recognise it, little
@@ -176,17 +191,33 @@ fn excerpt(data: &[u8]) -> String {
 }
 
 fn json_error(lsn: Lsn, data: &[u8], source: serde_json::Error) -> DecodeError {
-    DecodeError::Json { lsn, excerpt: excerpt(data), source }
+    DecodeError::Json {
+        lsn,
+        excerpt: excerpt(data),
+        source,
+    }
 }
 
 fn shape_error(lsn: Lsn, data: &[u8], what: impl Into<String>) -> DecodeError {
-    DecodeError::Shape { lsn, what: what.into(), excerpt: excerpt(data) }
+    DecodeError::Shape {
+        lsn,
+        what: what.into(),
+        excerpt: excerpt(data),
+    }
 }
 
 /// Parse an optional `X/Y` LSN field wal2json printed.
-fn lsn_field(text: Option<&str>, field: &str, lsn: Lsn, data: &[u8]) -> Result<Option<Lsn>, DecodeError> {
-    text.map(|t| t.parse::<Lsn>().map_err(|e| shape_error(lsn, data, format!("field {field:?}: {e}"))))
-        .transpose()
+fn lsn_field(
+    text: Option<&str>,
+    field: &str,
+    lsn: Lsn,
+    data: &[u8],
+) -> Result<Option<Lsn>, DecodeError> {
+    text.map(|t| {
+        t.parse::<Lsn>()
+            .map_err(|e| shape_error(lsn, data, format!("field {field:?}: {e}")))
+    })
+    .transpose()
 }
 
 /// Pair column names with their values; wal2json prints them as parallel lists
@@ -208,7 +239,10 @@ fn zip_columns(
     Ok(names
         .into_iter()
         .zip(values)
-        .map(|(name, value)| Column { name: name.into_owned(), value: value.to_owned() })
+        .map(|(name, value)| Column {
+            name: name.into_owned(),
+            value: value.to_owned(),
+        })
         .collect())
 }
 
@@ -238,13 +272,20 @@ pub(crate) mod tests {
     pub(crate) fn decode_fixture(mut decoder: Box<dyn Decode>, fixture: &str) -> Vec<Event> {
         let mut out = Vec::new();
         for (lsn, data) in fixture_lines(fixture) {
-            decoder.feed(lsn, data.as_bytes(), &mut out).unwrap_or_else(|e| panic!("{e}"));
+            decoder
+                .feed(lsn, data.as_bytes(), &mut out)
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         out
     }
 
     /// The `nth` change of `kind` on `table`.
-    pub(crate) fn find_change<'a>(events: &'a [Event], kind: Kind, table: &str, nth: usize) -> &'a Change {
+    pub(crate) fn find_change<'a>(
+        events: &'a [Event],
+        kind: Kind,
+        table: &str,
+        nth: usize,
+    ) -> &'a Change {
         events
             .iter()
             .filter_map(|e| match e {
@@ -328,7 +369,11 @@ pub(crate) mod tests {
                 let mut decoder = decoder_for(format);
                 let mut out = Vec::new();
                 for (lsn, data) in &lines {
-                    let input = if rng.below(3) == 0 { mutate(&mut rng, data.as_bytes()) } else { data.clone().into_bytes() };
+                    let input = if rng.below(3) == 0 {
+                        mutate(&mut rng, data.as_bytes())
+                    } else {
+                        data.clone().into_bytes()
+                    };
                     match decoder.feed(*lsn, &input, &mut out) {
                         Ok(()) => oks += 1,
                         Err(e) => {

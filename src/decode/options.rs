@@ -52,10 +52,15 @@ pub fn check_options(user: &[(String, String)]) -> Result<FormatVersion, OptionE
         },
     };
     for (name, value) in user {
-        let is_bool = name.starts_with("include-") || name == "pretty-print" || name == "write-in-chunks"
+        let is_bool = name.starts_with("include-")
+            || name == "pretty-print"
+            || name == "write-in-chunks"
             || name == "numeric-data-types-as-string";
         if is_bool && parse_bool(value).is_none() {
-            return Err(OptionError::NotBoolean { name: name.clone(), value: value.clone() });
+            return Err(OptionError::NotBoolean {
+                name: name.clone(),
+                value: value.clone(),
+            });
         }
     }
     if format == FormatVersion::V2 {
@@ -83,7 +88,10 @@ pub fn effective_options(user: &[(String, String)]) -> (Vec<(String, String)>, F
     };
     let mut out: Vec<(String, String)> = Vec::with_capacity(user.len() + 6);
     for (name, value) in user {
-        if format == FormatVersion::V2 && name == INCLUDE_TRANSACTION && parse_bool(value) == Some(false) {
+        if format == FormatVersion::V2
+            && name == INCLUDE_TRANSACTION
+            && parse_bool(value) == Some(false)
+        {
             tracing::warn!(option = INCLUDE_TRANSACTION, value = %value,
                 "overriding wal2json option: format-version 2 needs transaction boundaries to acknowledge progress");
             out.push((name.clone(), "true".to_string()));
@@ -109,7 +117,10 @@ pub fn effective_options(user: &[(String, String)]) -> (Vec<(String, String)>, F
 
 fn lookup<'a>(user: &'a [(String, String)], name: &str) -> Option<&'a str> {
     // wal2json applies options in order, so the last occurrence wins.
-    user.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    user.iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// PostgreSQL's `parse_bool`: case-insensitive, surrounding blanks ignored,
@@ -131,7 +142,10 @@ mod tests {
     use super::*;
 
     fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     fn get<'a>(o: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -158,7 +172,11 @@ mod tests {
 
     #[test]
     fn v1_gets_chunks_and_keeps_user_choices() {
-        let user = opts(&[("format-version", "1"), ("include-timestamp", "false"), ("add-tables", "public.t")]);
+        let user = opts(&[
+            ("format-version", "1"),
+            ("include-timestamp", "false"),
+            ("add-tables", "public.t"),
+        ]);
         let (o, f) = effective_options(&user);
         assert_eq!(f, FormatVersion::V1);
         assert_eq!(get(&o, "include-timestamp"), Some("false"));
@@ -176,21 +194,33 @@ mod tests {
         let (o, f) = effective_options(&user);
         assert_eq!(f, FormatVersion::V2);
         assert_eq!(get(&o, "include-transaction"), Some("true"));
-        assert_eq!(check_options(&user), Err(OptionError::TransactionOff("off".into())));
+        assert_eq!(
+            check_options(&user),
+            Err(OptionError::TransactionOff("off".into()))
+        );
         // Under v1 the option means nothing, so it is left alone.
         let user = opts(&[("format-version", "1"), ("include-transaction", "f")]);
-        assert_eq!(get(&effective_options(&user).0, "include-transaction"), Some("f"));
+        assert_eq!(
+            get(&effective_options(&user).0, "include-transaction"),
+            Some("f")
+        );
         assert_eq!(check_options(&user), Ok(FormatVersion::V1));
     }
 
     #[test]
     fn check_rejects_bad_values() {
-        assert_eq!(check_options(&opts(&[("format-version", "3")])), Err(OptionError::FormatVersion("3".into())));
+        assert_eq!(
+            check_options(&opts(&[("format-version", "3")])),
+            Err(OptionError::FormatVersion("3".into()))
+        );
         assert!(matches!(
             check_options(&opts(&[("include-pk", "maybe")])),
             Err(OptionError::NotBoolean { .. })
         ));
-        assert_eq!(check_options(&opts(&[("format-version", " 2 "), ("include-pk", "Yes")])), Ok(FormatVersion::V2));
+        assert_eq!(
+            check_options(&opts(&[("format-version", " 2 "), ("include-pk", "Yes")])),
+            Ok(FormatVersion::V2)
+        );
         assert_eq!(check_options(&[]), Ok(FormatVersion::V2));
     }
 

@@ -15,7 +15,9 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{json_error, lsn_field, shape_error, zip_columns, Change, Decode, DecodeError, Event, Kind};
+use super::{
+    json_error, lsn_field, shape_error, zip_columns, Change, Decode, DecodeError, Event, Kind,
+};
 use crate::lsn::Lsn;
 
 /// A whole document, or (with `change` ignored) a chunked header.
@@ -74,7 +76,12 @@ pub(super) struct V1Decoder {
 }
 
 impl Decode for V1Decoder {
-    fn feed(&mut self, wal_start: Lsn, data: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
+    fn feed(
+        &mut self,
+        wal_start: Lsn,
+        data: &[u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), DecodeError> {
         let before = out.len();
         let result = self.feed_inner(wal_start, data, out);
         if result.is_err() {
@@ -86,7 +93,12 @@ impl Decode for V1Decoder {
 }
 
 impl V1Decoder {
-    fn feed_inner(&mut self, wal_start: Lsn, data: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
+    fn feed_inner(
+        &mut self,
+        wal_start: Lsn,
+        data: &[u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), DecodeError> {
         let text = std::str::from_utf8(data)
             .map_err(|e| shape_error(wal_start, data, format!("not UTF-8 ({e})")))?;
         let body = text.trim_matches(is_json_space);
@@ -97,11 +109,16 @@ impl V1Decoder {
                 return Ok(());
             }
             let item_text = body.strip_prefix(',').unwrap_or(body);
-            let item: Item<'_> = serde_json::from_str(item_text).map_err(|e| json_error(wal_start, data, e))?;
+            let item: Item<'_> =
+                serde_json::from_str(item_text).map_err(|e| json_error(wal_start, data, e))?;
             if item.kind == "message" && item.transactional != Some(true) {
                 // Non-transactional messages are written when read from WAL, never
                 // while a transaction is replayed; one here means a lost close chunk.
-                return Err(shape_error(wal_start, data, "non-transactional message inside a chunked transaction"));
+                return Err(shape_error(
+                    wal_start,
+                    data,
+                    "non-transactional message inside a chunked transaction",
+                ));
             }
             return push_item(item, wal_start, data, out);
         }
@@ -117,10 +134,16 @@ impl V1Decoder {
         let doc: Document<'_, Vec<Item<'_>>> =
             serde_json::from_str(body).map_err(|e| json_error(wal_start, data, e))?;
         let non_transactional = !doc.change.is_empty()
-            && doc.change.iter().all(|i| i.kind == "message" && i.transactional == Some(false));
+            && doc
+                .change
+                .iter()
+                .all(|i| i.kind == "message" && i.transactional == Some(false));
         if non_transactional {
             // `{"change":[{"kind":"message","transactional":false,..}]}`: no transaction.
-            return doc.change.into_iter().try_for_each(|i| push_item(i, wal_start, data, out));
+            return doc
+                .change
+                .into_iter()
+                .try_for_each(|i| push_item(i, wal_start, data, out));
         }
         push_begin(&doc, wal_start, data, out)?;
         for item in doc.change {
@@ -131,7 +154,12 @@ impl V1Decoder {
     }
 }
 
-fn push_begin<C>(doc: &Document<'_, C>, wal_start: Lsn, data: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
+fn push_begin<C>(
+    doc: &Document<'_, C>,
+    wal_start: Lsn,
+    data: &[u8],
+    out: &mut Vec<Event>,
+) -> Result<(), DecodeError> {
     // `nextlsn` is the end of the commit record: fixed for the transaction, so
     // the same on every redelivery, and equal to the Commit's end_lsn.
     let txn_lsn = lsn_field(doc.nextlsn.as_deref(), "nextlsn", wal_start, data)?;
@@ -143,7 +171,12 @@ fn push_begin<C>(doc: &Document<'_, C>, wal_start: Lsn, data: &[u8], out: &mut V
     Ok(())
 }
 
-fn push_item(item: Item<'_>, wal_start: Lsn, data: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
+fn push_item(
+    item: Item<'_>,
+    wal_start: Lsn,
+    data: &[u8],
+    out: &mut Vec<Event>,
+) -> Result<(), DecodeError> {
     let kind = match item.kind.as_ref() {
         "insert" => Kind::Insert,
         "update" => Kind::Update,
@@ -168,8 +201,16 @@ fn push_item(item: Item<'_>, wal_start: Lsn, data: &[u8], out: &mut Vec<Event>) 
             ))
         }
     };
-    let table = item.table.ok_or_else(|| shape_error(wal_start, data, "change without \"table\""))?;
-    let columns = zip_columns(item.columnnames, item.columnvalues, "columnnames/columnvalues", wal_start, data)?;
+    let table = item
+        .table
+        .ok_or_else(|| shape_error(wal_start, data, "change without \"table\""))?;
+    let columns = zip_columns(
+        item.columnnames,
+        item.columnvalues,
+        "columnnames/columnvalues",
+        wal_start,
+        data,
+    )?;
     let identity = match item.oldkeys {
         Some(k) => zip_columns(k.keynames, k.keyvalues, "oldkeys", wal_start, data)?,
         None => Vec::new(),
@@ -181,7 +222,10 @@ fn push_item(item: Item<'_>, wal_start: Lsn, data: &[u8], out: &mut Vec<Event>) 
         table: table.into_owned(),
         columns,
         identity,
-        pk: item.pk.map(|p| p.pknames.into_iter().map(Cow::into_owned).collect()).unwrap_or_default(),
+        pk: item
+            .pk
+            .map(|p| p.pknames.into_iter().map(Cow::into_owned).collect())
+            .unwrap_or_default(),
         lsn: None,
     }));
     Ok(())
@@ -210,21 +254,50 @@ mod tests {
 
     /// The same transactions must come out of all three v1 fixtures.
     fn check_v1_events(events: &[Event]) {
-        let Event::Begin { xid, timestamp, txn_lsn } = &events[0] else { panic!("{:?}", events[0]) };
+        let Event::Begin {
+            xid,
+            timestamp,
+            txn_lsn,
+        } = &events[0]
+        else {
+            panic!("{:?}", events[0])
+        };
         assert_eq!(*xid, Some(729));
         assert_eq!(timestamp.as_deref(), Some("2026-11-23 23:19:47.790774+00"));
         assert_eq!(*txn_lsn, Some(lsn("0/153C0F8")));
-        assert!(matches!(events[3], Event::Commit { end_lsn } if end_lsn == lsn("0/153C0F8")), "{:?}", events[3]);
+        assert!(
+            matches!(events[3], Event::Commit { end_lsn } if end_lsn == lsn("0/153C0F8")),
+            "{:?}",
+            events[3]
+        );
 
         let ins = find_change(events, Kind::Insert, "t_all", 0);
         assert_eq!(ins.schema, "public");
         assert_eq!(ins.lsn, None);
         assert_eq!(ins.pk, ["id"]);
-        assert_eq!(value_of(&ins.columns, "num"), "123456789012345678901.1234567890");
-        assert_eq!(value_of(&ins.columns, "txt"), r#""héllo \"wörld\" \\ back\nnew line\ttab 😀 ☃""#);
-        assert_eq!(value_of(&ins.columns, "tarr"), r#""{\"a b\",\"c\\\"d\",NULL}""#);
-        assert_eq!(value_of(&ins.columns, "ts"), r#""2024-02-29 12:34:56.789012+00""#);
-        assert_eq!(value_of(&find_change(events, Kind::Insert, "t_all", 1).columns, "doc"), "null");
+        assert_eq!(
+            value_of(&ins.columns, "num"),
+            "123456789012345678901.1234567890"
+        );
+        assert_eq!(
+            value_of(&ins.columns, "txt"),
+            r#""héllo \"wörld\" \\ back\nnew line\ttab 😀 ☃""#
+        );
+        assert_eq!(
+            value_of(&ins.columns, "tarr"),
+            r#""{\"a b\",\"c\\\"d\",NULL}""#
+        );
+        assert_eq!(
+            value_of(&ins.columns, "ts"),
+            r#""2024-02-29 12:34:56.789012+00""#
+        );
+        assert_eq!(
+            value_of(
+                &find_change(events, Kind::Insert, "t_all", 1).columns,
+                "doc"
+            ),
+            "null"
+        );
 
         let upd = find_change(events, Kind::Update, "t_all", 1);
         assert_eq!(value_of(&upd.identity, "id"), "2");
@@ -240,9 +313,19 @@ mod tests {
         // The non-transactional message is not wrapped in Begin/Commit.
         let i = events
             .iter()
-            .position(|e| matches!(e, Event::Message { transactional: false, .. }))
+            .position(|e| {
+                matches!(
+                    e,
+                    Event::Message {
+                        transactional: false,
+                        ..
+                    }
+                )
+            })
             .expect("non-transactional message");
-        assert!(matches!(&events[i], Event::Message { prefix, lsn: l, .. } if prefix == "my-prefix" && *l == lsn("0/153C8B8")));
+        assert!(
+            matches!(&events[i], Event::Message { prefix, lsn: l, .. } if prefix == "my-prefix" && *l == lsn("0/153C8B8"))
+        );
         assert!(matches!(events[i - 1], Event::Commit { end_lsn } if end_lsn == lsn("0/153C860")));
         assert!(matches!(events[i + 1], Event::Begin { xid: Some(740), .. }));
         assert!(events
@@ -250,22 +333,33 @@ mod tests {
             .any(|e| matches!(e, Event::Message { prefix, transactional: true, .. } if prefix == "txn-prefix")));
 
         // wal2json 2.5 drops TRUNCATE in v1: the last transaction is empty.
-        assert!(!events.iter().any(|e| matches!(e, Event::Change(c) if c.kind == Kind::Truncate)));
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, Event::Change(c) if c.kind == Kind::Truncate)));
         let n = events.len();
         assert!(matches!(events[n - 2], Event::Begin { xid: Some(741), .. }));
         assert!(matches!(events[n - 1], Event::Commit { end_lsn } if end_lsn == lsn("0/153DF88")));
-        let commits = events.iter().filter(|e| matches!(e, Event::Commit { .. })).count();
+        let commits = events
+            .iter()
+            .filter(|e| matches!(e, Event::Commit { .. }))
+            .count();
         assert_eq!(commits, 13);
     }
 
     #[test]
     fn decodes_real_whole_documents() {
-        check_v1_events(&decode_fixture(Box::new(V1Decoder::default()), include_str!("testdata/v1.jsonl")));
+        check_v1_events(&decode_fixture(
+            Box::new(V1Decoder::default()),
+            include_str!("testdata/v1.jsonl"),
+        ));
     }
 
     #[test]
     fn decodes_real_chunks() {
-        check_v1_events(&decode_fixture(Box::new(V1Decoder::default()), include_str!("testdata/v1_chunks.jsonl")));
+        check_v1_events(&decode_fixture(
+            Box::new(V1Decoder::default()),
+            include_str!("testdata/v1_chunks.jsonl"),
+        ));
     }
 
     #[test]
@@ -286,7 +380,10 @@ mod tests {
         out.clear();
         let bad = br#"{"xid":2,"change":[{"kind":"insert","table":"t"},{"kind":"insert","table":"t","columnnames":["a","b"],"columnvalues":[1]}]}"#;
         let err = d.feed(lsn("0/20"), bad, &mut out).unwrap_err().to_string();
-        assert!(err.contains("0/20") && err.contains("2 names but 1 values"), "{err}");
+        assert!(
+            err.contains("0/20") && err.contains("2 names but 1 values"),
+            "{err}"
+        );
         assert!(out.is_empty(), "no events may leak from a failed document");
     }
 
@@ -294,8 +391,15 @@ mod tests {
     fn chunk_state_is_enforced() {
         let mut d = V1Decoder::default();
         let mut out = Vec::new();
-        d.feed(lsn("0/1"), br#"{"xid":5,"nextlsn":"0/9","change":["#, &mut out).unwrap();
-        let err = d.feed(lsn("0/2"), br#",{"kind":"upsert","table":"t"}"#, &mut out).unwrap_err();
+        d.feed(
+            lsn("0/1"),
+            br#"{"xid":5,"nextlsn":"0/9","change":["#,
+            &mut out,
+        )
+        .unwrap();
+        let err = d
+            .feed(lsn("0/2"), br#",{"kind":"upsert","table":"t"}"#, &mut out)
+            .unwrap_err();
         assert!(err.to_string().contains("upsert"), "{err}");
         let nontxn = br#"{"kind":"message","transactional":false,"prefix":"p","content":""}"#;
         assert!(d.feed(lsn("0/3"), nontxn, &mut out).is_err());

@@ -64,13 +64,21 @@ pub(super) struct V2Decoder {
 }
 
 impl Decode for V2Decoder {
-    fn feed(&mut self, wal_start: Lsn, data: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
-        let rec: Record<'_> = serde_json::from_slice(data).map_err(|e| json_error(wal_start, data, e))?;
+    fn feed(
+        &mut self,
+        wal_start: Lsn,
+        data: &[u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), DecodeError> {
+        let rec: Record<'_> =
+            serde_json::from_slice(data).map_err(|e| json_error(wal_start, data, e))?;
         let shape = |what: String| shape_error(wal_start, data, what);
         match rec.action.as_ref() {
             "B" => {
                 if self.in_txn {
-                    return Err(shape("a transaction began before the previous one committed".into()));
+                    return Err(shape(
+                        "a transaction began before the previous one committed".into(),
+                    ));
                 }
                 // `nextlsn` (end of the commit record) rather than `lsn` (its start)
                 // so txn_lsn equals the Commit's end_lsn; both are fixed properties of
@@ -91,7 +99,9 @@ impl Decode for V2Decoder {
                 out.push(Event::Commit { end_lsn: wal_start });
             }
             "M" => {
-                let prefix = rec.prefix.ok_or_else(|| shape("message without \"prefix\"".into()))?;
+                let prefix = rec
+                    .prefix
+                    .ok_or_else(|| shape("message without \"prefix\"".into()))?;
                 out.push(Event::Message {
                     prefix: prefix.into_owned(),
                     transactional: rec.transactional.unwrap_or(false),
@@ -104,14 +114,20 @@ impl Decode for V2Decoder {
                     "U" => Kind::Update,
                     "D" => Kind::Delete,
                     "T" => Kind::Truncate,
-                    other => return Err(shape(format!("unknown action {other:?} (expected B, C, I, U, D, T or M)"))),
+                    other => {
+                        return Err(shape(format!(
+                            "unknown action {other:?} (expected B, C, I, U, D, T or M)"
+                        )))
+                    }
                 };
                 if !self.in_txn {
                     return Err(shape(format!(
                         "row change {action:?} outside a transaction; wal2json option include-transaction must be true"
                     )));
                 }
-                let table = rec.table.ok_or_else(|| shape("row change without \"table\"".into()))?;
+                let table = rec
+                    .table
+                    .ok_or_else(|| shape("row change without \"table\"".into()))?;
                 let lsn = lsn_field(rec.lsn.as_deref(), "lsn", wal_start, data)?;
                 out.push(Event::Change(Change {
                     kind,
@@ -120,7 +136,12 @@ impl Decode for V2Decoder {
                     table: table.into_owned(),
                     columns: owned_columns(rec.columns),
                     identity: owned_columns(rec.identity),
-                    pk: rec.pk.unwrap_or_default().into_iter().map(|c| c.name.into_owned()).collect(),
+                    pk: rec
+                        .pk
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|c| c.name.into_owned())
+                        .collect(),
                     lsn,
                 }));
             }
@@ -132,7 +153,10 @@ impl Decode for V2Decoder {
 fn owned_columns(cols: Option<Vec<ValueColumn<'_>>>) -> Vec<Column> {
     cols.unwrap_or_default()
         .into_iter()
-        .map(|c| Column { name: c.name.into_owned(), value: c.value.to_owned() })
+        .map(|c| Column {
+            name: c.name.into_owned(),
+            value: c.value.to_owned(),
+        })
         .collect()
 }
 
@@ -147,9 +171,19 @@ mod tests {
 
     #[test]
     fn decodes_real_v2_fixture() {
-        let events = decode_fixture(Box::new(V2Decoder::default()), include_str!("testdata/v2.jsonl"));
+        let events = decode_fixture(
+            Box::new(V2Decoder::default()),
+            include_str!("testdata/v2.jsonl"),
+        );
 
-        let Event::Begin { xid, timestamp, txn_lsn } = &events[0] else { panic!("{:?}", events[0]) };
+        let Event::Begin {
+            xid,
+            timestamp,
+            txn_lsn,
+        } = &events[0]
+        else {
+            panic!("{:?}", events[0])
+        };
         assert_eq!(*xid, Some(729));
         assert_eq!(timestamp.as_deref(), Some("2026-11-23 23:19:47.790774+00"));
         assert_eq!(*txn_lsn, Some(lsn("0/153C0F8")));
@@ -158,13 +192,19 @@ mod tests {
         assert_eq!(ins.schema, "public");
         assert_eq!(ins.lsn, Some(lsn("0/153BE58")));
         assert_eq!(ins.pk, ["id"]);
-        assert_eq!(value_of(&ins.columns, "num"), "123456789012345678901.1234567890");
+        assert_eq!(
+            value_of(&ins.columns, "num"),
+            "123456789012345678901.1234567890"
+        );
         assert_eq!(value_of(&ins.columns, "big"), "9223372036854775807");
         assert_eq!(
             value_of(&ins.columns, "txt"),
             r#""héllo \"wörld\" \\ back\nnew line\ttab 😀 ☃""#
         );
-        assert_eq!(value_of(&ins.columns, "doc"), r#""{\"a\": [1, 2.50, null], \"b\": \"x\\\"y\"}""#);
+        assert_eq!(
+            value_of(&ins.columns, "doc"),
+            r#""{\"a\": [1, 2.50, null], \"b\": \"x\\\"y\"}""#
+        );
         assert_eq!(value_of(&ins.columns, "bin"), r#""deadbeef00""#);
         assert_eq!(value_of(&ins.columns, "flag"), "true");
         assert_eq!(value_of(&ins.columns, "arr"), r#""{1,2,NULL}""#);
@@ -189,7 +229,9 @@ mod tests {
         let weird = find_change(&events, Kind::Delete, "Weird \"Name\"", 0);
         assert_eq!(weird.pk, ["k1", "k2"]);
         assert_eq!(value_of(&weird.identity, "k2"), r#""k""#);
-        assert!(find_change(&events, Kind::Insert, "t_nopk", 0).pk.is_empty());
+        assert!(find_change(&events, Kind::Insert, "t_nopk", 0)
+            .pk
+            .is_empty());
 
         let truncs: Vec<_> = events
             .iter()
@@ -203,11 +245,21 @@ mod tests {
         let messages: Vec<_> = events
             .iter()
             .filter_map(|e| match e {
-                Event::Message { prefix, transactional, lsn } => Some((prefix.as_str(), *transactional, *lsn)),
+                Event::Message {
+                    prefix,
+                    transactional,
+                    lsn,
+                } => Some((prefix.as_str(), *transactional, *lsn)),
                 _ => None,
             })
             .collect();
-        assert_eq!(messages, [("my-prefix", false, lsn("0/153C8B8")), ("txn-prefix", true, lsn("0/153C960"))]);
+        assert_eq!(
+            messages,
+            [
+                ("my-prefix", false, lsn("0/153C8B8")),
+                ("txn-prefix", true, lsn("0/153C960"))
+            ]
+        );
 
         let commits: Vec<_> = events
             .iter()
@@ -222,12 +274,25 @@ mod tests {
 
     #[test]
     fn decodes_without_optional_fields() {
-        let events = decode_fixture(Box::new(V2Decoder::default()), include_str!("testdata/v2_bare.jsonl"));
-        assert!(matches!(events[0], Event::Begin { xid: None, timestamp: None, txn_lsn: None }));
+        let events = decode_fixture(
+            Box::new(V2Decoder::default()),
+            include_str!("testdata/v2_bare.jsonl"),
+        );
+        assert!(matches!(
+            events[0],
+            Event::Begin {
+                xid: None,
+                timestamp: None,
+                txn_lsn: None
+            }
+        ));
         let ins = find_change(&events, Kind::Insert, "t_all", 0);
         assert_eq!(ins.lsn, None);
         assert!(ins.pk.is_empty());
-        assert_eq!(value_of(&ins.columns, "num"), "123456789012345678901.1234567890");
+        assert_eq!(
+            value_of(&ins.columns, "num"),
+            "123456789012345678901.1234567890"
+        );
         assert!(matches!(events[3], Event::Commit { end_lsn } if end_lsn == lsn("0/153C0F8")));
     }
 
@@ -237,7 +302,10 @@ mod tests {
     /// end_lsn may be confirmed.
     #[test]
     fn interleaved_transactions_only_commit_lsns_rise() {
-        let events = decode_fixture(Box::new(V2Decoder::default()), include_str!("testdata/v2_interleaved.jsonl"));
+        let events = decode_fixture(
+            Box::new(V2Decoder::default()),
+            include_str!("testdata/v2_interleaved.jsonl"),
+        );
         let commits: Vec<Lsn> = events
             .iter()
             .filter_map(|e| match e {
@@ -249,7 +317,9 @@ mod tests {
         let a1 = find_change(&events, Kind::Insert, "t_full", 1);
         assert_eq!(value_of(&a1.columns, "v"), r#""A1""#);
         assert!(a1.lsn.unwrap() < commits[0], "{:?}", a1.lsn);
-        assert!(matches!(events[3], Event::Begin { xid: Some(755), txn_lsn: Some(l), .. } if l == commits[1]));
+        assert!(
+            matches!(events[3], Event::Begin { xid: Some(755), txn_lsn: Some(l), .. } if l == commits[1])
+        );
     }
 
     #[test]
@@ -257,13 +327,24 @@ mod tests {
         let mut d = V2Decoder::default();
         let mut out = Vec::new();
         let err = d
-            .feed(lsn("1/2"), br#"{"action":"I","table":"t","columns":[]}"#, &mut out)
+            .feed(
+                lsn("1/2"),
+                br#"{"action":"I","table":"t","columns":[]}"#,
+                &mut out,
+            )
             .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("1/2") && msg.contains("include-transaction") && msg.contains("action"), "{msg}");
+        assert!(
+            msg.contains("1/2") && msg.contains("include-transaction") && msg.contains("action"),
+            "{msg}"
+        );
         assert!(d.feed(lsn("1/3"), br#"{"action":"C"}"#, &mut out).is_err());
         assert!(d.feed(lsn("1/4"), br#"{"action":"X"}"#, &mut out).is_err());
-        assert!(d.feed(lsn("1/5"), b"{\"action\":\"B\"", &mut out).unwrap_err().to_string().contains("1/5"));
+        assert!(d
+            .feed(lsn("1/5"), b"{\"action\":\"B\"", &mut out)
+            .unwrap_err()
+            .to_string()
+            .contains("1/5"));
         assert!(out.is_empty());
     }
 
@@ -274,7 +355,10 @@ mod tests {
     fn throughput() {
         let fixture = include_str!("testdata/v2.jsonl");
         let row = fixture.lines().nth(1).unwrap();
-        let data = serde_json::from_str::<serde_json::Value>(row).unwrap()["data"].as_str().unwrap().to_string();
+        let data = serde_json::from_str::<serde_json::Value>(row).unwrap()["data"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let mut d = V2Decoder { in_txn: true };
         let mut out = Vec::with_capacity(1);
         let n = 200_000;
@@ -284,6 +368,10 @@ mod tests {
             out.clear();
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("{:.0} rows/s ({} bytes/row)", f64::from(n) / secs, data.len());
+        println!(
+            "{:.0} rows/s ({} bytes/row)",
+            f64::from(n) / secs,
+            data.len()
+        );
     }
 }

@@ -37,7 +37,12 @@ pub enum SlotError {
     #[error("{0}; this is a bug in the wal2json decoder or an unsupported wal2json version: report it with this message")]
     Decode(#[from] DecodeError),
     #[error("a change to {table} at LSN {lsn} encodes to a {size}-byte record, over the stream's {max}-byte limit; it was not dropped: exclude the table or its large columns (wal2json option filter-tables / add-tables), or raise max_record_bytes if the stream allows larger records")]
-    RecordTooLarge { table: String, lsn: Lsn, size: usize, max: usize },
+    RecordTooLarge {
+        table: String,
+        lsn: Lsn,
+        size: usize,
+        max: usize,
+    },
     #[error("replication slot {slot:?} does not exist on {endpoint} and create_slot is false: create it with SELECT pg_create_logical_replication_slot('{slot}', 'wal2json'), or set create_slot: true")]
     SlotMissing { slot: String, endpoint: String },
     #[error("replication slot {slot:?} uses the output plugin {plugin}, not wal2json: drop it or pick another slot name")]
@@ -70,9 +75,13 @@ pub enum SlotState {
     Starting,
     Streaming,
     /// Reconnecting after a transient failure.
-    Retrying { error: String },
+    Retrying {
+        error: String,
+    },
     /// Stopped for good after a permanent failure.
-    Stopped { error: String },
+    Stopped {
+        error: String,
+    },
     /// Shut down on request.
     Finished,
 }
@@ -87,11 +96,18 @@ pub struct SlotStatus {
 
 impl SlotStatus {
     fn new(slot: &str) -> Self {
-        SlotStatus { slot: slot.to_string(), state: Mutex::new(SlotState::Starting), stats: Arc::default() }
+        SlotStatus {
+            slot: slot.to_string(),
+            state: Mutex::new(SlotState::Starting),
+            stats: Arc::default(),
+        }
     }
 
     pub fn state(&self) -> SlotState {
-        self.state.lock().map(|s| s.clone()).unwrap_or(SlotState::Starting)
+        self.state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(SlotState::Starting)
     }
 
     fn set(&self, state: SlotState) {
@@ -133,10 +149,20 @@ impl Pipeline {
             let status = Arc::new(SlotStatus::new(&slot.name));
             slots.push(status.clone());
             let kinesis = kinesis_client(&env.aws, slot);
-            let worker = Worker { slot: slot.clone(), kinesis, status, shutdown: shutdown.subscribe(), timeout };
+            let worker = Worker {
+                slot: slot.clone(),
+                kinesis,
+                status,
+                shutdown: shutdown.subscribe(),
+                timeout,
+            };
             tasks.spawn(worker.run());
         }
-        Pipeline { slots, shutdown, tasks }
+        Pipeline {
+            slots,
+            shutdown,
+            tasks,
+        }
     }
 
     /// Ask every slot to stop (flush, confirm, disconnect).
@@ -165,7 +191,11 @@ impl Pipeline {
 
 /// Run every slot until `shutdown` resolves (then flush and exit cleanly) or no
 /// slot is left running.
-pub async fn run(config: &Config, env: &RunEnv, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RunError> {
+pub async fn run(
+    config: &Config,
+    env: &RunEnv,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
     let pipeline = Pipeline::start(config, env);
     let stopper = pipeline.shutdown.clone();
     let waiting = pipeline.wait();
@@ -241,7 +271,9 @@ impl Worker {
                     let delay = reconnect_delay(attempt);
                     attempt = attempt.saturating_add(1);
                     tracing::warn!(slot = %name, retry_in_s = delay.as_secs_f32(), "[{name}] {e}; reconnecting");
-                    self.status.set(SlotState::Retrying { error: e.to_string() });
+                    self.status.set(SlotState::Retrying {
+                        error: e.to_string(),
+                    });
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.shutdown.changed() => {}
@@ -249,7 +281,9 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(slot = %name, "[{name}] slot stopped: {e}");
-                    self.status.set(SlotState::Stopped { error: e.to_string() });
+                    self.status.set(SlotState::Stopped {
+                        error: e.to_string(),
+                    });
                     return Err(format!("slot {name}: {e}"));
                 }
             }
@@ -259,7 +293,10 @@ impl Worker {
 
 /// Resolves when shutdown is requested while the session is not yet streaming
 /// (a streaming session handles shutdown itself, to flush first).
-async fn wait_for_shutdown_before_streaming(shutdown: &mut watch::Receiver<bool>, status: &SlotStatus) {
+async fn wait_for_shutdown_before_streaming(
+    shutdown: &mut watch::Receiver<bool>,
+    status: &SlotStatus,
+) {
     loop {
         if *shutdown.borrow_and_update() && status.state() != SlotState::Streaming {
             return;
@@ -271,6 +308,8 @@ async fn wait_for_shutdown_before_streaming(shutdown: &mut watch::Receiver<bool>
 }
 
 fn reconnect_delay(attempt: u32) -> Duration {
-    let exp = RECONNECT_BASE.saturating_mul(1u32 << attempt.min(10)).min(RECONNECT_MAX);
+    let exp = RECONNECT_BASE
+        .saturating_mul(1u32 << attempt.min(10))
+        .min(RECONNECT_MAX);
     exp / 2 + exp.mul_f64(rand::rng().random_range(0.0..0.5))
 }

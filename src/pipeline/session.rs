@@ -48,7 +48,12 @@ impl Session<'_> {
         let params = ConnectParams::from_slot(slot);
         let start = prepare_slot(slot, &params).await?;
 
-        let sink = KinesisSink::new(self.kinesis.clone(), &slot.name, &slot.kns_stream, slot.batch.clone());
+        let sink = KinesisSink::new(
+            self.kinesis.clone(),
+            &slot.name,
+            &slot.kns_stream,
+            slot.batch.clone(),
+        );
         let max_record_bytes = sink.prepare().await?;
 
         let (options, format) = decode::effective_options(&slot.options);
@@ -62,11 +67,13 @@ impl Session<'_> {
 
         let (tx, rx) = mpsc::channel::<Item>(slot.queue_capacity.max(1));
         let (ack_tx, mut ack_rx) = watch::channel(start);
-        let mut sink_task = tokio::spawn(sink.run(rx, AckTracker::new(start), ack_tx, self.stats.clone()));
+        let mut sink_task =
+            tokio::spawn(sink.run(rx, AckTracker::new(start), ack_tx, self.stats.clone()));
 
         let mut reader = Reader::new(start);
         let mut events = Vec::new();
-        let mut ticker = tokio::time::interval(Duration::from_secs(slot.status_interval_secs.max(1)));
+        let mut ticker =
+            tokio::time::interval(Duration::from_secs(slot.status_interval_secs.max(1)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_status = Instant::now();
 
@@ -130,8 +137,12 @@ impl Session<'_> {
         drop(tx);
         match tokio::time::timeout(self.shutdown_timeout, &mut sink_task).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(slot = %slot.name, "delivery failed during shutdown: {e}"),
-            Ok(Err(e)) => tracing::error!(slot = %slot.name, "the sink task failed during shutdown: {e}"),
+            Ok(Ok(Err(e))) => {
+                tracing::error!(slot = %slot.name, "delivery failed during shutdown: {e}")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(slot = %slot.name, "the sink task failed during shutdown: {e}")
+            }
             Err(_) => {
                 sink_task.abort();
                 tracing::warn!(slot = %slot.name, "shutdown timeout: records not yet accepted will be sent again on restart");
@@ -155,7 +166,12 @@ async fn prepare_slot(slot: &SlotConfig, params: &ConnectParams) -> Result<Lsn, 
             tracing::info!(slot = %slot.name, lsn = %at, "replication slot {:?} did not exist: created it with wal2json at {at}", slot.name);
             return Ok(at);
         }
-        None => return Err(SlotError::SlotMissing { slot: slot.name.clone(), endpoint: params.endpoint() }),
+        None => {
+            return Err(SlotError::SlotMissing {
+                slot: slot.name.clone(),
+                endpoint: params.endpoint(),
+            })
+        }
     };
     match info.plugin.as_deref() {
         Some(source::OUTPUT_PLUGIN) => {}
@@ -167,7 +183,9 @@ async fn prepare_slot(slot: &SlotConfig, params: &ConnectParams) -> Result<Lsn, 
         }
     }
     if info.wal_status.as_deref() == Some("lost") {
-        return Err(SlotError::SlotLost { slot: slot.name.clone() });
+        return Err(SlotError::SlotLost {
+            slot: slot.name.clone(),
+        });
     }
     Ok(info.confirmed_flush_lsn.unwrap_or(Lsn::ZERO))
 }
@@ -204,8 +222,16 @@ impl Reader {
     ) -> Result<(), SlotError> {
         for event in events {
             match event {
-                Event::Begin { xid, timestamp, txn_lsn } => {
-                    self.txn = TxnContext { xid, timestamp, commit_lsn: txn_lsn };
+                Event::Begin {
+                    xid,
+                    timestamp,
+                    txn_lsn,
+                } => {
+                    self.txn = TxnContext {
+                        xid,
+                        timestamp,
+                        commit_lsn: txn_lsn,
+                    };
                     self.seq = 0;
                     self.in_txn = true;
                 }
@@ -256,12 +282,24 @@ mod tests {
     fn confirms_keepalive_position_only_when_nothing_is_pending() {
         let mut r = Reader::new(Lsn(100));
         r.server_wal_end = Lsn(500);
-        assert_eq!(r.confirmable(Lsn(100)), Lsn(500), "idle slot follows the server");
+        assert_eq!(
+            r.confirmable(Lsn(100)),
+            Lsn(500),
+            "idle slot follows the server"
+        );
         r.in_txn = true;
-        assert_eq!(r.confirmable(Lsn(100)), Lsn(100), "an open transaction holds the position");
+        assert_eq!(
+            r.confirmable(Lsn(100)),
+            Lsn(100),
+            "an open transaction holds the position"
+        );
         r.in_txn = false;
         r.last_commit_sent = Lsn(300);
-        assert_eq!(r.confirmable(Lsn(200)), Lsn(200), "an unaccepted commit holds the position");
+        assert_eq!(
+            r.confirmable(Lsn(200)),
+            Lsn(200),
+            "an unaccepted commit holds the position"
+        );
         assert_eq!(r.confirmable(Lsn(300)), Lsn(500));
     }
 }

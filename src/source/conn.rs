@@ -8,17 +8,15 @@
 //! never logs secrets.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::transport::{open_transport, Transport};
 use super::{ConnectParams, ServerError, SourceError};
 
 /// Fresh read space reserved at a time. Big enough that a busy stream is read in a
@@ -30,49 +28,6 @@ const MIN_READ_SPACE: usize = 16 * 1024;
 const MAX_MESSAGE_LEN: usize = 1 << 30;
 /// How long TCP connect plus startup may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The byte stream under the protocol. TLS will be another variant.
-pub(crate) enum Transport {
-    Tcp(TcpStream),
-    #[cfg(unix)]
-    Unix(tokio::net::UnixStream),
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(unix)]
-            Transport::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(unix)]
-            Transport::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(unix)]
-            Transport::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(unix)]
-            Transport::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
 
 /// One backend message: its type byte and its body (header stripped), cut out of the
 /// read buffer without copying.
@@ -89,7 +44,10 @@ pub(crate) fn take_frame(buf: &mut BytesMut) -> Result<Option<Frame>, String> {
     let tag = header[0];
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
     if !(4..=MAX_MESSAGE_LEN).contains(&len) {
-        return Err(format!("message {:?} has impossible length {len}", tag as char));
+        return Err(format!(
+            "message {:?} has impossible length {len}",
+            tag as char
+        ));
     }
     let total = len + 1;
     if buf.len() < total {
@@ -119,7 +77,9 @@ pub(crate) fn parse_error_fields(mut body: BytesMut) -> ServerError {
         if kind == 0 {
             break;
         }
-        let Some(value) = take_cstr(&mut body) else { break };
+        let Some(value) = take_cstr(&mut body) else {
+            break;
+        };
         match kind {
             b'V' => e.severity = value,
             b'S' => localized_severity = Some(value),
@@ -151,17 +111,30 @@ impl Connection {
     /// wait for ReadyForQuery.
     pub async fn connect(p: &ConnectParams, extra: &[(&str, &str)]) -> Result<Self, SourceError> {
         let at = p.endpoint();
-        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(p, extra, at.clone())).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_inner(p, extra, at.clone())).await
+        {
             Ok(result) => result,
             Err(_) => Err(SourceError::Connect {
                 at,
-                source: io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {CONNECT_TIMEOUT:?}")),
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer within {CONNECT_TIMEOUT:?}"),
+                ),
             }),
         }
     }
 
-    async fn connect_inner(p: &ConnectParams, extra: &[(&str, &str)], at: String) -> Result<Self, SourceError> {
-        let transport = open_transport(p).await.map_err(|source| SourceError::Connect { at: at.clone(), source })?;
+    async fn connect_inner(
+        p: &ConnectParams,
+        extra: &[(&str, &str)],
+        at: String,
+    ) -> Result<Self, SourceError> {
+        let transport = open_transport(p)
+            .await
+            .map_err(|source| SourceError::Connect {
+                at: at.clone(),
+                source,
+            })?;
         let mut conn = Connection {
             transport,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
@@ -194,7 +167,12 @@ impl Connection {
                     log_notice(&self.at, frame.body);
                     continue;
                 }
-                other => return Err(self.protocol(format!("unexpected message {:?} during authentication", other as char))),
+                other => {
+                    return Err(self.protocol(format!(
+                        "unexpected message {:?} during authentication",
+                        other as char
+                    )))
+                }
             }
             if frame.body.len() < 4 {
                 return Err(self.protocol("short authentication message".into()));
@@ -204,7 +182,8 @@ impl Connection {
                 0 => return Ok(()),
                 3 => {
                     let pw = self.password(p, "cleartext password")?;
-                    frontend::password_message(pw.as_bytes(), &mut self.write_buf).map_err(|e| self.invalid(e))?;
+                    frontend::password_message(pw.as_bytes(), &mut self.write_buf)
+                        .map_err(|e| self.invalid(e))?;
                 }
                 5 => {
                     let pw = self.password(p, "md5")?;
@@ -213,7 +192,8 @@ impl Connection {
                     }
                     let salt = [frame.body[0], frame.body[1], frame.body[2], frame.body[3]];
                     let hash = md5_hash(p.user.as_bytes(), pw.as_bytes(), salt);
-                    frontend::password_message(hash.as_bytes(), &mut self.write_buf).map_err(|e| self.invalid(e))?;
+                    frontend::password_message(hash.as_bytes(), &mut self.write_buf)
+                        .map_err(|e| self.invalid(e))?;
                 }
                 10 => {
                     let mut offered = Vec::new();
@@ -226,16 +206,22 @@ impl Connection {
                     let pw = self.password(p, "SCRAM-SHA-256")?;
                     // No TLS, so no channel binding to offer.
                     let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                    frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut self.write_buf)
-                        .map_err(|e| self.invalid(e))?;
+                    frontend::sasl_initial_response(
+                        SCRAM_SHA_256,
+                        s.message(),
+                        &mut self.write_buf,
+                    )
+                    .map_err(|e| self.invalid(e))?;
                     scram = Some(s);
                 }
                 11 => {
                     let Some(s) = scram.as_mut() else {
                         return Err(self.protocol("SASL continue before SASL start".into()));
                     };
-                    s.update(&frame.body).map_err(|e| self.auth(p, format!("SCRAM exchange failed: {e}")))?;
-                    frontend::sasl_response(s.message(), &mut self.write_buf).map_err(|e| self.invalid(e))?;
+                    s.update(&frame.body)
+                        .map_err(|e| self.auth(p, format!("SCRAM exchange failed: {e}")))?;
+                    frontend::sasl_response(s.message(), &mut self.write_buf)
+                        .map_err(|e| self.invalid(e))?;
                 }
                 12 => {
                     let Some(s) = scram.as_mut() else {
@@ -272,7 +258,12 @@ impl Connection {
                 b'S' => {}
                 b'N' => log_notice(&self.at, frame.body),
                 b'E' => return Err(self.server_error("startup", frame.body)),
-                other => return Err(self.protocol(format!("unexpected message {:?} during startup", other as char))),
+                other => {
+                    return Err(self.protocol(format!(
+                        "unexpected message {:?} during startup",
+                        other as char
+                    )))
+                }
             }
         }
     }
@@ -294,10 +285,18 @@ impl Connection {
             }
             match self.transport.read_buf(&mut self.read_buf).await {
                 Ok(0) => {
-                    return Err(SourceError::Closed { at: self.at.clone(), during: during() });
+                    return Err(SourceError::Closed {
+                        at: self.at.clone(),
+                        during: during(),
+                    });
                 }
                 Ok(_) => {}
-                Err(source) => return Err(SourceError::Io { at: self.at.clone(), source }),
+                Err(source) => {
+                    return Err(SourceError::Io {
+                        at: self.at.clone(),
+                        source,
+                    })
+                }
             }
         }
     }
@@ -309,7 +308,10 @@ impl Connection {
 
     /// Send everything queued. Cancel-safe: unsent bytes stay queued.
     pub async fn flush(&mut self) -> Result<(), SourceError> {
-        let io_err = |at: &str, source| SourceError::Io { at: at.to_string(), source };
+        let io_err = |at: &str, source| SourceError::Io {
+            at: at.to_string(),
+            source,
+        };
         while !self.write_buf.is_empty() {
             match self.transport.write(&self.write_buf).await {
                 Ok(0) => return Err(io_err(&self.at, io::ErrorKind::WriteZero.into())),
@@ -317,40 +319,41 @@ impl Connection {
                 Err(e) => return Err(io_err(&self.at, e)),
             }
         }
-        self.transport.flush().await.map_err(|e| io_err(&self.at, e))
+        self.transport
+            .flush()
+            .await
+            .map_err(|e| io_err(&self.at, e))
     }
 
     pub fn server_error(&self, context: &str, body: BytesMut) -> SourceError {
-        SourceError::Server { at: self.at.clone(), context: context.to_string(), error: parse_error_fields(body) }
+        SourceError::Server {
+            at: self.at.clone(),
+            context: context.to_string(),
+            error: Box::new(parse_error_fields(body)),
+        }
     }
 
     pub fn protocol(&self, detail: String) -> SourceError {
-        SourceError::Protocol { at: self.at.clone(), detail }
+        SourceError::Protocol {
+            at: self.at.clone(),
+            detail,
+        }
     }
 
     fn auth(&self, p: &ConnectParams, reason: String) -> SourceError {
-        SourceError::Auth { at: self.at.clone(), user: p.user.clone(), reason }
+        SourceError::Auth {
+            at: self.at.clone(),
+            user: p.user.clone(),
+            reason,
+        }
     }
 
     fn invalid(&self, e: io::Error) -> SourceError {
-        SourceError::InvalidInput(format!("{}: cannot encode a message: {e} (no NUL bytes allowed)", self.at))
+        SourceError::InvalidInput(format!(
+            "{}: cannot encode a message: {e} (no NUL bytes allowed)",
+            self.at
+        ))
     }
-}
-
-async fn open_transport(p: &ConnectParams) -> io::Result<Transport> {
-    if p.host.starts_with('/') {
-        #[cfg(unix)]
-        {
-            let path = format!("{}/.s.PGSQL.{}", p.host.trim_end_matches('/'), p.port);
-            return Ok(Transport::Unix(tokio::net::UnixStream::connect(path).await?));
-        }
-        #[cfg(not(unix))]
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "Unix sockets need a Unix system"));
-    }
-    let tcp = TcpStream::connect((p.host.as_str(), p.port)).await?;
-    // Status updates are tiny and latency matters more than packet count.
-    tcp.set_nodelay(true)?;
-    Ok(Transport::Tcp(tcp))
 }
 
 pub(crate) fn log_notice(at: &str, body: BytesMut) {

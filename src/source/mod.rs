@@ -10,20 +10,24 @@
 //!
 //! # Layout
 //!
-//! - `conn`: transport (TCP / Unix socket, TLS later), framing, startup and auth.
+//! - `transport`: the socket (TCP / Unix socket; TLS later).
+//! - `conn`: framing, startup and authentication.
 //! - `replication`: [`ReplicationStream`]: `START_REPLICATION` and the CopyBoth stream.
 //! - `slot`: slot SQL over tokio-postgres ([`sql_connect`], [`slot_info`], ...).
 
 mod conn;
 mod replication;
 mod slot;
+mod transport;
 
 use std::fmt;
 
 use crate::config::{Secret, SlotConfig};
 
 pub use replication::{ReplicationMessage, ReplicationStream};
-pub use slot::{OUTPUT_PLUGIN, create_slot, current_wal_lsn, slot_info, sql_connect, wal_level, SlotInfo};
+pub use slot::{
+    create_slot, current_wal_lsn, slot_info, sql_connect, wal_level, SlotInfo, OUTPUT_PLUGIN,
+};
 
 /// Where and as whom to connect. Built from a [`SlotConfig`] or by hand (tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +59,10 @@ impl ConnectParams {
 
     /// `postgres://user@host:port/db`: how errors and logs name the server. No secrets.
     pub fn endpoint(&self) -> String {
-        format!("postgres://{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+        format!(
+            "postgres://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.dbname
+        )
     }
 }
 
@@ -119,10 +126,20 @@ pub enum SourceError {
     #[error("{at}: the server closed the connection {during}")]
     Closed { at: String, during: String },
     #[error("{at}: {context}: {error}")]
-    Server { at: String, context: String, error: ServerError },
+    Server {
+        at: String,
+        context: String,
+        error: Box<ServerError>,
+    },
     #[error("{at}: cannot authenticate as user {user:?}: {reason}")]
-    Auth { at: String, user: String, reason: String },
-    #[error("{at}: replication on slot {slot:?} ended by the server (CopyDone); reconnect to resume")]
+    Auth {
+        at: String,
+        user: String,
+        reason: String,
+    },
+    #[error(
+        "{at}: replication on slot {slot:?} ended by the server (CopyDone); reconnect to resume"
+    )]
     StreamEnded { at: String, slot: String },
     #[error("{at}: protocol violation: {detail}; this is a bug or an unsupported server")]
     Protocol { at: String, detail: String },
@@ -147,14 +164,18 @@ impl SourceError {
             | SourceError::Closed { .. }
             | SourceError::StreamEnded { .. } => true,
             SourceError::Server { error, .. } => error.is_transient(),
-            SourceError::Auth { .. } | SourceError::Protocol { .. } | SourceError::InvalidInput(_) => {
-                false
-            }
+            SourceError::Auth { .. }
+            | SourceError::Protocol { .. }
+            | SourceError::InvalidInput(_) => false,
             SourceError::Sql { source, .. } => match source.as_db_error() {
                 Some(db) => sqlstate_is_transient(db.code().code()),
                 // Not a server error: I/O, closed connection, or a client-side
                 // conversion problem. Only the first two are worth a retry.
-                None => source.is_closed() || std::error::Error::source(source).is_some_and(|s| s.is::<std::io::Error>()),
+                None => {
+                    source.is_closed()
+                        || std::error::Error::source(source)
+                            .is_some_and(|s| s.is::<std::io::Error>())
+                }
             },
         }
     }
@@ -170,7 +191,11 @@ impl SourceError {
 }
 
 fn sqlstate_is_transient(code: &str) -> bool {
-    ServerError { code: code.to_string(), ..ServerError::default() }.is_transient()
+    ServerError {
+        code: code.to_string(),
+        ..ServerError::default()
+    }
+    .is_transient()
 }
 
 #[cfg(test)]
@@ -181,16 +206,26 @@ mod tests {
         SourceError::Server {
             at: "postgres://u@h:5432/d".into(),
             context: "test".into(),
-            error: ServerError { severity: "FATAL".into(), code: code.into(), message: "m".into(), detail: None, hint: None },
+            error: Box::new(ServerError {
+                severity: "FATAL".into(),
+                code: code.into(),
+                message: "m".into(),
+                detail: None,
+                hint: None,
+            }),
         }
     }
 
     #[test]
     fn classifies_server_errors_by_sqlstate() {
-        for code in ["57P01", "57P03", "53300", "08006", "55006", "40001", "58030"] {
+        for code in [
+            "57P01", "57P03", "53300", "08006", "55006", "40001", "58030",
+        ] {
             assert!(server(code).is_transient(), "{code} should be transient");
         }
-        for code in ["28P01", "28000", "3D000", "42704", "22023", "42501", "55000", "42601", "XX000", ""] {
+        for code in [
+            "28P01", "28000", "3D000", "42704", "22023", "42501", "55000", "42601", "XX000", "",
+        ] {
             assert!(!server(code).is_transient(), "{code} should be permanent");
         }
     }
@@ -200,16 +235,19 @@ mod tests {
         let e = SourceError::Server {
             at: "postgres://u@h:5432/d".into(),
             context: "START_REPLICATION on slot \"s\"".into(),
-            error: ServerError {
+            error: Box::new(ServerError {
                 severity: "ERROR".into(),
                 code: "42704".into(),
                 message: "replication slot \"s\" does not exist".into(),
                 detail: Some("d".into()),
                 hint: Some("create it".into()),
-            },
+            }),
         };
         let text = e.to_string();
-        assert!(text.starts_with("postgres://u@h:5432/d: START_REPLICATION on slot \"s\": ERROR 42704"), "{text}");
+        assert!(
+            text.starts_with("postgres://u@h:5432/d: START_REPLICATION on slot \"s\": ERROR 42704"),
+            "{text}"
+        );
         assert!(text.contains("(hint: create it)"), "{text}");
     }
 

@@ -19,12 +19,17 @@ pub enum ReplicationMessage {
     /// A chunk of decoded output (one wal2json message). `data` is a view into the
     /// read buffer: holding it keeps that buffer chunk alive.
     ///
-    /// `wal_start` is the LSN the plugin wrote this message at: for a wal2json v1
-    /// transaction (and a v2 `"C"` commit message) it is the end of the commit record,
-    /// i.e. the LSN to confirm once the transaction is delivered. `wal_end` is only how
-    /// far the walsender had read before sending and can be *behind* `wal_start`;
-    /// never confirm it for data.
-    XLogData { wal_start: Lsn, wal_end: Lsn, data: Bytes },
+    /// `wal_start` and `wal_end` are equal: the position PostgreSQL attached when the
+    /// plugin prepared the message. For wal2json v1 (one message per transaction) that
+    /// is the transaction's *first* LSN, not its commit; the commit end is the JSON
+    /// `nextlsn` (option `include-lsn`). For v2 it is the change's LSN, and the commit
+    /// end for the `"C"` message. Confirm commit ends (or a keepalive's `wal_end` once
+    /// everything received before it is delivered), never a v1 header.
+    XLogData {
+        wal_start: Lsn,
+        wal_end: Lsn,
+        data: Bytes,
+    },
     /// The server's heartbeat. When `reply_requested`, answer with
     /// [`ReplicationStream::send_status`] promptly or `wal_sender_timeout` kills the stream.
     Keepalive { wal_end: Lsn, reply_requested: bool },
@@ -46,6 +51,16 @@ pub struct ReplicationStream {
     slot: Option<String>,
 }
 
+impl std::fmt::Debug for ReplicationStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationStream")
+            .field("server", &self.conn.at)
+            .field("slot", &self.slot)
+            .field("backend_pid", &self.conn.backend_pid)
+            .finish()
+    }
+}
+
 impl ReplicationStream {
     /// Connect with `replication=database` and authenticate.
     pub async fn connect(p: &ConnectParams) -> Result<Self, SourceError> {
@@ -61,11 +76,19 @@ impl ReplicationStream {
 
     /// Send `START_REPLICATION SLOT "slot" LOGICAL start ("k" 'v', ...)` and wait for
     /// CopyBothResponse. `start` = 0/0 means "from the slot's confirmed_flush_lsn".
-    pub async fn start(&mut self, slot: &str, start: Lsn, options: &[(String, String)]) -> Result<(), SourceError> {
+    pub async fn start(
+        &mut self,
+        slot: &str,
+        start: Lsn,
+        options: &[(String, String)],
+    ) -> Result<(), SourceError> {
         let command = start_replication_command(slot, start, options)?;
         tracing::info!(server = %self.conn.at, slot, %start, "starting replication");
-        frontend::query(&command, self.conn.write_buf())
-            .map_err(|e| SourceError::InvalidInput(format!("slot {slot:?}: cannot encode START_REPLICATION: {e}")))?;
+        frontend::query(&command, self.conn.write_buf()).map_err(|e| {
+            SourceError::InvalidInput(format!(
+                "slot {slot:?}: cannot encode START_REPLICATION: {e}"
+            ))
+        })?;
         self.conn.flush().await?;
         let context = format!("START_REPLICATION on slot {slot:?}");
         loop {
@@ -79,32 +102,51 @@ impl ReplicationStream {
                 b'N' => log_notice(&self.conn.at, frame.body),
                 b'S' => {}
                 other => {
-                    return Err(self.conn.protocol(format!("unexpected message {:?} in answer to {context}", other as char)))
+                    return Err(self.conn.protocol(format!(
+                        "unexpected message {:?} in answer to {context}",
+                        other as char
+                    )))
                 }
             }
         }
     }
 
-    /// The next XLogData or keepalive.
+    /// The next XLogData or keepalive. Call after [`ReplicationStream::start`].
     ///
     /// Cancel-safe: it may be dropped in `tokio::select!` at any await point without
     /// losing or tearing a message.
     pub async fn recv(&mut self) -> Result<ReplicationMessage, SourceError> {
         let slot = self.slot.as_deref().unwrap_or("(not started)");
         loop {
-            let frame = self.conn.read_frame(|| format!("while streaming slot {slot:?}")).await?;
+            let frame = self
+                .conn
+                .read_frame(|| format!("while streaming slot {slot:?}"))
+                .await?;
             match frame.tag {
-                b'd' => return parse_copy_data(frame.body).map_err(|d| self.conn.protocol(format!("slot {slot:?}: {d}"))),
-                b'E' => return Err(self.conn.server_error(&format!("streaming slot {slot:?}"), frame.body)),
+                b'd' => {
+                    return parse_copy_data(frame.body)
+                        .map_err(|d| self.conn.protocol(format!("slot {slot:?}: {d}")))
+                }
+                b'E' => {
+                    return Err(self
+                        .conn
+                        .server_error(&format!("streaming slot {slot:?}"), frame.body))
+                }
                 b'N' => log_notice(&self.conn.at, frame.body),
                 b'S' => {}
                 // The walsender ends COPY (timeline switch, shutdown); CommandComplete
                 // and ReadyForQuery may follow. Either way this stream is over.
                 b'c' | b'C' | b'Z' => {
-                    return Err(SourceError::StreamEnded { at: self.conn.at.clone(), slot: slot.to_string() })
+                    return Err(SourceError::StreamEnded {
+                        at: self.conn.at.clone(),
+                        slot: slot.to_string(),
+                    })
                 }
                 other => {
-                    return Err(self.conn.protocol(format!("unexpected message {:?} while streaming slot {slot:?}", other as char)))
+                    return Err(self.conn.protocol(format!(
+                        "unexpected message {:?} while streaming slot {slot:?}",
+                        other as char
+                    )))
                 }
             }
         }
@@ -115,8 +157,17 @@ impl ReplicationStream {
     ///
     /// Cancel-safe in the sense that a cancelled update is sent in full with the
     /// next one; prefer awaiting it to completion.
-    pub async fn send_status(&mut self, flushed: Lsn, reply_requested: bool) -> Result<(), SourceError> {
-        put_status_update(self.conn.write_buf(), flushed, pg_now_micros(), reply_requested);
+    pub async fn send_status(
+        &mut self,
+        flushed: Lsn,
+        reply_requested: bool,
+    ) -> Result<(), SourceError> {
+        put_status_update(
+            self.conn.write_buf(),
+            flushed,
+            pg_now_micros(),
+            reply_requested,
+        );
         self.conn.flush().await
     }
 }
@@ -126,7 +177,11 @@ impl ReplicationStream {
 /// identifiers (keeping case and `-`) and values string literals. The replication
 /// scanner has no backslash escapes, so doubling `'` is all a value needs; it has no
 /// escape for `"` inside an identifier at all, so such a name is refused.
-pub(crate) fn start_replication_command(slot: &str, start: Lsn, options: &[(String, String)]) -> Result<String, SourceError> {
+pub(crate) fn start_replication_command(
+    slot: &str,
+    start: Lsn,
+    options: &[(String, String)],
+) -> Result<String, SourceError> {
     validate_slot_name(slot)?;
     let mut cmd = format!("START_REPLICATION SLOT \"{slot}\" LOGICAL {start}");
     if !options.is_empty() {
@@ -147,7 +202,9 @@ pub(crate) fn start_replication_command(slot: &str, start: Lsn, options: &[(Stri
 }
 
 pub(crate) fn validate_slot_name(slot: &str) -> Result<(), SourceError> {
-    let ok_chars = slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let ok_chars = slot
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if slot.is_empty() || slot.len() > MAX_SLOT_NAME_LEN || !ok_chars {
         return Err(SourceError::InvalidInput(format!(
             "invalid replication slot name {slot:?}: PostgreSQL allows 1 to {MAX_SLOT_NAME_LEN} lower-case letters, digits and underscores"
@@ -161,23 +218,36 @@ pub(crate) fn parse_copy_data(mut body: BytesMut) -> Result<ReplicationMessage, 
     match body.first() {
         Some(b'w') => {
             if body.len() < XLOG_HEADER_LEN {
-                return Err(format!("XLogData message of {} bytes is shorter than its header", body.len()));
+                return Err(format!(
+                    "XLogData message of {} bytes is shorter than its header",
+                    body.len()
+                ));
             }
             body.advance(1);
             let wal_start = Lsn(body.get_u64());
             let wal_end = Lsn(body.get_u64());
             let _send_time = body.get_i64();
-            Ok(ReplicationMessage::XLogData { wal_start, wal_end, data: body.freeze() })
+            Ok(ReplicationMessage::XLogData {
+                wal_start,
+                wal_end,
+                data: body.freeze(),
+            })
         }
         Some(b'k') => {
             if body.len() < KEEPALIVE_LEN {
-                return Err(format!("keepalive message of {} bytes is too short", body.len()));
+                return Err(format!(
+                    "keepalive message of {} bytes is too short",
+                    body.len()
+                ));
             }
             body.advance(1);
             let wal_end = Lsn(body.get_u64());
             let _send_time = body.get_i64();
             let reply_requested = body.get_u8() != 0;
-            Ok(ReplicationMessage::Keepalive { wal_end, reply_requested })
+            Ok(ReplicationMessage::Keepalive {
+                wal_end,
+                reply_requested,
+            })
         }
         Some(&other) => Err(format!("unknown CopyData message type {:?}", other as char)),
         None => Err("empty CopyData message".into()),
@@ -185,7 +255,12 @@ pub(crate) fn parse_copy_data(mut body: BytesMut) -> Result<ReplicationMessage, 
 }
 
 /// Append a CopyData-wrapped standby status update to `out`.
-pub(crate) fn put_status_update(out: &mut BytesMut, flushed: Lsn, now_micros: i64, reply_requested: bool) {
+pub(crate) fn put_status_update(
+    out: &mut BytesMut,
+    flushed: Lsn,
+    now_micros: i64,
+    reply_requested: bool,
+) {
     const BODY: usize = 1 + 8 + 8 + 8 + 8 + 1;
     out.reserve(1 + 4 + BODY);
     out.put_u8(b'd');
@@ -200,7 +275,10 @@ pub(crate) fn put_status_update(out: &mut BytesMut, flushed: Lsn, now_micros: i6
 
 /// Now, in microseconds since 2000-01-01 UTC (the protocol's clock).
 fn pg_now_micros() -> i64 {
-    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
     i64::try_from(unix).unwrap_or(i64::MAX) - PG_EPOCH_OFFSET_MICROS
 }
 
@@ -209,7 +287,9 @@ mod tests {
     use super::*;
 
     fn opts(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -217,22 +297,39 @@ mod tests {
         let cmd = start_replication_command(
             "cdc_slot",
             Lsn(0x16_B374_D848),
-            &opts(&[("include-xids", "true"), ("add-tables", "public.o'brien"), ("Mixed Case", "x")]),
+            &opts(&[
+                ("include-xids", "true"),
+                ("add-tables", "public.o'brien"),
+                ("Mixed Case", "x"),
+            ]),
         )
         .unwrap();
         assert_eq!(
             cmd,
             "START_REPLICATION SLOT \"cdc_slot\" LOGICAL 16/B374D848 (\"include-xids\" 'true', \"add-tables\" 'public.o''brien', \"Mixed Case\" 'x')"
         );
-        assert_eq!(start_replication_command("s", Lsn::ZERO, &[]).unwrap(), "START_REPLICATION SLOT \"s\" LOGICAL 0/0");
+        assert_eq!(
+            start_replication_command("s", Lsn::ZERO, &[]).unwrap(),
+            "START_REPLICATION SLOT \"s\" LOGICAL 0/0"
+        );
     }
 
     #[test]
     fn rejects_bad_slot_names_and_options() {
-        for bad in ["", "Upper", "has space", "semi;colon", "quote\"", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Upper",
+            "has space",
+            "semi;colon",
+            "quote\"",
+            &"a".repeat(64),
+        ] {
             let err = start_replication_command(bad, Lsn::ZERO, &[]).unwrap_err();
             assert!(!err.is_transient());
-            assert!(err.to_string().contains("invalid replication slot name"), "{err}");
+            assert!(
+                err.to_string().contains("invalid replication slot name"),
+                "{err}"
+            );
         }
         assert!(start_replication_command("s", Lsn::ZERO, &opts(&[("", "v")])).is_err());
         assert!(start_replication_command("s", Lsn::ZERO, &opts(&[("we\"ird", "v")])).is_err());
@@ -250,7 +347,11 @@ mod tests {
         let msg = parse_copy_data(body).unwrap();
         assert_eq!(
             msg,
-            ReplicationMessage::XLogData { wal_start: Lsn(0x10), wal_end: Lsn(0x20), data: Bytes::from_static(b"{\"change\":[]}") }
+            ReplicationMessage::XLogData {
+                wal_start: Lsn(0x10),
+                wal_end: Lsn(0x20),
+                data: Bytes::from_static(b"{\"change\":[]}")
+            }
         );
     }
 
@@ -261,7 +362,13 @@ mod tests {
         body.put_u64(0xABCD);
         body.put_i64(1);
         body.put_u8(1);
-        assert_eq!(parse_copy_data(body).unwrap(), ReplicationMessage::Keepalive { wal_end: Lsn(0xABCD), reply_requested: true });
+        assert_eq!(
+            parse_copy_data(body).unwrap(),
+            ReplicationMessage::Keepalive {
+                wal_end: Lsn(0xABCD),
+                reply_requested: true
+            }
+        );
     }
 
     #[test]
@@ -283,6 +390,14 @@ mod tests {
         expected.extend_from_slice(&7i64.to_be_bytes());
         expected.push(1);
         assert_eq!(&out[..], &expected[..]);
+    }
+
+    /// Compile-time check: the pipeline spawns these on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn futures_are_send(s: &mut ReplicationStream, p: &ConnectParams) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(ReplicationStream::connect(p));
+        is_send(s.recv());
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub async fn sql_connect(p: &ConnectParams) -> Result<Client, SourceError> {
         config.password(pw.expose());
     }
     let at = p.endpoint();
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| sql_error(&at, "connecting for slot SQL", e))?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| sql_error(&at, "connecting for slot SQL", e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(server = %at, error = %e, "slot SQL connection ended with an error");
@@ -63,13 +66,17 @@ pub async fn slot_info(c: &Client, slot: &str) -> Result<Option<SlotInfo>, Sourc
         )
         .await
         .map_err(|e| sql_error(&client_at(slot), "reading pg_replication_slots", e))?;
-    let Some(row) = rows.first() else { return Ok(None) };
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
     let context = || client_at(slot);
     let get_lsn = |i: usize| -> Result<Option<Lsn>, SourceError> {
-        let text: Option<String> = row.try_get(i).map_err(|e| sql_error(&context(), "reading pg_replication_slots", e))?;
-        text.map(|t| t.parse::<Lsn>())
-            .transpose()
-            .map_err(|e| SourceError::InvalidInput(format!("{}: pg_replication_slots returned {e}", context())))
+        let text: Option<String> = row
+            .try_get(i)
+            .map_err(|e| sql_error(&context(), "reading pg_replication_slots", e))?;
+        text.map(|t| t.parse::<Lsn>()).transpose().map_err(|e| {
+            SourceError::InvalidInput(format!("{}: pg_replication_slots returned {e}", context()))
+        })
     };
     let col = |e| sql_error(&context(), "reading pg_replication_slots", e);
     Ok(Some(SlotInfo {
@@ -86,9 +93,16 @@ pub async fn slot_info(c: &Client, slot: &str) -> Result<Option<SlotInfo>, Sourc
 /// streaming will start). This waits for transactions running right now to finish.
 pub async fn create_slot(c: &Client, slot: &str) -> Result<Lsn, SourceError> {
     validate_slot_name(slot)?;
-    tracing::info!(slot, plugin = OUTPUT_PLUGIN, "creating logical replication slot (waits for running transactions to end)");
+    tracing::info!(
+        slot,
+        plugin = OUTPUT_PLUGIN,
+        "creating logical replication slot (waits for running transactions to end)"
+    );
     let row = c
-        .query_one("SELECT lsn::text FROM pg_create_logical_replication_slot($1, $2)", &[&slot, &OUTPUT_PLUGIN])
+        .query_one(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, $2)",
+            &[&slot, &OUTPUT_PLUGIN],
+        )
         .await
         .map_err(|e| sql_error(&client_at(slot), "creating the replication slot", e))?;
     let lsn = parse_lsn_column(&row, slot, "pg_create_logical_replication_slot")?;
@@ -102,7 +116,8 @@ pub async fn wal_level(c: &Client) -> Result<String, SourceError> {
         .query_one("SELECT current_setting('wal_level')", &[])
         .await
         .map_err(|e| sql_error("postgres", "reading wal_level", e))?;
-    row.try_get(0).map_err(|e| sql_error("postgres", "reading wal_level", e))
+    row.try_get(0)
+        .map_err(|e| sql_error("postgres", "reading wal_level", e))
 }
 
 /// The server's current WAL insert position.
@@ -115,7 +130,9 @@ pub async fn current_wal_lsn(c: &Client) -> Result<Lsn, SourceError> {
 }
 
 fn parse_lsn_column(row: &tokio_postgres::Row, slot: &str, what: &str) -> Result<Lsn, SourceError> {
-    let text: String = row.try_get(0).map_err(|e| sql_error(&client_at(slot), what, e))?;
+    let text: String = row
+        .try_get(0)
+        .map_err(|e| sql_error(&client_at(slot), what, e))?;
     text.parse()
         .map_err(|e| SourceError::InvalidInput(format!("{}: {what} returned {e}", client_at(slot))))
 }
@@ -132,14 +149,21 @@ fn sql_error(at: &str, context: &str, e: tokio_postgres::Error) -> SourceError {
         Some(db) => SourceError::Server {
             at: at.to_string(),
             context: context.to_string(),
-            error: super::ServerError {
-                severity: db.parsed_severity().map(|s| s.to_string()).unwrap_or_else(|| db.severity().to_string()),
+            error: Box::new(super::ServerError {
+                severity: db
+                    .parsed_severity()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| db.severity().to_string()),
                 code: db.code().code().to_string(),
                 message: db.message().to_string(),
                 detail: db.detail().map(str::to_string),
                 hint: db.hint().map(str::to_string),
-            },
+            }),
         },
-        None => SourceError::Sql { at: at.to_string(), context: context.to_string(), source: e },
+        None => SourceError::Sql {
+            at: at.to_string(),
+            context: context.to_string(),
+            source: e,
+        },
     }
 }

@@ -86,7 +86,14 @@ fn start_kinesalite() -> Result<Kinesalite, String> {
     let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let mut cmd = Command::new(&bin);
     cmd.args(["--port", &port.to_string()])
-        .args(["--createStreamMs", "0", "--deleteStreamMs", "0", "--updateStreamMs", "0"])
+        .args([
+            "--createStreamMs",
+            "0",
+            "--deleteStreamMs",
+            "0",
+            "--updateStreamMs",
+            "0",
+        ])
         .args(["--shardLimit", "1000"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -132,7 +139,11 @@ fn start_kinesalite() -> Result<Kinesalite, String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(Kinesalite { endpoint: format!("http://127.0.0.1:{port}"), port, pid })
+    Ok(Kinesalite {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        port,
+        pid,
+    })
 }
 
 /// A port that was free a moment ago.
@@ -178,19 +189,31 @@ pub async fn create_stream(client: &Client, name: &str, shards: i32) {
             .stream_name(name)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("DescribeStreamSummary {name}: {}", DisplayErrorContext(&e)));
-        let status = summary.stream_description_summary().map(|s| s.stream_status().clone());
+            .unwrap_or_else(|e| {
+                panic!("DescribeStreamSummary {name}: {}", DisplayErrorContext(&e))
+            });
+        let status = summary
+            .stream_description_summary()
+            .map(|s| s.stream_status().clone());
         if status == Some(StreamStatus::Active) {
             return;
         }
-        assert!(Instant::now() < deadline, "stream {name} not ACTIVE after 30 s: {status:?}");
+        assert!(
+            Instant::now() < deadline,
+            "stream {name} not ACTIVE after 30 s: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Deletes a stream; a stream that is already gone is fine.
 pub async fn delete_stream(client: &Client, name: &str) {
-    let _ = client.delete_stream().stream_name(name).enforce_consumer_deletion(true).send().await;
+    let _ = client
+        .delete_stream()
+        .stream_name(name)
+        .enforce_consumer_deletion(true)
+        .send()
+        .await;
 }
 
 /// One record as read back from a stream.
@@ -221,7 +244,12 @@ pub async fn read_all(client: &Client, stream: &str) -> Vec<ReadRecord> {
 
 /// Polls [`read_all`] until at least `n` records exist or `timeout` passes, and returns
 /// what it read last either way: the caller's verifier reports what is missing.
-pub async fn read_until(client: &Client, stream: &str, n: usize, timeout: Duration) -> Vec<ReadRecord> {
+pub async fn read_until(
+    client: &Client,
+    stream: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<ReadRecord> {
     let deadline = Instant::now() + timeout;
     loop {
         let records = read_all(client, stream).await;
@@ -263,7 +291,12 @@ async fn read_shard(client: &Client, stream: &str, shard_id: &str, out: &mut Vec
         .shard_iterator_type(ShardIteratorType::TrimHorizon)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("GetShardIterator {stream}/{shard_id}: {}", DisplayErrorContext(&e)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "GetShardIterator {stream}/{shard_id}: {}",
+                DisplayErrorContext(&e)
+            )
+        });
     let mut iterator = iterator.shard_iterator().map(str::to_string);
     while let Some(it) = iterator {
         let page = client
@@ -272,7 +305,12 @@ async fn read_shard(client: &Client, stream: &str, shard_id: &str, out: &mut Vec
             .limit(GET_RECORDS_LIMIT)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("GetRecords {stream}/{shard_id}: {}", DisplayErrorContext(&e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "GetRecords {stream}/{shard_id}: {}",
+                    DisplayErrorContext(&e)
+                )
+            });
         let got = page.records().len();
         out.extend(page.records().iter().map(|r| ReadRecord {
             partition_key: r.partition_key().unwrap_or_default().to_string(),

@@ -46,14 +46,21 @@ const BASE_SETTINGS: &[(&str, &str)] = &[
 
 /// The password of one of the test users (`None` for [`TRUST_USER`] and unknown users).
 pub fn password_for(user: &str) -> Option<String> {
-    [SUPERUSER, SCRAM_USER, MD5_USER, PASSWORD_USER].contains(&user).then(|| format!("{user}_pw"))
+    [SUPERUSER, SCRAM_USER, MD5_USER, PASSWORD_USER]
+        .contains(&user)
+        .then(|| format!("{user}_pw"))
 }
 
 /// A name no other test in this run uses: `prefix_<pid>_<n>`, lower case so it is a
 /// valid slot, table, database and stream name.
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{}_{}_{}", prefix.to_lowercase(), std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}_{}_{}",
+        prefix.to_lowercase(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Extra `postgresql.conf` settings for [`Pg::start`].
@@ -98,7 +105,9 @@ impl Pg {
     /// Start a private cluster with `opts` on top of the base settings. It is stopped
     /// and removed when dropped (or when the process exits).
     pub fn start(opts: PgOptions) -> Pg {
-        let bin = std::env::var_os("PG_BIN").map(PathBuf::from).unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into());
+        let bin = std::env::var_os("PG_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/usr/lib/postgresql/15/bin".into());
         let dir = make_temp_dir();
         let pg = Pg {
             port: 0,
@@ -111,11 +120,21 @@ impl Pg {
         };
         std::fs::create_dir_all(&pg.socket_dir).expect("create socket dir");
         if is_root() {
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&pg.dir));
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&pg.dir));
         }
         spawn_watchdog(&pg);
         let mut initdb = pg.as_postgres(&pg.bin.join("initdb"));
-        run(initdb.arg("-D").arg(&pg.data).args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]));
+        run(initdb.arg("-D").arg(&pg.data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]));
         write_hba(&pg.data.join("pg_hba.conf"));
 
         let mut last_err = String::new();
@@ -149,24 +168,37 @@ impl Pg {
 
     fn write_conf(&self, opts: &PgOptions) {
         let mut conf = String::from("\n# pg_cdc_to_kinesis tests\n");
-        conf += &format!("port = {}\nunix_socket_directories = '{}'\n", self.port, self.socket_dir.display());
-        let base = BASE_SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        conf += &format!(
+            "port = {}\nunix_socket_directories = '{}'\n",
+            self.port,
+            self.socket_dir.display()
+        );
+        let base = BASE_SETTINGS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()));
         for (k, v) in base.chain(opts.settings.iter().cloned()) {
             conf += &format!("{k} = {v}\n");
         }
         // postgresql.auto.conf is read last and is ours alone: rewriting it on a
         // port retry replaces the previous attempt's settings.
-        std::fs::write(self.data.join("postgresql.auto.conf"), conf).expect("write postgresql.auto.conf");
+        std::fs::write(self.data.join("postgresql.auto.conf"), conf)
+            .expect("write postgresql.auto.conf");
         if is_root() {
-            run(Command::new("chown").arg("postgres:postgres").arg(self.data.join("postgresql.auto.conf")));
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(self.data.join("postgresql.auto.conf")));
         }
     }
 
     fn create_users(&self) {
-        let mut sql = format!("CREATE ROLE {SUPERUSER} SUPERUSER LOGIN REPLICATION PASSWORD '{SUPERUSER}_pw';\n");
+        let mut sql = format!(
+            "CREATE ROLE {SUPERUSER} SUPERUSER LOGIN REPLICATION PASSWORD '{SUPERUSER}_pw';\n"
+        );
         sql += &format!("CREATE ROLE {SCRAM_USER} LOGIN REPLICATION PASSWORD '{SCRAM_USER}_pw';\n");
         sql += &format!("SET password_encryption = 'md5';\nCREATE ROLE {MD5_USER} LOGIN REPLICATION PASSWORD '{MD5_USER}_pw';\nRESET password_encryption;\n");
-        sql += &format!("CREATE ROLE {PASSWORD_USER} LOGIN REPLICATION PASSWORD '{PASSWORD_USER}_pw';\n");
+        sql += &format!(
+            "CREATE ROLE {PASSWORD_USER} LOGIN REPLICATION PASSWORD '{PASSWORD_USER}_pw';\n"
+        );
         sql += &format!("CREATE ROLE {TRUST_USER} LOGIN REPLICATION;\n");
         self.psql(&sql);
     }
@@ -197,7 +229,8 @@ impl Pg {
 
     /// [`Pg::psql`] in database `db`.
     pub fn psql_in(&self, db: &str, sql: &str) -> String {
-        self.try_psql_in(db, sql).unwrap_or_else(|e| panic!("psql in {db} failed: {e}\nSQL: {sql}"))
+        self.try_psql_in(db, sql)
+            .unwrap_or_else(|e| panic!("psql in {db} failed: {e}\nSQL: {sql}"))
     }
 
     /// Run SQL, discarding output. Panics on any error.
@@ -219,9 +252,13 @@ impl Pg {
             .spawn()
             .map_err(|e| format!("cannot run psql: {e}"))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(sql.as_bytes()).map_err(|e| format!("writing to psql: {e}"))?;
+            stdin
+                .write_all(sql.as_bytes())
+                .map_err(|e| format!("writing to psql: {e}"))?;
         }
-        let out = child.wait_with_output().map_err(|e| format!("waiting for psql: {e}"))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("waiting for psql: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
@@ -229,7 +266,11 @@ impl Pg {
         }
     }
 
-    /// `pg_ctl restart -m fast` (clients are disconnected, slots survive).
+    /// `pg_ctl restart -m fast` (clients are disconnected, slots survive). Blocks until
+    /// the server is back. A fast shutdown waits for each logical walsender's client to
+    /// confirm what it was sent (up to `wal_sender_timeout`), so while a replication
+    /// client is streaming, call this from `spawn_blocking` and keep the client
+    /// answering keepalives.
     pub fn restart_fast(&self) {
         self.ctl(&["restart", "-m", "fast", "-w", "-t", "60"]);
     }
@@ -259,8 +300,14 @@ impl Pg {
 
     fn try_ctl(&self, args: &[&str]) -> Result<(), String> {
         let mut cmd = self.as_postgres(&self.bin.join("pg_ctl"));
-        cmd.arg("-D").arg(&self.data).arg("-l").arg(&self.log).args(args);
-        let out = cmd.output().map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+        cmd.arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log)
+            .args(args);
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
         check(&out).map_err(|e| format!("pg_ctl {args:?} failed: {e}"))
     }
 
@@ -287,7 +334,12 @@ impl Drop for Pg {
 
 fn write_hba(path: &Path) {
     let mut hba = String::from("local all all trust\n");
-    for (user, method) in [(SCRAM_USER, "scram-sha-256"), (MD5_USER, "md5"), (PASSWORD_USER, "password"), (TRUST_USER, "trust")] {
+    for (user, method) in [
+        (SCRAM_USER, "scram-sha-256"),
+        (MD5_USER, "md5"),
+        (PASSWORD_USER, "password"),
+        (TRUST_USER, "trust"),
+    ] {
         hba += &format!("host all {user} 127.0.0.1/32 {method}\nhost replication {user} 127.0.0.1/32 {method}\n");
     }
     hba += "host all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n";
@@ -299,7 +351,11 @@ fn write_hba(path: &Path) {
 fn spawn_watchdog(pg: &Pg) {
     use std::os::unix::process::CommandExt;
     let pg_ctl = pg.bin.join("pg_ctl");
-    let stop = if is_root() { "runuser -u postgres -- \"$2\"" } else { "\"$2\"" };
+    let stop = if is_root() {
+        "runuser -u postgres -- \"$2\""
+    } else {
+        "\"$2\""
+    };
     let script = format!(
         "while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; {stop} -D \"$3\" stop -m immediate -w >/dev/null 2>&1; rm -rf \"$4\""
     );
@@ -317,13 +373,19 @@ fn spawn_watchdog(pg: &Pg) {
         .process_group(0)
         .spawn();
     if let Err(e) = spawned {
-        eprintln!("warning: cannot start the PostgreSQL watchdog ({e}); {} may outlive the tests", pg.dir.display());
+        eprintln!(
+            "warning: cannot start the PostgreSQL watchdog ({e}); {} may outlive the tests",
+            pg.dir.display()
+        );
     }
 }
 
 fn make_temp_dir() -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let dir = std::env::temp_dir().join(format!(
         "pgcdc-test-{}-{}-{nanos}",
         std::process::id(),
@@ -344,7 +406,9 @@ fn is_root() -> bool {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     if let Err(e) = check(&out) {
         panic!("{cmd:?} failed: {e}");
     }
@@ -354,6 +418,11 @@ fn check(out: &Output) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}: {}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }

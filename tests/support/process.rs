@@ -55,23 +55,35 @@ pub struct Finished {
 impl Finished {
     /// Both streams, for assertion messages.
     pub fn describe(&self) -> String {
-        format!("exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+        format!(
+            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
 /// Runs `cmd` to its end; SIGKILLs it and panics if it takes longer than `timeout`.
 pub fn run(mut cmd: Command, timeout: Duration) -> Finished {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let status = wait_deadline(&mut child, timeout);
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("{BIN} did not finish within {timeout:?}; stderr:\n{}", join(stderr));
+        panic!(
+            "{BIN} did not finish within {timeout:?}; stderr:\n{}",
+            join(stderr)
+        );
     };
-    Finished { code: status.code(), stdout: join(stdout), stderr: join(stderr) }
+    Finished {
+        code: status.code(),
+        stdout: join(stdout),
+        stderr: join(stderr),
+    }
 }
 
 fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<String> {
@@ -87,7 +99,9 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<String> {
 }
 
 fn join(handle: JoinHandle<String>) -> String {
-    handle.join().unwrap_or_else(|_| "<output reader panicked>".into())
+    handle
+        .join()
+        .unwrap_or_else(|_| "<output reader panicked>".into())
 }
 
 fn wait_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
@@ -114,10 +128,14 @@ pub struct Streamer {
 impl Streamer {
     /// Starts `run --config <config>` against `endpoint`.
     pub fn start(endpoint: &str, config: &Path) -> Streamer {
-        let config = config.to_str().unwrap_or_else(|| panic!("config path {config:?} is not UTF-8"));
+        let config = config
+            .to_str()
+            .unwrap_or_else(|| panic!("config path {config:?} is not UTF-8"));
         let mut cmd = command(endpoint, &["run", "--config", config]);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take();
         let sink = log.clone();
@@ -132,7 +150,12 @@ impl Streamer {
                 }
             }
         });
-        Streamer { child, log, reader: Some(reader), peak_rss_kib: 0 }
+        Streamer {
+            child,
+            log,
+            reader: Some(reader),
+            peak_rss_kib: 0,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -141,7 +164,10 @@ impl Streamer {
 
     /// Everything it wrote to stderr so far.
     pub fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Polls the log until it contains `needle`; false when `timeout` passes first
@@ -176,11 +202,17 @@ impl Streamer {
 
     /// Sends `signal` (`libc::SIGTERM`, ...).
     pub fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap_or_else(|e| panic!("pid out of range: {e}"));
+        let pid = libc::pid_t::try_from(self.child.id())
+            .unwrap_or_else(|e| panic!("pid out of range: {e}"));
         // SAFETY: kill has no memory preconditions; the pid is our own unreaped child,
         // so it cannot have been recycled for another process.
         let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// SIGKILL and reap; returns the log.
@@ -208,7 +240,8 @@ impl Streamer {
     /// the highest value seen and returns it. The kernel keeps the peak itself, so a
     /// sample just before the process ends sees the whole run.
     pub fn sample_peak_rss_kib(&mut self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let now = status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -255,7 +288,10 @@ mod tests {
 
     #[test]
     fn strip_ansi_keeps_text_and_drops_escapes() {
-        assert_eq!(strip_ansi("\u{1b}[2m2024\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m hi"), "2024  INFO hi");
+        assert_eq!(
+            strip_ansi("\u{1b}[2m2024\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m hi"),
+            "2024  INFO hi"
+        );
         assert_eq!(strip_ansi("plain [slot] text"), "plain [slot] text");
     }
 }

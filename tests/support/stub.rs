@@ -4,10 +4,12 @@
 //! awsJson1.1 protocol as Kinesis, so the streamer talks to it through the real SDK.
 //!
 //! Owns: the stream/record store, the fault script and the counters. The HTTP and JSON
-//! side lives in `stub/wire.rs`. Must never store a record it answered as failed, nor
+//! side lives in `stub/wire.rs`, PutRecords and its faults in `stub/put_records.rs`. Must never store a record it answered as failed, nor
 //! answer success for a record it did not store: tests count on that to prove loss.
 #![allow(dead_code)]
 
+mod base64;
+mod put_records;
 mod wire;
 
 use std::collections::HashMap;
@@ -149,7 +151,9 @@ type Shared = Arc<Mutex<State>>;
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     // A test that panicked while holding the lock must not hide its own failure behind
     // a poison error in the next call.
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A running stub, served from its own thread until dropped.
@@ -173,7 +177,11 @@ impl KinesisStub {
             stats: StubStats::default(),
         }));
         let (endpoint, shutdown) = wire::serve(shared.clone());
-        KinesisStub { endpoint, shared, shutdown: Some(shutdown) }
+        KinesisStub {
+            endpoint,
+            shared,
+            shutdown: Some(shutdown),
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -191,7 +199,9 @@ impl KinesisStub {
 
     /// Creates (or empties and re-creates) an ACTIVE stream.
     pub fn create_stream(&self, name: &str, shards: u32) {
-        lock(&self.shared).streams.insert(name.to_string(), StubStream::new(shards));
+        lock(&self.shared)
+            .streams
+            .insert(name.to_string(), StubStream::new(shards));
     }
 
     /// Removes a stream: later requests naming it get ResourceNotFoundException.
@@ -240,16 +250,28 @@ impl KinesisStub {
 
     /// Accepted records of `stream` in arrival order (empty if it does not exist).
     pub fn records(&self, stream: &str) -> Vec<StubRecord> {
-        lock(&self.shared).streams.get(stream).map(|s| s.records.clone()).unwrap_or_default()
+        lock(&self.shared)
+            .streams
+            .get(stream)
+            .map(|s| s.records.clone())
+            .unwrap_or_default()
     }
 
     pub fn record_count(&self, stream: &str) -> usize {
-        lock(&self.shared).streams.get(stream).map_or(0, |s| s.records.len())
+        lock(&self.shared)
+            .streams
+            .get(stream)
+            .map_or(0, |s| s.records.len())
     }
 
     /// Polls until `stream` holds at least `n` records or `timeout` passes; returns the
     /// records either way.
-    pub async fn wait_for_records(&self, stream: &str, n: usize, timeout: Duration) -> Vec<StubRecord> {
+    pub async fn wait_for_records(
+        &self,
+        stream: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<StubRecord> {
         let deadline = Instant::now() + timeout;
         while self.record_count(stream) < n && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -276,7 +298,12 @@ impl Drop for KinesisStub {
 
 impl StubStream {
     fn new(shards: u32) -> StubStream {
-        StubStream { shards: shards.max(1), records: Vec::new(), next_sequence: 1, created: SystemTime::now() }
+        StubStream {
+            shards: shards.max(1),
+            records: Vec::new(),
+            next_sequence: 1,
+            created: SystemTime::now(),
+        }
     }
 }
 
@@ -291,7 +318,11 @@ fn shard_ranges(shards: u32) -> Vec<(u128, u128)> {
     (0..shards)
         .map(|i| {
             let start = step * u128::from(i);
-            let end = if i + 1 == shards { u128::MAX } else { step * u128::from(i + 1) - 1 };
+            let end = if i + 1 == shards {
+                u128::MAX
+            } else {
+                step * u128::from(i + 1) - 1
+            };
             (start, end)
         })
         .collect()
@@ -311,7 +342,9 @@ fn shard_for(shards: u32, partition_key: &str, explicit_hash_key: Option<&str>) 
         }
     };
     let step = u128::MAX / u128::from(shards);
-    u32::try_from(hash / step).unwrap_or(u32::MAX).min(shards - 1)
+    u32::try_from(hash / step)
+        .unwrap_or(u32::MAX)
+        .min(shards - 1)
 }
 
 #[cfg(test)]

@@ -72,8 +72,18 @@ pub struct KinesisSink {
 }
 
 impl KinesisSink {
-    pub fn new(client: aws_sdk_kinesis::Client, slot: &str, stream: &str, batch: BatchConfig) -> Self {
-        KinesisSink { client, slot: slot.to_string(), stream: stream.to_string(), batch }
+    pub fn new(
+        client: aws_sdk_kinesis::Client,
+        slot: &str,
+        stream: &str,
+        batch: BatchConfig,
+    ) -> Self {
+        KinesisSink {
+            client,
+            slot: slot.to_string(),
+            stream: stream.to_string(),
+            batch,
+        }
     }
 
     pub fn stream(&self) -> &str {
@@ -84,7 +94,12 @@ impl KinesisSink {
     /// stream stops the slot; not being allowed to describe it is fine.
     pub async fn prepare(&self) -> Result<usize, SinkError> {
         let configured = self.batch.max_record_bytes;
-        let result = self.client.describe_stream_summary().stream_name(&self.stream).send().await;
+        let result = self
+            .client
+            .describe_stream_summary()
+            .stream_name(&self.stream)
+            .send()
+            .await;
         match result {
             Ok(out) => {
                 let from_stream = out
@@ -180,7 +195,9 @@ impl KinesisSink {
                 }
                 console.sending(sched.len() + rx.len(), batch.entries.len(), max_records);
                 stats.put_requests.fetch_add(1, Ordering::Relaxed);
-                stats.max_request_records.fetch_max(batch.entries.len() as u64, Ordering::Relaxed);
+                stats
+                    .max_request_records
+                    .fetch_max(batch.entries.len() as u64, Ordering::Relaxed);
                 let client = self.client.clone();
                 let stream = self.stream.clone();
                 in_flight.spawn(async move {
@@ -215,13 +232,20 @@ impl KinesisSink {
         throttle_attempt: &mut u32,
     ) -> Result<(), SinkError> {
         match outcome {
-            Outcome::Permanent { reason } => Err(SinkError::Permanent { stream: self.stream.clone(), reason }),
+            Outcome::Permanent { reason } => Err(SinkError::Permanent {
+                stream: self.stream.clone(),
+                reason,
+            }),
             Outcome::RetryAll { reason, throttled } => {
                 let attempts = entries.iter().map(|e| e.attempts).max().unwrap_or(0);
                 let delay = backoff(attempts);
-                stats.records_retried.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                stats
+                    .records_retried
+                    .fetch_add(entries.len() as u64, Ordering::Relaxed);
                 if throttled {
-                    stats.throttled_records.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                    stats
+                        .throttled_records
+                        .fetch_add(entries.len() as u64, Ordering::Relaxed);
                     *throttle_attempt += 1;
                     *throttle_until = Some(Instant::now() + backoff(*throttle_attempt));
                 }
@@ -229,7 +253,10 @@ impl KinesisSink {
                 sched.failed(entries, Instant::now() + delay);
                 Ok(())
             }
-            Outcome::Partial { failures, throttled } => {
+            Outcome::Partial {
+                failures,
+                throttled,
+            } => {
                 let mut retry = Vec::new();
                 let mut accepted = Vec::with_capacity(entries.len());
                 for (entry, failure) in entries.into_iter().zip(failures) {
@@ -239,7 +266,9 @@ impl KinesisSink {
                     }
                 }
                 if throttled > 0 {
-                    stats.throttled_records.fetch_add(throttled as u64, Ordering::Relaxed);
+                    stats
+                        .throttled_records
+                        .fetch_add(throttled as u64, Ordering::Relaxed);
                     *throttle_attempt += 1;
                     *throttle_until = Some(Instant::now() + backoff(*throttle_attempt));
                 } else {
@@ -250,12 +279,16 @@ impl KinesisSink {
                     tracker.accept(entry.seq);
                     bytes += entry.record.billed_size() as u64;
                 }
-                stats.records_put.fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                stats
+                    .records_put
+                    .fetch_add(accepted.len() as u64, Ordering::Relaxed);
                 stats.bytes_put.fetch_add(bytes, Ordering::Relaxed);
                 sched.accepted(&accepted);
                 if !retry.is_empty() {
                     let attempts = retry.iter().map(|e| e.attempts).max().unwrap_or(0);
-                    stats.records_retried.fetch_add(retry.len() as u64, Ordering::Relaxed);
+                    stats
+                        .records_retried
+                        .fetch_add(retry.len() as u64, Ordering::Relaxed);
                     tracing::debug!(slot = %self.slot, failed = retry.len(), "retrying the records Kinesis did not accept");
                     sched.failed(retry, Instant::now() + backoff(attempts));
                 }
@@ -278,7 +311,9 @@ fn absorb(item: Item, sched: &mut Scheduler, tracker: &mut AckTracker) {
 /// Exponential backoff with jitter: 50 ms doubling per attempt, capped at 5 s,
 /// then a random point in its upper half so that retries spread out.
 pub fn backoff(attempt: u32) -> Duration {
-    let exp = BASE_BACKOFF.saturating_mul(1u32 << attempt.min(16)).min(MAX_BACKOFF);
+    let exp = BASE_BACKOFF
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_BACKOFF);
     let half = exp / 2;
     half + exp.mul_f64(rand::rng().random_range(0.0..0.5))
 }

@@ -17,7 +17,10 @@ use super::schedule::Entry;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Per entry, in request order: `None` accepted, `Some(code)` failed and retryable.
-    Partial { failures: Vec<Option<String>>, throttled: usize },
+    Partial {
+        failures: Vec<Option<String>>,
+        throttled: usize,
+    },
     /// Nothing was accepted; retry all of it. `throttled` says whether Kinesis asked us to slow down.
     RetryAll { reason: String, throttled: bool },
     /// The slot cannot continue.
@@ -26,7 +29,10 @@ pub enum Outcome {
 
 /// Per-record error codes that mean "try again later".
 fn retryable_record_code(code: &str) -> bool {
-    matches!(code, "ProvisionedThroughputExceededException" | "InternalFailure" | "KMSThrottlingException")
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException" | "InternalFailure" | "KMSThrottlingException"
+    )
 }
 
 pub fn entries(batch: &[Entry]) -> Vec<PutRecordsRequestEntry> {
@@ -55,38 +61,55 @@ fn unreachable_entry() -> PutRecordsRequestEntry {
 }
 
 /// Interpret the answer to a request of `sent` records.
-pub fn classify(sent: usize, result: Result<PutRecordsOutput, SdkError<PutRecordsError, HttpResponse>>) -> Outcome {
+pub fn classify(
+    sent: usize,
+    result: Result<PutRecordsOutput, SdkError<PutRecordsError, HttpResponse>>,
+) -> Outcome {
     match result {
         Ok(out) => classify_output(sent, &out),
         Err(SdkError::ServiceError(err)) => {
             let status = err.raw().status().as_u16();
             classify_service_error(err.into_err(), status)
         }
-        Err(SdkError::ConstructionFailure(e)) => {
-            Outcome::Permanent { reason: format!("the PutRecords request could not be built: {e:?}") }
-        }
-        Err(SdkError::TimeoutError(_)) => {
-            Outcome::RetryAll { reason: "PutRecords timed out".into(), throttled: false }
-        }
-        Err(SdkError::DispatchFailure(e)) => {
-            Outcome::RetryAll { reason: format!("could not reach Kinesis: {e:?}"), throttled: false }
-        }
-        Err(SdkError::ResponseError(_)) => {
-            Outcome::RetryAll { reason: "Kinesis sent an unreadable response".into(), throttled: false }
-        }
-        Err(other) => Outcome::RetryAll { reason: format!("PutRecords failed: {other}"), throttled: false },
+        Err(SdkError::ConstructionFailure(e)) => Outcome::Permanent {
+            reason: format!("the PutRecords request could not be built: {e:?}"),
+        },
+        Err(SdkError::TimeoutError(_)) => Outcome::RetryAll {
+            reason: "PutRecords timed out".into(),
+            throttled: false,
+        },
+        Err(SdkError::DispatchFailure(e)) => Outcome::RetryAll {
+            reason: format!("could not reach Kinesis: {e:?}"),
+            throttled: false,
+        },
+        Err(SdkError::ResponseError(_)) => Outcome::RetryAll {
+            reason: "Kinesis sent an unreadable response".into(),
+            throttled: false,
+        },
+        Err(other) => Outcome::RetryAll {
+            reason: format!("PutRecords failed: {other}"),
+            throttled: false,
+        },
     }
 }
 
 fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
     let records = out.records();
-    if out.failed_record_count().unwrap_or(0) == 0 && records.iter().all(|r| r.error_code().is_none()) {
-        return Outcome::Partial { failures: vec![None; sent], throttled: 0 };
+    if out.failed_record_count().unwrap_or(0) == 0
+        && records.iter().all(|r| r.error_code().is_none())
+    {
+        return Outcome::Partial {
+            failures: vec![None; sent],
+            throttled: 0,
+        };
     }
     if records.len() != sent {
         // Without a one-to-one answer we cannot tell which records failed: resend all.
         return Outcome::RetryAll {
-            reason: format!("Kinesis answered {} results for {sent} records", records.len()),
+            reason: format!(
+                "Kinesis answered {} results for {sent} records",
+                records.len()
+            ),
             throttled: false,
         };
     }
@@ -103,12 +126,18 @@ fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
             }
             Some(code) => {
                 return Outcome::Permanent {
-                    reason: format!("Kinesis rejected a record with {code}: {}", r.error_message().unwrap_or("")),
+                    reason: format!(
+                        "Kinesis rejected a record with {code}: {}",
+                        r.error_message().unwrap_or("")
+                    ),
                 };
             }
         }
     }
-    Outcome::Partial { failures, throttled }
+    Outcome::Partial {
+        failures,
+        throttled,
+    }
 }
 
 fn classify_service_error(err: PutRecordsError, status: u16) -> Outcome {
@@ -149,26 +178,44 @@ fn classify_service_error(err: PutRecordsError, status: u16) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_kinesis::types::error::{ProvisionedThroughputExceededException, ResourceNotFoundException};
+    use aws_sdk_kinesis::types::error::{
+        ProvisionedThroughputExceededException, ResourceNotFoundException,
+    };
     use aws_sdk_kinesis::types::PutRecordsResultEntry;
 
     fn ok_entry() -> PutRecordsResultEntry {
-        PutRecordsResultEntry::builder().sequence_number("1").shard_id("shardId-0").build()
+        PutRecordsResultEntry::builder()
+            .sequence_number("1")
+            .shard_id("shardId-0")
+            .build()
     }
 
     fn failed_entry(code: &str) -> PutRecordsResultEntry {
-        PutRecordsResultEntry::builder().error_code(code).error_message("slow down").build()
+        PutRecordsResultEntry::builder()
+            .error_code(code)
+            .error_message("slow down")
+            .build()
     }
 
     fn output(entries: Vec<PutRecordsResultEntry>) -> PutRecordsOutput {
         let failed = entries.iter().filter(|e| e.error_code().is_some()).count() as i32;
-        PutRecordsOutput::builder().failed_record_count(failed).set_records(Some(entries)).build().unwrap()
+        PutRecordsOutput::builder()
+            .failed_record_count(failed)
+            .set_records(Some(entries))
+            .build()
+            .unwrap()
     }
 
     #[test]
     fn all_accepted() {
         let out = output(vec![ok_entry(), ok_entry()]);
-        assert_eq!(classify_output(2, &out), Outcome::Partial { failures: vec![None, None], throttled: 0 });
+        assert_eq!(
+            classify_output(2, &out),
+            Outcome::Partial {
+                failures: vec![None, None],
+                throttled: 0
+            }
+        );
     }
 
     #[test]
@@ -202,28 +249,55 @@ mod tests {
     #[test]
     fn unknown_record_error_stops_the_slot() {
         let out = output(vec![failed_entry("KMSAccessDeniedException")]);
-        assert!(matches!(classify_output(1, &out), Outcome::Permanent { .. }));
+        assert!(matches!(
+            classify_output(1, &out),
+            Outcome::Permanent { .. }
+        ));
     }
 
     #[test]
     fn service_errors_classify() {
         let throttle = PutRecordsError::ProvisionedThroughputExceededException(
-            ProvisionedThroughputExceededException::builder().message("rate").build(),
+            ProvisionedThroughputExceededException::builder()
+                .message("rate")
+                .build(),
         );
-        assert!(matches!(classify_service_error(throttle, 400), Outcome::RetryAll { throttled: true, .. }));
-        let missing =
-            PutRecordsError::ResourceNotFoundException(ResourceNotFoundException::builder().message("nope").build());
+        assert!(matches!(
+            classify_service_error(throttle, 400),
+            Outcome::RetryAll {
+                throttled: true,
+                ..
+            }
+        ));
+        let missing = PutRecordsError::ResourceNotFoundException(
+            ResourceNotFoundException::builder().message("nope").build(),
+        );
         match classify_service_error(missing, 400) {
             Outcome::Permanent { reason } => assert!(reason.contains("does not exist"), "{reason}"),
             other => panic!("{other:?}"),
         }
         let unhandled = PutRecordsError::generic(
-            aws_sdk_kinesis::error::ErrorMetadata::builder().code("ServiceUnavailable").message("busy").build(),
+            aws_sdk_kinesis::error::ErrorMetadata::builder()
+                .code("ServiceUnavailable")
+                .message("busy")
+                .build(),
         );
-        assert!(matches!(classify_service_error(unhandled, 503), Outcome::RetryAll { throttled: false, .. }));
+        assert!(matches!(
+            classify_service_error(unhandled, 503),
+            Outcome::RetryAll {
+                throttled: false,
+                ..
+            }
+        ));
         let bad = PutRecordsError::generic(
-            aws_sdk_kinesis::error::ErrorMetadata::builder().code("Weird").message("no").build(),
+            aws_sdk_kinesis::error::ErrorMetadata::builder()
+                .code("Weird")
+                .message("no")
+                .build(),
         );
-        assert!(matches!(classify_service_error(bad, 400), Outcome::Permanent { .. }));
+        assert!(matches!(
+            classify_service_error(bad, 400),
+            Outcome::Permanent { .. }
+        ));
     }
 }

@@ -37,7 +37,13 @@ impl Entry {
     pub fn new(seq: u64, record: Record) -> Self {
         let mut h = DefaultHasher::new();
         record.partition_key.hash(&mut h);
-        Entry { seq, key_hash: h.finish(), record, attempts: 0, not_before: None }
+        Entry {
+            seq,
+            key_hash: h.finish(),
+            record,
+            attempts: 0,
+            not_before: None,
+        }
     }
 }
 
@@ -61,7 +67,10 @@ pub struct Batch {
 
 impl Scheduler {
     pub fn push(&mut self, entry: Entry) {
-        debug_assert!(self.buffer.back().is_none_or(|b| b.seq < entry.seq), "records must arrive in order");
+        debug_assert!(
+            self.buffer.back().is_none_or(|b| b.seq < entry.seq),
+            "records must arrive in order"
+        );
         self.buffered_bytes += entry.record.billed_size();
         self.buffer.push_back(entry);
     }
@@ -75,6 +84,7 @@ impl Scheduler {
         self.buffer.is_empty()
     }
 
+    #[cfg(test)]
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
     }
@@ -91,7 +101,9 @@ impl Scheduler {
         let scan_limit = max_records.saturating_mul(SCAN_FACTOR);
         let mut scanned = 0usize;
         while entries.len() < max_records && scanned < scan_limit {
-            let Some(entry) = self.buffer.pop_front() else { break };
+            let Some(entry) = self.buffer.pop_front() else {
+                break;
+            };
             scanned += 1;
             let key = entry.key_hash;
             if self.in_flight.contains(&key) || blocked.contains(&key) {
@@ -165,7 +177,13 @@ mod tests {
     use std::time::Duration;
 
     fn entry(seq: u64, key: &str) -> Entry {
-        Entry::new(seq, Record { partition_key: key.into(), data: vec![0; 10] })
+        Entry::new(
+            seq,
+            Record {
+                partition_key: key.into(),
+                data: vec![0; 10],
+            },
+        )
     }
 
     fn seqs(batch: &Batch) -> Vec<u64> {
@@ -200,7 +218,11 @@ mod tests {
         s.accepted(&batch.entries);
         s.failed(vec![failed_a], now);
         let again = s.next_batch(now, 500, 1 << 20);
-        assert_eq!(seqs(&again), vec![0], "seq 2 must wait behind the retried seq 0");
+        assert_eq!(
+            seqs(&again),
+            vec![0],
+            "seq 2 must wait behind the retried seq 0"
+        );
         assert_eq!(again.entries[0].attempts, 1);
     }
 
@@ -231,7 +253,9 @@ mod tests {
             s.push(entry(i, &format!("k{i}")));
         }
         let now = Instant::now();
-        let sizes: Vec<usize> = (0..3).map(|_| s.next_batch(now, 500, 1 << 20).entries.len()).collect();
+        let sizes: Vec<usize> = (0..3)
+            .map(|_| s.next_batch(now, 500, 1 << 20).entries.len())
+            .collect();
         assert_eq!(sizes, vec![500, 500, 200]);
         let mut s = Scheduler::default();
         for i in 0..10u64 {

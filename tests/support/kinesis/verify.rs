@@ -49,12 +49,18 @@ impl Verdict {
     /// Panics with the full verdict unless delivery was at-least-once in per-key order.
     #[track_caller]
     pub fn assert_at_least_once_in_order(&self) {
-        assert!(self.is_at_least_once_in_order(), "delivery broke at-least-once/per-key order: {self}");
+        assert!(
+            self.is_at_least_once_in_order(),
+            "delivery broke at-least-once/per-key order: {self}"
+        );
     }
 
     #[track_caller]
     pub fn assert_exactly_once_in_order(&self) {
-        assert!(self.is_exactly_once_in_order(), "delivery was not exactly-once in order: {self}");
+        assert!(
+            self.is_exactly_once_in_order(),
+            "delivery was not exactly-once in order: {self}"
+        );
     }
 
     fn example(&mut self, text: impl FnOnce() -> String) {
@@ -90,16 +96,26 @@ impl fmt::Display for Verdict {
 /// monotonically increasing payload id — or `None` if the record is unreadable.
 ///
 /// Panics if `expected` lists the same `(key, id)` twice: that is a bug in the test.
-pub fn verify<T, K>(expected: &[(K, u64)], records: &[T], extract: impl Fn(&T) -> Option<(K, u64)>) -> Verdict
+pub fn verify<T, K>(
+    expected: &[(K, u64)],
+    records: &[T],
+    extract: impl Fn(&T) -> Option<(K, u64)>,
+) -> Verdict
 where
     K: Eq + Hash + Clone + fmt::Debug,
 {
     let mut commit_pos: HashMap<(K, u64), usize> = HashMap::with_capacity(expected.len());
     for (pos, (key, id)) in expected.iter().enumerate() {
         let previous = commit_pos.insert((key.clone(), *id), pos);
-        assert!(previous.is_none(), "ground truth lists ({key:?}, {id}) twice");
+        assert!(
+            previous.is_none(),
+            "ground truth lists ({key:?}, {id}) twice"
+        );
     }
-    let mut verdict = Verdict { committed: expected.len(), ..Verdict::default() };
+    let mut verdict = Verdict {
+        committed: expected.len(),
+        ..Verdict::default()
+    };
     let mut seen: HashMap<(K, u64), usize> = HashMap::with_capacity(expected.len());
     // Per key: commit position and id of the latest-committed record delivered so far.
     let mut high_water: HashMap<K, (usize, u64)> = HashMap::new();
@@ -127,7 +143,9 @@ where
             Some((hw_pos, hw_id)) if *hw_pos > pos => {
                 verdict.order_violations += 1;
                 let later = *hw_id;
-                verdict.example(|| format!("record #{index} ({key:?}, {id}) arrived after ({key:?}, {later})"));
+                verdict.example(|| {
+                    format!("record #{index} ({key:?}, {id}) arrived after ({key:?}, {later})")
+                });
             }
             Some(hw) => *hw = (pos, id),
             None => {
