@@ -146,10 +146,17 @@ impl V1Decoder {
                 .try_for_each(|i| push_item(i, wal_start, data, out));
         }
         push_begin(&doc, wal_start, data, out)?;
+        // Without write-in-chunks the walsender labels the whole document with the
+        // transaction's *first* LSN; `nextlsn` (the end of the commit record) is the
+        // position that covers it. Confirming the lower one would only resend it.
+        let end_lsn = match out.last() {
+            Some(Event::Begin { txn_lsn: Some(next), .. }) => wal_start.max(*next),
+            _ => wal_start,
+        };
         for item in doc.change {
             push_item(item, wal_start, data, out)?;
         }
-        out.push(Event::Commit { end_lsn: wal_start });
+        out.push(Event::Commit { end_lsn });
         Ok(())
     }
 }

@@ -49,6 +49,8 @@ pub enum SlotError {
     WrongPlugin { slot: String, plugin: String },
     #[error("replication slot {slot:?} is lost (invalidated: the server removed WAL it still needed); changes since its last confirmed position are gone from the server: drop and re-create the slot, then backfill the tables")]
     SlotLost { slot: String },
+    #[error("the server sent nothing for {secs}s although asked to reply: the connection looks dead; reconnecting")]
+    Silent { secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -59,7 +61,7 @@ impl SlotError {
         match self {
             SlotError::Source(e) => e.is_transient(),
             SlotError::Sink(e) => e.is_transient(),
-            SlotError::Internal(_) => true,
+            SlotError::Internal(_) | SlotError::Silent { .. } => true,
             SlotError::Decode(_)
             | SlotError::RecordTooLarge { .. }
             | SlotError::SlotMissing { .. }

@@ -26,6 +26,11 @@ use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
 /// Confirm progress at most this often when it moves, besides the periodic update,
 /// to keep the redelivery window after a crash small.
 const PROMPT_CONFIRM_INTERVAL: Duration = Duration::from_secs(1);
+/// Each periodic status update asks the server for a reply, so a connection that
+/// stays silent this many status intervals (and at least `MIN_SILENCE`) is dead
+/// (a half-open TCP connection would otherwise wait forever).
+const SILENT_INTERVALS: u32 = 3;
+const MIN_SILENCE: Duration = Duration::from_secs(30);
 
 /// How a session ended without error.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,6 +81,9 @@ impl Session<'_> {
             tokio::time::interval(Duration::from_secs(slot.status_interval_secs.max(1)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_status = Instant::now();
+        let status_interval = Duration::from_secs(slot.status_interval_secs.max(1));
+        let silence_limit = (status_interval * SILENT_INTERVALS).max(MIN_SILENCE);
+        let mut last_heard = Instant::now();
 
         loop {
             tokio::select! {
@@ -102,6 +110,7 @@ impl Session<'_> {
                     }
                 }
                 msg = repl.recv(), if reader.out.is_empty() => {
+                    last_heard = Instant::now();
                     match msg? {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
@@ -118,8 +127,14 @@ impl Session<'_> {
                     }
                 }
                 _ = ticker.tick() => {
+                    if !reader.out.is_empty() {
+                        // Not reading by choice (backpressure): silence proves nothing.
+                        last_heard = Instant::now();
+                    } else if last_heard.elapsed() > silence_limit {
+                        return Err(SlotError::Silent { secs: last_heard.elapsed().as_secs() });
+                    }
                     let acked = *ack_rx.borrow();
-                    repl.send_status(reader.confirmable(acked), false).await?;
+                    repl.send_status(reader.confirmable(acked), true).await?;
                     last_status = Instant::now();
                 }
                 changed = ack_rx.changed() => {
