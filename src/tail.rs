@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 
-use crate::sink::kinesis::aws_error_chain;
+use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 #[error("tail {stream:?}: {reason}")]
@@ -34,7 +34,7 @@ pub async fn tail(
         .stream_name(stream)
         .send()
         .await
-        .map_err(|e| err(format!("cannot list shards: {}", aws_error_chain(&e))))?;
+        .map_err(|e| err(format!("cannot list shards: {}", error_chain(&e))))?;
     let kind = if from_start {
         ShardIteratorType::TrimHorizon
     } else {
@@ -53,7 +53,7 @@ pub async fn tail(
                 err(format!(
                     "cannot read shard {}: {}",
                     shard.shard_id(),
-                    aws_error_chain(&e)
+                    error_chain(&e)
                 ))
             })?;
         iterators.push(it.shard_iterator().map(str::to_string));
@@ -68,7 +68,7 @@ pub async fn tail(
                 .shard_iterator(it)
                 .send()
                 .await
-                .map_err(|e| err(format!("cannot get records: {}", aws_error_chain(&e))))?;
+                .map_err(|e| err(format!("cannot get records: {}", error_chain(&e))))?;
             for record in page.records() {
                 any = true;
                 let _ = writeln!(out, "{}", String::from_utf8_lossy(record.data().as_ref()));

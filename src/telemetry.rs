@@ -34,6 +34,22 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// An error followed by each of its sources (`a: b: c`), so that a log line carries
+/// the cause an operator can act on ("connection refused"), not just the summary.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// The original tool's progress lines for one slot.
 #[derive(Debug)]
 pub struct Console {
@@ -93,4 +109,32 @@ fn due(last: &mut Option<Instant>) -> bool {
     }
     *last = Some(now);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot connect")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn error_chain_names_the_cause() {
+        let err = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        assert_eq!(error_chain(&err), "cannot connect: connection refused");
+    }
+
+    #[test]
+    fn console_lines_are_rate_limited() {
+        let mut last = None;
+        assert!(due(&mut last));
+        assert!(
+            !due(&mut last),
+            "a second line within the interval is suppressed"
+        );
+    }
 }

@@ -150,7 +150,10 @@ impl V1Decoder {
         // transaction's *first* LSN; `nextlsn` (the end of the commit record) is the
         // position that covers it. Confirming the lower one would only resend it.
         let end_lsn = match out.last() {
-            Some(Event::Begin { txn_lsn: Some(next), .. }) => wal_start.max(*next),
+            Some(Event::Begin {
+                txn_lsn: Some(next),
+                ..
+            }) => wal_start.max(*next),
             _ => wal_start,
         };
         for item in doc.change {

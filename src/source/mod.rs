@@ -145,7 +145,7 @@ pub enum SourceError {
     Protocol { at: String, detail: String },
     #[error("{0}")]
     InvalidInput(String),
-    #[error("{at}: {context}: {source}")]
+    #[error("{at}: {context}: {}", crate::telemetry::error_chain(source))]
     Sql {
         at: String,
         context: String,

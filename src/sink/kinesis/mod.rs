@@ -23,7 +23,7 @@ use crate::ack::AckTracker;
 use crate::config::BatchConfig;
 use crate::lsn::Lsn;
 use crate::sink::Item;
-use crate::telemetry::Console;
+use crate::telemetry::{error_chain, Console};
 use request::Outcome;
 use schedule::{Entry, Scheduler};
 
@@ -125,7 +125,7 @@ impl KinesisSink {
             },
             Err(other) => Err(SinkError::Transient {
                 stream: self.stream.clone(),
-                reason: format!("cannot reach Kinesis: {}", aws_error_chain(&other)),
+                reason: format!("cannot reach Kinesis: {}", error_chain(&other)),
             }),
         }
     }
@@ -151,6 +151,7 @@ impl KinesisSink {
         let mut throttle_attempt: u32 = 0;
         let mut next_due: Option<Instant> = None;
         let mut console = Console::new(&self.slot);
+        console.waiting(0);
 
         loop {
             let wake = [throttle_until, next_due].into_iter().flatten().min();
@@ -323,18 +324,6 @@ async fn sleep_until(when: Option<Instant>) {
         Some(when) => tokio::time::sleep_until(when.into()).await,
         None => std::future::pending().await,
     }
-}
-
-/// An SDK error with its sources, for a log line an operator can act on.
-pub fn aws_error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
