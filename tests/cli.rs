@@ -615,3 +615,43 @@ async fn console_prints_the_original_progress_lines() {
     kinesis::delete_stream(&kinesis::kinesalite().client(), &case.stream).await;
     case.cleanup();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exits_1_with_json_logs_when_no_slot_is_left_running() {
+    let case = Case::new(pg::shared());
+    let config = case.config(&[]);
+    // The stream does not exist: the only slot stops for good, so the process ends.
+    let endpoint = kinesis::kinesalite().endpoint.clone();
+    let config_arg = config.to_string_lossy().into_owned();
+    let cmd = process::command(
+        &endpoint,
+        &["run", "--config", &config_arg, "--log-format", "json"],
+    );
+    let done = process::run(cmd, Duration::from_secs(60));
+    assert_eq!(done.code, Some(1), "{}", done.describe());
+    let lines: Vec<serde_json::Value> = done
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    let stopped = lines
+        .iter()
+        .find(|l| {
+            l["level"] == "ERROR"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("slot stopped"))
+        })
+        .unwrap_or_else(|| panic!("no error line about the stopped slot:\n{}", done.stderr));
+    let message = stopped["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&case.stream) && message.contains("does not exist"),
+        "{message}"
+    );
+    assert_eq!(stopped["slot"], case.slot.as_str());
+    assert_no_panic("run", &done.stderr);
+    case.cleanup();
+}

@@ -74,6 +74,9 @@ impl Session<'_> {
         let (ack_tx, mut ack_rx) = watch::channel(start);
         let mut sink_task =
             tokio::spawn(sink.run(rx, AckTracker::new(start), ack_tx, self.stats.clone()));
+        // If this session ends with an error, its sink must not keep sending beside
+        // the next session's: it would interleave old retries with the replay.
+        let _abort_sink = AbortOnDrop(sink_task.abort_handle());
 
         let mut reader = Reader::new(start);
         let mut events = Vec::new();
@@ -168,6 +171,14 @@ impl Session<'_> {
         repl.send_status(final_lsn, false).await?;
         tracing::info!(slot = %slot.name, confirmed = %final_lsn, "stopped; confirmed {final_lsn}");
         Ok(SessionEnd::Shutdown)
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
