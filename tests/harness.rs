@@ -429,3 +429,34 @@ fn verifier_reads_stub_records_through_an_extractor() {
     });
     assert_eq!((v.delivered, v.unparsable), (1, 1), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_serves_ssm_and_an_outage_refuses_connections() {
+    use crate::support::moto::Moto;
+    let moto = Moto::start().expect("moto starts");
+    let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config());
+    ssm.put_parameter()
+        .name("/harness/p")
+        .value("v1")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("put");
+    let got = ssm
+        .get_parameter()
+        .name("/harness/p")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.parameter().and_then(|p| p.value()), Some("v1"));
+    moto.stop();
+    assert!(
+        ssm.get_parameter().name("/harness/p").send().await.is_err(),
+        "moto is down"
+    );
+    moto.start_again().expect("moto restarts");
+    assert!(
+        ssm.get_parameter().name("/harness/p").send().await.is_err(),
+        "a restarted moto has no state"
+    );
+}

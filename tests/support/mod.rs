@@ -2,6 +2,7 @@
 //! test binary, and a scripted Kinesis stub for faults the emulators cannot produce.
 
 pub mod kinesis;
+pub mod moto;
 pub mod pg;
 pub mod process;
 pub mod stub;
