@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{SlotError, SlotState, SlotStatus};
 use crate::ack::AckTracker;
+use crate::checkpoint::{startup::SlotSeen, Checkpointer};
 use crate::config::SlotConfig;
 use crate::decode::{self, Event};
 use crate::lsn::Lsn;
@@ -42,6 +43,8 @@ pub struct Session<'a> {
     pub slot: &'a SlotConfig,
     pub kinesis: aws_sdk_kinesis::Client,
     pub status: &'a SlotStatus,
+    /// Where confirmed positions are checkpointed (never ahead of `send_status`).
+    pub checkpoints: &'a Checkpointer,
     pub stats: Arc<SinkStats>,
     pub shutdown: watch::Receiver<bool>,
     pub shutdown_timeout: Duration,
@@ -51,7 +54,8 @@ impl Session<'_> {
     pub async fn run(mut self) -> Result<SessionEnd, SlotError> {
         let slot = self.slot;
         let params = ConnectParams::from_slot(slot);
-        let start = prepare_slot(slot, &params).await?;
+        let start = prepare_slot(slot, &params, self.checkpoints).await?;
+        self.checkpoints.confirmed(start);
 
         let sink = KinesisSink::new(
             self.kinesis.clone(),
@@ -87,6 +91,8 @@ impl Session<'_> {
         let status_interval = Duration::from_secs(slot.status_interval_secs.max(1));
         let silence_limit = (status_interval * SILENT_INTERVALS).max(MIN_SILENCE);
         let mut last_heard = Instant::now();
+        // An acknowledgement arrived within PROMPT_CONFIRM_INTERVAL of the last update.
+        let mut confirm_pending = false;
 
         loop {
             tokio::select! {
@@ -117,19 +123,25 @@ impl Session<'_> {
                     match msg? {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
+                            self.status.metrics.observe(&events);
                             reader.absorb(events.drain(..), &encoder, max_record_bytes)?;
                         }
                         ReplicationMessage::Keepalive { wal_end, reply_requested } => {
                             reader.server_wal_end = reader.server_wal_end.max(wal_end);
                             if reply_requested {
                                 let acked = *ack_rx.borrow();
-                                repl.send_status(reader.confirmable(acked), true).await?;
+                                confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
                                 last_status = Instant::now();
                             }
                         }
                     }
                 }
                 _ = ticker.tick() => {
+                    // The WAL monitor saw the server invalidate the slot.
+                    if self.status.metrics.is_lost() {
+                        return Err(SlotError::SlotLost { slot: slot.name.clone() });
+                    }
+                    self.status.metrics.acked(*ack_rx.borrow());
                     if !reader.out.is_empty() {
                         // Not reading by choice (backpressure): silence proves nothing.
                         last_heard = Instant::now();
@@ -137,15 +149,27 @@ impl Session<'_> {
                         return Err(SlotError::Silent { secs: last_heard.elapsed().as_secs() });
                     }
                     let acked = *ack_rx.borrow();
-                    repl.send_status(reader.confirmable(acked), true).await?;
+                    confirm(&mut repl, self.checkpoints, reader.confirmable(acked), true).await?;
                     last_status = Instant::now();
                 }
-                changed = ack_rx.changed() => {
-                    if changed.is_ok() && last_status.elapsed() >= PROMPT_CONFIRM_INTERVAL {
-                        let acked = *ack_rx.borrow_and_update();
-                        repl.send_status(reader.confirmable(acked), false).await?;
-                        last_status = Instant::now();
+                changed = ack_rx.changed(), if !confirm_pending => {
+                    // Mark the value seen either way, or changed() would fire at once again.
+                    let acked = *ack_rx.borrow_and_update();
+                    self.status.metrics.acked(acked);
+                    if changed.is_ok() {
+                        if last_status.elapsed() >= PROMPT_CONFIRM_INTERVAL {
+                            confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
+                            last_status = Instant::now();
+                        } else {
+                            confirm_pending = true;
+                        }
                     }
+                }
+                _ = tokio::time::sleep_until((last_status + PROMPT_CONFIRM_INTERVAL).into()), if confirm_pending => {
+                    confirm_pending = false;
+                    let acked = *ack_rx.borrow_and_update();
+                    confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
+                    last_status = Instant::now();
                 }
             }
         }
@@ -169,6 +193,7 @@ impl Session<'_> {
         let final_lsn = *ack_rx.borrow();
         // Everything read was handed over; only what was accepted is confirmed.
         repl.send_status(final_lsn, false).await?;
+        self.checkpoints.finish(final_lsn).await;
         tracing::info!(slot = %slot.name, confirmed = %final_lsn, "stopped; confirmed {final_lsn}");
         Ok(SessionEnd::Shutdown)
     }
@@ -182,12 +207,30 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A standby status update, then the checkpoint: only what PostgreSQL was told.
+async fn confirm(
+    repl: &mut ReplicationStream,
+    checkpoints: &Checkpointer,
+    lsn: Lsn,
+    reply: bool,
+) -> Result<(), SlotError> {
+    repl.send_status(lsn, reply).await?;
+    checkpoints.confirmed(lsn);
+    Ok(())
+}
+
 /// Find the slot, creating it with wal2json when allowed; its confirmed position.
-async fn prepare_slot(slot: &SlotConfig, params: &ConnectParams) -> Result<Lsn, SlotError> {
+/// The checkpoint is compared with the slot first (a missing slot before creating it).
+async fn prepare_slot(
+    slot: &SlotConfig,
+    params: &ConnectParams,
+    checkpoints: &Checkpointer,
+) -> Result<Lsn, SlotError> {
     let sql = source::sql_connect(params).await?;
     let info = match source::slot_info(&sql, &slot.name).await? {
         Some(info) => info,
         None if slot.create_slot => {
+            checkpoints.verify_start(SlotSeen::Missing).await?;
             let at = source::create_slot(&sql, &slot.name).await?;
             tracing::info!(slot = %slot.name, lsn = %at, "replication slot {:?} did not exist: created it with wal2json at {at}", slot.name);
             return Ok(at);
@@ -213,7 +256,9 @@ async fn prepare_slot(slot: &SlotConfig, params: &ConnectParams) -> Result<Lsn, 
             slot: slot.name.clone(),
         });
     }
-    Ok(info.confirmed_flush_lsn.unwrap_or(Lsn::ZERO))
+    let at = info.confirmed_flush_lsn.unwrap_or(Lsn::ZERO);
+    checkpoints.verify_start(SlotSeen::At(at)).await?;
+    Ok(at)
 }
 
 /// The reader's state between messages.

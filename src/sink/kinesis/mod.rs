@@ -142,6 +142,7 @@ impl KinesisSink {
         let max_records = self.batch.max_records.clamp(1, MAX_RECORDS_PER_REQUEST);
         let max_bytes = self.batch.max_bytes.max(1);
         let max_in_flight = self.batch.max_in_flight.max(1);
+        let linger = Duration::from_millis(self.batch.linger_ms);
         // Buffer enough to fill every in-flight slot several times over, bounded.
         let buffer_limit = max_records * max_in_flight * 4;
         let mut sched = Scheduler::default();
@@ -189,6 +190,17 @@ impl KinesisSink {
             }
             next_due = None;
             while throttle_until.is_none() && in_flight.len() < max_in_flight && !sched.is_empty() {
+                // Under load, let a partial batch fill for up to linger_ms while other
+                // requests are in flight: every request costs signing, a round trip and
+                // a response to parse. With nothing in flight, send at once (latency).
+                let full = sched.len() >= max_records || sched.buffered_bytes() >= max_bytes;
+                if !(full || closed || in_flight.is_empty()) {
+                    let oldest = sched.oldest_enqueued().unwrap_or(now);
+                    if now.duration_since(oldest) < linger {
+                        next_due = Some(oldest + linger);
+                        break;
+                    }
+                }
                 let batch = sched.next_batch(now, max_records, max_bytes);
                 next_due = batch.next_due;
                 if batch.entries.is_empty() {

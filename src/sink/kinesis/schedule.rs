@@ -31,6 +31,8 @@ pub struct Entry {
     pub attempts: u32,
     /// Not to be sent before this instant (retry backoff).
     not_before: Option<Instant>,
+    /// When the record entered the sink (for linger).
+    enqueued: Instant,
 }
 
 impl Entry {
@@ -43,6 +45,7 @@ impl Entry {
             record,
             attempts: 0,
             not_before: None,
+            enqueued: Instant::now(),
         }
     }
 }
@@ -84,9 +87,13 @@ impl Scheduler {
         self.buffer.is_empty()
     }
 
-    #[cfg(test)]
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
+    }
+
+    /// When the oldest buffered record entered the sink.
+    pub fn oldest_enqueued(&self) -> Option<Instant> {
+        self.buffer.front().map(|e| e.enqueued)
     }
 
     /// Take up to `max_records` / `max_bytes` of sendable records, oldest first,
