@@ -21,7 +21,7 @@ use crate::decode::{self, Event};
 use crate::lsn::Lsn;
 use crate::record::{RecordEncoder, TxnContext};
 use crate::sink::kinesis::{KinesisSink, SinkStats};
-use crate::sink::Item;
+use crate::sink::{Item, CHUNK_ITEMS};
 use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
 
 /// Confirm progress at most this often when it moves, besides the periodic update,
@@ -41,6 +41,8 @@ pub enum SessionEnd {
 
 pub struct Session<'a> {
     pub slot: &'a SlotConfig,
+    /// Password, secret or IAM token for each connect.
+    pub credentials: &'a crate::credentials::Credentials,
     pub kinesis: aws_sdk_kinesis::Client,
     pub status: &'a SlotStatus,
     /// Where confirmed positions are checkpointed (never ahead of `send_status`).
@@ -53,8 +55,17 @@ pub struct Session<'a> {
 impl Session<'_> {
     pub async fn run(mut self) -> Result<SessionEnd, SlotError> {
         let slot = self.slot;
-        let params = ConnectParams::from_slot(slot);
-        let start = prepare_slot(slot, &params, self.checkpoints).await?;
+        let mut params = self.credentials.connect_params().await?;
+        let start = match prepare_slot(slot, &params, self.checkpoints).await {
+            // A rotated secret: fetch it again and retry once before backing off.
+            Err(SlotError::Source(e))
+                if e.is_auth_failure() && self.credentials.refresh_after_auth_failure().await? =>
+            {
+                params = self.credentials.connect_params().await?;
+                prepare_slot(slot, &params, self.checkpoints).await?
+            }
+            other => other?,
+        };
         self.checkpoints.confirmed(start);
 
         let sink = KinesisSink::new(
@@ -74,7 +85,7 @@ impl Session<'_> {
         tracing::info!(slot = %slot.name, stream = %slot.kns_stream, start = %start, ?format, "streaming from {} to Kinesis stream {:?}", params.endpoint(), slot.kns_stream);
         self.status.set(SlotState::Streaming);
 
-        let (tx, rx) = mpsc::channel::<Item>(slot.queue_capacity.max(1));
+        let (tx, rx) = mpsc::channel::<Vec<Item>>((slot.queue_capacity / CHUNK_ITEMS).max(1));
         let (ack_tx, mut ack_rx) = watch::channel(start);
         let mut sink_task =
             tokio::spawn(sink.run(rx, AckTracker::new(start), ack_tx, self.stats.clone()));
@@ -109,32 +120,6 @@ impl Session<'_> {
                         Ok(Ok(())) => SlotError::Internal("the sink stopped while the queue was open".into()),
                         Err(e) => SlotError::Internal(format!("the sink task failed: {e}")),
                     });
-                }
-                permit = tx.reserve(), if !reader.out.is_empty() => {
-                    let Ok(permit) = permit else {
-                        return Err(SlotError::Internal("the sink queue closed unexpectedly".into()));
-                    };
-                    if let Some(item) = reader.out.pop_front() {
-                        permit.send(item);
-                    }
-                }
-                msg = repl.recv(), if reader.out.is_empty() => {
-                    last_heard = Instant::now();
-                    match msg? {
-                        ReplicationMessage::XLogData { wal_start, data, .. } => {
-                            decoder.feed(wal_start, &data, &mut events)?;
-                            self.status.metrics.observe(&events);
-                            reader.absorb(events.drain(..), &encoder, max_record_bytes)?;
-                        }
-                        ReplicationMessage::Keepalive { wal_end, reply_requested } => {
-                            reader.server_wal_end = reader.server_wal_end.max(wal_end);
-                            if reply_requested {
-                                let acked = *ack_rx.borrow();
-                                confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
-                                last_status = Instant::now();
-                            }
-                        }
-                    }
                 }
                 _ = ticker.tick() => {
                     // The WAL monitor saw the server invalidate the slot.
@@ -171,6 +156,33 @@ impl Session<'_> {
                     confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
                     last_status = Instant::now();
                 }
+                msg = repl.recv(), if reader.out.len() < CHUNK_ITEMS => {
+                    last_heard = Instant::now();
+                    match msg? {
+                        ReplicationMessage::XLogData { wal_start, data, .. } => {
+                            decoder.feed(wal_start, &data, &mut events)?;
+                            self.status.metrics.observe(&events);
+                            reader.absorb(events.drain(..), &encoder, max_record_bytes)?;
+                        }
+                        ReplicationMessage::Keepalive { wal_end, reply_requested } => {
+                            reader.server_wal_end = reader.server_wal_end.max(wal_end);
+                            if reply_requested {
+                                let acked = *ack_rx.borrow();
+                                confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
+                                last_status = Instant::now();
+                            }
+                        }
+                    }
+                }
+                // Last: hand over what was read, in chunks; reading continues while
+                // messages are already buffered, so chunks fill under load.
+                permit = tx.reserve(), if !reader.out.is_empty() => {
+                    let Ok(permit) = permit else {
+                        return Err(SlotError::Internal("the sink queue closed unexpectedly".into()));
+                    };
+                    let n = reader.out.len().min(CHUNK_ITEMS);
+                    permit.send(reader.out.drain(..n).collect());
+                }
             }
         }
 
@@ -190,8 +202,10 @@ impl Session<'_> {
                 tracing::warn!(slot = %slot.name, "shutdown timeout: records not yet accepted will be sent again on restart");
             }
         }
-        let final_lsn = *ack_rx.borrow();
-        // Everything read was handed over; only what was accepted is confirmed.
+        // Everything read was handed over; only what was accepted is confirmed (or,
+        // when idle, the server's position as before: a lower value here would move
+        // the slot back below what an earlier update and the checkpoint hold).
+        let final_lsn = reader.confirmable(*ack_rx.borrow());
         repl.send_status(final_lsn, false).await?;
         self.checkpoints.finish(final_lsn).await;
         tracing::info!(slot = %slot.name, confirmed = %final_lsn, "stopped; confirmed {final_lsn}");

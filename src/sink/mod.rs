@@ -8,6 +8,10 @@ pub mod kinesis;
 use crate::lsn::Lsn;
 use crate::record::Record;
 
+/// Items cross from the reader to the sink in chunks of up to this many: one channel
+/// operation (and wake-up) per chunk instead of per row.
+pub const CHUNK_ITEMS: usize = 256;
+
 /// What the pipeline hands the sink, in stream order.
 #[derive(Debug)]
 pub enum Item {

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use crate::ack::AckTracker;
 use crate::config::BatchConfig;
 use crate::lsn::Lsn;
-use crate::sink::Item;
+use crate::sink::{Item, CHUNK_ITEMS};
 use crate::telemetry::{error_chain, Console};
 use request::Outcome;
 use schedule::{Entry, Scheduler};
@@ -134,7 +134,7 @@ impl KinesisSink {
     /// the confirmable LSN on `acked`.
     pub async fn run(
         self,
-        mut rx: mpsc::Receiver<Item>,
+        mut rx: mpsc::Receiver<Vec<Item>>,
         mut tracker: AckTracker,
         acked: watch::Sender<Lsn>,
         stats: Arc<SinkStats>,
@@ -166,14 +166,16 @@ impl KinesisSink {
                     self.settle(entries, outcome, &mut sched, &mut tracker, &stats, &mut throttle_until, &mut throttle_attempt)?;
                     acked.send_replace(tracker.acked());
                 }
-                item = rx.recv(), if !closed && sched.len() < buffer_limit => {
-                    match item {
+                chunk = rx.recv(), if !closed && sched.len() < buffer_limit => {
+                    match chunk {
                         None => closed = true,
-                        Some(item) => {
-                            absorb(item, &mut sched, &mut tracker);
+                        Some(chunk) => {
+                            for item in chunk {
+                                absorb(item, &mut sched, &mut tracker);
+                            }
                             while sched.len() < buffer_limit {
                                 match rx.try_recv() {
-                                    Ok(item) => absorb(item, &mut sched, &mut tracker),
+                                    Ok(chunk) => chunk.into_iter().for_each(|item| absorb(item, &mut sched, &mut tracker)),
                                     Err(_) => break,
                                 }
                             }
@@ -206,7 +208,7 @@ impl KinesisSink {
                 if batch.entries.is_empty() {
                     break;
                 }
-                console.sending(sched.len() + rx.len(), batch.entries.len(), max_records);
+                console.sending(sched.len() + rx.len() * CHUNK_ITEMS, batch.entries.len(), max_records);
                 stats.put_requests.fetch_add(1, Ordering::Relaxed);
                 stats
                     .max_request_records
