@@ -1,0 +1,245 @@
+//! The startup decision: the stored checkpoint against the slot PostgreSQL has.
+//!
+//! Owns the decision table and its log lines. The slot is always the truth for what
+//! PostgreSQL will still send; the checkpoint only tells whether something was lost
+//! in between (a failover without the slot, an operator drop and re-create). It
+//! never changes the start position and never touches the slot.
+//!
+//! | slot                                   | decision                          |
+//! |----------------------------------------|-----------------------------------|
+//! | no checkpoint                          | start (first run)                 |
+//! | at the checkpoint                      | start                             |
+//! | ahead, checkpoint not final            | start (a crash after confirming)  |
+//! | ahead of a *final* checkpoint          | gap: advanced by someone else     |
+//! | missing (would be created)             | gap: dropped, or lost in failover |
+//! | behind the checkpoint                  | warn, start from the slot         |
+//!
+//! A final checkpoint is written after the last status update of a clean shutdown,
+//! so the slot cannot legitimately be past it: only a re-created slot (which starts
+//! at the current WAL) or another consumer moves it there.
+
+use super::Checkpoint;
+use crate::lsn::Lsn;
+
+/// The slot as found before streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotSeen {
+    /// It does not exist and is about to be created.
+    Missing,
+    /// It exists with this `confirmed_flush_lsn`.
+    At(Lsn),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    NoCheckpoint,
+    /// The slot is at the checkpoint, or ahead of a non-final one.
+    Consistent {
+        checkpoint: Lsn,
+        slot: Lsn,
+    },
+    /// The slot is behind: its changes since `slot` are sent again (duplicates, not loss).
+    Behind {
+        checkpoint: Lsn,
+        slot: Lsn,
+    },
+    /// Changes after `checkpoint` may never reach Kinesis. `slot` is None when missing.
+    Gap {
+        checkpoint: Lsn,
+        slot: Option<Lsn>,
+    },
+}
+
+pub fn decide(checkpoint: Option<&Checkpoint>, seen: SlotSeen) -> Decision {
+    let Some((at, is_final)) = checkpoint.and_then(|c| Some((c.lsn()?, c.is_final))) else {
+        return Decision::NoCheckpoint;
+    };
+    match seen {
+        SlotSeen::Missing => Decision::Gap {
+            checkpoint: at,
+            slot: None,
+        },
+        SlotSeen::At(slot) if slot < at => Decision::Behind {
+            checkpoint: at,
+            slot,
+        },
+        SlotSeen::At(slot) if slot > at && is_final => Decision::Gap {
+            checkpoint: at,
+            slot: Some(slot),
+        },
+        SlotSeen::At(slot) => Decision::Consistent {
+            checkpoint: at,
+            slot,
+        },
+    }
+}
+
+/// A checkpoint gap the config does not accept: this slot must not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("replication slot {slot:?}: checkpoint {parameter} says {checkpoint} was the last position delivered, but {found}; changes after {checkpoint} may never have reached Kinesis (the slot was dropped or re-created, lost in a failover, or consumed by something else). Refusing to start this slot: re-provision the consumers and backfill the tables, then set accept_checkpoint_gap: true for this slot (or delete the parameter) to start from the slot's position")]
+pub struct CheckpointGap {
+    pub slot: String,
+    pub parameter: String,
+    pub checkpoint: Lsn,
+    /// The slot's position; None when it did not exist.
+    pub slot_lsn: Option<Lsn>,
+    found: String,
+}
+
+/// Logs the decision; Err for a gap unless `accept_gap`.
+pub fn apply(
+    slot: &str,
+    parameter: &str,
+    decision: Decision,
+    accept_gap: bool,
+) -> Result<(), CheckpointGap> {
+    match decision {
+        Decision::NoCheckpoint => {
+            tracing::info!(
+                slot,
+                "no checkpoint in {parameter} yet: starting from the slot"
+            );
+        }
+        Decision::Consistent {
+            checkpoint,
+            slot: at,
+        } => {
+            tracing::info!(slot, checkpoint = %checkpoint, slot_lsn = %at, "checkpoint {checkpoint}, slot at {at}: starting from the slot");
+        }
+        Decision::Behind {
+            checkpoint,
+            slot: at,
+        } => {
+            tracing::warn!(slot, checkpoint = %checkpoint, slot_lsn = %at, "the slot ({at}) is behind the checkpoint ({checkpoint}): PostgreSQL lost confirmed progress (a crash or a failover); starting from the slot, changes between the two are sent again");
+        }
+        Decision::Gap {
+            checkpoint,
+            slot: at,
+        } => {
+            let found = match at {
+                None => "the slot does not exist (it would be created at the current WAL position)"
+                    .to_string(),
+                Some(at) => format!("the slot is at {at}, past that final checkpoint"),
+            };
+            let gap = CheckpointGap {
+                slot: slot.to_string(),
+                parameter: parameter.to_string(),
+                checkpoint,
+                slot_lsn: at,
+                found,
+            };
+            if !accept_gap {
+                return Err(gap);
+            }
+            tracing::error!(slot, checkpoint = %checkpoint, "starting anyway because accept_checkpoint_gap is true: {gap}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(lsn: u64, is_final: bool) -> Checkpoint {
+        Checkpoint {
+            lsn: Lsn(lsn).to_string(),
+            slot: "s".into(),
+            stream: "st".into(),
+            database: "db".into(),
+            time: String::new(),
+            is_final,
+        }
+    }
+
+    #[test]
+    fn decision_table() {
+        use Decision::*;
+        use SlotSeen::*;
+        let c = Lsn(100);
+        let cases = [
+            (None, At(Lsn(5)), NoCheckpoint),
+            (None, Missing, NoCheckpoint),
+            (
+                Some(cp(100, false)),
+                At(c),
+                Consistent {
+                    checkpoint: c,
+                    slot: c,
+                },
+            ),
+            (
+                Some(cp(100, true)),
+                At(c),
+                Consistent {
+                    checkpoint: c,
+                    slot: c,
+                },
+            ),
+            (
+                Some(cp(100, false)),
+                At(Lsn(150)),
+                Consistent {
+                    checkpoint: c,
+                    slot: Lsn(150),
+                },
+            ),
+            (
+                Some(cp(100, true)),
+                At(Lsn(150)),
+                Gap {
+                    checkpoint: c,
+                    slot: Some(Lsn(150)),
+                },
+            ),
+            (
+                Some(cp(100, false)),
+                Missing,
+                Gap {
+                    checkpoint: c,
+                    slot: None,
+                },
+            ),
+            (
+                Some(cp(100, true)),
+                At(Lsn(50)),
+                Behind {
+                    checkpoint: c,
+                    slot: Lsn(50),
+                },
+            ),
+        ];
+        for (checkpoint, seen, want) in cases {
+            assert_eq!(
+                decide(checkpoint.as_ref(), seen),
+                want,
+                "{checkpoint:?} {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_gap_refuses_unless_accepted_and_names_both_positions() {
+        let gap = Decision::Gap {
+            checkpoint: Lsn(0x100),
+            slot: Some(Lsn(0x900)),
+        };
+        let err = apply("s", "/p/s/checkpoint", gap, false).unwrap_err();
+        let msg = err.to_string();
+        for want in [
+            "0/100",
+            "0/900",
+            "/p/s/checkpoint",
+            "accept_checkpoint_gap: true",
+            "backfill",
+        ] {
+            assert!(msg.contains(want), "{want:?} missing from: {msg}");
+        }
+        assert!(apply("s", "/p", gap, true).is_ok());
+        let behind = Decision::Behind {
+            checkpoint: Lsn(2),
+            slot: Lsn(1),
+        };
+        assert!(apply("s", "/p", behind, false).is_ok(), "behind only warns");
+    }
+}

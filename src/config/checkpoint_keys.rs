@@ -1,0 +1,111 @@
+//! The checkpoint keys of a slot: `checkpoint`, `checkpoint_parameter`,
+//! `checkpoint_interval_secs`, `accept_checkpoint_gap`.
+//!
+//! Owns their defaults and value rules (SSM parameter-name syntax). It never talks
+//! to SSM.
+
+use super::file::{SlotFile, Value};
+use super::slot::{number, text};
+use super::yaml::Node;
+use super::{
+    CheckpointConfig, ConfigError, Source, DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT_INTERVAL_SECS,
+    MAX_CHECKPOINT_INTERVAL_SECS, SSM_MAX_PARAMETER_NAME_LEN,
+};
+
+/// `accept_checkpoint_gap` default: a gap stops the slot.
+pub const DEFAULT_ACCEPT_CHECKPOINT_GAP: bool = false;
+
+pub(super) fn build(
+    src: &Source<'_>,
+    slot: &str,
+    raw: &SlotFile,
+    place: &dyn Fn(&str) -> String,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<CheckpointConfig, ConfigError> {
+    let flag = |key: &str, v: &Option<Value>, default: bool| match v {
+        None => Ok(default),
+        Some(v) => match &v.value {
+            Node::Bool(b) => Ok(*b),
+            other => Err(src.at(
+                v,
+                format!(
+                    "{}: must be `true` or `false`, got {}",
+                    place(key),
+                    other.show()
+                ),
+            )),
+        },
+    };
+    let enabled = flag("checkpoint", &raw.checkpoint, DEFAULT_CHECKPOINT)?;
+    let accept_gap = flag(
+        "accept_checkpoint_gap",
+        &raw.accept_checkpoint_gap,
+        DEFAULT_ACCEPT_CHECKPOINT_GAP,
+    )?;
+    let interval_secs = match &raw.checkpoint_interval_secs {
+        None => DEFAULT_CHECKPOINT_INTERVAL_SECS,
+        Some(v) => number(
+            src,
+            v,
+            &place("checkpoint_interval_secs"),
+            1,
+            MAX_CHECKPOINT_INTERVAL_SECS,
+        )?,
+    };
+    let parameter = match &raw.checkpoint_parameter {
+        None => crate::checkpoint::default_parameter(slot),
+        Some(v) => {
+            let name = text(src, v, &place("checkpoint_parameter"), lookup)?;
+            if !valid_parameter_name(&name) {
+                return Err(src.at(
+                    v,
+                    format!(
+                        "{}: invalid SSM parameter name `{name}`; use a path that starts with `/` \
+                         followed by letters, digits, `_`, `.`, `-` or `/`, at most \
+                         {SSM_MAX_PARAMETER_NAME_LEN} characters, e.g. `/pg-cdc-to-kinesis/{slot}/checkpoint`",
+                        place("checkpoint_parameter")
+                    ),
+                ));
+            }
+            name
+        }
+    };
+    Ok(CheckpointConfig {
+        enabled,
+        parameter,
+        interval_secs,
+        accept_gap,
+    })
+}
+
+/// SSM's rules for a hierarchical name; `aws`/`ssm` prefixes are reserved by AWS.
+fn valid_parameter_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.len() > 1
+        && name.len() <= SSM_MAX_PARAMETER_NAME_LEN
+        && name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.contains("//")
+        && !lower.starts_with("/aws")
+        && !lower.starts_with("/ssm")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_names_follow_ssm_rules() {
+        for ok in ["/pg-cdc-to-kinesis/s/checkpoint", "/a", "/prod/cdc_1/x.y"] {
+            assert!(valid_parameter_name(ok), "{ok}");
+        }
+        for bad in [
+            "", "/", "noslash", "/a//b", "/a/", "/a b", "/aws/x", "/ssm/x",
+        ] {
+            assert!(!valid_parameter_name(bad), "{bad}");
+        }
+    }
+}
