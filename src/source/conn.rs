@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{
+    ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -104,6 +106,8 @@ pub(crate) struct Connection {
     /// `postgres://user@host:port/db`, for messages.
     pub at: String,
     pub backend_pid: Option<i32>,
+    /// Authenticated with SCRAM-SHA-256-PLUS (channel binding to the TLS certificate).
+    pub channel_bound: bool,
 }
 
 impl Connection {
@@ -129,18 +133,14 @@ impl Connection {
         extra: &[(&str, &str)],
         at: String,
     ) -> Result<Self, SourceError> {
-        let transport = open_transport(p)
-            .await
-            .map_err(|source| SourceError::Connect {
-                at: at.clone(),
-                source,
-            })?;
+        let transport = open_transport(p).await?;
         let mut conn = Connection {
             transport,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: BytesMut::with_capacity(1024),
             at,
             backend_pid: None,
+            channel_bound: false,
         };
         let mut params = vec![
             ("user", p.user.as_str()),
@@ -200,18 +200,12 @@ impl Connection {
                     while let Some(m) = take_cstr(&mut frame.body).filter(|m| !m.is_empty()) {
                         offered.push(m);
                     }
-                    if !offered.iter().any(|m| m == SCRAM_SHA_256) {
-                        return Err(self.auth(p, format!("the server offers only SASL mechanisms {offered:?}; SCRAM-SHA-256-PLUS needs TLS, which is not supported yet")));
-                    }
                     let pw = self.password(p, "SCRAM-SHA-256")?;
-                    // No TLS, so no channel binding to offer.
-                    let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                    frontend::sasl_initial_response(
-                        SCRAM_SHA_256,
-                        s.message(),
-                        &mut self.write_buf,
-                    )
-                    .map_err(|e| self.invalid(e))?;
+                    let (mechanism, binding) = self.choose_scram(&offered).map_err(|r| self.auth(p, r))?;
+                    let s = ScramSha256::new(pw.as_bytes(), binding);
+                    frontend::sasl_initial_response(mechanism, s.message(), &mut self.write_buf)
+                        .map_err(|e| self.invalid(e))?;
+                    self.channel_bound = mechanism == SCRAM_SHA_256_PLUS;
                     scram = Some(s);
                 }
                 11 => {
@@ -265,6 +259,34 @@ impl Connection {
                     )))
                 }
             }
+        }
+    }
+
+    /// SCRAM-SHA-256-PLUS when TLS is on, the server offers it and the certificate
+    /// has a hash for tls-server-end-point; otherwise plain SCRAM-SHA-256, telling the
+    /// server truthfully whether we could have bound (so a stripped `-PLUS` offer by a
+    /// man in the middle makes the server refuse).
+    fn choose_scram(
+        &self,
+        offered: &[String],
+    ) -> Result<(&'static str, ChannelBinding), String> {
+        let has = |m: &str| offered.iter().any(|o| o == m);
+        let hash = self.transport.channel_binding();
+        match hash {
+            Some(hash) if has(SCRAM_SHA_256_PLUS) => Ok((
+                SCRAM_SHA_256_PLUS,
+                ChannelBinding::tls_server_end_point(hash),
+            )),
+            Some(_) if has(SCRAM_SHA_256) => Ok((SCRAM_SHA_256, ChannelBinding::unrequested())),
+            _ if has(SCRAM_SHA_256) => Ok((SCRAM_SHA_256, ChannelBinding::unsupported())),
+            _ => Err(format!(
+                "the server offers only SASL mechanisms {offered:?}, none usable{}",
+                if self.transport.is_tls() {
+                    ""
+                } else {
+                    " (SCRAM-SHA-256-PLUS needs TLS: set sslmode)"
+                }
+            )),
         }
     }
 

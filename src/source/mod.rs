@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //!
-//! - `transport`: the socket (TCP / Unix socket; TLS later).
+//! - `transport`: the socket (TCP / Unix socket), switched to TLS per `sslmode`.
+//! - `tls`: rustls configuration per `sslmode`, channel binding, handshake errors.
 //! - `conn`: framing, startup and authentication.
 //! - `replication`: [`ReplicationStream`]: `START_REPLICATION` and the CopyBoth stream.
 //! - `slot`: slot SQL over tokio-postgres ([`sql_connect`], [`slot_info`], ...).
@@ -18,11 +19,13 @@
 mod conn;
 mod replication;
 mod slot;
+mod tls;
 mod transport;
 
 use std::fmt;
+use std::path::PathBuf;
 
-use crate::config::{Secret, SlotConfig};
+use crate::config::{Secret, SlotConfig, SslMode};
 
 pub use replication::{ReplicationMessage, ReplicationStream};
 pub use slot::{
@@ -40,6 +43,10 @@ pub struct ConnectParams {
     pub dbname: String,
     /// Shown in `pg_stat_activity` / `pg_stat_replication`.
     pub application_name: String,
+    /// Resolved TLS mode (never "unset": see [`SslMode::resolve`]).
+    pub sslmode: SslMode,
+    /// CA bundle (PEM) to verify against; `None` = the system trust store.
+    pub sslrootcert: Option<PathBuf>,
 }
 
 /// The application name the service reports unless told otherwise.
@@ -54,6 +61,8 @@ impl ConnectParams {
             password: slot.password.clone(),
             dbname: slot.db_name.clone(),
             application_name: format!("{DEFAULT_APPLICATION_NAME}/{}", slot.name),
+            sslmode: SslMode::resolve(slot.sslmode, &slot.host),
+            sslrootcert: slot.sslrootcert.clone(),
         }
     }
 
@@ -145,6 +154,10 @@ pub enum SourceError {
     Protocol { at: String, detail: String },
     #[error("{0}")]
     InvalidInput(String),
+    #[error("{at}: {reason}")]
+    Tls { at: String, reason: String },
+    #[error("{at}: the server does not accept TLS connections, but sslmode is {sslmode}; turn on `ssl` on the server, or lower `sslmode` to `prefer` only on a trusted network")]
+    TlsUnavailable { at: String, sslmode: SslMode },
     #[error("{at}: {context}: {}", crate::telemetry::error_chain(source))]
     Sql {
         at: String,
@@ -166,9 +179,13 @@ impl SourceError {
             SourceError::Server { error, .. } => error.is_transient(),
             SourceError::Auth { .. }
             | SourceError::Protocol { .. }
-            | SourceError::InvalidInput(_) => false,
+            | SourceError::InvalidInput(_)
+            | SourceError::Tls { .. }
+            | SourceError::TlsUnavailable { .. } => false,
             SourceError::Sql { source, .. } => match source.as_db_error() {
                 Some(db) => sqlstate_is_transient(db.code().code()),
+                // Certificate problems arrive as I/O errors but need a human.
+                None if tls::find_rustls_error(source).is_some() => false,
                 // Not a server error: I/O, closed connection, or a client-side
                 // conversion problem. Only the first two are worth a retry.
                 None => {
@@ -178,6 +195,13 @@ impl SourceError {
                 }
             },
         }
+    }
+
+    /// True when the server refused the credentials (wrong password, expired token,
+    /// unknown user): the moment to fetch a rotated secret again.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, SourceError::Auth { .. })
+            || matches!(self.sqlstate(), Some("28P01" | "28000"))
     }
 
     /// The SQLSTATE when the server reported the error.
@@ -260,6 +284,8 @@ mod tests {
             password: Some(Secret::new("hunter2")),
             dbname: "app".into(),
             application_name: "x".into(),
+            sslmode: SslMode::VerifyFull,
+            sslrootcert: None,
         };
         assert_eq!(p.endpoint(), "postgres://cdc@db:5433/app");
         assert!(!format!("{p:?}").contains("hunter2"));

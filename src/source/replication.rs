@@ -74,6 +74,11 @@ impl ReplicationStream {
         self.conn.backend_pid
     }
 
+    /// Whether authentication used SCRAM-SHA-256-PLUS (bound to the TLS certificate).
+    pub fn channel_bound(&self) -> bool {
+        self.conn.channel_bound
+    }
+
     /// Send `START_REPLICATION SLOT "slot" LOGICAL start ("k" 'v', ...)` and wait for
     /// CopyBothResponse. `start` = 0/0 means "from the slot's confirmed_flush_lsn".
     pub async fn start(

@@ -3,10 +3,13 @@
 //! Owns the queries about replication slots and server settings. It never drops a slot
 //! and never advances one: progress is only confirmed through the replication stream.
 
+use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::replication::validate_slot_name;
-use super::{ConnectParams, SourceError};
+use super::{tls, ConnectParams, SourceError};
+use crate::config::SslMode;
 use crate::lsn::Lsn;
 
 /// The output plugin every slot this service creates uses.
@@ -44,16 +47,71 @@ pub async fn sql_connect(p: &ConnectParams) -> Result<Client, SourceError> {
         config.password(pw.expose());
     }
     let at = p.endpoint();
+    let context = "connecting for slot SQL";
+    // tokio-postgres never uses TLS on Unix sockets; `transport` refuses the modes that need it.
+    if p.sslmode == SslMode::Disable || p.host.starts_with('/') {
+        if p.sslmode.requires_tls() {
+            return Err(SourceError::Tls {
+                at,
+                reason: format!("sslmode {} needs TLS, which PostgreSQL does not offer on Unix sockets; connect over TCP or use sslmode prefer or disable", p.sslmode),
+            });
+        }
+        config.ssl_mode(PgSslMode::Disable);
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| sql_error(&at, context, e))?;
+        drive(at, connection);
+        return Ok(client);
+    }
+    config.ssl_mode(if p.sslmode.requires_tls() {
+        PgSslMode::Require
+    } else {
+        PgSslMode::Prefer
+    });
+    let tls_config = tls::client_config(p.sslmode, p.sslrootcert.as_deref()).map_err(|e| {
+        SourceError::Tls {
+            at: at.clone(),
+            reason: e.to_string(),
+        }
+    })?;
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(MakeRustlsConnect::new((*tls_config).clone()))
         .await
-        .map_err(|e| sql_error(&at, "connecting for slot SQL", e))?;
+        .map_err(|e| tls_sql_error(p, &at, context, e))?;
+    drive(at, connection);
+    Ok(client)
+}
+
+/// Run a connection's driver task until the client is dropped.
+fn drive<C>(at: String, connection: C)
+where
+    C: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(server = %at, error = %e, "slot SQL connection ended with an error");
         }
     });
-    Ok(client)
+}
+
+/// Certificate and "no TLS on the server" failures, worded like the replication
+/// connection's; everything else as [`sql_error`].
+fn tls_sql_error(p: &ConnectParams, at: &str, context: &str, e: tokio_postgres::Error) -> SourceError {
+    if let Some(r) = tls::find_rustls_error(&e) {
+        return SourceError::Tls {
+            at: at.to_string(),
+            reason: tls::explain(r, &p.host, p.sslmode, p.sslrootcert.as_deref()),
+        };
+    }
+    // tokio-postgres reports a refused SSLRequest only as this text.
+    if crate::telemetry::error_chain(&e).contains("server does not support TLS") {
+        return SourceError::TlsUnavailable {
+            at: at.to_string(),
+            sslmode: p.sslmode,
+        };
+    }
+    sql_error(at, context, e)
 }
 
 /// The slot's row in `pg_replication_slots`, or `None` if there is no such slot.

@@ -212,6 +212,8 @@ impl Pg {
             password: password_for(user).map(Secret::new),
             dbname: db.into(),
             application_name: "pg-cdc-to-kinesis-test".into(),
+            sslmode: pg_cdc_to_kinesis::config::SslMode::Prefer,
+            sslrootcert: None,
         }
     }
 
