@@ -8,7 +8,8 @@
 
 use crate::config::{Config, SlotConfig};
 use crate::sink::kinesis::KinesisSink;
-use crate::source::{self, ConnectParams};
+use crate::credentials::Credentials;
+use crate::source;
 
 /// One line of the report.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -35,11 +36,14 @@ pub async fn check(config: &Config, aws: &aws_config::SdkConfig) -> Vec<CheckRow
 }
 
 async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow {
-    let params = ConnectParams::from_slot(slot);
     let mut checks: Vec<(String, Result<String, String>)> = Vec::new();
-    match source::sql_connect(&params).await {
-        Err(e) => checks.push(("connect".into(), Err(e.to_string()))),
-        Ok(sql) => {
+    let connected = match Credentials::new(slot, aws).connect_params().await {
+        Ok(params) => source::sql_connect(&params).await.map(|sql| (params, sql)).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match connected {
+        Err(e) => checks.push(("connect".into(), Err(e))),
+        Ok((params, sql)) => {
             checks.push(("connect".into(), Ok(params.endpoint())));
             let level = source::wal_level(&sql).await.map_err(|e| e.to_string());
             let logical = matches!(&level, Ok(l) if l == "logical");
@@ -78,7 +82,7 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
 
 /// Create and drop a temporary wal2json slot: proves the plugin loads and the
 /// user may create slots.
-async fn probe_wal2json(sql: &tokio_postgres::Client, slot: &str) -> Result<String, String> {
+pub(crate) async fn probe_wal2json(sql: &tokio_postgres::Client, slot: &str) -> Result<String, String> {
     let probe = format!(
         "{}_check_{}",
         &slot[..slot.len().min(40)],

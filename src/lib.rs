@@ -6,24 +6,36 @@
 //! Data flows one way, and the modules follow it:
 //!
 //! - [`config`]: `configs.yml` → validated [`config::Config`].
+//! - [`credentials`]: passwords from Secrets Manager (with rotation) or RDS IAM tokens.
 //! - [`source`]: the replication-protocol client and the slot SQL.
 //! - [`decode`]: wal2json output → [`decode::Event`]s.
 //! - [`record`]: a row change → one Kinesis record (JSON payload, partition key).
 //! - [`sink`]: batching and `PutRecords`, partial-failure retry, per-key order.
 //! - [`ack`]: which LSN may be confirmed, given what Kinesis accepted.
+//! - [`checkpoint`]: the confirmed LSN kept in SSM, checked against the slot at startup.
 //! - [`pipeline`]: one worker per slot, backpressure, acknowledgement, shutdown.
 //! - [`lsn`]: the WAL-position newtype used everywhere.
 //! - [`telemetry`]: logging and the console progress lines.
-//! - [`check`], [`tail`]: the operator commands besides `run`.
+//! - [`check`], [`tail`], [`status`]: the operator commands besides `run`.
+//! - [`metrics`], [`monitor`], [`serve`]: operating it: metric names and outputs (EMF,
+//!   Prometheus), WAL safety and heartbeats, the `/healthz` `/readyz` `/metrics` server.
+//! - [`admin`]: the admin Lambda's commands (provision, health, drop).
 
 pub mod ack;
+pub mod admin;
 pub mod check;
+pub mod checkpoint;
 pub mod config;
+pub mod credentials;
 pub mod decode;
 pub mod lsn;
+pub mod metrics;
+pub mod monitor;
 pub mod pipeline;
 pub mod record;
+pub mod serve;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod tail;
 pub mod telemetry;

@@ -32,6 +32,12 @@ enum Command {
     Run,
     /// Check every slot's database, wal2json, slot and stream, and print a table.
     Check,
+    /// Print each slot's state on the server: active, lag, wal_status, checkpoint.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the records of a Kinesis stream as they arrive.
     Tail {
         /// The stream's name.
@@ -66,7 +72,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run);
     // The config first: a config error is reported at once, before any AWS lookup.
     let config = match command {
-        Command::Run | Command::Check => match load(&cli.config) {
+        Command::Run | Command::Check | Command::Status { .. } => match load(&cli.config) {
             Some(config) => Some(config),
             None => return ExitCode::from(2),
         },
@@ -95,7 +101,20 @@ async fn async_main(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        (Command::Run | Command::Check, None) => ExitCode::from(2),
+        (Command::Status { json }, Some(config)) => {
+            let rows = pg_cdc_to_kinesis::status::status(&config, &aws).await;
+            if json {
+                print!("{}", pg_cdc_to_kinesis::status::render_json(&rows));
+            } else {
+                print!("{}", pg_cdc_to_kinesis::status::render(&rows));
+            }
+            if rows.iter().all(|r| r.ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        (Command::Run | Command::Check | Command::Status { .. }, None) => ExitCode::from(2),
         (
             Command::Tail {
                 stream,

@@ -57,10 +57,37 @@ pub(super) struct ConfigFile {
     /// before giving up; unflushed changes are re-read from the slot on the next start.
     /// Default 25 (inside ECS's 30 s stop timeout). Range 1..=3600. Example: `shutdown_timeout_secs: 50`.
     pub shutdown_timeout_secs: Option<Value>,
+
+    /// CloudWatch namespace of the metrics written as Embedded Metric Format lines on
+    /// stdout: 1..=255 printable ASCII characters. Default `PgCdcToKinesis`.
+    /// Example: `metrics_namespace: Prod/Cdc`.
+    pub metrics_namespace: Option<Value>,
+
+    /// Seconds between metric lines (one per slot), 1..=3600. Default 60.
+    /// Example: `metrics_interval_secs: 10`.
+    pub metrics_interval_secs: Option<Value>,
+
+    /// Write the metrics as Embedded Metric Format lines on stdout. Default `true`;
+    /// `GET /metrics` (Prometheus) works either way. Example: `metrics_emf: false`.
+    pub metrics_emf: Option<Value>,
+
+    /// IP address and port of the HTTP endpoints `/healthz`, `/readyz` and `/metrics`.
+    /// Default `0.0.0.0:8080`; port 0 picks a free port (logged). `${ENV}` expanded.
+    /// Example: `http_listen: 127.0.0.1:9090`.
+    pub http_listen: Option<Value>,
+
+    /// Seconds a slot may spend reconnecting (retrying) before `/readyz` answers 503,
+    /// 0..=86400. Default 120. Example: `ready_retry_budget_secs: 300`.
+    pub ready_retry_budget_secs: Option<Value>,
+
+    /// Warn when a slot's replication lag (server WAL position minus its confirmed
+    /// position) passes this many bytes, 1..=2^50. Default 1073741824 (1 GiB).
+    /// Example: `wal_lag_warn_bytes: 536870912`.
+    pub wal_lag_warn_bytes: Option<Value>,
 }
 
 /// Connection settings shared by slots through `<<: *anchor`. Every key is optional
-/// here; the merged slot must end up with `host`, `user` and `db_name`.
+/// here; the merged slot must end up with `host`, `user` and `db_name`, or a `secret`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "slots receive these values through `<<:` merges")]
@@ -75,6 +102,14 @@ pub(super) struct DatabaseFile {
     pub password: Option<Value>,
     /// See [`SlotFile::db_name`].
     pub db_name: Option<Value>,
+    /// See [`SlotFile::sslmode`].
+    pub sslmode: Option<Value>,
+    /// See [`SlotFile::sslrootcert`].
+    pub sslrootcert: Option<Value>,
+    /// See [`SlotFile::secret`].
+    pub secret: Option<Value>,
+    /// See [`SlotFile::iam_auth`].
+    pub iam_auth: Option<Value>,
 }
 
 /// One replication slot. All keys are flat so that `<<: *anchor` can supply any of
@@ -82,7 +117,8 @@ pub(super) struct DatabaseFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SlotFile {
-    /// Required. PostgreSQL host name or IP address. `${ENV}` expanded.
+    /// Required (unless `secret` supplies it). PostgreSQL host name or IP address, or a
+    /// Unix-socket directory (starting with `/`). `${ENV}` expanded.
     /// Example: `host: ${PGHOST:-127.0.0.1}`.
     pub host: Option<Value>,
 
@@ -90,8 +126,8 @@ pub(super) struct SlotFile {
     /// `port: ${PGPORT:-5432}` is accepted. Example: `port: 6432`.
     pub port: Option<Value>,
 
-    /// Required. PostgreSQL user; it needs the REPLICATION attribute (or rds_replication
-    /// on RDS). `${ENV}` expanded. Example: `user: cdc`.
+    /// Required (unless `secret` supplies it). PostgreSQL user; it needs the REPLICATION
+    /// attribute (or rds_replication on RDS). `${ENV}` expanded. Example: `user: cdc`.
     pub user: Option<Value>,
 
     /// Optional password; omit it (or let it expand to empty) for trust or `.pgpass`-free
@@ -99,7 +135,8 @@ pub(super) struct SlotFile {
     /// that starts with `*`, `&` or `!`. Example: `password: ${PGPASSWORD}`.
     pub password: Option<Value>,
 
-    /// Required. Database the slot decodes. `${ENV}` expanded. Example: `db_name: shop`.
+    /// Required (unless `secret` supplies it). Database the slot decodes. `${ENV}` expanded.
+    /// Example: `db_name: shop`.
     pub db_name: Option<Value>,
 
     /// wal2json 2.5 options, passed to the plugin as given, in file order; booleans
@@ -156,4 +193,58 @@ pub(super) struct SlotFile {
     /// Create the slot with the wal2json plugin when it does not exist. Default `true`;
     /// with `false` a missing slot is an error. Example: `create_slot: false`.
     pub create_slot: Option<Value>,
+
+    /// TLS to PostgreSQL (replication and SQL connections), with libpq's meaning:
+    /// `disable` (never), `prefer` (TLS if the server offers it, certificate not
+    /// checked), `require` (always TLS; certificate checked against `sslrootcert` only
+    /// if one is given), `verify-ca` (always TLS, certificate chain checked, host name
+    /// not), `verify-full` (chain and host name checked). Default `verify-full`, or
+    /// `prefer` for loopback hosts (127.0.0.0/8, ::1, `localhost`) and Unix sockets.
+    /// Example: `sslmode: verify-full`.
+    pub sslmode: Option<Value>,
+
+    /// PEM file of CA certificates to verify the server against, e.g. the RDS global
+    /// bundle (`/etc/ssl/certs/rds-global-bundle.pem` in the container image). Default:
+    /// the system trust store. `${ENV}` expanded. Example: `sslrootcert: /etc/ssl/certs/rds-global-bundle.pem`.
+    pub sslrootcert: Option<Value>,
+
+    /// AWS Secrets Manager secret (ARN or name) holding the credentials. An RDS-style
+    /// JSON secret (`username`, `password`, `host`, `port`, `dbname`) fills the keys this
+    /// slot leaves out, so `host`, `user` and `db_name` become optional; a plain-text
+    /// secret is the password. Fetched again when authentication fails (rotation).
+    /// `${ENV}` expanded. Example: `secret: prod/orders-db/cdc`.
+    pub secret: Option<Value>,
+
+    /// Authenticate with an RDS IAM token (`rds-db:connect`) instead of a password,
+    /// signed with the service's AWS credentials and renewed before its 15 minutes
+    /// run out. Needs `sslmode: require` or stronger and no `password`. Default `false`.
+    /// Example: `iam_auth: true`.
+    pub iam_auth: Option<Value>,
+
+    /// Write the slot's confirmed LSN to an SSM parameter (a durable checkpoint that
+    /// reveals a lost or re-created slot at startup). Default `true`; if SSM is not
+    /// reachable the service only warns and keeps streaming. Example: `checkpoint: false`.
+    pub checkpoint: Option<Value>,
+
+    /// SSM parameter name for the checkpoint: starts with `/`, then letters, digits and
+    /// `_ . - /`, at most 1011 characters. Default `/pg-cdc-to-kinesis/<slot>/checkpoint`.
+    /// `${ENV}` expanded. Example: `checkpoint_parameter: /prod/cdc/orders/checkpoint`.
+    pub checkpoint_parameter: Option<Value>,
+
+    /// At most one checkpoint write per this many seconds (plus one on shutdown),
+    /// 1..=3600. Default 5. Example: `checkpoint_interval_secs: 30`.
+    pub checkpoint_interval_secs: Option<Value>,
+
+    /// Start even when the checkpoint shows a gap (the slot is missing, or was advanced
+    /// past the final checkpoint by something else), logging it at error level.
+    /// Default `false`: such a slot refuses to start. Set it after backfilling.
+    /// Example: `accept_checkpoint_gap: true`.
+    pub accept_checkpoint_gap: Option<Value>,
+
+    /// Seconds between heartbeats: a non-transactional logical message
+    /// (`pg_logical_emit_message`, prefix `pg-cdc-to-kinesis-heartbeat`) written into
+    /// `db_name`, so the slot advances while its tables are idle and other databases
+    /// write WAL. Never put on the stream. 1..=86400; default: no heartbeats. The user
+    /// needs EXECUTE on `pg_logical_emit_message`. Example: `heartbeat_interval_secs: 60`.
+    pub heartbeat_interval_secs: Option<Value>,
 }

@@ -11,14 +11,21 @@
 //! tree's shape and key names are checked (`validate`), then the documented serde
 //! structs (`file`) are read and turned into [`SlotConfig`]s (`slot`).
 
+mod checkpoint_keys;
+mod ops_keys;
 mod env;
 mod file;
 mod slot;
+mod tls;
+mod tls_keys;
 mod validate;
 mod yaml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+pub use ops_keys::OpsConfig;
+pub use tls::{is_local_host, SslMode};
 
 /// A secret string (password). `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -83,6 +90,14 @@ pub const DEFAULT_STATUS_INTERVAL_SECS: u64 = 10;
 pub const MAX_STATUS_INTERVAL_SECS: u64 = 3600;
 /// `create_slot` default.
 pub const DEFAULT_CREATE_SLOT: bool = true;
+/// `checkpoint` default: on (without SSM it only warns).
+pub const DEFAULT_CHECKPOINT: bool = true;
+/// `checkpoint_interval_secs` default.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 5;
+/// `checkpoint_interval_secs` upper bound.
+pub const MAX_CHECKPOINT_INTERVAL_SECS: u64 = 3600;
+/// SSM parameter names are at most 1011 characters (including the leading `/`).
+pub const SSM_MAX_PARAMETER_NAME_LEN: usize = 1011;
 /// `shutdown_timeout_secs` default: inside ECS's default 30 s stop timeout.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 /// `shutdown_timeout_secs` upper bound.
@@ -155,6 +170,7 @@ pub struct BatchConfig {
 pub struct SlotConfig {
     /// The replication slot's name (a valid PostgreSQL slot name).
     pub name: String,
+    /// Empty when `secret` supplies it (also `user`, `db_name`).
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -175,6 +191,31 @@ pub struct SlotConfig {
     pub status_interval_secs: u64,
     /// Create the slot with wal2json when it does not exist.
     pub create_slot: bool,
+    /// `sslmode` as written; `None` = the host's default ([`SslMode::resolve`]).
+    pub sslmode: Option<SslMode>,
+    /// CA bundle (PEM) to verify the server against; `None` = the system trust store.
+    pub sslrootcert: Option<PathBuf>,
+    /// Secrets Manager secret (ARN or name) with the credentials. When set, `host`,
+    /// `user` and `db_name` may be empty: the secret fills them.
+    pub secret: Option<String>,
+    /// Authenticate with an RDS IAM token instead of a password.
+    pub iam_auth: bool,
+    /// Durable checkpoints in SSM Parameter Store.
+    pub checkpoint: CheckpointConfig,
+    /// Seconds between heartbeat messages; `None` = no heartbeats.
+    pub heartbeat_interval_secs: Option<u64>,
+}
+
+/// Where and how often a slot's confirmed LSN is checkpointed (see `checkpoint`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    pub enabled: bool,
+    /// SSM parameter name.
+    pub parameter: String,
+    /// At most one write per this many seconds, plus one on shutdown.
+    pub interval_secs: u64,
+    /// Start despite a checkpoint gap (logged at error level, counted).
+    pub accept_gap: bool,
 }
 
 /// The whole validated file.
@@ -185,6 +226,8 @@ pub struct Config {
     pub slots: Vec<SlotConfig>,
     /// How long shutdown may spend flushing in-flight batches, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Metrics, HTTP endpoints and WAL-safety settings.
+    pub ops: OpsConfig,
 }
 
 /// Something is wrong with the config file. The message names the file, the slot,
@@ -222,6 +265,7 @@ impl Config {
         let tree = yaml::parse_tree(&src)?;
         let sites = validate::check_tree(&src, tree.as_ref())?;
         let typed: file::ConfigFile = yaml::parse_typed(&src)?;
+        let ops = ops_keys::build(&src, &typed, lookup)?;
         let raw_slots = typed.replication_slots.unwrap_or_default();
         let mut slots = Vec::with_capacity(sites.len());
         for (site, raw) in sites.iter().zip(raw_slots) {
@@ -244,6 +288,7 @@ impl Config {
             path: path.to_path_buf(),
             slots,
             shutdown_timeout_secs,
+            ops,
         })
     }
 }

@@ -28,7 +28,8 @@ pub(super) fn build(
                 Some(&site.at),
                 format!(
                     "replication slot `{slot}`: missing required key `{key}`; add `{key}: ...` \
-                     to the slot, or to the database it merges with `<<: *anchor`"
+                     to the slot, or to the database it merges with `<<: *anchor` (or name a \
+                     Secrets Manager `secret` that holds it)"
                 ),
             )
         })
@@ -41,9 +42,18 @@ pub(super) fn build(
         Ok(s)
     };
 
-    let host = non_empty("host", &required("host", &raw.host)?)?;
-    let user = non_empty("user", &required("user", &raw.user)?)?;
-    let db_name = non_empty("db_name", &required("db_name", &raw.db_name)?)?;
+    let secret = match &raw.secret {
+        None => None,
+        Some(v) => Some(non_empty("secret", v)?),
+    };
+    // A `secret` may supply the connection keys; an empty string means "from the secret".
+    let connection_key = |key: &str, v: &Option<Value>| match (v, &secret) {
+        (None, Some(_)) => Ok(String::new()),
+        _ => non_empty(key, &required(key, v)?),
+    };
+    let host = connection_key("host", &raw.host)?;
+    let user = connection_key("user", &raw.user)?;
+    let db_name = connection_key("db_name", &raw.db_name)?;
     let kns_stream = stream_name(
         src,
         &required("kns_stream", &raw.kns_stream)?,
@@ -151,6 +161,9 @@ pub(super) fn build(
         }
     };
 
+    let tls = super::tls_keys::build(src, &raw, &place, lookup, password.is_some())?;
+    let checkpoint = super::checkpoint_keys::build(src, slot, &raw, &place, lookup)?;
+
     Ok(SlotConfig {
         name: site.name.clone(),
         host,
@@ -166,11 +179,17 @@ pub(super) fn build(
         queue_capacity,
         status_interval_secs,
         create_slot,
+        sslmode: tls.sslmode,
+        sslrootcert: tls.sslrootcert,
+        secret,
+        iam_auth: tls.iam_auth,
+        checkpoint,
+        heartbeat_interval_secs: super::ops_keys::heartbeat(src, &raw, &place)?,
     })
 }
 
 /// A scalar as text with `${ENV}` expanded.
-fn text(
+pub(super) fn text(
     src: &Source<'_>,
     v: &Value,
     place: &str,

@@ -11,10 +11,16 @@ use super::yaml::{Entry, Node};
 use super::{ConfigError, Source, PG_MAX_SLOT_NAME_LEN, WAL2JSON_OPTIONS};
 
 /// Keys allowed at the top level of the file.
-const TOP_LEVEL_KEYS: &[&str] = &["databases", "replication_slots", "shutdown_timeout_secs"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "databases", "replication_slots", "shutdown_timeout_secs",
+    "metrics_namespace", "metrics_interval_secs", "metrics_emf", "http_listen",
+    "ready_retry_budget_secs", "wal_lag_warn_bytes",
+];
 
 /// Keys allowed in a `databases` entry (the fields of `file::DatabaseFile`).
-const DATABASE_KEYS: &[&str] = &["host", "port", "user", "password", "db_name"];
+const DATABASE_KEYS: &[&str] = &[
+    "host", "port", "user", "password", "db_name", "sslmode", "sslrootcert", "secret", "iam_auth",
+];
 
 /// Keys allowed in a slot (the fields of `file::SlotFile`).
 pub(super) const SLOT_KEYS: &[&str] = &[
@@ -35,6 +41,15 @@ pub(super) const SLOT_KEYS: &[&str] = &[
     "queue_capacity",
     "status_interval_secs",
     "create_slot",
+    "sslmode",
+    "sslrootcert",
+    "secret",
+    "iam_auth",
+    "checkpoint",
+    "checkpoint_parameter",
+    "checkpoint_interval_secs",
+    "accept_checkpoint_gap",
+    "heartbeat_interval_secs",
 ];
 
 /// A slot that passed the shape checks: its name and where the name is written.

@@ -53,6 +53,10 @@ pub enum SlotError {
     Silent { secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    CheckpointGap(#[from] crate::checkpoint::startup::CheckpointGap),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialsError),
 }
 
 impl SlotError {
@@ -61,12 +65,14 @@ impl SlotError {
         match self {
             SlotError::Source(e) => e.is_transient(),
             SlotError::Sink(e) => e.is_transient(),
+            SlotError::Credentials(e) => e.is_transient(),
             SlotError::Internal(_) | SlotError::Silent { .. } => true,
             SlotError::Decode(_)
             | SlotError::RecordTooLarge { .. }
             | SlotError::SlotMissing { .. }
             | SlotError::WrongPlugin { .. }
-            | SlotError::SlotLost { .. } => false,
+            | SlotError::SlotLost { .. }
+            | SlotError::CheckpointGap(_) => false,
         }
     }
 }
@@ -94,14 +100,24 @@ pub struct SlotStatus {
     pub slot: String,
     state: Mutex<SlotState>,
     pub stats: Arc<SinkStats>,
+    /// Observed values for metrics and readiness (`crate::metrics`).
+    pub metrics: crate::metrics::SlotMetrics,
+    /// Checkpoint age, failures and accepted gaps (`crate::checkpoint`).
+    pub checkpoint: Arc<crate::checkpoint::CheckpointStats>,
+    /// How to connect (config, secret, IAM token), shared with the slot's monitor so
+    /// both use one cached secret.
+    pub credentials: Arc<crate::credentials::Credentials>,
 }
 
 impl SlotStatus {
-    fn new(slot: &str) -> Self {
+    fn new(slot: &str, credentials: Arc<crate::credentials::Credentials>) -> Self {
         SlotStatus {
+            credentials,
             slot: slot.to_string(),
             state: Mutex::new(SlotState::Starting),
             stats: Arc::default(),
+            metrics: Default::default(),
+            checkpoint: Arc::default(),
         }
     }
 
@@ -114,6 +130,7 @@ impl SlotStatus {
 
     fn set(&self, state: SlotState) {
         if let Ok(mut s) = self.state.lock() {
+            self.metrics.note_state(&state);
             *s = state;
         }
     }
@@ -143,17 +160,42 @@ pub struct Pipeline {
 impl Pipeline {
     /// Start one worker per slot.
     pub fn start(config: &Config, env: &RunEnv) -> Pipeline {
+        Self::start_with_checkpoints(config, env, None)
+    }
+
+    /// [`Pipeline::start`], keeping checkpoints in `store` instead of the SSM of
+    /// `env.aws` when given (tests: a private moto that can go down, or memory).
+    pub fn start_with_checkpoints(
+        config: &Config,
+        env: &RunEnv,
+        store: Option<Arc<dyn crate::checkpoint::CheckpointStore>>,
+    ) -> Pipeline {
         let (shutdown, _) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         let mut slots = Vec::new();
         let timeout = Duration::from_secs(config.shutdown_timeout_secs);
         for slot in &config.slots {
-            let status = Arc::new(SlotStatus::new(&slot.name));
+            let credentials = Arc::new(crate::credentials::Credentials::new(slot, &env.aws));
+            let status = Arc::new(SlotStatus::new(&slot.name, credentials.clone()));
             slots.push(status.clone());
             let kinesis = kinesis_client(&env.aws, slot);
+            let checkpoints = match &store {
+                Some(store) => crate::checkpoint::Checkpointer::with_store(
+                    slot,
+                    store.clone(),
+                    status.checkpoint.clone(),
+                ),
+                None => crate::checkpoint::Checkpointer::start(
+                    slot,
+                    &env.aws,
+                    status.checkpoint.clone(),
+                ),
+            };
             let worker = Worker {
+                credentials,
                 slot: slot.clone(),
                 kinesis,
+                checkpoints,
                 status,
                 shutdown: shutdown.subscribe(),
                 timeout,
@@ -199,6 +241,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     let pipeline = Pipeline::start(config, env);
+    let _ops = crate::serve::Ops::start(config, &pipeline.slots).await;
     let stopper = pipeline.shutdown.clone();
     let waiting = pipeline.wait();
     tokio::pin!(waiting);
@@ -231,7 +274,9 @@ fn kinesis_client(aws: &aws_config::SdkConfig, slot: &SlotConfig) -> aws_sdk_kin
 
 struct Worker {
     slot: SlotConfig,
+    credentials: Arc<crate::credentials::Credentials>,
     kinesis: aws_sdk_kinesis::Client,
+    checkpoints: crate::checkpoint::Checkpointer,
     status: Arc<SlotStatus>,
     shutdown: watch::Receiver<bool>,
     timeout: Duration,
@@ -250,7 +295,9 @@ impl Worker {
             let started = Instant::now();
             let session = Session {
                 slot: &self.slot,
+                credentials: &self.credentials,
                 kinesis: self.kinesis.clone(),
+                checkpoints: &self.checkpoints,
                 status: &self.status,
                 stats: self.status.stats.clone(),
                 shutdown: self.shutdown.clone(),
