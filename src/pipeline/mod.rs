@@ -9,7 +9,7 @@
 mod session;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::watch;
@@ -24,8 +24,6 @@ use session::{Session, SessionEnd};
 /// Reconnect backoff: from 1 s doubling to 60 s, with jitter.
 const RECONNECT_BASE: Duration = Duration::from_secs(1);
 const RECONNECT_MAX: Duration = Duration::from_secs(60);
-/// A session that streamed this long resets the backoff.
-const HEALTHY_SESSION: Duration = Duration::from_secs(60);
 
 /// Why a slot stopped or must reconnect.
 #[derive(Debug, thiserror::Error)]
@@ -292,7 +290,6 @@ impl Worker {
                 self.status.set(SlotState::Finished);
                 return Ok(());
             }
-            let started = Instant::now();
             let session = Session {
                 slot: &self.slot,
                 credentials: &self.credentials,
@@ -314,7 +311,10 @@ impl Worker {
                     return Ok(());
                 }
                 Err(e) if e.is_transient() => {
-                    if started.elapsed() >= HEALTHY_SESSION {
+                    // A session that got as far as streaming proves the set-up works:
+                    // the next fault (a restart minutes later) starts again from the
+                    // shortest delay. Failures before streaming keep growing it.
+                    if self.status.state() == SlotState::Streaming {
                         attempt = 0;
                     }
                     let delay = reconnect_delay(attempt);

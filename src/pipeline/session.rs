@@ -26,12 +26,15 @@ use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
 
 /// Confirm progress at most this often when it moves, besides the periodic update,
 /// to keep the redelivery window after a crash small.
-const PROMPT_CONFIRM_INTERVAL: Duration = Duration::from_secs(1);
+const PROMPT_CONFIRM_INTERVAL: Duration = Duration::from_millis(250);
 /// Each periodic status update asks the server for a reply, so a connection that
 /// stays silent this many status intervals (and at least `MIN_SILENCE`) is dead
 /// (a half-open TCP connection would otherwise wait forever).
 const SILENT_INTERVALS: u32 = 3;
 const MIN_SILENCE: Duration = Duration::from_secs(30);
+
+/// How long the walsender may take to end COPY after our CopyDone at shutdown.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a session ended without error.
 #[derive(Debug, PartialEq, Eq)]
@@ -206,9 +209,17 @@ impl Session<'_> {
         // when idle, the server's position as before: a lower value here would move
         // the slot back below what an earlier update and the checkpoint hold).
         let final_lsn = reader.confirmable(*ack_rx.borrow());
-        repl.send_status(final_lsn, false).await?;
-        self.checkpoints.finish(final_lsn).await;
-        tracing::info!(slot = %slot.name, confirmed = %final_lsn, "stopped; confirmed {final_lsn}");
+        match repl.finish(final_lsn, FINISH_TIMEOUT).await {
+            Ok(()) => {
+                // Only a position PostgreSQL has applied may become the final checkpoint.
+                self.checkpoints.finish(final_lsn).await;
+                tracing::info!(slot = %slot.name, confirmed = %final_lsn, "stopped; confirmed {final_lsn}");
+            }
+            Err(e) => tracing::warn!(
+                slot = %slot.name,
+                "stopped, but the server did not acknowledge the end of replication ({e}); changes after its last confirmed position will be sent again on restart"
+            ),
+        }
         Ok(SessionEnd::Shutdown)
     }
 }

@@ -177,6 +177,36 @@ impl ReplicationStream {
     }
 }
 
+impl ReplicationStream {
+    /// End replication cleanly: a last status update, then CopyDone, then read (and
+    /// discard) what the walsender still sends until it ends COPY too. The walsender
+    /// reads our messages in order, so once it answers CopyDone it has applied the
+    /// last update. Closing the socket right after the update instead lets a busy
+    /// walsender drop the connection without ever reading it: the final
+    /// confirmation would be lost and everything since the previous one resent.
+    pub async fn finish(&mut self, flushed: Lsn, timeout: std::time::Duration) -> Result<(), SourceError> {
+        put_status_update(self.conn.write_buf(), flushed, pg_now_micros(), false);
+        frontend::copy_done(self.conn.write_buf());
+        self.conn.flush().await?;
+        let drain = async {
+            loop {
+                match self.recv().await {
+                    Ok(_) => continue,
+                    Err(SourceError::StreamEnded { .. }) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, drain).await {
+            Ok(result) => result,
+            Err(_) => Err(SourceError::Closed {
+                at: self.conn.at.clone(),
+                during: format!("without ending COPY within {timeout:?} after CopyDone"),
+            }),
+        }
+    }
+}
+
 /// Build the command. Slot names are restricted by PostgreSQL to `[a-z0-9_]`, so one
 /// that is not is a config error, not something to escape. Option names become quoted
 /// identifiers (keeping case and `-`) and values string literals. The replication
