@@ -164,3 +164,27 @@ stop_kinesalite() {
         KINESALITE_PID=
     fi
 }
+
+# cargo-lambda and zig (for `scripts/build-lambda`) in the venv at .tools/venv.
+ensure_cargo_lambda() {
+    if [ -x "$TOOLS_DIR/venv/bin/cargo-lambda" ] && [ -x "$TOOLS_DIR/venv/bin/python-zig" ]; then
+        return 0
+    fi
+    ensure_moto # creates the venv
+    log "pip install cargo-lambda ziglang into $TOOLS_DIR/venv"
+    "$TOOLS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check cargo-lambda ziglang >&2
+    [ -x "$TOOLS_DIR/venv/bin/cargo-lambda" ] || die "pip installed cargo-lambda but $TOOLS_DIR/venv/bin/cargo-lambda is missing"
+}
+
+# The CDK app's node_modules (aws-cdk-lib, the aws-cdk CLI, cdk-nag, tsx, typescript)
+# from the committed package-lock.json; reinstalled only when the lock file changed.
+ensure_cdk() {
+    command -v npm >/dev/null || die "npm not found: install Node.js 20+ with npm"
+    local stamp="$REPO_ROOT/node_modules/.package-lock.json"
+    if [ -f "$stamp" ] && [ -x "$REPO_ROOT/node_modules/.bin/cdk" ] && [ "$stamp" -nt "$REPO_ROOT/package-lock.json" ]; then
+        return 0
+    fi
+    log "npm ci (CDK app) in $REPO_ROOT"
+    (cd "$REPO_ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    [ -x "$REPO_ROOT/node_modules/.bin/cdk" ] || die "npm ci ran but node_modules/.bin/cdk is missing"
+}

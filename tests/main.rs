@@ -3,7 +3,14 @@
 
 mod support;
 
+mod admin;
+mod checkpoint;
 mod cli;
 mod e2e;
+mod faults;
 mod harness;
+mod metrics;
+mod ops;
+mod secrets;
 mod source;
+mod tls;
