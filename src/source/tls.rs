@@ -325,34 +325,17 @@ mod tests {
 
     #[test]
     fn channel_binding_hash_follows_the_signature_algorithm() {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let der = cert.der().to_vec();
-        assert_eq!(
-            channel_binding_hash(&der),
-            Some(sha2::Sha384::digest(&der).to_vec())
-        );
-
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let der = cert.der().to_vec();
-        assert_eq!(
-            channel_binding_hash(&der),
-            Some(sha2::Sha256::digest(&der).to_vec())
-        );
-
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        assert_eq!(channel_binding_hash(cert.der()), None);
+        let der_for = |alg: &'static rcgen::SignatureAlgorithm| {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+            params.self_signed(&key).unwrap().der().to_vec()
+        };
+        let der = der_for(&rcgen::PKCS_ECDSA_P384_SHA384);
+        assert_eq!(channel_binding_hash(&der), Some(sha2::Sha384::digest(&der).to_vec()));
+        let der = der_for(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(channel_binding_hash(&der), Some(sha2::Sha256::digest(&der).to_vec()));
+        // RFC 5929 defines no hash for Ed25519 signatures: no channel binding.
+        assert_eq!(channel_binding_hash(&der_for(&rcgen::PKCS_ED25519)), None);
     }
 
     #[test]

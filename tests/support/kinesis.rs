@@ -10,12 +10,11 @@ pub mod verify;
 
 pub use verify::{verify, Verdict};
 
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -98,47 +97,7 @@ fn start_kinesalite() -> Result<Kinesalite, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    // PR_SET_PDEATHSIG fires when the *thread* that forked exits, and test threads end
-    // with their test; so fork from a thread that lives as long as the process.
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name(format!("kinesalite-{port}"))
-        .spawn(move || {
-            let spawned = cmd.spawn();
-            let _ = tx.send(spawned.as_ref().map(|c| c.id()).map_err(|e| e.to_string()));
-            if let Ok(mut child) = spawned {
-                // Reaps the child if it dies early; otherwise parks this thread for good.
-                let _ = child.wait();
-                loop {
-                    std::thread::park();
-                }
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    let pid = rx
-        .recv()
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("spawning {}: {e}", bin.display()))?;
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            return Err(format!(
-                "kinesalite (pid {pid}) did not listen on port {port} within {STARTUP_TIMEOUT:?}; log: {}",
-                log.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let pid = super::daemon::spawn_listening(cmd, "kinesalite", port, STARTUP_TIMEOUT, &log.display().to_string())?;
     Ok(Kinesalite {
         endpoint: format!("http://127.0.0.1:{port}"),
         port,

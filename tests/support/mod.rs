@@ -2,6 +2,7 @@
 //! test binary, and a scripted Kinesis stub for faults the emulators cannot produce.
 
 pub mod certs;
+pub mod daemon;
 pub mod kinesis;
 pub mod lambda_api;
 pub mod moto;

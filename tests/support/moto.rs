@@ -7,10 +7,9 @@
 #![allow(dead_code)]
 
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -82,47 +81,7 @@ impl Moto {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        // PR_SET_PDEATHSIG fires when the forking *thread* exits: fork from one that
-        // lives as long as the process.
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name(format!("moto-{}", self.port))
-            .spawn(move || {
-                let spawned = cmd.spawn();
-                let _ = tx.send(spawned.as_ref().map(|c| c.id()).map_err(|e| e.to_string()));
-                if let Ok(mut child) = spawned {
-                    let _ = child.wait();
-                    loop {
-                        std::thread::park();
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        let pid = rx
-            .recv()
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("spawning {}: {e}", bin.display()))?;
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                return Err(format!(
-                    "moto (pid {pid}) did not listen on {} within {STARTUP_TIMEOUT:?}; log: {}",
-                    self.port,
-                    log.display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let pid = super::daemon::spawn_listening(cmd, "moto", self.port, STARTUP_TIMEOUT, &log.display().to_string())?;
         *self.pid.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
         Ok(())
     }
