@@ -21,7 +21,7 @@ use crate::decode::{self, Event};
 use crate::lsn::Lsn;
 use crate::record::{RecordEncoder, TxnContext};
 use crate::sink::kinesis::{KinesisSink, SinkStats};
-use crate::sink::{Item, CHUNK_ITEMS};
+use crate::sink::{Item, CHUNK_BYTES, CHUNK_ITEMS};
 use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
 
 /// Confirm progress at most this often when it moves, besides the periodic update,
@@ -159,7 +159,7 @@ impl Session<'_> {
                     confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
                     last_status = Instant::now();
                 }
-                msg = repl.recv(), if reader.out.len() < CHUNK_ITEMS => {
+                msg = repl.recv(), if reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES => {
                     last_heard = Instant::now();
                     match msg? {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
@@ -183,8 +183,7 @@ impl Session<'_> {
                     let Ok(permit) = permit else {
                         return Err(SlotError::Internal("the sink queue closed unexpectedly".into()));
                     };
-                    let n = reader.out.len().min(CHUNK_ITEMS);
-                    permit.send(reader.out.drain(..n).collect());
+                    permit.send(reader.take_chunk());
                 }
             }
         }
@@ -289,6 +288,9 @@ async fn prepare_slot(
 /// The reader's state between messages.
 struct Reader {
     out: VecDeque<Item>,
+    /// Record bytes in `out`: chunks are bounded by bytes as well as by count, so a
+    /// queue of wide rows stays small.
+    out_bytes: usize,
     txn: TxnContext,
     seq: u64,
     in_txn: bool,
@@ -302,6 +304,7 @@ impl Reader {
     fn new(start: Lsn) -> Self {
         Reader {
             out: VecDeque::new(),
+            out_bytes: 0,
             txn: TxnContext::default(),
             seq: 0,
             in_txn: false,
@@ -342,6 +345,7 @@ impl Reader {
                         });
                     }
                     self.seq += 1;
+                    self.out_bytes += record.billed_size();
                     self.out.push_back(Item::Record(record));
                 }
                 Event::Commit { end_lsn } => {
@@ -353,6 +357,21 @@ impl Reader {
             }
         }
         Ok(())
+    }
+
+    /// The next chunk for the sink: up to CHUNK_ITEMS items and about CHUNK_BYTES.
+    fn take_chunk(&mut self) -> Vec<Item> {
+        let mut chunk = Vec::with_capacity(self.out.len().min(CHUNK_ITEMS));
+        let mut bytes = 0;
+        while chunk.len() < CHUNK_ITEMS && (chunk.is_empty() || bytes < CHUNK_BYTES) {
+            let Some(item) = self.out.pop_front() else { break };
+            if let Item::Record(record) = &item {
+                bytes += record.billed_size();
+            }
+            chunk.push(item);
+        }
+        self.out_bytes -= bytes;
+        chunk
     }
 
     /// What may be confirmed: what Kinesis accepted; and when nothing at all is
@@ -373,6 +392,29 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_are_bounded_by_count_and_bytes() {
+        use crate::record::Record;
+        let record = |size: usize| Item::Record(Record { partition_key: "k".into(), data: vec![b'x'; size] });
+        let mut r = Reader::new(Lsn(0));
+        for _ in 0..5 {
+            r.out_bytes += 600 * 1024 + 1;
+            r.out.push_back(record(600 * 1024));
+        }
+        r.out.push_back(Item::Commit(Lsn(9)));
+        // Two wide records pass 1 MiB: the chunk closes there.
+        assert_eq!(r.take_chunk().len(), 2);
+        assert_eq!(r.out_bytes, 3 * (600 * 1024 + 1));
+        let mut small = Reader::new(Lsn(0));
+        for _ in 0..(CHUNK_ITEMS + 10) {
+            small.out_bytes += 11;
+            small.out.push_back(record(10));
+        }
+        assert_eq!(small.take_chunk().len(), CHUNK_ITEMS);
+        assert_eq!(small.take_chunk().len(), 10);
+        assert_eq!(small.out_bytes, 0);
+    }
 
     #[test]
     fn confirms_keepalive_position_only_when_nothing_is_pending() {

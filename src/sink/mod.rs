@@ -11,6 +11,9 @@ use crate::record::Record;
 /// Items cross from the reader to the sink in chunks of up to this many: one channel
 /// operation (and wake-up) per chunk instead of per row.
 pub const CHUNK_ITEMS: usize = 256;
+/// A chunk closes once its records reach this many bytes, so the queue between reader
+/// and sink holds at most (queue_capacity / CHUNK_ITEMS) chunks of about 1 MiB.
+pub const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// What the pipeline hands the sink, in stream order.
 #[derive(Debug)]

@@ -145,6 +145,9 @@ impl KinesisSink {
         let linger = Duration::from_millis(self.batch.linger_ms);
         // Buffer enough to fill every in-flight slot several times over, bounded.
         let buffer_limit = max_records * max_in_flight * 4;
+        // And by bytes, so wide rows cannot fill memory: twice what the in-flight
+        // requests can carry.
+        let byte_limit = max_bytes.saturating_mul(max_in_flight).saturating_mul(2);
         let mut sched = Scheduler::default();
         let mut in_flight: JoinSet<(Vec<Entry>, Outcome)> = JoinSet::new();
         let mut closed = false;
@@ -166,14 +169,14 @@ impl KinesisSink {
                     self.settle(entries, outcome, &mut sched, &mut tracker, &stats, &mut throttle_until, &mut throttle_attempt)?;
                     acked.send_replace(tracker.acked());
                 }
-                chunk = rx.recv(), if !closed && sched.len() < buffer_limit => {
+                chunk = rx.recv(), if !closed && sched.len() < buffer_limit && sched.buffered_bytes() < byte_limit => {
                     match chunk {
                         None => closed = true,
                         Some(chunk) => {
                             for item in chunk {
                                 absorb(item, &mut sched, &mut tracker);
                             }
-                            while sched.len() < buffer_limit {
+                            while sched.len() < buffer_limit && sched.buffered_bytes() < byte_limit {
                                 match rx.try_recv() {
                                     Ok(chunk) => chunk.into_iter().for_each(|item| absorb(item, &mut sched, &mut tracker)),
                                     Err(_) => break,
