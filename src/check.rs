@@ -7,8 +7,8 @@
 //! never creates a permanent slot and never writes to a stream.
 
 use crate::config::{Config, SlotConfig};
-use crate::sink::kinesis::KinesisSink;
 use crate::credentials::Credentials;
+use crate::sink::kinesis::KinesisSink;
 use crate::source;
 
 /// One line of the report.
@@ -38,7 +38,10 @@ pub async fn check(config: &Config, aws: &aws_config::SdkConfig) -> Vec<CheckRow
 async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow {
     let mut checks: Vec<(String, Result<String, String>)> = Vec::new();
     let connected = match Credentials::new(slot, aws).connect_params().await {
-        Ok(params) => source::sql_connect(&params).await.map(|sql| (params, sql)).map_err(|e| e.to_string()),
+        Ok(params) => source::sql_connect(&params)
+            .await
+            .map(|sql| (params, sql))
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     match connected {
@@ -82,7 +85,10 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
 
 /// Create and drop a temporary wal2json slot: proves the plugin loads and the
 /// user may create slots.
-pub(crate) async fn probe_wal2json(sql: &tokio_postgres::Client, slot: &str) -> Result<String, String> {
+pub(crate) async fn probe_wal2json(
+    sql: &tokio_postgres::Client,
+    slot: &str,
+) -> Result<String, String> {
     let probe = format!(
         "{}_check_{}",
         &slot[..slot.len().min(40)],

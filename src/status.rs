@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::checkpoint::{ssm_client, CheckpointStore, SsmStore};
 use crate::config::{Config, SlotConfig};
-use crate::monitor::{human_bytes, sample};
 use crate::credentials::Credentials;
+use crate::monitor::{human_bytes, sample};
 use crate::source;
 
 /// One slot's status.
@@ -76,7 +76,9 @@ async fn slot_status(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> StatusRo
     };
     let mut errors = Vec::new();
     let connected = match Credentials::new(slot, aws).connect_params().await {
-        Ok(params) => source::sql_connect(&params).await.map_err(|e| e.to_string()),
+        Ok(params) => source::sql_connect(&params)
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     match connected {

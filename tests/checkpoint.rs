@@ -275,10 +275,7 @@ async fn refused(f: &Fixture, store: &Arc<SsmStore>, checkpoint: Lsn) -> String 
         "accept_checkpoint_gap: true",
         "backfill",
     ] {
-        assert!(
-            error.contains(want),
-            "{want:?} missing from: {error}"
-        );
+        assert!(error.contains(want), "{want:?} missing from: {error}");
     }
     error
 }

@@ -21,7 +21,12 @@ pub struct DropReport {
     pub reason: String,
 }
 
-pub async fn drop_slot(config: &Config, aws: &aws_config::SdkConfig, slot: &str, confirm: &str) -> DropReport {
+pub async fn drop_slot(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    slot: &str,
+    confirm: &str,
+) -> DropReport {
     let (dropped, reason) = match try_drop(config, aws, slot, confirm).await {
         Ok(done) => (true, done),
         Err(refusal) => (false, refusal),

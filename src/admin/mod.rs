@@ -213,6 +213,27 @@ fn find_slot<'a>(config: &'a Config, name: &str) -> Option<&'a crate::config::Sl
     config.slots.iter().find(|s| s.name == name)
 }
 
+/// Connect to a slot's database as the streamer does: the config's values filled from
+/// the slot's secret, or an IAM token as the password. Also returns how reports name
+/// the server (no secrets), whether or not the connection worked.
+pub(crate) async fn connect(
+    slot: &SlotConfig,
+    aws: &aws_config::SdkConfig,
+) -> (String, Result<tokio_postgres::Client, String>) {
+    match Credentials::new(slot, aws).connect_params().await {
+        Ok(params) => (
+            params.endpoint(),
+            source::sql_connect(&params)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        Err(e) => (
+            ConnectParams::from_slot(slot).endpoint(),
+            Err(e.to_string()),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,15 +309,5 @@ mod tests {
             "ssm-pg-cdc-prod-configs.yml"
         );
         assert!(!ssm_file_name("../../etc/x").contains('/'));
-    }
-}
-
-/// Connect to a slot's database as the streamer does: the config's values filled from
-/// the slot's secret, or an IAM token as the password. Also returns how reports name
-/// the server (no secrets), whether or not the connection worked.
-pub(crate) async fn connect(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> (String, Result<tokio_postgres::Client, String>) {
-    match Credentials::new(slot, aws).connect_params().await {
-        Ok(params) => (params.endpoint(), source::sql_connect(&params).await.map_err(|e| e.to_string())),
-        Err(e) => (ConnectParams::from_slot(slot).endpoint(), Err(e.to_string())),
     }
 }

@@ -12,9 +12,9 @@
 //! structs (`file`) are read and turned into [`SlotConfig`]s (`slot`).
 
 mod checkpoint_keys;
-mod ops_keys;
 mod env;
 mod file;
+mod ops_keys;
 mod slot;
 mod tls;
 mod tls_keys;

@@ -12,14 +12,28 @@ use super::{ConfigError, Source, PG_MAX_SLOT_NAME_LEN, WAL2JSON_OPTIONS};
 
 /// Keys allowed at the top level of the file.
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "databases", "replication_slots", "shutdown_timeout_secs",
-    "metrics_namespace", "metrics_interval_secs", "metrics_emf", "http_listen",
-    "ready_retry_budget_secs", "wal_lag_warn_bytes",
+    "databases",
+    "replication_slots",
+    "shutdown_timeout_secs",
+    "metrics_namespace",
+    "metrics_interval_secs",
+    "metrics_emf",
+    "http_listen",
+    "ready_retry_budget_secs",
+    "wal_lag_warn_bytes",
 ];
 
 /// Keys allowed in a `databases` entry (the fields of `file::DatabaseFile`).
 const DATABASE_KEYS: &[&str] = &[
-    "host", "port", "user", "password", "db_name", "sslmode", "sslrootcert", "secret", "iam_auth",
+    "host",
+    "port",
+    "user",
+    "password",
+    "db_name",
+    "sslmode",
+    "sslrootcert",
+    "secret",
+    "iam_auth",
 ];
 
 /// Keys allowed in a slot (the fields of `file::SlotFile`).

@@ -68,8 +68,11 @@ pub fn auth_token(
 
 /// RFC 3986 unreserved characters stay; everything else is %-encoded (SigV4's rule,
 /// and what CloudWatch's form encoding accepts).
-const UNRESERVED: &percent_encoding::AsciiSet =
-    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 fn query_escape(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()

@@ -364,7 +364,9 @@ impl Reader {
         let mut chunk = Vec::with_capacity(self.out.len().min(CHUNK_ITEMS));
         let mut bytes = 0;
         while chunk.len() < CHUNK_ITEMS && (chunk.is_empty() || bytes < CHUNK_BYTES) {
-            let Some(item) = self.out.pop_front() else { break };
+            let Some(item) = self.out.pop_front() else {
+                break;
+            };
             if let Item::Record(record) = &item {
                 bytes += record.billed_size();
             }
@@ -396,7 +398,12 @@ mod tests {
     #[test]
     fn chunks_are_bounded_by_count_and_bytes() {
         use crate::record::Record;
-        let record = |size: usize| Item::Record(Record { partition_key: "k".into(), data: vec![b'x'; size] });
+        let record = |size: usize| {
+            Item::Record(Record {
+                partition_key: "k".into(),
+                data: vec![b'x'; size],
+            })
+        };
         let mut r = Reader::new(Lsn(0));
         for _ in 0..5 {
             r.out_bytes += 600 * 1024 + 1;

@@ -201,7 +201,8 @@ impl Connection {
                         offered.push(m);
                     }
                     let pw = self.password(p, "SCRAM-SHA-256")?;
-                    let (mechanism, binding) = self.choose_scram(&offered).map_err(|r| self.auth(p, r))?;
+                    let (mechanism, binding) =
+                        self.choose_scram(&offered).map_err(|r| self.auth(p, r))?;
                     let s = ScramSha256::new(pw.as_bytes(), binding);
                     frontend::sasl_initial_response(mechanism, s.message(), &mut self.write_buf)
                         .map_err(|e| self.invalid(e))?;
@@ -266,10 +267,7 @@ impl Connection {
     /// has a hash for tls-server-end-point; otherwise plain SCRAM-SHA-256, telling the
     /// server truthfully whether we could have bound (so a stripped `-PLUS` offer by a
     /// man in the middle makes the server refuse).
-    fn choose_scram(
-        &self,
-        offered: &[String],
-    ) -> Result<(&'static str, ChannelBinding), String> {
+    fn choose_scram(&self, offered: &[String]) -> Result<(&'static str, ChannelBinding), String> {
         let has = |m: &str| offered.iter().any(|o| o == m);
         let hash = self.transport.channel_binding();
         match hash {

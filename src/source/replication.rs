@@ -184,7 +184,11 @@ impl ReplicationStream {
     /// last update. Closing the socket right after the update instead lets a busy
     /// walsender drop the connection without ever reading it: the final
     /// confirmation would be lost and everything since the previous one resent.
-    pub async fn finish(&mut self, flushed: Lsn, timeout: std::time::Duration) -> Result<(), SourceError> {
+    pub async fn finish(
+        &mut self,
+        flushed: Lsn,
+        timeout: std::time::Duration,
+    ) -> Result<(), SourceError> {
         put_status_update(self.conn.write_buf(), flushed, pg_now_micros(), false);
         frontend::copy_done(self.conn.write_buf());
         self.conn.flush().await?;

@@ -69,12 +69,11 @@ pub async fn sql_connect(p: &ConnectParams) -> Result<Client, SourceError> {
     } else {
         PgSslMode::Prefer
     });
-    let tls_config = tls::client_config(p.sslmode, p.sslrootcert.as_deref()).map_err(|e| {
-        SourceError::Tls {
+    let tls_config =
+        tls::client_config(p.sslmode, p.sslrootcert.as_deref()).map_err(|e| SourceError::Tls {
             at: at.clone(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     let (client, connection) = config
         .connect(MakeRustlsConnect::new((*tls_config).clone()))
         .await
@@ -97,7 +96,12 @@ where
 
 /// Certificate and "no TLS on the server" failures, worded like the replication
 /// connection's; everything else as [`sql_error`].
-fn tls_sql_error(p: &ConnectParams, at: &str, context: &str, e: tokio_postgres::Error) -> SourceError {
+fn tls_sql_error(
+    p: &ConnectParams,
+    at: &str,
+    context: &str,
+    e: tokio_postgres::Error,
+) -> SourceError {
     if let Some(r) = tls::find_rustls_error(&e) {
         return SourceError::Tls {
             at: at.to_string(),

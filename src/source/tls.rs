@@ -331,9 +331,15 @@ mod tests {
             params.self_signed(&key).unwrap().der().to_vec()
         };
         let der = der_for(&rcgen::PKCS_ECDSA_P384_SHA384);
-        assert_eq!(channel_binding_hash(&der), Some(sha2::Sha384::digest(&der).to_vec()));
+        assert_eq!(
+            channel_binding_hash(&der),
+            Some(sha2::Sha384::digest(&der).to_vec())
+        );
         let der = der_for(&rcgen::PKCS_ECDSA_P256_SHA256);
-        assert_eq!(channel_binding_hash(&der), Some(sha2::Sha256::digest(&der).to_vec()));
+        assert_eq!(
+            channel_binding_hash(&der),
+            Some(sha2::Sha256::digest(&der).to_vec())
+        );
         // RFC 5929 defines no hash for Ed25519 signatures: no channel binding.
         assert_eq!(channel_binding_hash(&der_for(&rcgen::PKCS_ED25519)), None);
     }

@@ -192,7 +192,9 @@ async fn provision_refuses_without_logical_wal_or_replication_privilege() {
     pg.psql(&format!("CREATE ROLE {user} LOGIN PASSWORD 'pw_{user}'"));
     let slot = unique_name("adm_norepl");
     let case2 = case(pg, &user, Some(&format!("pw_{user}")), &[&slot]);
-    let json = serde_json::to_value(admin::provision(&case2.config, &moto::shared().sdk_config()).await).unwrap();
+    let json =
+        serde_json::to_value(admin::provision(&case2.config, &moto::shared().sdk_config()).await)
+            .unwrap();
     let privilege = check(&json["slots"][0], "privilege");
     assert_eq!(privilege["ok"], false, "{json:#}");
     let detail = privilege["detail"].as_str().unwrap_or_default();

@@ -12,7 +12,13 @@ use std::time::{Duration, Instant};
 
 /// Spawn `cmd` and wait until something listens on 127.0.0.1:`port`; its pid.
 /// `what` names it in errors, `log` says where its output went.
-pub fn spawn_listening(mut cmd: Command, what: &str, port: u16, timeout: Duration, log: &str) -> Result<u32, String> {
+pub fn spawn_listening(
+    mut cmd: Command,
+    what: &str,
+    port: u16,
+    timeout: Duration,
+    log: &str,
+) -> Result<u32, String> {
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
@@ -39,12 +45,17 @@ pub fn spawn_listening(mut cmd: Command, what: &str, port: u16, timeout: Duratio
             }
         })
         .map_err(|e| e.to_string())?;
-    let pid = rx.recv().map_err(|e| e.to_string())?.map_err(|e| format!("spawning {what}: {e}"))?;
+    let pid = rx
+        .recv()
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("spawning {what}: {e}"))?;
     let deadline = Instant::now() + timeout;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            return Err(format!("{what} (pid {pid}) did not listen on port {port} within {timeout:?}; log: {log}"));
+            return Err(format!(
+                "{what} (pid {pid}) did not listen on port {port} within {timeout:?}; log: {log}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }

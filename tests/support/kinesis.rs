@@ -97,7 +97,13 @@ fn start_kinesalite() -> Result<Kinesalite, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
-    let pid = super::daemon::spawn_listening(cmd, "kinesalite", port, STARTUP_TIMEOUT, &log.display().to_string())?;
+    let pid = super::daemon::spawn_listening(
+        cmd,
+        "kinesalite",
+        port,
+        STARTUP_TIMEOUT,
+        &log.display().to_string(),
+    )?;
     Ok(Kinesalite {
         endpoint: format!("http://127.0.0.1:{port}"),
         port,

@@ -81,7 +81,13 @@ impl Moto {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
-        let pid = super::daemon::spawn_listening(cmd, "moto", self.port, STARTUP_TIMEOUT, &log.display().to_string())?;
+        let pid = super::daemon::spawn_listening(
+            cmd,
+            "moto",
+            self.port,
+            STARTUP_TIMEOUT,
+            &log.display().to_string(),
+        )?;
         *self.pid.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
         Ok(())
     }

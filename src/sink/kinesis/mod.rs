@@ -211,7 +211,11 @@ impl KinesisSink {
                 if batch.entries.is_empty() {
                     break;
                 }
-                console.sending(sched.len() + rx.len() * CHUNK_ITEMS, batch.entries.len(), max_records);
+                console.sending(
+                    sched.len() + rx.len() * CHUNK_ITEMS,
+                    batch.entries.len(),
+                    max_records,
+                );
                 stats.put_requests.fetch_add(1, Ordering::Relaxed);
                 stats
                     .max_request_records
