@@ -286,6 +286,10 @@ async fn heartbeats_advance_a_slot_whose_database_is_idle() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(advanced, "confirmed_flush_lsn did not pass {target}");
+    // The slot may advance before the first heartbeat tick: wait for one.
+    while status.metrics.heartbeats() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(status.metrics.heartbeats() >= 1, "no heartbeat was written");
     assert_eq!(status.state(), SlotState::Streaming);
     assert_eq!(
