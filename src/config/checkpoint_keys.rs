@@ -6,7 +6,6 @@
 
 use super::file::{SlotFile, Value};
 use super::slot::{number, text};
-use super::yaml::Node;
 use super::{
     CheckpointConfig, ConfigError, Source, DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT_INTERVAL_SECS,
     MAX_CHECKPOINT_INTERVAL_SECS, SSM_MAX_PARAMETER_NAME_LEN,
@@ -22,20 +21,7 @@ pub(super) fn build(
     place: &dyn Fn(&str) -> String,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<CheckpointConfig, ConfigError> {
-    let flag = |key: &str, v: &Option<Value>, default: bool| match v {
-        None => Ok(default),
-        Some(v) => match &v.value {
-            Node::Bool(b) => Ok(*b),
-            other => Err(src.at(
-                v,
-                format!(
-                    "{}: must be `true` or `false`, got {}",
-                    place(key),
-                    other.show()
-                ),
-            )),
-        },
-    };
+    let flag = |key: &str, v: &Option<Value>, default: bool| src.flag(v, &place(key), default);
     let enabled = flag("checkpoint", &raw.checkpoint, DEFAULT_CHECKPOINT)?;
     let accept_gap = flag(
         "accept_checkpoint_gap",

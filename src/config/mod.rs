@@ -326,6 +326,26 @@ impl Source<'_> {
             self.error(Some(r), msg)
         }
     }
+
+    /// A boolean key: `default` when absent, an error naming `place` for anything
+    /// but `true`/`false`. The one place every on/off key is read.
+    fn flag(
+        &self,
+        v: &Option<serde_saphyr::Spanned<yaml::Node>>,
+        place: &str,
+        default: bool,
+    ) -> Result<bool, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) => match &v.value {
+                yaml::Node::Bool(b) => Ok(*b),
+                other => Err(self.at(
+                    v,
+                    format!("{place}: must be `true` or `false`, got {}", other.show()),
+                )),
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 
 use super::file::{ConfigFile, SlotFile, Value};
 use super::slot::{number, text};
-use super::yaml::Node;
 use super::{ConfigError, Source};
 
 /// `metrics_namespace` default.
@@ -102,22 +101,7 @@ pub(super) fn build(
             ns
         }
     };
-    let metrics_emf = match &typed.metrics_emf {
-        None => d.metrics_emf,
-        Some(v) => match &v.value {
-            Node::Bool(b) => *b,
-            other => {
-                return Err(src.at(
-                    v,
-                    format!(
-                        "{}: must be `true` or `false`, got {}",
-                        place("metrics_emf"),
-                        other.show()
-                    ),
-                ))
-            }
-        },
-    };
+    let metrics_emf = src.flag(&typed.metrics_emf, &place("metrics_emf"), d.metrics_emf)?;
     let http_listen = match &typed.http_listen {
         None => d.http_listen,
         Some(v) => {

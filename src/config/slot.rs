@@ -4,8 +4,6 @@
 //! Owns the value rules (ranges, Kinesis stream names, partition-key forms). It never
 //! checks key names (the tree check already did) and never echoes a password.
 
-use serde_saphyr::Spanned;
-
 use super::env::expand;
 use super::file::{SlotFile, Value};
 use super::validate::SlotSite;
@@ -143,23 +141,7 @@ pub(super) fn build(
         1,
         MAX_STATUS_INTERVAL_SECS,
     )?;
-    let create_slot = match &raw.create_slot {
-        None => DEFAULT_CREATE_SLOT,
-        Some(Spanned {
-            value: Node::Bool(b),
-            ..
-        }) => *b,
-        Some(v) => {
-            return Err(src.at(
-                v,
-                format!(
-                    "{}: must be `true` or `false`, got {}",
-                    place("create_slot"),
-                    v.value.show()
-                ),
-            ))
-        }
-    };
+    let create_slot = src.flag(&raw.create_slot, &place("create_slot"), DEFAULT_CREATE_SLOT)?;
 
     let tls = super::tls_keys::build(src, &raw, &place, lookup, password.is_some())?;
     let checkpoint = super::checkpoint_keys::build(src, slot, &raw, &place, lookup)?;

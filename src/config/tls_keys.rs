@@ -6,12 +6,9 @@
 
 use std::path::PathBuf;
 
-use serde_saphyr::Spanned;
-
 use super::file::SlotFile;
 use super::slot::text;
 use super::tls::SSL_MODES;
-use super::yaml::Node;
 use super::{ConfigError, Source, SslMode};
 
 /// The parsed keys.
@@ -66,23 +63,7 @@ pub(super) fn build(
             Some(path)
         }
     };
-    let iam_auth = match &raw.iam_auth {
-        None => DEFAULT_IAM_AUTH,
-        Some(Spanned {
-            value: Node::Bool(b),
-            ..
-        }) => *b,
-        Some(v) => {
-            return Err(src.at(
-                v,
-                format!(
-                    "{}: must be `true` or `false`, got {}",
-                    place("iam_auth"),
-                    v.value.show()
-                ),
-            ))
-        }
-    };
+    let iam_auth = src.flag(&raw.iam_auth, &place("iam_auth"), DEFAULT_IAM_AUTH)?;
     if let (true, Some(v)) = (iam_auth, &raw.iam_auth) {
         if has_password {
             return Err(src.at(
