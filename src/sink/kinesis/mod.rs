@@ -6,6 +6,7 @@
 //! and jitter, and reports each accepted record to the [`AckTracker`]. It never
 //! drops a record: a record either is accepted or stops the slot with an error.
 
+pub mod aggregate;
 mod request;
 mod schedule;
 
