@@ -1,12 +1,14 @@
 //! `tail`: print the records of a Kinesis stream, like a developer's `kcat`.
 //!
-//! Owns reading a stream back (every shard, from the tip or from the start). It
-//! never writes to the stream.
+//! Owns reading a stream back (every shard, from the tip or from the start) and
+//! de-aggregating KPL aggregates, so that each user record is one line whatever the
+//! producer's `aggregation`. It never writes to the stream.
 
 use std::time::Duration;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 
+use crate::sink::kinesis::aggregate;
 use crate::telemetry::error_chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +19,8 @@ pub struct TailError {
 }
 
 /// Print every record of `stream` as one line (its data, as text) to `out` until
-/// `limit` records were printed (if set) or forever.
+/// `limit` records were printed (if set) or forever. A KPL aggregate prints one line
+/// per user record, and counts as that many records.
 pub async fn tail(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
@@ -71,10 +74,16 @@ pub async fn tail(
                 .map_err(|e| err(format!("cannot get records: {}", error_chain(&e))))?;
             for record in page.records() {
                 any = true;
-                let _ = writeln!(out, "{}", String::from_utf8_lossy(record.data().as_ref()));
-                printed += 1;
-                if limit.is_some_and(|l| printed >= l) {
-                    return Ok(());
+                for line in record_lines(
+                    record.partition_key().unwrap_or_default(),
+                    record.data().as_ref(),
+                ) {
+                    let _ = writeln!(out, "{line}");
+                    printed += 1;
+                    if limit.is_some_and(|l| printed >= l) {
+                        let _ = out.flush();
+                        return Ok(());
+                    }
                 }
             }
             *slot = page.next_shard_iterator().map(str::to_string);
@@ -83,5 +92,56 @@ pub async fn tail(
         if !any {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+}
+
+/// The lines printed for one fetched record: its data as text, or the data of each
+/// user record when it is a KPL aggregate. An aggregate that does not decode is printed
+/// as it is, like the KCL passes it on, after a warning on stderr.
+fn record_lines(partition_key: &str, data: &[u8]) -> Vec<String> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match aggregate::deaggregate(partition_key, data) {
+        Ok(records) => records.iter().map(|r| text(&r.data)).collect(),
+        Err(e) => {
+            tracing::warn!(partition_key, "printing the record as it is: {e}");
+            vec![text(data)]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aggregate::Aggregator;
+
+    #[test]
+    fn a_plain_record_is_one_line_of_its_data() {
+        assert_eq!(
+            record_lines("k", br#"{"kind":"insert"}"#),
+            [r#"{"kind":"insert"}"#]
+        );
+    }
+
+    #[test]
+    fn an_aggregate_is_one_line_per_user_record_in_order() {
+        let mut agg = Aggregator::new();
+        agg.push("public.t|1", br#"{"seq":0}"#);
+        agg.push("public.t|2", br#"{"seq":1}"#);
+        agg.push("public.t|1", br#"{"seq":2}"#);
+        assert_eq!(
+            record_lines("public.t|1", &agg.finish()),
+            [r#"{"seq":0}"#, r#"{"seq":1}"#, r#"{"seq":2}"#]
+        );
+    }
+
+    #[test]
+    fn a_corrupt_aggregate_is_printed_as_it_is() {
+        let mut agg = Aggregator::new();
+        agg.push("k", b"row");
+        let mut data = agg.finish();
+        let last = data.len() - 1;
+        data[last] ^= 0xFF;
+        let lines = record_lines("k", &data);
+        assert_eq!(lines, [String::from_utf8_lossy(&data).into_owned()]);
     }
 }
