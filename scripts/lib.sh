@@ -2,9 +2,10 @@
 # Shared functions for scripts/*: `source scripts/lib.sh`, don't run it.
 #
 # Owns: installing the project's test/demo tools (PostgreSQL 15 + wal2json from apt,
-# kinesalite from npm, moto from PyPI) into the system or the project-local .tools/, and
-# starting/stopping throwaway servers. Must never touch a cluster or process it did not
-# start, and every install step must be a no-op when the tool is already there.
+# kinesalite from npm, moto and aws_kinesis_agg from PyPI) into the system or the
+# project-local .tools/, and starting/stopping throwaway servers. Must never touch a
+# cluster or process it did not start, and every install step must be a no-op when the
+# tool is already there.
 
 set -euo pipefail
 
@@ -18,6 +19,7 @@ export REPO_ROOT PG_BIN KINESALITE_BIN MOTO_SERVER_BIN
 APT_PACKAGES=(postgresql-15 postgresql-15-wal2json postgresql-client-15)
 KINESALITE_SPEC="kinesalite@3"
 MOTO_SPEC="moto[server]"
+KINESIS_AGG_SPEC="aws_kinesis_agg"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -88,6 +90,20 @@ ensure_moto() {
     log "pip install $MOTO_SPEC into $venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$MOTO_SPEC" >&2
     [ -x "$MOTO_SERVER_BIN" ] || die "pip installed moto but $MOTO_SERVER_BIN is missing"
+}
+
+# aws_kinesis_agg (the kinesis-aggregation library for Python) in the venv at
+# .tools/venv: the tests' independent KPL aggregator and de-aggregator.
+ensure_kinesis_agg() {
+    local py="$TOOLS_DIR/venv/bin/python"
+    if [ -x "$py" ] && "$py" -c 'import aws_kinesis_agg' 2>/dev/null; then
+        return 0
+    fi
+    ensure_moto # creates the venv
+    log "pip install $KINESIS_AGG_SPEC into $TOOLS_DIR/venv"
+    "$TOOLS_DIR/venv/bin/pip" install --quiet --disable-pip-version-check "$KINESIS_AGG_SPEC" >&2
+    "$py" -c 'import aws_kinesis_agg.aggregator, aws_kinesis_agg.deaggregator' ||
+        die "pip installed $KINESIS_AGG_SPEC but python cannot import it"
 }
 
 # Prints a local TCP port that was free a moment ago.
