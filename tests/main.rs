@@ -9,6 +9,7 @@ mod cli;
 mod e2e;
 mod faults;
 mod harness;
+mod kpl;
 mod metrics;
 mod ops;
 mod secrets;
