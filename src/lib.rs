@@ -10,7 +10,8 @@
 //! - [`source`]: the replication-protocol client and the slot SQL.
 //! - [`decode`]: wal2json output → [`decode::Event`]s.
 //! - [`record`]: a row change → one Kinesis record (JSON payload, partition key).
-//! - [`sink`]: batching and `PutRecords`, partial-failure retry, per-key order.
+//! - [`sink`]: the shard map and per-shard pacing, per-key queues, KPL aggregation,
+//!   `PutRecords` with partial-failure retry.
 //! - [`ack`]: which LSN may be confirmed, given what Kinesis accepted.
 //! - [`checkpoint`]: the confirmed LSN kept in SSM, checked against the slot at startup.
 //! - [`pipeline`]: one worker per slot, backpressure, acknowledgement, shutdown.

@@ -10,18 +10,35 @@ use crate::config::PartitionKey;
 use crate::decode::{Change, Column, Kind};
 use crate::lsn::Lsn;
 
-/// Kinesis accepts partition keys of at most 256 Unicode characters; longer keys
-/// are replaced by the hex SHA-256 of the full key (64 characters).
-pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+/// Kinesis documents partition keys of at most 256 Unicode characters, but it
+/// measures the key's encoded length: a key of 129 two-byte characters is refused.
+/// So a key of more than 256 UTF-8 bytes is replaced by the hex SHA-256 of the full
+/// key (64 characters), before the key is hashed to a shard.
+pub const MAX_PARTITION_KEY_BYTES: usize = 256;
 
 /// One record ready for `PutRecords`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub partition_key: String,
     pub data: Vec<u8>,
+    /// A hash of `schema.table`: the scope of a truncate barrier.
+    pub table: u64,
+    /// A TRUNCATE: the sink delivers it only after every earlier record of its table
+    /// was accepted, and holds every later record of the table until it is.
+    pub barrier: bool,
 }
 
 impl Record {
+    /// A record outside any table scope (tests, tools).
+    pub fn new(partition_key: impl Into<String>, data: Vec<u8>) -> Self {
+        Record {
+            partition_key: partition_key.into(),
+            data,
+            table: 0,
+            barrier: false,
+        }
+    }
+
     /// The size Kinesis counts against its record and request limits: the data
     /// blob plus the partition key.
     pub fn billed_size(&self) -> usize {
@@ -59,6 +76,8 @@ impl RecordEncoder {
         Record {
             partition_key: self.partition_key(change),
             data: self.payload(change, txn, seq),
+            table: table_hash(&change.schema, &change.table),
+            barrier: change.kind == Kind::Truncate,
         }
     }
 
@@ -115,12 +134,22 @@ impl RecordEncoder {
             }
             PartitionKey::Columns(columns) => keyed(change, columns.iter().map(String::as_str)),
         };
-        if key.chars().count() > MAX_PARTITION_KEY_CHARS {
+        if key.len() > MAX_PARTITION_KEY_BYTES {
             hex::encode(Sha256::digest(key.as_bytes()))
         } else {
             key
         }
     }
+}
+
+/// The truncate-barrier scope of a table: stable within the process, and the same
+/// for every change of the table whatever its partition key.
+fn table_hash(schema: &str, table: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    schema.hash(&mut h);
+    table.hash(&mut h);
+    h.finish()
 }
 
 fn table_key(change: &Change) -> String {
@@ -324,6 +353,39 @@ mod tests {
             key, again,
             "hashing must be deterministic so a row keeps its shard"
         );
+    }
+
+    #[test]
+    fn keys_over_256_bytes_are_hashed_even_when_under_256_characters() {
+        // 130 two-byte characters: 130 characters, 260 bytes plus the table prefix.
+        // Kinesis refuses such a key with InvalidArgumentException.
+        let wide = format!("\"{}\"", "é".repeat(130));
+        let c = change(Kind::Insert, vec![col("id", &wide)], vec![]);
+        let key = RecordEncoder::new("d", PartitionKey::PrimaryKey).partition_key(&c);
+        assert!(key.len() <= MAX_PARTITION_KEY_BYTES, "{key}");
+        assert_eq!(key.len(), 64);
+        let short = change(Kind::Insert, vec![col("id", "\"é\"")], vec![]);
+        assert_eq!(
+            RecordEncoder::new("d", PartitionKey::PrimaryKey).partition_key(&short),
+            "public.orders|\"é\""
+        );
+    }
+
+    #[test]
+    fn truncate_is_a_barrier_scoped_to_its_table() {
+        let enc = RecordEncoder::new("d", PartitionKey::PrimaryKey);
+        let t = enc.encode(&change(Kind::Truncate, vec![], vec![]), &txn(), 0);
+        let i = enc.encode(
+            &change(Kind::Insert, vec![col("id", "1")], vec![]),
+            &txn(),
+            1,
+        );
+        assert!(t.barrier);
+        assert!(!i.barrier);
+        assert_eq!(t.table, i.table, "one scope for every change of the table");
+        let mut other = change(Kind::Insert, vec![col("id", "1")], vec![]);
+        other.table = "customers".into();
+        assert_ne!(enc.encode(&other, &txn(), 0).table, i.table);
     }
 
     #[test]

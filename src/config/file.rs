@@ -58,6 +58,11 @@ pub(super) struct ConfigFile {
     /// Default 25 (inside ECS's 30 s stop timeout). Range 1..=3600. Example: `shutdown_timeout_secs: 50`.
     pub shutdown_timeout_secs: Option<Value>,
 
+    /// Bytes all slots may hold in records not yet accepted by Kinesis (plus request
+    /// bodies in flight), split evenly between the slots, at least 10 MiB each.
+    /// Default 67108864 (64 MiB). Example: `memory_budget_bytes: 268435456`.
+    pub memory_budget_bytes: Option<Value>,
+
     /// CloudWatch namespace of the metrics written as Embedded Metric Format lines on
     /// stdout: 1..=255 printable ASCII characters. Default `PgCdcToKinesis`.
     /// Example: `metrics_namespace: Prod/Cdc`.
@@ -164,8 +169,8 @@ pub(super) struct SlotFile {
     /// Example: `batch_max_records: 100`.
     pub batch_max_records: Option<Value>,
 
-    /// Bytes per PutRecords request (data plus partition keys), 1..=5242880 (5 MiB,
-    /// the Kinesis maximum). Default 5242880. Example: `batch_max_bytes: 1048576`.
+    /// Bytes per PutRecords request (data plus partition keys), 1..=10485760 (10 MiB,
+    /// the Kinesis maximum). Default 5242880. Example: `batch_max_bytes: 10485760`.
     pub batch_max_bytes: Option<Value>,
 
     /// Largest single record accepted, in bytes, at most `batch_max_bytes`. Default:
@@ -247,4 +252,18 @@ pub(super) struct SlotFile {
     /// write WAL. Never put on the stream. 1..=86400; default: no heartbeats. The user
     /// needs EXECUTE on `pg_logical_emit_message`. Example: `heartbeat_interval_secs: 60`.
     pub heartbeat_interval_secs: Option<Value>,
+
+    /// `kpl` packs the row changes of one shard into KPL aggregated records (many
+    /// changes per Kinesis record: a hot key or table moves thousands of rows a second
+    /// in order); consumers de-aggregate with the KCL or the kinesis-aggregation
+    /// libraries. Default `none`. Example: `aggregation: kpl`.
+    pub aggregation: Option<Value>,
+
+    /// Records per second the streamer sends to one shard, 0..=4294967295 (0: no
+    /// pacing). Default 1000, a provisioned shard's limit. Example: `shard_records_per_sec: 1000`.
+    pub shard_records_per_sec: Option<Value>,
+
+    /// Bytes per second the streamer sends to one shard, 0..=4294967295 (0: no
+    /// pacing). Default 1048576, a provisioned shard's limit. Example: `shard_bytes_per_sec: 2097152`.
+    pub shard_bytes_per_sec: Option<Value>,
 }

@@ -12,6 +12,7 @@
 //! structs (`file`) are read and turned into [`SlotConfig`]s (`slot`).
 
 mod checkpoint_keys;
+mod delivery_keys;
 mod env;
 mod file;
 mod ops_keys;
@@ -24,6 +25,10 @@ mod yaml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use delivery_keys::{
+    Aggregation, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_SHARD_BYTES_PER_SEC,
+    DEFAULT_SHARD_RECORDS_PER_SEC,
+};
 pub use ops_keys::OpsConfig;
 pub use tls::{is_local_host, SslMode};
 
@@ -57,21 +62,23 @@ impl fmt::Display for Secret {
 pub const DEFAULT_PORT: u16 = 5432;
 /// Kinesis PutRecords accepts at most 500 records per request.
 pub const KINESIS_MAX_RECORDS_PER_REQUEST: usize = 500;
-/// Kinesis PutRecords accepts at most 5 MiB per request (data plus partition keys).
-pub const KINESIS_MAX_BYTES_PER_REQUEST: usize = 5 * 1024 * 1024;
+/// Kinesis PutRecords accepts at most 10 MiB per request (data plus partition keys).
+pub const KINESIS_MAX_BYTES_PER_REQUEST: usize = 10 * 1024 * 1024;
 /// Largest record to assume when `max_record_bytes` is unset and the stream does not
 /// say (the classic Kinesis per-record limit).
 pub const KINESIS_DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
-/// Kinesis partition keys are 1..=256 Unicode characters.
-pub const KINESIS_MAX_PARTITION_KEY_CHARS: usize = 256;
+/// Kinesis partition keys are 1..=256 characters, as it counts them: UTF-8 bytes
+/// are the safe measure (a key of 129 two-byte characters is refused).
+pub const KINESIS_MAX_PARTITION_KEY_BYTES: usize = 256;
 /// Kinesis stream names are 1..=128 of `[a-zA-Z0-9_.-]`.
 pub const KINESIS_MAX_STREAM_NAME_LEN: usize = 128;
 /// PostgreSQL names are at most NAMEDATALEN - 1 = 63 bytes.
 pub const PG_MAX_SLOT_NAME_LEN: usize = 63;
 /// `batch_max_records` default: full batches.
 pub const DEFAULT_BATCH_MAX_RECORDS: usize = KINESIS_MAX_RECORDS_PER_REQUEST;
-/// `batch_max_bytes` default: full batches.
-pub const DEFAULT_BATCH_MAX_BYTES: usize = KINESIS_MAX_BYTES_PER_REQUEST;
+/// `batch_max_bytes` default: 5 MiB, the limit every Kinesis endpoint and emulator
+/// takes (the service takes up to 10 MiB since 2025).
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 5 * 1024 * 1024;
 /// `max_in_flight` default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 /// `max_in_flight` upper bound: more requests in flight only add throttling.
@@ -163,6 +170,15 @@ pub struct BatchConfig {
     pub max_in_flight: usize,
     /// How long a partly filled batch may wait for more records, in milliseconds.
     pub linger_ms: u64,
+    /// Whether records are packed into KPL aggregates.
+    pub aggregation: Aggregation,
+    /// Records per second one shard takes (0: do not pace).
+    pub shard_records_per_sec: u64,
+    /// Bytes per second one shard takes (0: do not pace).
+    pub shard_bytes_per_sec: u64,
+    /// This slot's share of `memory_budget_bytes`: records held by the sink until
+    /// accepted, plus request bodies in flight.
+    pub buffer_bytes: usize,
 }
 
 /// One replication slot, with its database connection merged in.
@@ -226,6 +242,8 @@ pub struct Config {
     pub slots: Vec<SlotConfig>,
     /// How long shutdown may spend flushing in-flight batches, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Bytes all slots' sinks may hold together (`memory_budget_bytes`), split evenly.
+    pub memory_budget_bytes: u64,
     /// Metrics, HTTP endpoints and WAL-safety settings.
     pub ops: OpsConfig,
 }
@@ -274,6 +292,11 @@ impl Config {
                 slots.push(slot::build(&src, site, raw_slot, lookup)?);
             }
         }
+        let budget = delivery_keys::memory_budget(&src, &typed.memory_budget_bytes)?;
+        let share = delivery_keys::slot_share(budget, slots.len());
+        for slot in &mut slots {
+            slot.batch.buffer_bytes = share;
+        }
         let shutdown_timeout_secs = match &typed.shutdown_timeout_secs {
             None => DEFAULT_SHUTDOWN_TIMEOUT_SECS,
             Some(v) => slot::number(
@@ -288,6 +311,7 @@ impl Config {
             path: path.to_path_buf(),
             slots,
             shutdown_timeout_secs,
+            memory_budget_bytes: budget,
             ops,
         })
     }

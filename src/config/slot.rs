@@ -102,6 +102,7 @@ pub(super) fn build(
             Some(to_usize(n))
         }
     };
+    let delivery = super::delivery_keys::build(src, &raw, &place)?;
     let batch = BatchConfig {
         max_records: to_usize(num(
             "batch_max_records",
@@ -126,6 +127,11 @@ pub(super) fn build(
             0,
             MAX_LINGER_MS,
         )?,
+        aggregation: delivery.aggregation,
+        shard_records_per_sec: delivery.shard_records_per_sec,
+        shard_bytes_per_sec: delivery.shard_bytes_per_sec,
+        // Set from memory_budget_bytes once every slot is known.
+        buffer_bytes: super::delivery_keys::MIN_SLOT_BUFFER_BYTES,
     };
     let queue_capacity = to_usize(num(
         "queue_capacity",
@@ -325,15 +331,14 @@ fn partition_key(src: &Source<'_>, v: &Value, place: &str) -> Result<PartitionKe
             [(k, val)] if k.value == Node::Str("columns".into()) => columns(src, val, place),
             [(k, val)] if k.value == Node::Str("fixed".into()) => {
                 let key = val.value.scalar_text().unwrap_or_default();
-                let chars = key.chars().count();
-                if (1..=KINESIS_MAX_PARTITION_KEY_CHARS).contains(&chars) {
+                if (1..=KINESIS_MAX_PARTITION_KEY_BYTES).contains(&key.len()) {
                     Ok(PartitionKey::Fixed(key))
                 } else {
                     Err(src.at(
                         val,
                         format!(
                             "{place}: `fixed` needs a text key of 1 to \
-                             {KINESIS_MAX_PARTITION_KEY_CHARS} characters, got {}",
+                             {KINESIS_MAX_PARTITION_KEY_BYTES} bytes (UTF-8), got {}",
                             val.value.show()
                         ),
                     ))

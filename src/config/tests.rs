@@ -144,7 +144,12 @@ fn original_readme_examples_load_with_defaults() {
                 max_bytes: 5 * 1024 * 1024,
                 max_record_bytes: None,
                 max_in_flight: 4,
-                linger_ms: 5
+                linger_ms: 5,
+                aggregation: Aggregation::None,
+                shard_records_per_sec: 1000,
+                shard_bytes_per_sec: 1024 * 1024,
+                // One slot takes the whole default budget.
+                buffer_bytes: 64 * 1024 * 1024,
             }
         );
         assert_eq!(
@@ -207,6 +212,7 @@ fn every_optional_key_is_read() {
     let config = load_ok(
         r#"
 shutdown_timeout_secs: 50
+memory_budget_bytes: 67108864
 replication_slots:
   - all_keys:
       host: h
@@ -222,6 +228,9 @@ replication_slots:
       max_record_bytes: 524288
       max_in_flight: 64
       linger_ms: 0
+      aggregation: kpl
+      shard_records_per_sec: 0
+      shard_bytes_per_sec: 2097152
       queue_capacity: 16
       status_interval_secs: 1
       create_slot: false
@@ -232,6 +241,7 @@ replication_slots:
 "#,
     );
     assert_eq!(config.shutdown_timeout_secs, 50);
+    assert_eq!(config.memory_budget_bytes, 64 * 1024 * 1024);
     let [all, fixed, table] = config.slots.as_slice() else {
         panic!("three slots expected")
     };
@@ -261,7 +271,12 @@ replication_slots:
             max_bytes: 1048576,
             max_record_bytes: Some(524288),
             max_in_flight: 64,
-            linger_ms: 0
+            linger_ms: 0,
+            aggregation: Aggregation::Kpl,
+            shard_records_per_sec: 0,
+            shard_bytes_per_sec: 2097152,
+            // 64 MiB split over three slots.
+            buffer_bytes: 64 * 1024 * 1024 / 3,
         }
     );
     assert_eq!(

@@ -21,6 +21,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "http_listen",
     "ready_retry_budget_secs",
     "wal_lag_warn_bytes",
+    "memory_budget_bytes",
 ];
 
 /// Keys allowed in a `databases` entry (the fields of `file::DatabaseFile`).
@@ -64,6 +65,9 @@ pub(super) const SLOT_KEYS: &[&str] = &[
     "checkpoint_interval_secs",
     "accept_checkpoint_gap",
     "heartbeat_interval_secs",
+    "aggregation",
+    "shard_records_per_sec",
+    "shard_bytes_per_sec",
 ];
 
 /// A slot that passed the shape checks: its name and where the name is written.

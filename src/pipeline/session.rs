@@ -78,6 +78,11 @@ impl Session<'_> {
             slot.batch.clone(),
         );
         let max_record_bytes = sink.prepare().await?;
+        if let Some(warning) =
+            crate::sink::kinesis::coarse_key_warning(&slot.partition_key, slot.batch.aggregation)
+        {
+            tracing::warn!(slot = %slot.name, "{warning}");
+        }
 
         let (options, format) = decode::effective_options(&slot.options);
         let mut decoder = decode::decoder_for(format);
@@ -398,12 +403,7 @@ mod tests {
     #[test]
     fn chunks_are_bounded_by_count_and_bytes() {
         use crate::record::Record;
-        let record = |size: usize| {
-            Item::Record(Record {
-                partition_key: "k".into(),
-                data: vec![b'x'; size],
-            })
-        };
+        let record = |size: usize| Item::Record(Record::new("k", vec![b'x'; size]));
         let mut r = Reader::new(Lsn(0));
         for _ in 0..5 {
             r.out_bytes += 600 * 1024 + 1;

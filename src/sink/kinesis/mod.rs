@@ -1,14 +1,19 @@
-//! The Kinesis sink: batching, `PutRecords`, partial-failure retry, per-key order.
+//! The Kinesis sink: per-shard pacing, `PutRecords`, partial-failure retry,
+//! per-key order, KPL aggregation.
 //!
 //! Owns the delivery loop for one slot: it takes [`Item`]s from the slot's bounded
-//! queue, keeps per-key order through partial failures (`schedule`), keeps several
-//! requests in flight, retries what Kinesis did not accept with exponential backoff
-//! and jitter, and reports each accepted record to the [`AckTracker`]. It never
-//! drops a record: a record either is accepted or stops the slot with an error.
+//! queue, learns the stream's shards (`shards`), paces each shard against its limits
+//! and backs off only a throttled shard (`pace`), keeps per-key order through
+//! partial failures with one queue per key (`schedule`), packs records into KPL
+//! aggregates when asked (`aggregate`), keeps several requests in flight, and reports
+//! each accepted record to the [`AckTracker`]. It never drops a record: a record
+//! either is accepted or stops the slot with an error.
 
 pub mod aggregate;
+mod pace;
 mod request;
 mod schedule;
+pub mod shards;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,12 +26,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::ack::AckTracker;
-use crate::config::BatchConfig;
+use crate::config::{Aggregation, BatchConfig};
 use crate::lsn::Lsn;
 use crate::sink::{Item, CHUNK_ITEMS};
 use crate::telemetry::{error_chain, Console};
+pub use pace::ShardLimits;
 use request::Outcome;
-use schedule::{Entry, Scheduler};
+use schedule::{Entry, Limits, Scheduler, Unit};
+use shards::ShardMap;
 
 /// Kinesis' own per-record limit (data plus partition key) when the stream does
 /// not say otherwise.
@@ -36,6 +43,14 @@ pub const MAX_RECORDS_PER_REQUEST: usize = 500;
 /// First retry delay; doubles per attempt up to [`MAX_BACKOFF`].
 const BASE_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the shard map is listed again when nothing suggests a change (an
+/// on-demand stream scales without telling its producers).
+const SHARD_MAP_REFRESH: Duration = Duration::from_secs(300);
+/// The least time between two listings prompted by answers from unexpected shards.
+const SHARD_MAP_MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// An aggregate takes at most this share of a shard's bytes per second, so a hot
+/// key's aggregates flow steadily instead of one a second.
+const AGGREGATE_SHARE_OF_SHARD: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -54,13 +69,19 @@ impl SinkError {
 /// Counters for one slot's sink; read by metrics and tests.
 #[derive(Debug, Default)]
 pub struct SinkStats {
+    /// User records (row changes) Kinesis accepted, aggregated or not.
     pub records_put: AtomicU64,
+    /// Bytes of those user records (data plus partition keys).
     pub bytes_put: AtomicU64,
     pub put_requests: AtomicU64,
+    /// Kinesis records accepted: an aggregate counts once.
+    pub kinesis_records_put: AtomicU64,
     pub records_retried: AtomicU64,
     pub throttled_records: AtomicU64,
-    /// Largest number of records in one request so far.
+    /// Largest number of Kinesis records in one request so far.
     pub max_request_records: AtomicU64,
+    /// Times the shard map was listed.
+    pub shard_map_loads: AtomicU64,
 }
 
 /// Delivery settings and the client for one slot's stream.
@@ -70,6 +91,8 @@ pub struct KinesisSink {
     slot: String,
     stream: String,
     batch: BatchConfig,
+    /// The largest record the stream takes, once `prepare` learned it.
+    record_limit: std::sync::OnceLock<usize>,
 }
 
 impl KinesisSink {
@@ -84,6 +107,7 @@ impl KinesisSink {
             slot: slot.to_string(),
             stream: stream.to_string(),
             batch,
+            record_limit: std::sync::OnceLock::new(),
         }
     }
 
@@ -108,7 +132,9 @@ impl KinesisSink {
                     .and_then(|s| s.max_record_size_in_kib())
                     .and_then(|kib| usize::try_from(kib).ok())
                     .map(|kib| kib * 1024);
-                Ok(configured.or(from_stream).unwrap_or(DEFAULT_MAX_RECORD_BYTES))
+                let limit = configured.or(from_stream).unwrap_or(DEFAULT_MAX_RECORD_BYTES);
+                let _ = self.record_limit.set(limit);
+                Ok(limit)
             }
             Err(SdkError::ServiceError(e)) => match e.err() {
                 DescribeStreamSummaryError::ResourceNotFoundException(_) => Err(SinkError::Permanent {
@@ -131,6 +157,23 @@ impl KinesisSink {
         }
     }
 
+    /// The stream's open shards; the one-range stand-in (no pacing, aggregates of
+    /// one key) when they cannot be listed.
+    async fn shard_map(&self, stats: &SinkStats) -> ShardMap {
+        stats.shard_map_loads.fetch_add(1, Ordering::Relaxed);
+        match shards::list_open_shards(&self.client, &self.stream).await {
+            Ok(map) if map.is_known() => map,
+            Ok(_) => {
+                tracing::warn!(slot = %self.slot, stream = %self.stream, "ListShards returned an incomplete layout (a reshard in progress?); sending without per-shard pacing until the next listing");
+                ShardMap::unknown()
+            }
+            Err(e) => {
+                tracing::warn!(slot = %self.slot, stream = %self.stream, "{e}; sending without per-shard pacing (grant kinesis:ListShards on the stream to pace each shard)");
+                ShardMap::unknown()
+            }
+        }
+    }
+
     /// Deliver everything from `rx` until it closes and all is accepted, publishing
     /// the confirmable LSN on `acked`.
     pub async fn run(
@@ -144,94 +187,137 @@ impl KinesisSink {
         let max_bytes = self.batch.max_bytes.max(1);
         let max_in_flight = self.batch.max_in_flight.max(1);
         let linger = Duration::from_millis(self.batch.linger_ms);
-        // Buffer enough to fill every in-flight slot several times over, bounded.
-        let buffer_limit = max_records * max_in_flight * 4;
-        // And by bytes, so wide rows cannot fill memory: twice what the in-flight
-        // requests can carry.
-        let byte_limit = max_bytes.saturating_mul(max_in_flight).saturating_mul(2);
-        let mut sched = Scheduler::default();
-        let mut in_flight: JoinSet<(Vec<Entry>, Outcome)> = JoinSet::new();
+        // The slot's share of the process memory budget: records held until accepted
+        // plus the request bodies in flight.
+        let budget = self.batch.buffer_bytes.max(1);
+        let shard_limits = ShardLimits {
+            records_per_sec: self.batch.shard_records_per_sec,
+            bytes_per_sec: self.batch.shard_bytes_per_sec,
+        };
+        let record_limit = self
+            .record_limit
+            .get()
+            .copied()
+            .or(self.batch.max_record_bytes)
+            .unwrap_or(DEFAULT_MAX_RECORD_BYTES);
+        let limits = Limits {
+            max_units: max_records,
+            max_bytes,
+            aggregate_bytes: (self.batch.aggregation == Aggregation::Kpl).then(|| {
+                let share = match shard_limits.bytes_per_sec {
+                    0 => usize::MAX,
+                    b => usize::try_from(b).unwrap_or(usize::MAX) / AGGREGATE_SHARE_OF_SHARD,
+                };
+                record_limit.min(max_bytes).min(share.max(64 * 1024))
+            }),
+        };
+        let mut sched = Scheduler::new(self.shard_map(&stats).await, shard_limits);
+        let mut in_flight: JoinSet<(Vec<Unit>, usize, Outcome)> = JoinSet::new();
+        let mut wire_bytes = 0usize;
+        let mut refresh: JoinSet<ShardMap> = JoinSet::new();
+        let mut last_listing = Instant::now();
+        let mut refresh_wanted = false;
         let mut closed = false;
-        let mut throttle_until: Option<Instant> = None;
-        let mut throttle_attempt: u32 = 0;
         let mut next_due: Option<Instant> = None;
         let mut console = Console::new(&self.slot);
         console.waiting(0);
 
         loop {
-            let wake = [throttle_until, next_due].into_iter().flatten().min();
             tokio::select! {
                 biased;
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    let (entries, outcome) = done.map_err(|e| SinkError::Permanent {
+                    let (units, wire, outcome) = done.map_err(|e| SinkError::Permanent {
                         stream: self.stream.clone(),
                         reason: format!("a PutRecords task failed: {e}"),
                     })?;
-                    self.settle(entries, outcome, &mut sched, &mut tracker, &stats, &mut throttle_until, &mut throttle_attempt)?;
-                    acked.send_replace(tracker.acked());
+                    wire_bytes -= wire;
+                    refresh_wanted |= self.settle(units, outcome, &mut sched, &mut tracker, &stats)?;
+                    acked.send_if_modified(|a| replace_if_moved(a, tracker.acked()));
                 }
-                chunk = rx.recv(), if !closed && sched.len() < buffer_limit && sched.buffered_bytes() < byte_limit => {
+                Some(map) = refresh.join_next(), if !refresh.is_empty() => {
+                    if let Ok(map) = map {
+                        if map.is_known() && map != *sched.map() {
+                            tracing::info!(slot = %self.slot, stream = %self.stream, shards = map.len(), "the stream's shards changed: now {} open shards", map.len());
+                            sched.remap(map);
+                        }
+                    }
+                }
+                chunk = rx.recv(), if !closed && sched.held_bytes() + wire_bytes < budget => {
                     match chunk {
                         None => closed = true,
                         Some(chunk) => {
                             for item in chunk {
                                 absorb(item, &mut sched, &mut tracker);
                             }
-                            while sched.len() < buffer_limit && sched.buffered_bytes() < byte_limit {
+                            while sched.held_bytes() + wire_bytes < budget {
                                 match rx.try_recv() {
                                     Ok(chunk) => chunk.into_iter().for_each(|item| absorb(item, &mut sched, &mut tracker)),
                                     Err(_) => break,
                                 }
                             }
-                            acked.send_replace(tracker.acked());
+                            acked.send_if_modified(|a| replace_if_moved(a, tracker.acked()));
                         }
                     }
                 }
-                _ = sleep_until(wake), if wake.is_some() => {}
+                _ = sleep_until(next_due), if next_due.is_some() => {}
             }
 
             let now = Instant::now();
-            if throttle_until.is_some_and(|t| t <= now) {
-                throttle_until = None;
+            let since = now.duration_since(last_listing);
+            if refresh.is_empty()
+                && (since >= SHARD_MAP_REFRESH
+                    || (refresh_wanted && since >= SHARD_MAP_MIN_INTERVAL))
+            {
+                refresh_wanted = false;
+                last_listing = now;
+                let sink = self.clone();
+                let stats = stats.clone();
+                refresh.spawn(async move { sink.shard_map(&stats).await });
             }
             next_due = None;
-            while throttle_until.is_none() && in_flight.len() < max_in_flight && !sched.is_empty() {
-                // Under load, let a partial batch fill for up to linger_ms while other
-                // requests are in flight: every request costs signing, a round trip and
-                // a response to parse. With nothing in flight, send at once (latency).
-                let full = sched.len() >= max_records || sched.buffered_bytes() >= max_bytes;
+            while in_flight.len() < max_in_flight && !sched.is_empty() {
+                // Under load, let a partial request fill for up to linger_ms while
+                // other requests are in flight: every request costs signing, a round
+                // trip and a response to parse. With nothing in flight, send at once.
+                let full = match limits.aggregate_bytes {
+                    // An aggregate takes a key's whole backlog.
+                    Some(_) => sched.len() >= max_records,
+                    None => sched.ready_keys() >= max_records,
+                };
                 if !(full || closed || in_flight.is_empty()) {
-                    let oldest = sched.oldest_enqueued().unwrap_or(now);
-                    if now.duration_since(oldest) < linger {
-                        next_due = Some(oldest + linger);
+                    let since = sched.linger_since().unwrap_or(now);
+                    if now.duration_since(since) < linger {
+                        next_due = Some(since + linger);
                         break;
                     }
                 }
-                let batch = sched.next_batch(now, max_records, max_bytes);
-                next_due = batch.next_due;
-                if batch.entries.is_empty() {
+                let units = sched.next_request(now, limits);
+                if units.is_empty() {
+                    next_due = sched.next_wake(now);
                     break;
                 }
                 console.sending(
                     sched.len() + rx.len() * CHUNK_ITEMS,
-                    batch.entries.len(),
+                    units.len(),
                     max_records,
                 );
                 stats.put_requests.fetch_add(1, Ordering::Relaxed);
                 stats
                     .max_request_records
-                    .fetch_max(batch.entries.len() as u64, Ordering::Relaxed);
+                    .fetch_max(units.len() as u64, Ordering::Relaxed);
+                let wire: usize = units.iter().map(Unit::wire_size).sum();
+                wire_bytes += wire;
                 let client = self.client.clone();
                 let stream = self.stream.clone();
                 in_flight.spawn(async move {
                     let result = client
                         .put_records()
                         .stream_name(stream)
-                        .set_records(Some(request::entries(&batch.entries)))
+                        .set_records(Some(request::entries(&units)))
                         .send()
                         .await;
-                    let outcome = request::classify(batch.entries.len(), result);
-                    (batch.entries, outcome)
+                    let outcome = request::classify(units.len(), result);
+                    (units, wire, outcome)
                 });
             }
             if in_flight.is_empty() && sched.is_empty() {
@@ -243,82 +329,142 @@ impl KinesisSink {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Apply one answer. Returns whether an answer came from a shard the map did not
+    /// predict (time to list the shards again).
     fn settle(
         &self,
-        entries: Vec<Entry>,
+        units: Vec<Unit>,
         outcome: Outcome,
         sched: &mut Scheduler,
         tracker: &mut AckTracker,
         stats: &SinkStats,
-        throttle_until: &mut Option<Instant>,
-        throttle_attempt: &mut u32,
-    ) -> Result<(), SinkError> {
+    ) -> Result<bool, SinkError> {
+        let now = Instant::now();
         match outcome {
             Outcome::Permanent { reason } => Err(SinkError::Permanent {
                 stream: self.stream.clone(),
                 reason,
             }),
             Outcome::RetryAll { reason, throttled } => {
-                let attempts = entries.iter().map(|e| e.attempts).max().unwrap_or(0);
-                let delay = backoff(attempts);
+                let records: usize = units.iter().map(|u| u.members.len()).sum();
                 stats
                     .records_retried
-                    .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                    .fetch_add(records as u64, Ordering::Relaxed);
+                let attempts = units
+                    .iter()
+                    .flat_map(|u| u.members.iter().map(|e| e.attempts))
+                    .max()
+                    .unwrap_or(0);
+                let delay = backoff(attempts);
+                tracing::warn!(slot = %self.slot, stream = %self.stream, records, retry_in_ms = delay.as_millis() as u64, "PutRecords not accepted, will retry: {reason}");
                 if throttled {
                     stats
                         .throttled_records
-                        .fetch_add(entries.len() as u64, Ordering::Relaxed);
-                    *throttle_attempt += 1;
-                    *throttle_until = Some(Instant::now() + backoff(*throttle_attempt));
+                        .fetch_add(units.len() as u64, Ordering::Relaxed);
                 }
-                tracing::warn!(slot = %self.slot, stream = %self.stream, records = entries.len(), retry_in_ms = delay.as_millis() as u64, "PutRecords not accepted, will retry: {reason}");
-                sched.failed(entries, Instant::now() + delay);
-                Ok(())
-            }
-            Outcome::Partial {
-                failures,
-                throttled,
-            } => {
-                let mut retry = Vec::new();
-                let mut accepted = Vec::with_capacity(entries.len());
-                for (entry, failure) in entries.into_iter().zip(failures) {
-                    match failure {
-                        None => accepted.push(entry),
-                        Some(_) => retry.push(entry),
+                let mut shards: Vec<usize> = units.iter().map(|u| u.shard).collect();
+                for unit in units {
+                    // When throttled, the shards in the request back off and their
+                    // keys wait for them; otherwise the keys back off.
+                    sched.failed(unit, (!throttled).then_some(now + delay));
+                }
+                if throttled {
+                    shards.sort_unstable();
+                    shards.dedup();
+                    for shard in shards {
+                        sched.shard_throttled(shard, now);
                     }
                 }
-                if throttled > 0 {
-                    stats
-                        .throttled_records
-                        .fetch_add(throttled as u64, Ordering::Relaxed);
-                    *throttle_attempt += 1;
-                    *throttle_until = Some(Instant::now() + backoff(*throttle_attempt));
-                } else {
-                    *throttle_attempt = 0;
+                Ok(false)
+            }
+            Outcome::Partial { results } => {
+                let mut unexpected_shard = false;
+                let mut failed = 0u64;
+                let mut throttled_shards = Vec::new();
+                for (unit, result) in units.into_iter().zip(results) {
+                    match result {
+                        request::RecordResult::Accepted { shard_id } => {
+                            if sched.map().is_known()
+                                && shard_id
+                                    .as_deref()
+                                    .is_some_and(|id| id != sched.map().id(unit.shard))
+                            {
+                                unexpected_shard = true;
+                            }
+                            for entry in &unit.members {
+                                tracker.accept(entry.seq);
+                            }
+                            stats
+                                .records_put
+                                .fetch_add(unit.members.len() as u64, Ordering::Relaxed);
+                            stats
+                                .bytes_put
+                                .fetch_add(unit.user_bytes() as u64, Ordering::Relaxed);
+                            stats.kinesis_records_put.fetch_add(1, Ordering::Relaxed);
+                            sched.accepted(unit);
+                        }
+                        request::RecordResult::Throttled => {
+                            failed += unit.members.len() as u64;
+                            stats.throttled_records.fetch_add(1, Ordering::Relaxed);
+                            throttled_shards.push(unit.shard);
+                            sched.failed(unit, None);
+                        }
+                        request::RecordResult::Failed => {
+                            failed += unit.members.len() as u64;
+                            let attempts =
+                                unit.members.iter().map(|e| e.attempts).max().unwrap_or(0);
+                            sched.failed(unit, Some(now + backoff(attempts)));
+                        }
+                    }
                 }
-                let mut bytes = 0u64;
-                for entry in &accepted {
-                    tracker.accept(entry.seq);
-                    bytes += entry.record.billed_size() as u64;
+                // Once per shard and answer: the backoff grows per throttled answer,
+                // not per throttled record.
+                throttled_shards.sort_unstable();
+                throttled_shards.dedup();
+                for shard in throttled_shards {
+                    sched.shard_throttled(shard, now);
                 }
-                stats
-                    .records_put
-                    .fetch_add(accepted.len() as u64, Ordering::Relaxed);
-                stats.bytes_put.fetch_add(bytes, Ordering::Relaxed);
-                sched.accepted(&accepted);
-                if !retry.is_empty() {
-                    let attempts = retry.iter().map(|e| e.attempts).max().unwrap_or(0);
-                    stats
-                        .records_retried
-                        .fetch_add(retry.len() as u64, Ordering::Relaxed);
-                    tracing::debug!(slot = %self.slot, failed = retry.len(), "retrying the records Kinesis did not accept");
-                    sched.failed(retry, Instant::now() + backoff(attempts));
+                if failed > 0 {
+                    stats.records_retried.fetch_add(failed, Ordering::Relaxed);
+                    tracing::debug!(slot = %self.slot, failed, "retrying the records Kinesis did not accept");
                 }
-                Ok(())
+                Ok(unexpected_shard)
             }
         }
     }
+}
+
+/// The start-up warning for a slot whose partition keys are coarse: without
+/// aggregation one key carries one record per round trip.
+pub fn coarse_key_warning(
+    partition_key: &crate::config::PartitionKey,
+    aggregation: Aggregation,
+) -> Option<String> {
+    use crate::config::PartitionKey;
+    let what = match partition_key {
+        PartitionKey::Table => "`partition_key: table` puts every change of a table under one key",
+        PartitionKey::Fixed(_) => {
+            "`partition_key: {fixed: ...}` puts every change of the slot under one key"
+        }
+        PartitionKey::PrimaryKey | PartitionKey::Columns(_) => return None,
+    };
+    (aggregation == Aggregation::None).then(|| {
+        format!(
+            "{what}; to keep per-key order one record per key is in flight, so at 20-40 ms per \
+             PutRecords a key moves about 25-50 changes a second. Set `aggregation: kpl` to \
+             send thousands of changes a second per key (up to the shard's 1 MiB/s), in order"
+        )
+    })
+}
+
+/// Publish a new acknowledged position only when it moved: every send wakes the
+/// session.
+fn replace_if_moved(current: &mut Lsn, acked: Lsn) -> bool {
+    if *current == acked {
+        return false;
+    }
+    *current = acked;
+    true
 }
 
 fn absorb(item: Item, sched: &mut Scheduler, tracker: &mut AckTracker) {

@@ -11,38 +11,40 @@ use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput}
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
-use super::schedule::Entry;
+use super::schedule::Unit;
+
+/// What happened to one record of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecordResult {
+    /// Stored, on this shard (when Kinesis said).
+    Accepted { shard_id: Option<String> },
+    /// `ProvisionedThroughputExceededException` or `KMSThrottlingException`: its shard
+    /// (or key) is over its limit.
+    Throttled,
+    /// `InternalFailure`: retry later.
+    Failed,
+}
 
 /// What happened to one request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Per entry, in request order: `None` accepted, `Some(code)` failed and retryable.
-    Partial {
-        failures: Vec<Option<String>>,
-        throttled: usize,
-    },
+    /// One result per record, in request order.
+    Partial { results: Vec<RecordResult> },
     /// Nothing was accepted; retry all of it. `throttled` says whether Kinesis asked us to slow down.
     RetryAll { reason: String, throttled: bool },
     /// The slot cannot continue.
     Permanent { reason: String },
 }
 
-/// Per-record error codes that mean "try again later".
-fn retryable_record_code(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException" | "InternalFailure" | "KMSThrottlingException"
-    )
-}
-
-pub fn entries(batch: &[Entry]) -> Vec<PutRecordsRequestEntry> {
-    batch
+pub fn entries(units: &[Unit]) -> Vec<PutRecordsRequestEntry> {
+    units
         .iter()
-        .map(|e| {
+        .map(|u| {
             // The builder only fails when a required field is missing; both are set.
             PutRecordsRequestEntry::builder()
-                .data(Blob::new(e.record.data.clone()))
-                .partition_key(e.record.partition_key.clone())
+                .data(Blob::new(u.data().to_vec()))
+                .partition_key(u.partition_key())
+                .set_explicit_hash_key(u.explicit_hash_key().map(str::to_string))
                 .build()
                 .unwrap_or_else(|_| unreachable_entry())
         })
@@ -95,16 +97,9 @@ pub fn classify(
 
 fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
     let records = out.records();
-    if out.failed_record_count().unwrap_or(0) == 0
-        && records.iter().all(|r| r.error_code().is_none())
-    {
-        return Outcome::Partial {
-            failures: vec![None; sent],
-            throttled: 0,
-        };
-    }
     if records.len() != sent {
-        // Without a one-to-one answer we cannot tell which records failed: resend all.
+        // Without a one-to-one answer we cannot tell which records were stored, even
+        // when FailedRecordCount says 0: resend all.
         return Outcome::RetryAll {
             reason: format!(
                 "Kinesis answered {} results for {sent} records",
@@ -113,17 +108,16 @@ fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
             throttled: false,
         };
     }
-    let mut throttled = 0;
-    let mut failures = Vec::with_capacity(sent);
+    let mut results = Vec::with_capacity(sent);
     for r in records {
         match r.error_code() {
-            None => failures.push(None),
-            Some(code) if retryable_record_code(code) => {
-                if code != "InternalFailure" {
-                    throttled += 1;
-                }
-                failures.push(Some(code.to_string()));
+            None => results.push(RecordResult::Accepted {
+                shard_id: r.shard_id().map(str::to_string),
+            }),
+            Some("ProvisionedThroughputExceededException" | "KMSThrottlingException") => {
+                results.push(RecordResult::Throttled)
             }
+            Some("InternalFailure") => results.push(RecordResult::Failed),
             Some(code) => {
                 return Outcome::Permanent {
                     reason: format!(
@@ -134,10 +128,7 @@ fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
             }
         }
     }
-    Outcome::Partial {
-        failures,
-        throttled,
-    }
+    Outcome::Partial { results }
 }
 
 fn classify_service_error(err: PutRecordsError, status: u16) -> Outcome {
@@ -209,11 +200,13 @@ mod tests {
     #[test]
     fn all_accepted() {
         let out = output(vec![ok_entry(), ok_entry()]);
+        let accepted = || RecordResult::Accepted {
+            shard_id: Some("shardId-0".into()),
+        };
         assert_eq!(
             classify_output(2, &out),
             Outcome::Partial {
-                failures: vec![None, None],
-                throttled: 0
+                results: vec![accepted(), accepted()]
             }
         );
     }
@@ -226,16 +219,18 @@ mod tests {
             ok_entry(),
             failed_entry("InternalFailure"),
         ]);
+        let accepted = || RecordResult::Accepted {
+            shard_id: Some("shardId-0".into()),
+        };
         assert_eq!(
             classify_output(4, &out),
             Outcome::Partial {
-                failures: vec![
-                    None,
-                    Some("ProvisionedThroughputExceededException".into()),
-                    None,
-                    Some("InternalFailure".into())
-                ],
-                throttled: 1
+                results: vec![
+                    accepted(),
+                    RecordResult::Throttled,
+                    accepted(),
+                    RecordResult::Failed
+                ]
             }
         );
     }
@@ -243,6 +238,13 @@ mod tests {
     #[test]
     fn mismatched_answer_resends_everything() {
         let out = output(vec![failed_entry("InternalFailure")]);
+        assert!(matches!(classify_output(3, &out), Outcome::RetryAll { .. }));
+    }
+
+    #[test]
+    fn a_short_answer_without_failures_is_not_an_acceptance() {
+        // FailedRecordCount 0, but two results for three records: which one is missing?
+        let out = output(vec![ok_entry(), ok_entry()]);
         assert!(matches!(classify_output(3, &out), Outcome::RetryAll { .. }));
     }
 

@@ -1,274 +1,605 @@
-//! Which buffered records go into the next `PutRecords` request.
+//! Which buffered records go into the next `PutRecords` request, and in what units.
 //!
-//! Owns the per-key ordering rule. `PutRecords` does not stop at a failed entry,
-//! so if two records with the same partition key shared a request (or two
-//! concurrent requests) and the first failed while the second succeeded, the
-//! second would reach the stream first. The only way to keep per-key order through
-//! partial failures is therefore: **at most one record per partition key in flight**.
-//! Different keys go out in parallel, up to 500 per request. A failed record goes
-//! back into the buffer at its original position, ahead of every later record with
-//! its key, so it is always resent before them. This module never drops a record.
+//! Owns the per-key ordering rule. `PutRecords` does not stop at a failed entry, so
+//! two records of one partition key in one request (or in two concurrent requests)
+//! could reach the stream in the wrong order when the first fails. Hence: **at most
+//! one unit per partition key in flight**, where a unit is one Kinesis record — a
+//! user record, or a KPL aggregate that succeeds or fails whole and so may carry
+//! many records of a key in order. A failed unit's records go back to the front of
+//! their keys' queues, ahead of everything later of those keys.
+//!
+//! The data structure makes the rule cheap: one queue per key, and per shard a heap
+//! of the keys whose next record may go, oldest first. Taking a record is O(log
+//! keys) whatever one key has buffered, so a hot key never hides cold keys behind
+//! it. A TRUNCATE is a barrier for its table (see [`Record::barrier`]). This module
+//! never drops a record and never talks to Kinesis.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Instant;
 
+use super::aggregate::Aggregator;
+use super::pace::{ShardLimits, ShardPace};
+use super::shards::{hash_key, ShardMap};
 use crate::record::Record;
 
-/// How far past the first blocked record a scan may look for sendable ones, in
-/// multiples of the batch size. Bounds the cost of a scan when a hot key blocks.
-const SCAN_FACTOR: usize = 8;
+/// Bookkeeping per record held, counted with its bytes against the memory budget:
+/// the entry, its key's queue and ready-heap slot when it is a key's only record
+/// (the common case with primary keys), and the allocator's headers.
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>()
+    + std::mem::size_of::<(u128, KeyQueue)>()
+    + std::mem::size_of::<Reverse<(u64, u128)>>()
+    + 64;
 
 /// A record waiting for Kinesis, with its delivery sequence number.
 #[derive(Debug)]
 pub struct Entry {
-    /// Position in the slot's delivery order (see `pipeline::progress`).
+    /// Position in the slot's delivery order (see `crate::ack`).
     pub seq: u64,
     pub record: Record,
-    key_hash: u64,
+    /// The partition key's MD5 hash key: the key's identity here, and its shard.
+    hash: u128,
     /// Failed attempts so far.
     pub attempts: u32,
-    /// Not to be sent before this instant (retry backoff).
-    not_before: Option<Instant>,
-    /// When the record entered the sink (for linger).
+    /// When the record entered the sink.
     enqueued: Instant,
 }
 
 impl Entry {
     pub fn new(seq: u64, record: Record) -> Self {
-        let mut h = DefaultHasher::new();
-        record.partition_key.hash(&mut h);
         Entry {
             seq,
-            key_hash: h.finish(),
+            hash: hash_key(&record.partition_key),
             record,
             attempts: 0,
-            not_before: None,
             enqueued: Instant::now(),
         }
     }
+
+    fn held_size(&self) -> usize {
+        self.record.billed_size() + ENTRY_OVERHEAD
+    }
 }
 
-/// Records not yet accepted and not in flight, in delivery order, plus the keys in flight.
-#[derive(Debug, Default)]
-pub struct Scheduler {
-    buffer: VecDeque<Entry>,
-    buffered_bytes: usize,
-    /// Hashes of the partition keys with a record in flight. A hash collision only
-    /// serialises two keys, which is safe.
-    in_flight: HashSet<u64>,
-}
-
-/// What `next_batch` found.
+/// One Kinesis record of a request: a user record, or an aggregate of several.
 #[derive(Debug)]
-pub struct Batch {
-    pub entries: Vec<Entry>,
-    /// When a record that is waiting out a retry backoff becomes sendable.
-    pub next_due: Option<Instant>,
+pub struct Unit {
+    pub shard: usize,
+    /// The user records, in delivery order.
+    pub members: Vec<Entry>,
+    /// The KPL aggregate of `members` (two or more), with its outer keys.
+    pub aggregate: Option<Aggregate>,
+}
+
+#[derive(Debug)]
+pub struct Aggregate {
+    pub data: Vec<u8>,
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+}
+
+impl Unit {
+    pub fn data(&self) -> &[u8] {
+        match &self.aggregate {
+            Some(a) => &a.data,
+            None => &self.members[0].record.data,
+        }
+    }
+
+    pub fn partition_key(&self) -> &str {
+        match &self.aggregate {
+            Some(a) => &a.partition_key,
+            None => &self.members[0].record.partition_key,
+        }
+    }
+
+    pub fn explicit_hash_key(&self) -> Option<&str> {
+        self.aggregate
+            .as_ref()
+            .and_then(|a| a.explicit_hash_key.as_deref())
+    }
+
+    /// What Kinesis counts: data plus partition key.
+    pub fn wire_size(&self) -> usize {
+        self.data().len() + self.partition_key().len()
+    }
+
+    /// The user records' own sizes (data plus partition key), for metrics.
+    pub fn user_bytes(&self) -> usize {
+        self.members.iter().map(|e| e.record.billed_size()).sum()
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_units: usize,
+    pub max_bytes: usize,
+    /// `Some(largest aggregate)` to pack records with KPL aggregation.
+    pub aggregate_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct KeyQueue {
+    entries: VecDeque<Entry>,
+    in_flight: bool,
+    /// Waiting out a retry backoff (in `Scheduler::delayed`).
+    delayed: bool,
+    shard: usize,
+}
+
+#[derive(Debug)]
+struct ShardQueue {
+    /// Keys whose next record may go: (its sequence number, key), oldest first.
+    ready: BinaryHeap<Reverse<(u64, u128)>>,
+    pace: ShardPace,
+}
+
+#[derive(Debug, Default)]
+struct TableState {
+    /// Records of the table in key queues or in flight, barriers excepted.
+    outstanding: usize,
+    barrier: Barrier,
+    /// Records after an unaccepted barrier, in order.
+    held: VecDeque<Entry>,
+}
+
+#[derive(Debug, Default)]
+enum Barrier {
+    #[default]
+    None,
+    /// Waiting for the table's earlier records.
+    Waiting(Entry),
+    /// In a key queue or in flight.
+    Released,
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    map: ShardMap,
+    limits: ShardLimits,
+    keys: HashMap<u128, KeyQueue>,
+    shards: Vec<ShardQueue>,
+    /// Keys in retry backoff: (due, key).
+    delayed: BinaryHeap<Reverse<(Instant, u128)>>,
+    tables: HashMap<u64, TableState>,
+    /// Records held and not in flight.
+    queued: usize,
+    /// Bytes of every record held until accepted, in flight or not (with overhead).
+    held_bytes: usize,
+    /// When the first record queued since the last request arrived (linger).
+    linger_since: Option<Instant>,
+    /// Shard the next request starts filling from (round robin).
+    next_shard: usize,
 }
 
 impl Scheduler {
-    pub fn push(&mut self, entry: Entry) {
-        debug_assert!(
-            self.buffer.back().is_none_or(|b| b.seq < entry.seq),
-            "records must arrive in order"
-        );
-        self.buffered_bytes += entry.record.billed_size();
-        self.buffer.push_back(entry);
+    pub fn new(map: ShardMap, limits: ShardLimits) -> Self {
+        let mut s = Scheduler {
+            map: ShardMap::unknown(),
+            limits,
+            keys: HashMap::new(),
+            shards: Vec::new(),
+            delayed: BinaryHeap::new(),
+            tables: HashMap::new(),
+            queued: 0,
+            held_bytes: 0,
+            linger_since: None,
+            next_shard: 0,
+        };
+        s.remap(map);
+        s
     }
 
-    /// Records buffered (not in flight).
+    pub fn map(&self) -> &ShardMap {
+        &self.map
+    }
+
+    /// Use a new shard layout (a reshard, a scaled on-demand stream). Keys move to
+    /// their new shards; pacing starts afresh.
+    pub fn remap(&mut self, map: ShardMap) {
+        let limits = if map.is_known() {
+            self.limits
+        } else {
+            ShardLimits::NONE
+        };
+        self.shards = (0..map.len())
+            .map(|_| ShardQueue {
+                ready: BinaryHeap::new(),
+                pace: ShardPace::new(limits),
+            })
+            .collect();
+        self.map = map;
+        self.next_shard = 0;
+        for (hash, queue) in &mut self.keys {
+            queue.shard = self.map.shard_of(*hash);
+            if !queue.in_flight && !queue.delayed {
+                if let Some(head) = queue.entries.front() {
+                    self.shards[queue.shard]
+                        .ready
+                        .push(Reverse((head.seq, *hash)));
+                }
+            }
+        }
+    }
+
+    /// A record enters the sink, in delivery order.
+    pub fn push(&mut self, entry: Entry) {
+        self.held_bytes += entry.held_size();
+        self.queued += 1;
+        self.linger_since.get_or_insert(entry.enqueued);
+        self.admit(entry);
+    }
+
+    /// Route a record through its table's barrier state into its key queue (or hold it).
+    fn admit(&mut self, entry: Entry) {
+        let table = self.tables.entry(entry.record.table).or_default();
+        if !matches!(table.barrier, Barrier::None) {
+            table.held.push_back(entry);
+            return;
+        }
+        if entry.record.barrier {
+            if table.outstanding == 0 {
+                table.barrier = Barrier::Released;
+                self.enqueue(entry);
+            } else {
+                table.barrier = Barrier::Waiting(entry);
+            }
+            return;
+        }
+        table.outstanding += 1;
+        self.enqueue(entry);
+    }
+
+    fn enqueue(&mut self, entry: Entry) {
+        let hash = entry.hash;
+        let seq = entry.seq;
+        let shard = self.map.shard_of(hash);
+        let queue = self.keys.entry(hash).or_insert_with(|| KeyQueue {
+            // Most keys hold one record at a time: no room for four.
+            entries: VecDeque::with_capacity(1),
+            shard,
+            ..KeyQueue::default()
+        });
+        queue.entries.push_back(entry);
+        if queue.entries.len() == 1 && !queue.in_flight && !queue.delayed {
+            self.shards[queue.shard].ready.push(Reverse((seq, hash)));
+        }
+    }
+
+    /// Records held and not in flight.
     pub fn len(&self) -> usize {
-        self.buffer.len()
+        self.queued
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buffer.is_empty()
+        self.queued == 0
     }
 
-    pub fn buffered_bytes(&self) -> usize {
-        self.buffered_bytes
+    /// Keys whose next record may go now or once their shard opens: the records
+    /// the next requests can carry without aggregation.
+    pub fn ready_keys(&self) -> usize {
+        self.shards.iter().map(|s| s.ready.len()).sum()
     }
 
-    /// When the oldest buffered record entered the sink.
-    pub fn oldest_enqueued(&self) -> Option<Instant> {
-        self.buffer.front().map(|e| e.enqueued)
+    /// Bytes of every record held until accepted (with bookkeeping overhead).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
-    /// Take up to `max_records` / `max_bytes` of sendable records, oldest first,
-    /// skipping (and keeping) any record whose key is in flight, waiting out a
-    /// backoff, or behind an earlier skipped record of its key.
-    pub fn next_batch(&mut self, now: Instant, max_records: usize, max_bytes: usize) -> Batch {
-        let mut entries = Vec::new();
-        let mut skipped: Vec<Entry> = Vec::new();
-        let mut blocked: HashSet<u64> = HashSet::new();
-        let mut next_due: Option<Instant> = None;
+    /// When the oldest record queued since the last request arrived.
+    pub fn linger_since(&self) -> Option<Instant> {
+        self.linger_since
+    }
+
+    /// Move keys whose backoff ended back to their shards' ready heaps.
+    fn promote_delayed(&mut self, now: Instant) {
+        while let Some(&Reverse((due, hash))) = self.delayed.peek() {
+            if due > now {
+                break;
+            }
+            self.delayed.pop();
+            if let Some(queue) = self.keys.get_mut(&hash) {
+                queue.delayed = false;
+                if !queue.in_flight {
+                    if let Some(head) = queue.entries.front() {
+                        self.shards[queue.shard]
+                            .ready
+                            .push(Reverse((head.seq, hash)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The units of the next request: per shard, the oldest ready keys, within the
+    /// shard's pace and the request's limits.
+    pub fn next_request(&mut self, now: Instant, limits: Limits) -> Vec<Unit> {
+        self.promote_delayed(now);
+        let mut units = Vec::new();
         let mut bytes = 0usize;
-        let scan_limit = max_records.saturating_mul(SCAN_FACTOR);
-        let mut scanned = 0usize;
-        while entries.len() < max_records && scanned < scan_limit {
-            let Some(entry) = self.buffer.pop_front() else {
+        let n = self.shards.len();
+        'shards: for i in 0..n {
+            let shard = (self.next_shard + i) % n;
+            while units.len() < limits.max_units {
+                let room = limits.max_bytes.saturating_sub(bytes);
+                let started = !units.is_empty();
+                let unit = match limits.aggregate_bytes {
+                    Some(largest) => self.take_aggregate(now, shard, room, largest, started),
+                    None => self.take_single(now, shard, room, started),
+                };
+                match unit {
+                    Take::Unit(unit) => {
+                        let size = unit.wire_size();
+                        self.shards[shard].pace.sent(now, 1, size as u64);
+                        bytes += size;
+                        self.queued -= unit.members.len();
+                        units.push(unit);
+                    }
+                    Take::ShardDone => break,
+                    Take::RequestFull => break 'shards,
+                }
+            }
+        }
+        self.next_shard = (self.next_shard + 1) % n.max(1);
+        if !units.is_empty() {
+            self.linger_since = (self.queued > 0).then_some(now);
+        }
+        units
+    }
+
+    fn take_single(&mut self, now: Instant, shard: usize, room: usize, started: bool) -> Take {
+        let Some(&Reverse((_, hash))) = self.shards[shard].ready.peek() else {
+            return Take::ShardDone;
+        };
+        let Some(queue) = self.keys.get_mut(&hash) else {
+            self.shards[shard].ready.pop();
+            return Take::ShardDone;
+        };
+        let size = queue.entries.front().map_or(0, |e| e.record.billed_size());
+        if started && size > room {
+            return Take::RequestFull;
+        }
+        if !self.shards[shard].pace.allows(now, 1, size as u64) {
+            return Take::ShardDone;
+        }
+        self.shards[shard].ready.pop();
+        let Some(entry) = queue.entries.pop_front() else {
+            return Take::ShardDone;
+        };
+        queue.in_flight = true;
+        Take::Unit(Unit {
+            shard,
+            members: vec![entry],
+            aggregate: None,
+        })
+    }
+
+    /// Pack the shard's ready keys, oldest first, into one aggregate of at most
+    /// `room` bytes. Without a known layout an aggregate holds one key only, so that
+    /// it lands where that key's plain records land.
+    fn take_aggregate(
+        &mut self,
+        now: Instant,
+        shard: usize,
+        request_room: usize,
+        largest: usize,
+        started: bool,
+    ) -> Take {
+        let Some(&Reverse((_, first))) = self.shards[shard].ready.peek() else {
+            return Take::ShardDone;
+        };
+        let head_size = self
+            .keys
+            .get(&first)
+            .and_then(|q| q.entries.front())
+            .map_or(0, |e| e.record.billed_size());
+        if !self.shards[shard].pace.allows(now, 1, head_size as u64) {
+            return Take::ShardDone;
+        }
+        if started && head_size > request_room {
+            return Take::RequestFull;
+        }
+        let room = request_room
+            .min(largest)
+            .min(self.shards[shard].pace.bytes_left(now));
+        let mut agg = match self.map.explicit_hash_key(shard) {
+            Some(ehk) => Aggregator::with_explicit_hash_key(&ehk),
+            None => Aggregator::new(),
+        };
+        let mut members: Vec<Entry> = Vec::new();
+        let mixed_keys = self.map.is_known();
+        'keys: while let Some(&Reverse((_, hash))) = self.shards[shard].ready.peek() {
+            if !members.is_empty() && !mixed_keys {
                 break;
+            }
+            let Some(queue) = self.keys.get_mut(&hash) else {
+                self.shards[shard].ready.pop();
+                continue;
             };
-            scanned += 1;
-            let key = entry.key_hash;
-            if self.in_flight.contains(&key) || blocked.contains(&key) {
-                blocked.insert(key);
-                skipped.push(entry);
-                continue;
+            let mut took = false;
+            while let Some(entry) = queue.entries.front() {
+                let key = &entry.record.partition_key;
+                // The outer record carries the first user record's key too.
+                let outer_key = members
+                    .first()
+                    .map_or(key.len(), |m| m.record.partition_key.len());
+                if agg.size_with(key, entry.record.data.len()) + outer_key > room {
+                    break;
+                }
+                agg.push(key, &entry.record.data);
+                if let Some(entry) = queue.entries.pop_front() {
+                    members.push(entry);
+                }
+                took = true;
             }
-            if let Some(due) = entry.not_before.filter(|due| *due > now) {
-                next_due = Some(next_due.map_or(due, |d| d.min(due)));
-                blocked.insert(key);
-                skipped.push(entry);
-                continue;
+            if !took {
+                break 'keys;
             }
-            let size = entry.record.billed_size();
-            if !entries.is_empty() && bytes + size > max_bytes {
-                skipped.push(entry);
+            self.shards[shard].ready.pop();
+            queue.in_flight = true;
+            if !queue.entries.is_empty() {
+                // The aggregate is full.
                 break;
             }
-            bytes += size;
-            self.in_flight.insert(key);
-            entries.push(entry);
         }
-        for entry in skipped.into_iter().rev() {
-            self.buffer.push_front(entry);
+        match members.len() {
+            // The oldest record alone is larger than an aggregate may be (it is
+            // within the stream's record limit): it goes plain.
+            0 => self.take_single(now, shard, request_room, started),
+            1 => Take::Unit(Unit {
+                shard,
+                members,
+                aggregate: None,
+            }),
+            _ => {
+                let partition_key = members[0].record.partition_key.clone();
+                Take::Unit(Unit {
+                    shard,
+                    aggregate: Some(Aggregate {
+                        data: agg.finish(),
+                        partition_key,
+                        explicit_hash_key: self.map.explicit_hash_key(shard),
+                    }),
+                    members,
+                })
+            }
         }
-        self.buffered_bytes -= bytes;
-        Batch { entries, next_due }
     }
 
-    /// Kinesis accepted these: their keys may send again.
-    pub fn accepted(&mut self, entries: &[Entry]) {
-        for entry in entries {
-            self.in_flight.remove(&entry.key_hash);
+    /// When something not sendable now becomes sendable: a key's backoff ends, or a
+    /// shard with ready keys opens again. `None` when only acknowledgements can help.
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let delayed = self.delayed.peek().map(|Reverse((due, _))| *due);
+        let paced = self
+            .shards
+            .iter()
+            .filter(|s| !s.ready.is_empty())
+            .map(|s| s.pace.next_opening(now))
+            .filter(|t| *t > now)
+            .min();
+        [delayed, paced].into_iter().flatten().min()
+    }
+
+    /// Kinesis accepted this unit's records.
+    pub fn accepted(&mut self, unit: Unit) {
+        if let Some(s) = self.shards.get_mut(unit.shard) {
+            s.pace.accepted();
+        }
+        for entry in unit.members {
+            self.held_bytes -= entry.held_size();
+            self.release_key(entry.hash);
+            self.settle_table(&entry);
         }
     }
 
-    /// These were not accepted: release their keys and put them back in delivery
-    /// order, to be retried no earlier than `not_before`.
-    pub fn failed(&mut self, mut entries: Vec<Entry>, not_before: Instant) {
-        if entries.is_empty() {
-            return;
-        }
-        entries.sort_by_key(|e| e.seq);
-        for entry in &mut entries {
-            self.in_flight.remove(&entry.key_hash);
+    /// The unit was not accepted: its records go back to the front of their keys'
+    /// queues, to go again no earlier than `not_before` (now when `None`).
+    pub fn failed(&mut self, unit: Unit, not_before: Option<Instant>) {
+        self.queued += unit.members.len();
+        let mut touched = Vec::new();
+        for mut entry in unit.members.into_iter().rev() {
             entry.attempts += 1;
-            entry.not_before = Some(not_before);
-            self.buffered_bytes += entry.record.billed_size();
+            let hash = entry.hash;
+            let shard = self.map.shard_of(hash);
+            let queue = self.keys.entry(hash).or_insert_with(|| KeyQueue {
+                shard,
+                ..KeyQueue::default()
+            });
+            queue.entries.push_front(entry);
+            if queue.in_flight {
+                queue.in_flight = false;
+                touched.push(hash);
+            }
         }
-        let old = std::mem::take(&mut self.buffer);
-        let mut merged = VecDeque::with_capacity(old.len() + entries.len());
-        let mut a = old.into_iter().peekable();
-        let mut b = entries.into_iter().peekable();
-        loop {
-            let take_a = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => x.seq < y.seq,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
+        for hash in touched {
+            let Some(queue) = self.keys.get_mut(&hash) else {
+                continue;
             };
-            let next = if take_a { a.next() } else { b.next() };
-            merged.extend(next);
+            match not_before {
+                Some(due) => {
+                    queue.delayed = true;
+                    self.delayed.push(Reverse((due, hash)));
+                }
+                None => {
+                    if let Some(head) = queue.entries.front() {
+                        self.shards[queue.shard]
+                            .ready
+                            .push(Reverse((head.seq, hash)));
+                    }
+                }
+            }
         }
-        self.buffer = merged;
     }
+
+    /// Kinesis throttled records of `shard`: that shard backs off, the others do not.
+    pub fn shard_throttled(&mut self, shard: usize, now: Instant) {
+        if let Some(s) = self.shards.get_mut(shard) {
+            s.pace.throttled(now);
+        }
+    }
+
+    fn release_key(&mut self, hash: u128) {
+        let Some(queue) = self.keys.get_mut(&hash) else {
+            return;
+        };
+        queue.in_flight = false;
+        match queue.entries.front() {
+            Some(head) if !queue.delayed => {
+                self.shards[queue.shard]
+                    .ready
+                    .push(Reverse((head.seq, hash)));
+            }
+            Some(_) => {}
+            None if !queue.delayed => {
+                self.keys.remove(&hash);
+            }
+            None => {}
+        }
+    }
+
+    /// An accepted record's effect on its table's barrier.
+    fn settle_table(&mut self, entry: &Entry) {
+        let scope = entry.record.table;
+        let Some(table) = self.tables.get_mut(&scope) else {
+            return;
+        };
+        if entry.record.barrier {
+            table.barrier = Barrier::None;
+            let held = std::mem::take(&mut table.held);
+            for e in held {
+                self.admit(e);
+            }
+        } else {
+            table.outstanding -= 1;
+            if table.outstanding == 0 {
+                if let Barrier::Waiting(_) = table.barrier {
+                    if let Barrier::Waiting(barrier) =
+                        std::mem::replace(&mut table.barrier, Barrier::Released)
+                    {
+                        self.enqueue(barrier);
+                    }
+                }
+            }
+        }
+        if let Some(table) = self.tables.get(&scope) {
+            if table.outstanding == 0
+                && matches!(table.barrier, Barrier::None)
+                && table.held.is_empty()
+            {
+                self.tables.remove(&scope);
+            }
+        }
+    }
+}
+
+enum Take {
+    Unit(Unit),
+    /// Nothing more from this shard now (no ready key, or paced).
+    ShardDone,
+    /// The request has no room for the next unit.
+    RequestFull,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn entry(seq: u64, key: &str) -> Entry {
-        Entry::new(
-            seq,
-            Record {
-                partition_key: key.into(),
-                data: vec![0; 10],
-            },
-        )
-    }
-
-    fn seqs(batch: &Batch) -> Vec<u64> {
-        batch.entries.iter().map(|e| e.seq).collect()
-    }
-
-    #[test]
-    fn one_record_per_key_in_flight() {
-        let mut s = Scheduler::default();
-        for (i, k) in ["a", "b", "a", "c", "b"].iter().enumerate() {
-            s.push(entry(i as u64, k));
-        }
-        let now = Instant::now();
-        let first = s.next_batch(now, 500, 1 << 20);
-        assert_eq!(seqs(&first), vec![0, 1, 3]);
-        // a and b are in flight: nothing else may go.
-        assert!(s.next_batch(now, 500, 1 << 20).entries.is_empty());
-        s.accepted(&first.entries);
-        assert_eq!(seqs(&s.next_batch(now, 500, 1 << 20)), vec![2, 4]);
-    }
-
-    #[test]
-    fn failed_record_goes_before_later_records_of_its_key() {
-        let mut s = Scheduler::default();
-        s.push(entry(0, "a"));
-        s.push(entry(1, "b"));
-        s.push(entry(2, "a"));
-        let now = Instant::now();
-        let mut batch = s.next_batch(now, 500, 1 << 20);
-        assert_eq!(seqs(&batch), vec![0, 1]);
-        let failed_a = batch.entries.remove(0);
-        s.accepted(&batch.entries);
-        s.failed(vec![failed_a], now);
-        let again = s.next_batch(now, 500, 1 << 20);
-        assert_eq!(
-            seqs(&again),
-            vec![0],
-            "seq 2 must wait behind the retried seq 0"
-        );
-        assert_eq!(again.entries[0].attempts, 1);
-    }
-
-    #[test]
-    fn backoff_blocks_the_key_and_reports_when_due() {
-        let mut s = Scheduler::default();
-        s.push(entry(0, "a"));
-        s.push(entry(1, "a"));
-        s.push(entry(2, "b"));
-        let now = Instant::now();
-        let batch = s.next_batch(now, 500, 1 << 20);
-        assert_eq!(seqs(&batch), vec![0, 2]);
-        let mut entries = batch.entries;
-        let b = entries.pop().unwrap();
-        s.accepted(&[b]);
-        let later = now + Duration::from_secs(1);
-        s.failed(entries, later);
-        let blocked = s.next_batch(now, 500, 1 << 20);
-        assert!(blocked.entries.is_empty());
-        assert_eq!(blocked.next_due, Some(later));
-        assert_eq!(seqs(&s.next_batch(later, 500, 1 << 20)), vec![0]);
-    }
-
-    #[test]
-    fn respects_record_and_byte_limits() {
-        let mut s = Scheduler::default();
-        for i in 0..1200u64 {
-            s.push(entry(i, &format!("k{i}")));
-        }
-        let now = Instant::now();
-        let sizes: Vec<usize> = (0..3)
-            .map(|_| s.next_batch(now, 500, 1 << 20).entries.len())
-            .collect();
-        assert_eq!(sizes, vec![500, 500, 200]);
-        let mut s = Scheduler::default();
-        for i in 0..10u64 {
-            s.push(entry(i, &format!("k{i}"))); // 12 bytes each
-        }
-        assert_eq!(s.next_batch(now, 500, 40).entries.len(), 3);
-        assert_eq!(s.buffered_bytes(), 7 * 12);
-    }
-}
+mod tests;
