@@ -13,5 +13,6 @@ mod kpl;
 mod metrics;
 mod ops;
 mod secrets;
+mod shards;
 mod source;
 mod tls;
