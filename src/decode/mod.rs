@@ -49,6 +49,11 @@
 //! - NaN / ±Infinity numerics are printed as `null`.
 //! - Updates and deletes on a table without a replica identity are skipped by
 //!   wal2json with a server-side WARNING.
+//! - A logical message's `content` is the application's bytes, written unescaped
+//!   (not necessarily UTF-8). Both decoders skip it unread; the prefix is read as
+//!   bytes and shown lossily.
+//! - Format-version 1 writes a non-transactional message that follows a
+//!   transaction of two or more changes as `{"change":[,{...}]}`; `v1` accepts it.
 
 use serde_json::value::RawValue;
 
@@ -206,6 +211,31 @@ fn shape_error(lsn: Lsn, data: &[u8], what: impl Into<String>) -> DecodeError {
     }
 }
 
+/// A JSON string read as bytes, without UTF-8 validation, shown lossily. For a
+/// logical message's prefix: it is the application's text, not ours to validate.
+struct LossyText(String);
+
+impl<'de> serde::Deserialize<'de> for LossyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = LossyText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<LossyText, E> {
+                Ok(LossyText(String::from_utf8_lossy(v).into_owned()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<LossyText, E> {
+                Ok(LossyText(v.to_owned()))
+            }
+        }
+        // serde_json hands a string's bytes (escapes resolved) to `deserialize_bytes`
+        // without checking that they are UTF-8.
+        d.deserialize_bytes(Bytes)
+    }
+}
+
 /// Parse an optional `X/Y` LSN field wal2json printed.
 fn lsn_field(
     text: Option<&str>,
@@ -250,21 +280,28 @@ fn zip_columns(
 pub(crate) mod tests {
     use super::*;
 
-    /// One captured message: `{"lsn": "X/Y", "data": "..."}` per line, exactly
-    /// as `pg_logical_slot_peek_changes` returned it (see `testdata/`).
+    /// One captured message, exactly as `pg_logical_slot_peek_changes` returned it
+    /// (see `testdata/`): `{"lsn": "X/Y", "data": "..."}` per line, or `"hex"`
+    /// instead of `"data"` where the bytes are not UTF-8 (`testdata/messages.sql`).
     #[derive(serde::Deserialize)]
     struct Captured {
         lsn: String,
-        data: String,
+        data: Option<String>,
+        hex: Option<String>,
     }
 
-    fn fixture_lines(fixture: &str) -> Vec<(Lsn, String)> {
+    fn fixture_lines(fixture: &str) -> Vec<(Lsn, Vec<u8>)> {
         fixture
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 let c: Captured = serde_json::from_str(l).unwrap();
-                (c.lsn.parse().unwrap(), c.data)
+                let data = match (c.data, c.hex) {
+                    (Some(text), None) => text.into_bytes(),
+                    (None, Some(hex)) => hex::decode(hex).unwrap(),
+                    _ => panic!("a fixture line needs `data` or `hex`: {l}"),
+                };
+                (c.lsn.parse().unwrap(), data)
             })
             .collect()
     }
@@ -273,10 +310,33 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         for (lsn, data) in fixture_lines(fixture) {
             decoder
-                .feed(lsn, data.as_bytes(), &mut out)
+                .feed(lsn, &data, &mut out)
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         out
+    }
+
+    /// Events in one line each, for whole-stream comparisons: `B xid`, `I table id`,
+    /// `C end_lsn`, `M prefix transactional lsn`.
+    pub(crate) fn summary(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Begin { xid, .. } => format!("B {}", xid.unwrap_or_default()),
+                Event::Change(c) => format!(
+                    "{} {} {}",
+                    c.kind.as_str(),
+                    c.table,
+                    value_of(&c.columns, "id")
+                ),
+                Event::Commit { end_lsn } => format!("C {end_lsn}"),
+                Event::Message {
+                    prefix,
+                    transactional,
+                    lsn,
+                } => format!("M {prefix} {transactional} {lsn}"),
+            })
+            .collect()
     }
 
     /// The `nth` change of `kind` on `table`.
@@ -303,13 +363,17 @@ pub(crate) mod tests {
             .unwrap_or_else(|| panic!("no column {name} in {cols:?}"))
     }
 
-    const FIXTURES: [&str; 6] = [
+    const FIXTURES: [&str; 10] = [
         include_str!("testdata/v2_interleaved.jsonl"),
         include_str!("testdata/v2.jsonl"),
         include_str!("testdata/v2_bare.jsonl"),
+        include_str!("testdata/v2_messages.jsonl"),
         include_str!("testdata/v1.jsonl"),
         include_str!("testdata/v1_chunks.jsonl"),
         include_str!("testdata/v1_chunks_pretty.jsonl"),
+        include_str!("testdata/v1_messages.jsonl"),
+        include_str!("testdata/v1_chunks_messages.jsonl"),
+        include_str!("testdata/v1_chunks_pretty_messages.jsonl"),
     ];
 
     /// xorshift64*: deterministic, so a failure reproduces.
@@ -361,7 +425,7 @@ pub(crate) mod tests {
     /// returns (Ok or Err) and every error names its LSN.
     #[test]
     fn never_panics_on_garbage() {
-        let lines: Vec<(Lsn, String)> = FIXTURES.iter().flat_map(|f| fixture_lines(f)).collect();
+        let lines: Vec<(Lsn, Vec<u8>)> = FIXTURES.iter().flat_map(|f| fixture_lines(f)).collect();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let (mut oks, mut errs) = (0usize, 0usize);
         for format in [FormatVersion::V1, FormatVersion::V2] {
@@ -370,9 +434,9 @@ pub(crate) mod tests {
                 let mut out = Vec::new();
                 for (lsn, data) in &lines {
                     let input = if rng.below(3) == 0 {
-                        mutate(&mut rng, data.as_bytes())
+                        mutate(&mut rng, data)
                     } else {
-                        data.clone().into_bytes()
+                        data.clone()
                     };
                     match decoder.feed(*lsn, &input, &mut out) {
                         Ok(()) => oks += 1,

@@ -8,6 +8,13 @@
 //! the commit. Because every chunk but the header and the close is a complete
 //! JSON object, chunks are decoded one by one and memory stays bounded by one
 //! row. It never assembles a transaction and never panics on input.
+//!
+//! Input is parsed as bytes, not checked as UTF-8 up front: a logical message's
+//! `content` is whatever bytes the application emitted, and it is skipped unread
+//! (row values and names are still checked, as JSON text). wal2json 2.5 also writes
+//! a non-transactional message that follows a transaction of two or more changes as
+//! `{"change":[,{...}]}` (its change counter is reset only at BEGIN); that stray
+//! comma is accepted there and nowhere else (`testdata/v1_messages.jsonl`).
 
 use std::borrow::Cow;
 
@@ -17,6 +24,7 @@ use serde_json::value::RawValue;
 
 use super::{
     json_error, lsn_field, shape_error, zip_columns, Change, Decode, DecodeError, Event, Kind,
+    LossyText,
 };
 use crate::lsn::Lsn;
 
@@ -50,8 +58,8 @@ struct Item<'a> {
     #[serde(borrow)]
     pk: Option<Pk<'a>>,
     transactional: Option<bool>,
-    #[serde(borrow)]
-    prefix: Option<Cow<'a, str>>,
+    /// Not validated as UTF-8: a prefix is not ours to check. `content` is not read.
+    prefix: Option<LossyText>,
 }
 
 #[derive(Deserialize)]
@@ -99,18 +107,16 @@ impl V1Decoder {
         data: &[u8],
         out: &mut Vec<Event>,
     ) -> Result<(), DecodeError> {
-        let text = std::str::from_utf8(data)
-            .map_err(|e| shape_error(wal_start, data, format!("not UTF-8 ({e})")))?;
-        let body = text.trim_matches(is_json_space);
+        let body = trim_json_space(data);
         if self.in_chunked_txn {
             if is_close_chunk(body) {
                 self.in_chunked_txn = false;
                 out.push(Event::Commit { end_lsn: wal_start });
                 return Ok(());
             }
-            let item_text = body.strip_prefix(',').unwrap_or(body);
+            let item_text = body.strip_prefix(b",").unwrap_or(body);
             let item: Item<'_> =
-                serde_json::from_str(item_text).map_err(|e| json_error(wal_start, data, e))?;
+                serde_json::from_slice(item_text).map_err(|e| json_error(wal_start, data, e))?;
             if item.kind == "message" && item.transactional != Some(true) {
                 // Non-transactional messages are written when read from WAL, never
                 // while a transaction is replayed; one here means a lost close chunk.
@@ -122,17 +128,18 @@ impl V1Decoder {
             }
             return push_item(item, wal_start, data, out);
         }
-        if body.ends_with('[') {
+        if body.ends_with(b"[") {
             // Header chunk: close it to make a parseable document. Once per transaction.
-            let closed = format!("{body}]}}");
+            let closed = [body, b"]}"].concat();
             let doc: Document<'_, IgnoredAny> =
-                serde_json::from_str(&closed).map_err(|e| json_error(wal_start, data, e))?;
+                serde_json::from_slice(&closed).map_err(|e| json_error(wal_start, data, e))?;
             push_begin(&doc, wal_start, data, out)?;
             self.in_chunked_txn = true;
             return Ok(());
         }
+        let (body, stray_comma) = without_stray_comma(body);
         let doc: Document<'_, Vec<Item<'_>>> =
-            serde_json::from_str(body).map_err(|e| json_error(wal_start, data, e))?;
+            serde_json::from_slice(&body).map_err(|e| json_error(wal_start, data, e))?;
         let non_transactional = !doc.change.is_empty()
             && doc
                 .change
@@ -144,6 +151,13 @@ impl V1Decoder {
                 .change
                 .into_iter()
                 .try_for_each(|i| push_item(i, wal_start, data, out));
+        }
+        if stray_comma {
+            return Err(shape_error(
+                wal_start,
+                data,
+                "a `,` before the first change of a transaction",
+            ));
         }
         push_begin(&doc, wal_start, data, out)?;
         // Without write-in-chunks the walsender labels the whole document with the
@@ -197,7 +211,7 @@ fn push_item(
             // v1 prints no position for a message; the message that carried it is
             // the closest position that is safe to report.
             out.push(Event::Message {
-                prefix: prefix.into_owned(),
+                prefix: prefix.0,
                 transactional: item.transactional.unwrap_or(false),
                 lsn: wal_start,
             });
@@ -242,21 +256,58 @@ fn push_item(
 }
 
 /// JSON's insignificant whitespace (what `pretty-print` adds around chunks).
-fn is_json_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r')
+fn is_json_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn trim_json_space(mut data: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = data {
+        if !is_json_space(*first) {
+            break;
+        }
+        data = rest;
+    }
+    while let [rest @ .., last] = data {
+        if !is_json_space(*last) {
+            break;
+        }
+        data = rest;
+    }
+    data
 }
 
 /// `]}` with optional whitespace between, as pretty-print writes `\t]\n}`.
-fn is_close_chunk(body: &str) -> bool {
-    body.strip_prefix(']')
-        .map(|rest| rest.trim_start_matches(is_json_space) == "}")
+fn is_close_chunk(body: &[u8]) -> bool {
+    body.strip_prefix(b"]")
+        .map(|rest| trim_json_space(rest) == b"}")
         .unwrap_or(false)
+}
+
+/// wal2json 2.5's `{"change":[,{...}]}` (whitespace allowed as pretty-print writes
+/// it) without the comma, and whether there was one. Only a document whose first key
+/// is `change` can have it: that is how wal2json opens a non-transactional message.
+fn without_stray_comma(body: &[u8]) -> (Cow<'_, [u8]>, bool) {
+    let comma_at = (|| {
+        let rest = trim_json_space(body.strip_prefix(b"{")?);
+        let rest = trim_json_space(rest.strip_prefix(b"\"change\"")?);
+        let rest = trim_json_space(rest.strip_prefix(b":")?);
+        let rest = trim_json_space(rest.strip_prefix(b"[")?);
+        rest.starts_with(b",").then(|| body.len() - rest.len())
+    })();
+    match comma_at {
+        Some(at) => {
+            let mut fixed = body.to_vec();
+            fixed[at] = b' ';
+            (Cow::Owned(fixed), true)
+        }
+        None => (Cow::Borrowed(body), false),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::tests::{decode_fixture, find_change, value_of};
+    use crate::decode::tests::{decode_fixture, find_change, summary, value_of};
 
     fn lsn(s: &str) -> Lsn {
         s.parse().unwrap()
@@ -417,5 +468,72 @@ mod tests {
         assert!(matches!(out.last(), Some(Event::Commit { end_lsn }) if *end_lsn == lsn("0/9")));
         // After the close, a stray close is not a document.
         assert!(d.feed(lsn("0/A"), b"]}", &mut out).is_err());
+    }
+
+    /// wal2json 2.5's own output (`testdata/messages.sql`): non-transactional
+    /// messages after a two-change transaction carry a stray `,`, and message
+    /// content is not UTF-8. Every row and commit still comes out, in order.
+    #[test]
+    fn accepts_wal2json_stray_comma_and_binary_message_content() {
+        let expected = [
+            "B 725",
+            "insert t 1",
+            "insert t 2",
+            "C 0/1525F00",
+            "M pg-cdc-to-kinesis-heartbeat false 0/1525F68",
+            "M app-prefix false 0/1525FB8",
+            "M app-binary false 0/1526000",
+            "B 726",
+            "insert t 3",
+            "M app-binary-txn true LSN",
+            "insert t 4",
+            "C 0/1526198",
+            "B 727",
+            "insert t 5",
+            "C 0/1526248",
+            "M pg-cdc-to-kinesis-heartbeat false 0/15262B0",
+            "B 728",
+            "C 0/152C940",
+        ];
+        for (fixture, txn_message_lsn) in [
+            // A whole document carries one position; a chunk its own.
+            (include_str!("testdata/v1_messages.jsonl"), "0/1526198"),
+            (
+                include_str!("testdata/v1_chunks_messages.jsonl"),
+                "0/15260E8",
+            ),
+            (
+                include_str!("testdata/v1_chunks_pretty_messages.jsonl"),
+                "0/15260E8",
+            ),
+        ] {
+            let events = summary(&decode_fixture(Box::new(V1Decoder::default()), fixture));
+            let expected: Vec<String> = expected
+                .iter()
+                .map(|e| e.replace("LSN", txn_message_lsn))
+                .collect();
+            assert_eq!(events, expected);
+        }
+    }
+
+    #[test]
+    fn stray_comma_is_accepted_only_before_a_non_transactional_message() {
+        let mut d = V1Decoder::default();
+        let mut out = Vec::new();
+        let txn = br#"{"change":[,{"kind":"insert","table":"t","columnnames":["id"],"columnvalues":[1]}]}"#;
+        let err = d.feed(lsn("0/10"), txn, &mut out).unwrap_err().to_string();
+        assert!(
+            err.contains("0/10") && err.contains("`,` before the first change"),
+            "{err}"
+        );
+        let with_xid =
+            br#"{"xid":1,"change":[,{"kind":"message","transactional":false,"prefix":"p"}]}"#;
+        assert!(d.feed(lsn("0/20"), with_xid, &mut out).is_err());
+        let double = br#"{"change":[,,{"kind":"message","transactional":false,"prefix":"p"}]}"#;
+        assert!(d.feed(lsn("0/30"), double, &mut out).is_err());
+        assert!(out.is_empty(), "{:?}", summary(&out));
+        // A row value must still be valid text; only message content is skipped.
+        let bad_row = b"{\"xid\":2,\"change\":[{\"kind\":\"insert\",\"table\":\"t\",\"columnnames\":[\"id\"],\"columnvalues\":[\"\xff\"]}]}";
+        assert!(d.feed(lsn("0/40"), bad_row, &mut out).is_err());
     }
 }

@@ -10,7 +10,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{json_error, lsn_field, shape_error, Change, Column, Decode, DecodeError, Event, Kind};
+use super::{
+    json_error, lsn_field, shape_error, Change, Column, Decode, DecodeError, Event, Kind, LossyText,
+};
 use crate::lsn::Lsn;
 
 /// One v2 message. Every field but `action` depends on the action and on the
@@ -38,8 +40,9 @@ struct Record<'a> {
     #[serde(borrow)]
     pk: Option<Vec<PkColumn<'a>>>,
     transactional: Option<bool>,
-    #[serde(borrow)]
-    prefix: Option<Cow<'a, str>>,
+    /// Not validated as UTF-8: a message's prefix is not ours to check (and its
+    /// `content`, any bytes the application emitted, is skipped unread).
+    prefix: Option<LossyText>,
 }
 
 #[derive(Deserialize)]
@@ -103,7 +106,7 @@ impl Decode for V2Decoder {
                     .prefix
                     .ok_or_else(|| shape("message without \"prefix\"".into()))?;
                 out.push(Event::Message {
-                    prefix: prefix.into_owned(),
+                    prefix: prefix.0,
                     transactional: rec.transactional.unwrap_or(false),
                     lsn: wal_start,
                 });
@@ -163,7 +166,7 @@ fn owned_columns(cols: Option<Vec<ValueColumn<'_>>>) -> Vec<Column> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::tests::{decode_fixture, find_change, value_of};
+    use crate::decode::tests::{decode_fixture, find_change, summary, value_of};
 
     fn lsn(s: &str) -> Lsn {
         s.parse().unwrap()
@@ -372,6 +375,39 @@ mod tests {
             "{:.0} rows/s ({} bytes/row)",
             f64::from(n) / secs,
             data.len()
+        );
+    }
+
+    /// `testdata/messages.sql` in format-version 2: message content that is not
+    /// UTF-8 is skipped unread, inside and outside a transaction.
+    #[test]
+    fn skips_binary_message_content() {
+        let events = decode_fixture(
+            Box::new(V2Decoder::default()),
+            include_str!("testdata/v2_messages.jsonl"),
+        );
+        assert_eq!(
+            summary(&events),
+            [
+                "B 725",
+                "insert t 1",
+                "insert t 2",
+                "C 0/1525F00",
+                "M pg-cdc-to-kinesis-heartbeat false 0/1525F68",
+                "M app-prefix false 0/1525FB8",
+                "M app-binary false 0/1526000",
+                "B 726",
+                "insert t 3",
+                "M app-binary-txn true 0/15260E8",
+                "insert t 4",
+                "C 0/1526198",
+                "B 727",
+                "insert t 5",
+                "C 0/1526248",
+                "M pg-cdc-to-kinesis-heartbeat false 0/15262B0",
+                "B 728",
+                "C 0/152C940",
+            ]
         );
     }
 }
