@@ -1,8 +1,11 @@
-//! `${VAR}` / `${VAR:-default}` expansion in config string values.
+//! `${VAR}` / `${VAR:-default}` expansion in config string values, and `$${` for a
+//! literal `${`.
 //!
 //! Owns only the expansion syntax. It reads variables through a lookup function so
 //! tests never touch the process environment; it never decides which keys expand
-//! (the caller does) and never logs values, which may be passwords.
+//! (the caller does) and never logs values, which may be passwords. Its errors name
+//! a position in the value, never the text around it, which may be part of a
+//! password.
 
 use std::fmt;
 
@@ -11,11 +14,13 @@ use std::fmt;
 pub(super) enum EnvError {
     /// `${NAME}` with `NAME` unset and no `:-default`.
     Unset(String),
-    /// `${` without a closing `}`.
-    Unterminated,
-    /// `${...}` whose name is not `[A-Za-z_][A-Za-z0-9_]*`.
-    BadName(String),
+    /// `${` without a closing `}`, at this character of the value (1-based).
+    Unterminated { at: usize },
+    /// `${...}` whose name is not `[A-Za-z_][A-Za-z0-9_]*`, at this character.
+    BadName { at: usize },
 }
+
+const SYNTAX: &str = "write `${NAME}` or `${NAME:-default}`, or `$${` for a literal `${`";
 
 impl fmt::Display for EnvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -25,39 +30,56 @@ impl fmt::Display for EnvError {
                 "environment variable `{name}` is not set; export it, or give a default \
                  with `${{{name}:-value}}`"
             ),
-            EnvError::Unterminated => {
-                f.write_str("`${` has no closing `}`; write `${NAME}` or `${NAME:-default}`")
+            EnvError::Unterminated { at } => {
+                write!(
+                    f,
+                    "the `${{` at character {at} has no closing `}}`; {SYNTAX}"
+                )
             }
-            EnvError::BadName(name) => write!(
+            EnvError::BadName { at } => write!(
                 f,
-                "`${{{name}}}` is not a valid variable reference; names are letters, digits \
-                 and `_`, not starting with a digit (write `${{NAME}}` or `${{NAME:-default}}`)"
+                "the `${{...}}` at character {at} is not a valid variable reference: names \
+                 are letters, digits and `_`, not starting with a digit; {SYNTAX}"
             ),
         }
     }
 }
 
-/// Replaces every `${NAME}` and `${NAME:-default}` in `value`.
+/// Replaces every `${NAME}` and `${NAME:-default}` in `value`, and every `$${` by a
+/// literal `${` (read left to right, so `$${A}` is the text `${A}`).
 ///
 /// Shell semantics for `:-`: the default applies when the variable is unset *or empty*.
-/// A `$` not followed by `{` is kept as is, so passwords containing `$` need no escaping.
+/// A `$` not followed by `{` is kept as is, so passwords containing `$` (even `$$`)
+/// need no escaping; only `${` does.
 pub(super) fn expand(
     value: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, EnvError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find('}').ok_or(EnvError::Unterminated)?;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let from_dollar = &rest[dollar..];
+        if let Some(tail) = from_dollar.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+            continue;
+        }
+        let Some(after) = from_dollar.strip_prefix("${") else {
+            out.push('$');
+            rest = &from_dollar[1..];
+            continue;
+        };
+        // 1-based character position of this `${`, for messages.
+        let at = value[..value.len() - from_dollar.len()].chars().count() + 1;
+        let end = after.find('}').ok_or(EnvError::Unterminated { at })?;
         let inner = &after[..end];
         let (name, default) = match inner.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (inner, None),
         };
         if !is_var_name(name) {
-            return Err(EnvError::BadName(inner.to_string()));
+            return Err(EnvError::BadName { at });
         }
         match (lookup(name), default) {
             (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
@@ -116,11 +138,41 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         assert_eq!(expand("${NOPE}", &env), Err(EnvError::Unset("NOPE".into())));
-        assert_eq!(expand("a${HOST", &env), Err(EnvError::Unterminated));
-        assert_eq!(expand("${1X}", &env), Err(EnvError::BadName("1X".into())));
-        assert_eq!(expand("${}", &env), Err(EnvError::BadName(String::new())));
+        assert_eq!(
+            expand("a${HOST", &env),
+            Err(EnvError::Unterminated { at: 2 })
+        );
+        assert_eq!(expand("${1X}", &env), Err(EnvError::BadName { at: 1 }));
+        assert_eq!(expand("é${}", &env), Err(EnvError::BadName { at: 2 }));
         assert!(EnvError::Unset("NOPE".into())
             .to_string()
             .contains("`NOPE` is not set"));
+    }
+
+    #[test]
+    fn double_dollar_brace_is_a_literal_dollar_brace() {
+        assert_eq!(expand("pa$${HOST}", &env).unwrap(), "pa${HOST}");
+        assert_eq!(expand("$${", &env).unwrap(), "${");
+        assert_eq!(
+            expand("$${HOST}-${HOST}", &env).unwrap(),
+            "${HOST}-db.internal"
+        );
+        // `$$` before anything but `{` stays as written.
+        assert_eq!(expand("a$$b$", &env).unwrap(), "a$$b$");
+        assert_eq!(expand("$$$${x", &env).unwrap(), "$$${x");
+    }
+
+    #[test]
+    fn errors_never_echo_the_value() {
+        for bad in ["s3cr3t${pa:ss}word", "s3cr3t${pa ss", "s3cr3t${}pa:ss"] {
+            let msg = expand(bad, &env).unwrap_err().to_string();
+            for fragment in ["s3cr3t", "pa:ss", "pa ss", "word"] {
+                assert!(!msg.contains(fragment), "{bad:?} -> {msg}");
+            }
+            assert!(
+                msg.contains("character 7") && msg.contains("`$${`"),
+                "{msg}"
+            );
+        }
     }
 }

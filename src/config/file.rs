@@ -37,14 +37,18 @@ pub(super) type Value = Spanned<Node>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConfigFile {
-    /// Optional list of reusable connection settings. Each item is a one-key map from
-    /// a name you choose to a [`DatabaseFile`], usually carrying a YAML anchor so
-    /// slots can merge it. Example: `- my_database: &my_db {host: db, user: app, db_name: shop}`.
+    /// Optional list of reusable settings. Each item is a one-key map from a name you
+    /// choose to settings, usually carrying a YAML anchor so slots can merge them with
+    /// `<<: *anchor`. Any slot key may appear here (connection keys, `options`,
+    /// `kns_stream`, `region`, ...), as in the original tool; a key the slot writes
+    /// itself overrides the merged one. Every key is optional here; the merged slot
+    /// must end up with `host`, `user` and `db_name` (or a `secret`) and `kns_stream`.
+    /// Example: `- my_database: &my_db {host: db, user: app, db_name: shop}`.
     #[allow(
         dead_code,
         reason = "read so deny_unknown_fields checks it; slots get it via `<<:`"
     )]
-    pub databases: Option<Vec<BTreeMap<String, DatabaseFile>>>,
+    pub databases: Option<Vec<BTreeMap<String, SlotFile>>>,
 
     /// Required, non-empty list of replication slots to stream. Each item is a one-key
     /// map from the slot's name to a [`SlotFile`]; slots run in parallel, in this order.
@@ -91,32 +95,6 @@ pub(super) struct ConfigFile {
     pub wal_lag_warn_bytes: Option<Value>,
 }
 
-/// Connection settings shared by slots through `<<: *anchor`. Every key is optional
-/// here; the merged slot must end up with `host`, `user` and `db_name`, or a `secret`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "slots receive these values through `<<:` merges")]
-pub(super) struct DatabaseFile {
-    /// See [`SlotFile::host`].
-    pub host: Option<Value>,
-    /// See [`SlotFile::port`].
-    pub port: Option<Value>,
-    /// See [`SlotFile::user`].
-    pub user: Option<Value>,
-    /// See [`SlotFile::password`].
-    pub password: Option<Value>,
-    /// See [`SlotFile::db_name`].
-    pub db_name: Option<Value>,
-    /// See [`SlotFile::sslmode`].
-    pub sslmode: Option<Value>,
-    /// See [`SlotFile::sslrootcert`].
-    pub sslrootcert: Option<Value>,
-    /// See [`SlotFile::secret`].
-    pub secret: Option<Value>,
-    /// See [`SlotFile::iam_auth`].
-    pub iam_auth: Option<Value>,
-}
-
 /// One replication slot. All keys are flat so that `<<: *anchor` can supply any of
 /// them and the slot can override any of them.
 #[derive(Debug, Deserialize)]
@@ -136,16 +114,17 @@ pub(super) struct SlotFile {
     pub user: Option<Value>,
 
     /// Optional password; omit it (or let it expand to empty) for trust or `.pgpass`-free
-    /// setups without a password. Never logged. `${ENV}` expanded; quote a literal value
-    /// that starts with `*`, `&` or `!`. Example: `password: ${PGPASSWORD}`.
+    /// setups without a password. Never logged. `${ENV}` expanded (`$${` for a literal
+    /// `${`); quote a literal value that starts with `*`, `&` or `!`. An unquoted
+    /// number keeps its text as written (`0123`). Example: `password: ${PGPASSWORD}`.
     pub password: Option<Value>,
 
     /// Required (unless `secret` supplies it). Database the slot decodes. `${ENV}` expanded.
     /// Example: `db_name: shop`.
     pub db_name: Option<Value>,
 
-    /// wal2json 2.5 options, passed to the plugin as given, in file order; booleans
-    /// are sent as `true`/`false`. Unknown option names and `format-version` other than
+    /// wal2json 2.5 options, passed to the plugin as given, in file order; `${ENV}` is
+    /// expanded in values; booleans are sent as `true`/`false`. Unknown option names and `format-version` other than
     /// 1 or 2 are rejected. Default: none (the service's own defaults apply).
     /// Example: `options: {'include-timestamp': True, 'add-tables': 'public.orders'}`.
     pub options: Option<Value>,
@@ -216,7 +195,8 @@ pub(super) struct SlotFile {
     /// AWS Secrets Manager secret (ARN or name) holding the credentials. An RDS-style
     /// JSON secret (`username`, `password`, `host`, `port`, `dbname`) fills the keys this
     /// slot leaves out, so `host`, `user` and `db_name` become optional; a plain-text
-    /// secret is the password. Fetched again when authentication fails (rotation).
+    /// secret is the password. The RDS-managed secret (`rds!db-...`) holds only
+    /// `username` and `password`: give `host` and `db_name` here. Fetched again when authentication fails (rotation).
     /// `${ENV}` expanded. Example: `secret: prod/orders-db/cdc`.
     pub secret: Option<Value>,
 

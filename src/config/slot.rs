@@ -76,7 +76,7 @@ pub(super) fn build(
     };
     let options = match &raw.options {
         None => Vec::new(),
-        Some(v) => options(src, v, &place("options"))?,
+        Some(v) => options(src, v, &place("options"), lookup)?,
     };
     let partition_key = match &raw.partition_key {
         None => PartitionKey::default(),
@@ -176,7 +176,8 @@ pub(super) fn build(
     })
 }
 
-/// A scalar as text with `${ENV}` expanded.
+/// A scalar as text with `${ENV}` expanded; a number or boolean as written
+/// (`password: 0123` is `0123`, not `123`).
 pub(super) fn text(
     src: &Source<'_>,
     v: &Value,
@@ -194,7 +195,7 @@ pub(super) fn text(
     })?;
     match &v.value {
         Node::Str(_) => expand(&raw, lookup).map_err(|e| src.at(v, format!("{place}: {e}"))),
-        _ => Ok(raw),
+        _ => Ok(super::yaml::written(src.text, v).map_or(raw, str::to_string)),
     }
 }
 
@@ -295,9 +296,15 @@ fn region(
     }
 }
 
-/// wal2json options in file order, values as text. Names and `format-version` were
-/// checked on the tree.
-fn options(src: &Source<'_>, v: &Value, place: &str) -> Result<Vec<(String, String)>, ConfigError> {
+/// wal2json options in file order, values as text with `${ENV}` expanded (booleans
+/// as `true`/`false`). Names were checked on the tree; `format-version` is checked
+/// here, after expansion.
+fn options(
+    src: &Source<'_>,
+    v: &Value,
+    place: &str,
+    lookup: Lookup<'_>,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let Node::Map(entries) = &v.value else {
         return Err(src.at(
             v,
@@ -309,15 +316,23 @@ fn options(src: &Source<'_>, v: &Value, place: &str) -> Result<Vec<(String, Stri
     };
     let mut out = Vec::with_capacity(entries.len());
     for (key, value) in entries {
-        match (key.value.scalar_text(), value.value.scalar_text()) {
-            (Some(k), Some(val)) => out.push((k, val)),
-            _ => {
-                return Err(src.at(
-                    value,
-                    format!("{place}: each option needs a name and a scalar value"),
-                ))
-            }
+        let (Some(name), Some(_)) = (key.value.scalar_text(), value.value.scalar_text()) else {
+            return Err(src.at(
+                value,
+                format!("{place}: each option needs a name and a scalar value"),
+            ));
+        };
+        let text = match &value.value {
+            Node::Str(_) => text(src, value, &format!("{place}, option `{name}`"), lookup)?,
+            other => other.scalar_text().unwrap_or_default(),
+        };
+        if name == "format-version" && text != "1" && text != "2" {
+            return Err(src.at(
+                value,
+                format!("{place}: `format-version` must be 1 or 2, got `{text}`"),
+            ));
         }
+        out.push((name, text));
     }
     Ok(out)
 }

@@ -439,3 +439,165 @@ fn null_and_wrongly_shaped_values_are_rejected_not_panicking() {
         assert!(err.contains(expect), "for {text:?}\n  got: {err}\n  expected: {expect}");
     }
 }
+
+#[test]
+fn database_entries_accept_every_slot_key_as_the_original_tool_did() {
+    // The original tool merged any key from a `databases` anchor; a slot may then be
+    // nothing but `<<: *anchor`.
+    let config = load_ok(
+        r#"
+databases:
+  - shop: &shop
+      host: db1
+      user: app
+      password: pw
+      db_name: shop
+      options: {'include-timestamp': True, 'add-tables': 'public.*'}
+      kns_stream: shop-stream
+      region: eu-west-1
+      batch_max_records: 100
+      heartbeat_interval_secs: 30
+replication_slots:
+  - orders:
+      <<: *shop
+  - customers:
+      <<: *shop
+      kns_stream: customers-stream
+      options: {'add-tables': 'public.customers'}
+"#,
+    );
+    let [orders, customers] = config.slots.as_slice() else {
+        panic!("two slots expected")
+    };
+    assert_eq!(orders.kns_stream, "shop-stream");
+    assert_eq!(orders.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        orders.options,
+        opts(&[("include-timestamp", "true"), ("add-tables", "public.*")])
+    );
+    assert_eq!(orders.batch.max_records, 100);
+    assert_eq!(orders.heartbeat_interval_secs, Some(30));
+    assert_eq!(customers.kns_stream, "customers-stream");
+    assert_eq!(customers.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        customers.options,
+        opts(&[("add-tables", "public.customers")])
+    );
+    // A typo in a database entry is still caught, with the slot keys as suggestions.
+    let err = load_err(
+        "databases:\n  - d: &d {host: h, kns_steam: s}\nreplication_slots:\n  - s: {<<: *d, user: u, db_name: x}\n",
+    );
+    assert!(
+        err.contains("in database `d`: unknown key `kns_steam`; did you mean `kns_stream`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unquoted_numeric_passwords_keep_the_text_as_written() {
+    let config = load_ok(
+        r#"
+databases:
+  - d: &d {host: h, user: u, db_name: x, kns_stream: k, password: 007}
+replication_slots:
+  - leading_zero: {<<: *d, password: 0123}
+  - exponent: {<<: *d, password: 1e3}
+  - hex: {<<: *d, password: 0x1F}
+  - decimal: {<<: *d, password: 12.50}
+  - boolean: {<<: *d, password: True}
+  - merged: {<<: *d}
+  - block:
+      <<: *d
+      password: 00042
+  - numeric_user: {<<: *d, user: 0123, db_name: 1e3}
+"#,
+    );
+    let passwords: Vec<(&str, Option<&str>)> = config
+        .slots
+        .iter()
+        .map(|s| (s.name.as_str(), s.password.as_ref().map(Secret::expose)))
+        .collect();
+    assert_eq!(
+        passwords,
+        [
+            ("leading_zero", Some("0123")),
+            ("exponent", Some("1e3")),
+            ("hex", Some("0x1F")),
+            ("decimal", Some("12.50")),
+            ("boolean", Some("True")),
+            ("merged", Some("007")),
+            ("block", Some("00042")),
+            ("numeric_user", Some("007")),
+        ]
+    );
+    let numeric = &config.slots[7];
+    assert_eq!(
+        (numeric.user.as_str(), numeric.db_name.as_str()),
+        ("0123", "1e3")
+    );
+}
+
+#[test]
+fn an_aliased_numeric_password_keeps_its_text() {
+    let config = load_ok(
+        "databases:\n  - d: {password: &pw 0123}\nreplication_slots:\n  - s: {host: h, user: u, db_name: x, kns_stream: k, password: *pw}\n",
+    );
+    assert_eq!(
+        config.slots[0].password.as_ref().map(Secret::expose),
+        Some("0123")
+    );
+}
+
+#[test]
+fn double_dollar_brace_is_a_literal_and_bad_references_hide_the_value() {
+    let config = load_ok(
+        "replication_slots:\n  - s: {host: h, user: u, db_name: x, kns_stream: k, password: 'a$${b}c$$d'}\n",
+    );
+    assert_eq!(
+        config.slots[0].password.as_ref().map(Secret::expose),
+        Some("a${b}c$$d")
+    );
+    for password in ["'hunt${er:2}'", "'hunt${er2'", "'hunt${}er2'"] {
+        let err = load_err(&format!(
+            "replication_slots:\n  - s: {{host: h, user: u, db_name: x, kns_stream: k, password: {password}}}\n"
+        ));
+        assert!(
+            err.contains("key `password`") && err.contains("character 5"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("hunt") && !err.contains("er2") && !err.contains("er:2"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn wal2json_option_values_expand_env_vars() {
+    let env = |name: &str| match name {
+        "TABLE" => Some("orders".to_string()),
+        "FV" => Some("1".to_string()),
+        _ => None,
+    };
+    let text = "replication_slots:\n  - s:\n      {host: h, user: u, db_name: x, kns_stream: k, options: {'add-tables': 'public.${TABLE},public.$${literal}', 'format-version': '${FV}', 'filter-tables': '${UNSET:-audit.*}', 'include-xids': True}}\n";
+    let config = match Config::from_text(Path::new("env.yml"), text, &env) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        config.slots[0].options,
+        opts(&[
+            ("add-tables", "public.orders,public.${literal}"),
+            ("format-version", "1"),
+            ("filter-tables", "audit.*"),
+            ("include-xids", "true"),
+        ])
+    );
+    let err = load_err(
+        "replication_slots:\n  - s: {host: h, user: u, db_name: x, kns_stream: k, options: {'add-tables': 'public.${NOPE}'}}\n",
+    );
+    assert!(
+        err.contains("key `options`, option `add-tables`: environment variable `NOPE` is not set"),
+        "{err}"
+    );
+}

@@ -131,6 +131,23 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
+/// A number or boolean scalar's text exactly as written in the file (`0123`, `1e3`,
+/// `True`), for keys that are text whatever they look like, such as a password:
+/// re-rendering the parsed value would turn `0123` into `123`. Read back through the
+/// value's byte span (where it was defined, for merged and aliased values), and used
+/// only if that text parses to the same value. `None` for other nodes.
+pub(super) fn written<'t>(text: &'t str, v: &Spanned<Node>) -> Option<&'t str> {
+    if !matches!(v.value, Node::Bool(_) | Node::Int(_) | Node::Float(_)) {
+        return None;
+    }
+    let span = v.defined.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let len = usize::try_from(span.byte_len()?).ok()?;
+    let written = text.get(start..start.checked_add(len)?)?.trim();
+    let reparsed: Node = serde_saphyr::from_str_with_options(written, options()).ok()?;
+    (reparsed.scalar_text() == v.value.scalar_text()).then_some(written)
+}
+
 fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         // Only true/True/TRUE/false/...: `yes`, `on`, `n` stay text, as PyYAML-era
