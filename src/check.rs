@@ -64,6 +64,9 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
                 checks.push(("wal2json".into(), probe_wal2json(&sql, &slot.name).await));
             }
             checks.push(("slot".into(), slot_state(&sql, slot).await));
+            if let Some(tables) = table_filter_warnings(&sql, slot).await {
+                checks.push(("tables".into(), tables));
+            }
         }
     }
     let client = aws_sdk_kinesis::Client::new(aws);
@@ -135,6 +138,92 @@ async fn slot_state(sql: &tokio_postgres::Client, slot: &SlotConfig) -> Result<S
                 .into(),
         ),
     }
+}
+
+/// The tables a slot's `add-tables` / `filter-tables` name, looked up in its
+/// database. `None` when it names none. Missing tables or schemas, views and
+/// partitioned parents (wal2json reports a partition's rows under the leaf
+/// partition's own name, so a parent matches nothing) are `Ok` with a `warning:`
+/// text: the slot streams, but skips (or keeps) rows the user meant otherwise. An
+/// entry wal2json refuses (no schema) is `Err`: the slot could not start.
+pub(crate) async fn table_filter_warnings(
+    sql: &tokio_postgres::Client,
+    slot: &SlotConfig,
+) -> Option<Result<String, String>> {
+    use crate::decode::{table_patterns, TABLE_LIST_OPTIONS};
+    let lists: Vec<(&str, &str)> = slot
+        .options
+        .iter()
+        .filter(|(name, _)| TABLE_LIST_OPTIONS.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    if lists.is_empty() {
+        return None;
+    }
+    let (mut found, mut warnings) = (0usize, Vec::new());
+    for (option, value) in lists {
+        for pattern in table_patterns(value) {
+            let pattern = match pattern {
+                Ok(p) => p,
+                Err(entry) => {
+                    return Some(Err(format!(
+                        "{option} entry `{entry}` has no schema: wal2json needs `schema.table` (for example `public.{entry}`) and refuses the option when the slot starts"
+                    )))
+                }
+            };
+            // `relkind` of the named relation (any schema for `*.name`), or
+            // `n` for a named schema with `*` tables; no row when nothing matches.
+            let row = sql
+                .query_opt(
+                    "SELECT CASE WHEN $2::text IS NULL THEN 'n' ELSE c.relkind::text END, \
+                            (SELECT string_agg(format('%s.%s', ln.nspname, lc.relname), ', ') \
+                             FROM (SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf \
+                                   ORDER BY relid LIMIT 3) l \
+                             JOIN pg_class lc ON lc.oid = l.relid \
+                             JOIN pg_namespace ln ON ln.oid = lc.relnamespace \
+                             WHERE c.relkind = 'p') \
+                     FROM pg_namespace n LEFT JOIN pg_class c \
+                       ON c.relnamespace = n.oid AND c.relname = $2 \
+                     WHERE ($1::text IS NULL OR n.nspname = $1) \
+                       AND ($2::text IS NULL OR c.oid IS NOT NULL) \
+                     ORDER BY c.relkind = 'p' LIMIT 1",
+                    &[&pattern.schema, &pattern.table],
+                )
+                .await;
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => return Some(Err(format!("cannot look up {option} tables: {e}"))),
+            };
+            let kind: Option<String> = row.as_ref().and_then(|r| r.try_get(0).ok());
+            match kind.as_deref() {
+                None if pattern.table.is_none() => warnings.push(format!(
+                    "{option} names schema `{}`, which does not exist in database {}",
+                    pattern.schema.as_deref().unwrap_or("*"),
+                    slot.db_name
+                )),
+                None => warnings.push(format!(
+                    "{option} names `{pattern}`, which does not exist in database {}: names are matched exactly, case included",
+                    slot.db_name
+                )),
+                Some("p") => {
+                    let leaves: Option<String> = row.as_ref().and_then(|r| r.try_get(1).ok());
+                    warnings.push(format!(
+                        "{option} names `{pattern}`, a partitioned table: wal2json reports its rows under each partition's own name ({}), so name the partitions or `schema.*`",
+                        leaves.unwrap_or_else(|| "it has none yet".into())
+                    ));
+                }
+                Some("v" | "m" | "f") => warnings.push(format!(
+                    "{option} names `{pattern}`, a view or foreign table: it has no changes to stream"
+                )),
+                Some(_) => found += 1,
+            }
+        }
+    }
+    Some(Ok(if warnings.is_empty() {
+        format!("{found} named table(s) or schema(s) exist")
+    } else {
+        format!("warning: {}", warnings.join("; "))
+    }))
 }
 
 /// The report as a text table.

@@ -3,7 +3,9 @@
 //! Owns the prerequisite checks a slot needs before the streamer can use it:
 //! `wal_level` (and `rds.logical_replication` on RDS), the user's `REPLICATION`
 //! privilege or `rds_replication` membership, free `max_replication_slots` and
-//! `max_wal_senders`, and that wal2json loads. It is idempotent: an existing wal2json
+//! `max_wal_senders`, and that wal2json loads; it warns about `add-tables` /
+//! `filter-tables` entries that match nothing (see
+//! [`crate::check::table_filter_warnings`]). It is idempotent: an existing wal2json
 //! slot is left exactly as it is, and the only other lasting change it can make is
 //! creating a missing slot. It never drops, advances or alters a slot.
 
@@ -130,6 +132,16 @@ async fn provision_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> SlotP
                 ));
             }
         }
+    }
+    // After the slot: a table list that matches nothing is a warning, not a reason
+    // to leave the slot uncreated.
+    if let Some(tables) = crate::check::table_filter_warnings(&sql, slot).await {
+        if let Ok(text) = &tables {
+            if text.starts_with("warning:") {
+                tracing::warn!(slot = %slot.name, "{text}");
+            }
+        }
+        report.checks.push(Finding::new("tables", tables));
     }
     report.ok = report.checks.iter().all(|c| c.ok);
     report

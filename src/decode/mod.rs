@@ -60,10 +60,12 @@ use serde_json::value::RawValue;
 use crate::lsn::Lsn;
 
 mod options;
+mod tables;
 mod v1;
 mod v2;
 
 pub use options::{check_options, effective_options, OptionError};
+pub use tables::{table_patterns, TablePattern, TABLE_LIST_OPTIONS};
 
 /// The wal2json output format in effect for a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
