@@ -72,10 +72,12 @@ async fn async_main(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run);
     // The config first: a config error is reported at once, before any AWS lookup.
     let config = match command {
-        Command::Run | Command::Check | Command::Status { .. } => match load(&cli.config) {
-            Some(config) => Some(config),
-            None => return ExitCode::from(2),
-        },
+        Command::Run | Command::Check | Command::Status { .. } => {
+            match load(&cli.config, cli.log_format) {
+                Some(config) => Some(config),
+                None => return ExitCode::from(2),
+            }
+        }
         Command::Tail { .. } => None,
     };
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -136,9 +138,14 @@ async fn async_main(cli: Cli) -> ExitCode {
     }
 }
 
-fn load(path: &std::path::Path) -> Option<Config> {
+fn load(path: &std::path::Path, format: LogFormat) -> Option<Config> {
     match Config::load(path) {
         Ok(config) => Some(config),
+        // Under `json` every stderr line is a JSON log line, this one included.
+        Err(e) if format == LogFormat::Json => {
+            tracing::error!(config = %path.display(), "{e}");
+            None
+        }
         Err(e) => {
             eprintln!("error: {e}");
             None
