@@ -292,6 +292,49 @@ fn a_missing_config_file_exits_2_and_says_which_file() {
     assert_no_panic("default config", &out.stderr);
 }
 
+/// Under `--log-format json` every stderr line is JSON (CloudWatch parses them), the
+/// config error included; the exit code stays 2.
+#[test]
+fn config_errors_are_json_lines_under_log_format_json_and_exit_2() {
+    let bad =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/bad/06-unknown-slot-key.yml");
+    let bad = bad.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let missing = dir
+        .path()
+        .join("missing.yml")
+        .to_string_lossy()
+        .into_owned();
+    for (config, expect) in [
+        (&bad, "unknown key"),
+        (&missing, "cannot read the config file"),
+    ] {
+        for command in ["run", "check", "status"] {
+            let args = [command, "--config", config.as_str(), "--log-format", "json"];
+            let out = process::run(process::command("http://127.0.0.1:9", &args), CHECK_TIMEOUT);
+            assert_eq!(out.code, Some(2), "{args:?}: {}", out.describe());
+            let lines: Vec<serde_json::Value> = out
+                .stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .unwrap_or_else(|e| panic!("{args:?}: not a JSON line ({e}): {l}"))
+                })
+                .collect();
+            let [line] = lines.as_slice() else {
+                panic!("{args:?}: want one JSON line: {}", out.describe())
+            };
+            assert_eq!(line["level"], "ERROR", "{line}");
+            let message = line["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(expect) && message.contains(config.as_str()),
+                "{args:?}: {line}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_fails_on_wal_level_replica_and_says_it_must_be_logical() {
     let private = Pg::start(PgOptions::default().set("wal_level", "replica"));

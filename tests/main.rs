@@ -16,3 +16,4 @@ mod secrets;
 mod shards;
 mod source;
 mod tls;
+mod wal2json;

@@ -128,10 +128,16 @@ pub struct Streamer {
 impl Streamer {
     /// Starts `run --config <config>` against `endpoint`.
     pub fn start(endpoint: &str, config: &Path) -> Streamer {
+        Self::start_with_env(endpoint, config, &[])
+    }
+
+    /// [`Streamer::start`] with extra environment variables (for `${VAR}` in configs).
+    pub fn start_with_env(endpoint: &str, config: &Path, env: &[(&str, &str)]) -> Streamer {
         let config = config
             .to_str()
             .unwrap_or_else(|| panic!("config path {config:?} is not UTF-8"));
         let mut cmd = command(endpoint, &["run", "--config", config]);
+        cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
