@@ -19,7 +19,7 @@ async fn the_shard_map_predicts_the_shard_kinesis_stores_each_key_on() {
         .await
         .expect("ListShards");
     assert!(map.is_known(), "kinesalite lists a complete layout");
-    assert_eq!(map.len(), 5);
+    assert_eq!(map.shard_count(), 5);
 
     // Keys as the encoder writes them, some with non-ASCII text.
     let keys: Vec<String> = (0..200)
@@ -66,7 +66,7 @@ async fn an_aggregate_with_its_shards_explicit_hash_key_lands_on_that_shard() {
     let map = list_open_shards(&client, &stream)
         .await
         .expect("ListShards");
-    for shard in 0..map.len() {
+    for shard in 0..map.shard_count() {
         let ehk = map.explicit_hash_key(shard).expect("known layout");
         let keys: Vec<String> = (0..)
             .map(|i| format!("t|{i}"))

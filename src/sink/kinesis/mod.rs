@@ -237,7 +237,7 @@ impl KinesisSink {
                 Some(map) = refresh.join_next(), if !refresh.is_empty() => {
                     if let Ok(map) = map {
                         if map.is_known() && map != *sched.map() {
-                            tracing::info!(slot = %self.slot, stream = %self.stream, shards = map.len(), "the stream's shards changed: now {} open shards", map.len());
+                            tracing::info!(slot = %self.slot, stream = %self.stream, shards = map.shard_count(), "the stream's shards changed: now {} open shards", map.shard_count());
                             sched.remap(map);
                         }
                     }

@@ -203,7 +203,7 @@ impl Scheduler {
         } else {
             ShardLimits::NONE
         };
-        self.shards = (0..map.len())
+        self.shards = (0..map.shard_count())
             .map(|_| ShardQueue {
                 ready: BinaryHeap::new(),
                 pace: ShardPace::new(limits),

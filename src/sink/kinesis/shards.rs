@@ -68,7 +68,7 @@ impl ShardMap {
         self.known
     }
 
-    pub fn len(&self) -> usize {
+    pub fn shard_count(&self) -> usize {
         self.ranges.len()
     }
 
@@ -210,7 +210,7 @@ mod tests {
             },
         ]);
         assert!(!gap.is_known());
-        assert_eq!(gap.len(), 1);
+        assert_eq!(gap.shard_count(), 1);
         assert_eq!(gap.explicit_hash_key(0), None);
         assert!(!ShardMap::from_ranges(Vec::new()).is_known());
         // Unsorted input is fine.
