@@ -395,3 +395,29 @@ fn remapping_moves_keys_to_their_new_shards() {
         );
     }
 }
+
+#[test]
+fn an_accepted_aggregate_readies_each_of_its_keys_once() {
+    // Regression: each accepted record of an aggregate re-readied its key, so a key
+    // sat in its shard's heap several times and a second unit of it went out while
+    // the first was in flight: changes of one key arrived out of order.
+    let mut s = Scheduler::new(ShardMap::unknown(), UNPACED);
+    for i in 0..10u64 {
+        s.push(entry(i, "hot"));
+    }
+    let now = Instant::now();
+    let first = s.next_request(now, kpl(500, 1 << 20));
+    assert_eq!(seqs(&first), (0..10).collect::<Vec<_>>());
+    for i in 10..20u64 {
+        s.push(entry(i, "hot"));
+    }
+    s.accepted(first.into_iter().next().unwrap());
+    for i in 20..30u64 {
+        s.push(entry(i, "hot"));
+    }
+    let second = s.next_request(now, kpl(500, 1 << 20));
+    assert_eq!(second.len(), 1, "one unit of the key in flight");
+    assert_eq!(seqs(&second), (10..30).collect::<Vec<_>>());
+    assert_eq!(s.shards[0].ready.len(), 0, "no stale heap entries");
+    assert!(s.next_request(now, kpl(500, 1 << 20)).is_empty());
+}
