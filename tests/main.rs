@@ -15,5 +15,6 @@ mod ops;
 mod secrets;
 mod shards;
 mod source;
+mod stub_model;
 mod tls;
 mod wal2json;
