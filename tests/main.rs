@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod checkpoint;
 mod cli;
+mod delivery;
 mod e2e;
 mod faults;
 mod harness;

@@ -168,7 +168,7 @@ pub(super) fn unix_micros(t: SystemTime) -> i64 {
 }
 
 /// The commit time of a record, from its `"timestamp":"..."` field (near the start).
-fn commit_micros(data: &[u8]) -> Option<i64> {
+pub(super) fn commit_micros(data: &[u8]) -> Option<i64> {
     const KEY: &[u8] = b"\"timestamp\":\"";
     let head = data.get(..data.len().min(512))?;
     let start = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();

@@ -5,8 +5,9 @@
 //! All off by default, so the fault tests see the stub they always saw. Must never
 //! change what the fault script does: the model only adds refusals per record.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::ledger::{commit_micros, unix_micros};
 use super::shards::{hash_key, ShardLimits, ShardStats};
 use super::{kpl, lock, KinesisStub, StreamStats, StubStream, StubUserRecord};
 
@@ -200,5 +201,17 @@ impl KinesisStub {
             .get(stream)
             .map(|s| s.shards.open().map(|sh| sh.id().to_string()).collect())
             .unwrap_or_default()
+    }
+}
+
+impl StubUserRecord {
+    /// From its transaction's commit (the record's `timestamp`) to its acceptance by
+    /// the stub, on this machine's clock; `None` without a readable `timestamp`.
+    pub fn commit_to_acceptance(&self) -> Option<Duration> {
+        let committed = commit_micros(&self.data)?;
+        let arrived = SystemTime::now().checked_sub(self.arrived.elapsed())?;
+        Some(Duration::from_micros(
+            u64::try_from(unix_micros(arrived) - committed).unwrap_or(0),
+        ))
     }
 }
