@@ -163,9 +163,9 @@ async fn stub_limits_throttle_per_shard_and_count_an_aggregate_as_one_record() {
     // shard (5 of 10 used), explicit hash key routing it there.
     let cold_shard = stub.shard_of("s", &cold).expect("shard");
     let inner: Vec<Vec<u8>> = (0..200).map(|i| format!("u{i}").into_bytes()).collect();
-    let members: Vec<(&str, Option<&str>, &[u8])> = inner
+    let members: Vec<(&str, &[u8])> = inner
         .iter()
-        .map(|d| (cold.as_str(), None, d.as_slice()))
+        .map(|d| (cold.as_str(), d.as_slice()))
         .collect();
     let aggregate = kpl_aggregate(&members);
     let hash = md5_u128(&cold).to_string();

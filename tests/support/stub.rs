@@ -36,8 +36,8 @@ mod shards;
 #[path = "stub/wire.rs"]
 mod wire;
 
-/// A KPL aggregate of `(partition key, explicit hash key, data)` records, built from
-/// the format description, for tests of the stub's de-aggregation.
+/// A KPL aggregate of `(partition key, data)` records, for tests of the stub's
+/// de-aggregation.
 #[cfg(test)]
 pub use kpl::aggregate_for_tests as kpl_aggregate;
 pub use ledger::StreamStats;

@@ -261,8 +261,7 @@ mod tests {
     fn aggregates_count_their_user_records_and_are_order_checked() {
         let mut ledger = Ledger::default();
         let (r0, r1, r2) = (rec("0/10", 0), rec("0/10", 1), rec("0/10", 2));
-        let data =
-            kpl::aggregate_for_tests(&[("k", None, &r0), ("k", None, &r2), ("k", None, &r1)]);
+        let data = kpl::aggregate_for_tests(&[("k", &r0), ("k", &r2), ("k", &r1)]);
         let n = ledger.accept("outer", &data, SystemTime::now(), false);
         assert_eq!(n, 3);
         let s = &ledger.stats;
