@@ -7,7 +7,8 @@
 //! throttled shard.
 //!
 //! The properties of the per-shard sink (issue 10) are asserted on arrival order and
-//! counts, never on timing.
+//! counts; the throttled-shard test also bounds how long after its commit a record of
+//! an unthrottled shard may arrive, generously (2 s, where a slot-wide backoff takes 5).
 
 use std::time::{Duration, Instant};
 
@@ -223,7 +224,7 @@ async fn one_hot_partition_key_arrives_complete_and_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the per-shard sink (aggregation: kpl)"]
+#[ignore = "fails: aggregation: kpl sends a hot key's changes out of order (issue 10)"]
 async fn kpl_aggregates_carry_every_change_in_key_order() {
     let schema = format!("{}{}", table("agg_hot", false), table("agg_rows", true));
     let d = Delivery::start("kpl", &schema, "      aggregation: kpl\n").await;
@@ -260,7 +261,6 @@ async fn kpl_aggregates_carry_every_change_in_key_order() {
 /// backlog larger than any window a sink scans or buffers per batch size (a windowed
 /// scheduler sees 8 x 50 entries and buffers 4 x 50 x max_in_flight), with few rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the per-shard sink (per-key queues)"]
 async fn a_hot_table_does_not_hold_back_cold_tables_in_the_same_slot() {
     const HOT_ROWS: u64 = 800;
     let mut schema = table("hot", false);
@@ -306,7 +306,6 @@ async fn a_hot_table_does_not_hold_back_cold_tables_in_the_same_slot() {
 /// one shard must not pause the others. (A slot-wide backoff waits up to 5 s between
 /// requests after a few throttled answers.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the per-shard sink (per-shard backoff)"]
 async fn a_throttled_shard_does_not_slow_the_other_shards() {
     const THROTTLE: Duration = Duration::from_secs(10);
     const TXNS: u64 = 20;
