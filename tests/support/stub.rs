@@ -1,16 +1,49 @@
-//! A scripted Kinesis stand-in for the faults kinesalite cannot produce (it never
-//! throttles or fails a record): per-record `FailedRecordCount` failures, whole-request
-//! throttling, 5xx answers, stalls, and streams that do not exist. It speaks the same
-//! awsJson1.1 protocol as Kinesis, so the streamer talks to it through the real SDK.
+//! A scripted Kinesis stand-in. It speaks the same awsJson1.1 protocol as Kinesis, so
+//! the streamer talks to it through the real SDK, and it does two jobs:
+//! - faults kinesalite cannot produce (it never throttles or fails a record):
+//!   per-record `FailedRecordCount` failures, whole-request throttling, 5xx answers,
+//!   stalls, and streams that do not exist;
+//! - a model of the real service for delivery tests and `scripts/bench
+//!   --kinesis-model`: latency per call, shards with MD5 hash-key routing and
+//!   resharding, per-shard records/s and bytes/s limits and scripted per-shard
+//!   throttles, KPL aggregates counted by the user records inside, and a per-key order
+//!   check on arrival.
 //!
-//! Owns: the stream/record store, the fault script and the counters. The HTTP and JSON
-//! side lives in `stub/wire.rs`, PutRecords and its faults in `stub/put_records.rs`. Must never store a record it answered as failed, nor
-//! answer success for a record it did not store: tests count on that to prove loss.
+//! Owns: the stream/record store, the fault script, the model settings and the
+//! counters. The HTTP and JSON side lives in `stub/wire.rs`, PutRecords and its faults
+//! in `stub/put_records.rs`, shards and limits in `stub/shards.rs`, per-stream
+//! accounting in `stub/ledger.rs`, the model's knobs in `stub/model.rs`. Must never
+//! store a record it answered as failed, nor answer success for a record it did not
+//! store: tests count on that to prove loss.
+//!
+//! `examples/bench_sink.rs` includes this file with `#[path]` (one stub for tests and
+//! benchmark), so submodules name their files explicitly and nothing here may depend
+//! on the rest of `tests/support`.
 #![allow(dead_code)]
 
+#[path = "stub/base64.rs"]
 mod base64;
+#[path = "stub/kpl.rs"]
+mod kpl;
+#[path = "stub/ledger.rs"]
+mod ledger;
+#[path = "stub/model.rs"]
+mod model;
+#[path = "stub/put_records.rs"]
 mod put_records;
+#[path = "stub/shards.rs"]
+mod shards;
+#[path = "stub/wire.rs"]
 mod wire;
+
+/// A KPL aggregate of `(partition key, data)` records, for tests of the stub's
+/// de-aggregation.
+#[cfg(test)]
+pub use kpl::aggregate_for_tests as kpl_aggregate;
+pub use ledger::StreamStats;
+// The benchmark includes this file and names fewer of its types than the tests.
+#[allow(unused_imports)]
+pub use shards::{ShardLimits, ShardStats};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,8 +56,8 @@ use aws_sdk_kinesis::Client;
 pub const MAX_RECORDS_PER_REQUEST: usize = 500;
 /// Data plus partition key of one record.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
-/// Data plus partition keys of one PutRecords call.
-pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+/// Data plus partition keys of one PutRecords call (10 MiB since 2025).
+pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 
 /// One accepted record, in the order the stub accepted it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +66,23 @@ pub struct StubRecord {
     pub data: Vec<u8>,
     pub shard_id: String,
     pub sequence_number: String,
+    pub arrived: Instant,
+}
+
+/// One user record: an accepted record as sent, or one record from inside an
+/// accepted KPL aggregate, with the outer record's place on the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StubUserRecord {
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+    pub data: Vec<u8>,
+    pub shard_id: String,
+    /// Of the Kinesis record that carried it.
+    pub sequence_number: String,
+    /// Its position inside the aggregate (0 for a plain record).
+    pub sub_sequence: usize,
+    /// True when it came out of a KPL aggregate.
+    pub aggregated: bool,
     pub arrived: Instant,
 }
 
@@ -81,6 +131,17 @@ pub struct StubStats {
     pub invalid_requests: u64,
     /// Requests naming a stream that does not exist.
     pub not_found: u64,
+    /// Records answered ProvisionedThroughputExceededException by the per-shard model
+    /// (limits or [`KinesisStub::throttle_shard`]); also counted in `failed_records`.
+    pub throttled_records: u64,
+    /// User records in the accepted records (an aggregate counts its inner records).
+    pub user_records: u64,
+    /// Accepted records that were KPL aggregates.
+    pub aggregated_records: u64,
+    /// User records whose (commit_lsn, seq) went backwards for their partition key.
+    pub order_violations: u64,
+    /// User records whose (commit_lsn, seq) equals the last one of their key.
+    pub duplicates: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -109,10 +170,12 @@ impl Default for Faults {
 }
 
 struct StubStream {
-    shards: u32,
+    shards: shards::Shards,
     records: Vec<StubRecord>,
     next_sequence: u64,
     created: SystemTime,
+    on_demand: bool,
+    ledger: ledger::Ledger,
 }
 
 /// Deterministic xorshift64*: reproducible fault patterns for a given seed.
@@ -142,8 +205,21 @@ impl Rng {
 struct State {
     streams: HashMap<String, StubStream>,
     faults: Faults,
+    model: model::Model,
     rng: Rng,
     stats: StubStats,
+}
+
+impl State {
+    /// Creates `name` if the model auto-creates streams and it does not exist.
+    fn auto_create(&mut self, name: &str) {
+        if let Some((shards, on_demand)) = self.model.auto_create {
+            if !name.is_empty() && !self.streams.contains_key(name) {
+                self.streams
+                    .insert(name.to_string(), StubStream::new(shards, on_demand));
+            }
+        }
+    }
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -170,13 +246,19 @@ impl KinesisStub {
     }
 
     pub fn with_seed(seed: u64) -> KinesisStub {
+        KinesisStub::on_port(0, seed)
+    }
+
+    /// Starts on 127.0.0.1:`port` (0: a free one); panics if it cannot bind.
+    pub fn on_port(port: u16, seed: u64) -> KinesisStub {
         let shared: Shared = Arc::new(Mutex::new(State {
             streams: HashMap::new(),
             faults: Faults::default(),
+            model: model::Model::default(),
             rng: Rng::new(seed),
             stats: StubStats::default(),
         }));
-        let (endpoint, shutdown) = wire::serve(shared.clone());
+        let (endpoint, shutdown) = wire::serve(shared.clone(), port);
         KinesisStub {
             endpoint,
             shared,
@@ -189,8 +271,18 @@ impl KinesisStub {
         &self.endpoint
     }
 
+    /// SDK settings for this endpoint with throwaway credentials (the same as
+    /// `support::kinesis::sdk_config`, repeated so the benchmark can include this file).
     pub fn sdk_config(&self) -> SdkConfig {
-        super::kinesis::sdk_config(&self.endpoint)
+        use aws_config::{BehaviorVersion, Region};
+        use aws_sdk_kinesis::config::{Credentials, SharedCredentialsProvider};
+        let credentials = Credentials::new("AKIDTEST", "test-secret", None, None, "pg-cdc-tests");
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .build()
     }
 
     pub fn client(&self) -> Client {
@@ -201,7 +293,7 @@ impl KinesisStub {
     pub fn create_stream(&self, name: &str, shards: u32) {
         lock(&self.shared)
             .streams
-            .insert(name.to_string(), StubStream::new(shards));
+            .insert(name.to_string(), StubStream::new(shards, false));
     }
 
     /// Removes a stream: later requests naming it get ResourceNotFoundException.
@@ -297,54 +389,16 @@ impl Drop for KinesisStub {
 }
 
 impl StubStream {
-    fn new(shards: u32) -> StubStream {
+    fn new(shards: u32, on_demand: bool) -> StubStream {
         StubStream {
-            shards: shards.max(1),
+            shards: shards::Shards::new(shards),
             records: Vec::new(),
             next_sequence: 1,
             created: SystemTime::now(),
+            on_demand,
+            ledger: ledger::Ledger::default(),
         }
     }
-}
-
-/// `shardId-000000000000`, Kinesis' format.
-fn shard_id(index: u32) -> String {
-    format!("shardId-{index:012}")
-}
-
-/// Hash-key range of each shard: the 128-bit space split evenly, as CreateStream does.
-fn shard_ranges(shards: u32) -> Vec<(u128, u128)> {
-    let step = u128::MAX / u128::from(shards);
-    (0..shards)
-        .map(|i| {
-            let start = step * u128::from(i);
-            let end = if i + 1 == shards {
-                u128::MAX
-            } else {
-                step * u128::from(i + 1) - 1
-            };
-            (start, end)
-        })
-        .collect()
-}
-
-/// The shard a record lands on. Kinesis hashes the key with MD5; any stable hash keeps
-/// the property tests rely on (one key, one shard), so FNV-1a does here.
-fn shard_for(shards: u32, partition_key: &str, explicit_hash_key: Option<&str>) -> u32 {
-    let hash = match explicit_hash_key.and_then(|k| k.parse::<u128>().ok()) {
-        Some(h) => h,
-        None => {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for b in partition_key.as_bytes() {
-                h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-            }
-            u128::from(h) << 64
-        }
-    };
-    let step = u128::MAX / u128::from(shards);
-    u32::try_from(hash / step)
-        .unwrap_or(u32::MAX)
-        .min(shards - 1)
 }
 
 #[cfg(test)]
@@ -360,20 +414,5 @@ mod tests {
         assert_eq!(hits, hits_b);
         assert!((2_700..3_300).contains(&hits), "{hits} hits for p=0.3");
         assert!(!Rng::new(0).chance(0.0));
-    }
-
-    #[test]
-    fn shard_ranges_cover_the_hash_space_and_match_shard_for() {
-        let ranges = shard_ranges(3);
-        assert_eq!(ranges[0].0, 0);
-        assert_eq!(ranges[2].1, u128::MAX);
-        assert_eq!(ranges[0].1 + 1, ranges[1].0);
-        for key in ["a", "b", "customer-42", ""] {
-            let s = shard_for(3, key, None);
-            assert!(s < 3);
-            assert_eq!(s, shard_for(3, key, None));
-        }
-        assert_eq!(shard_for(3, "x", Some(&u128::MAX.to_string())), 2);
-        assert_eq!(shard_for(3, "x", Some("0")), 0);
     }
 }

@@ -1,19 +1,21 @@
-//! PutRecords, the one operation the fault script applies to: validation against the
-//! Kinesis limits, whole-request faults (throttle, 5xx, stall), then per-record
-//! failures, storing exactly the records answered as accepted.
+//! PutRecords, the one operation the fault script and the model apply to: validation
+//! against the Kinesis limits, the model's latency, whole-request faults (throttle,
+//! 5xx, stall), then per-record failures (scripted, then the shard's limits and
+//! throttles), storing exactly the records answered as accepted.
 //!
 //! Must never hold the state lock across an await: a stall would block every request.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::shards::hash_key;
 use super::wire::{error, not_found, ok, Reply, StreamRef, ACCOUNT};
 use super::{
-    base64, lock, shard_for, shard_id, RecordError, Shared, StallMode, StubRecord,
-    MAX_RECORDS_PER_REQUEST, MAX_RECORD_BYTES, MAX_REQUEST_BYTES,
+    base64, lock, RecordError, Shared, StallMode, StubRecord, MAX_RECORDS_PER_REQUEST,
+    MAX_RECORD_BYTES, MAX_REQUEST_BYTES,
 };
 
 #[derive(Deserialize)]
@@ -80,6 +82,12 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
                 &format!("Records[{i}].PartitionKey must be 1 to 256 characters"),
             );
         }
+        if hash_key(&entry.partition_key, entry.explicit_hash_key.as_deref()).is_none() {
+            return invalid(
+                shared,
+                &format!("Records[{i}].ExplicitHashKey is not a decimal 128-bit number"),
+            );
+        }
         if size > MAX_RECORD_BYTES {
             return invalid(
                 shared,
@@ -90,10 +98,18 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
         entries.push(data);
     }
 
+    let latency = lock(shared).model.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let verdict = {
         let mut state = lock(shared);
         state.stats.put_records_requests += 1;
         state.stats.records_per_request.push(input.records.len());
+        state.auto_create(&name);
+        if let Some(s) = state.streams.get_mut(&name) {
+            s.ledger.stats.put_records_requests += 1;
+        }
         if !state.streams.contains_key(&name) {
             state.stats.not_found += 1;
             return not_found(&name);
@@ -110,7 +126,7 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
             drop(state);
             return invalid(
                 shared,
-                &format!("PutRecords is {request_bytes} bytes, above the 5 MiB limit"),
+                &format!("PutRecords is {request_bytes} bytes, above the 10 MiB limit"),
             );
         }
         let stall = state
@@ -168,12 +184,25 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
     }
 
     let (results, failed) = {
-        let mut state = lock(shared);
+        let mut guard = lock(shared);
+        let state = &mut *guard;
         let rate = state.faults.record_failure_rate;
         let kind = state.faults.record_error;
+        let limits = state.model.limits;
+        let keep = state.model.keep_records;
+        let sample_latency = state
+            .model
+            .latency_prefix
+            .as_deref()
+            .is_some_and(|p| name.starts_with(p));
         let now = Instant::now();
+        let wall = SystemTime::now();
         let mut results = Vec::with_capacity(entries.len());
-        let mut failed = 0usize;
+        let (mut failed, mut throttled, mut users, mut aggregates) = (0usize, 0u64, 0u64, 0u64);
+        let (before_violations, before_duplicates) = match state.streams.get(&name) {
+            Some(s) => (s.ledger.stats.order_violations, s.ledger.stats.duplicates),
+            None => (0, 0),
+        };
         for (entry, data) in input.records.into_iter().zip(entries) {
             if state.rng.chance(rate) {
                 let throughput = match kind {
@@ -181,20 +210,11 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
                     RecordError::Internal => false,
                     RecordError::Mixed => state.rng.chance(0.5),
                 };
-                let (code, message) = if throughput {
-                    (
-                        "ProvisionedThroughputExceededException",
-                        format!("Rate exceeded for stream {name}."),
-                    )
-                } else {
-                    ("InternalFailure", "Internal service failure.".to_string())
-                };
                 failed += 1;
-                results.push(PutResult {
-                    sequence_number: None,
-                    shard_id: None,
-                    error_code: Some(code),
-                    error_message: Some(message),
+                results.push(if throughput {
+                    PutResult::throttled(&name)
+                } else {
+                    PutResult::failed("InternalFailure", "Internal service failure.".to_string())
                 });
                 continue;
             }
@@ -202,35 +222,89 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
                 // Deleted while stalled.
                 return not_found(&name);
             };
-            let shard = shard_id(shard_for(
-                stream.shards,
-                &entry.partition_key,
-                entry.explicit_hash_key.as_deref(),
-            ));
+            let hash = hash_key(&entry.partition_key, entry.explicit_hash_key.as_deref())
+                .unwrap_or_default();
+            let index = stream.shards.route(hash);
+            let others_throttled = stream
+                .shards
+                .all
+                .iter()
+                .enumerate()
+                .any(|(i, s)| i != index && s.forced_throttle_active(now));
+            let bytes = (data.len() + entry.partition_key.len()) as u64;
+            let shard = &mut stream.shards.all[index];
+            if shard.admit(now, bytes, limits).is_err() {
+                failed += 1;
+                throttled += 1;
+                stream.ledger.stats.throttled_records += 1;
+                results.push(PutResult::throttled(&name));
+                continue;
+            }
+            if others_throttled {
+                shard.stats.accepted_during_other_throttle += 1;
+            }
+            let shard_id = shard.id().to_string();
+            let before_aggregates = stream.ledger.stats.aggregated_records;
+            let n = stream
+                .ledger
+                .accept(&entry.partition_key, &data, wall, sample_latency);
+            aggregates += stream.ledger.stats.aggregated_records - before_aggregates;
+            users += n;
+            stream.shards.all[index].stats.accepted_user_records += n;
             let sequence_number = format!("{:056}", stream.next_sequence);
             stream.next_sequence += 1;
-            stream.records.push(StubRecord {
-                partition_key: entry.partition_key,
-                data,
-                shard_id: shard.clone(),
-                sequence_number: sequence_number.clone(),
-                arrived: now,
-            });
+            if keep {
+                stream.records.push(StubRecord {
+                    partition_key: entry.partition_key,
+                    data,
+                    shard_id: shard_id.clone(),
+                    sequence_number: sequence_number.clone(),
+                    arrived: now,
+                });
+            }
             results.push(PutResult {
                 sequence_number: Some(sequence_number),
-                shard_id: Some(shard),
+                shard_id: Some(shard_id),
                 error_code: None,
                 error_message: None,
             });
         }
-        state.stats.failed_records += failed as u64;
-        state.stats.accepted_records += (results.len() - failed) as u64;
+        let (violations, duplicates) = match state.streams.get(&name) {
+            Some(s) => (s.ledger.stats.order_violations, s.ledger.stats.duplicates),
+            None => (before_violations, before_duplicates),
+        };
+        let stats = &mut state.stats;
+        stats.failed_records += failed as u64;
+        stats.accepted_records += (results.len() - failed) as u64;
+        stats.throttled_records += throttled;
+        stats.user_records += users;
+        stats.aggregated_records += aggregates;
+        stats.order_violations += violations - before_violations;
+        stats.duplicates += duplicates - before_duplicates;
         (results, failed)
     };
     if let Some((until, StallMode::LostResponse)) = stall {
         tokio::time::sleep_until(until.into()).await;
     }
     ok(&json!({ "FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE" }))
+}
+
+impl PutResult {
+    fn failed(code: &'static str, message: String) -> PutResult {
+        PutResult {
+            sequence_number: None,
+            shard_id: None,
+            error_code: Some(code),
+            error_message: Some(message),
+        }
+    }
+
+    fn throttled(stream: &str) -> PutResult {
+        PutResult::failed(
+            "ProvisionedThroughputExceededException",
+            format!("Rate exceeded for shard in stream {stream} under account {ACCOUNT}."),
+        )
+    }
 }
 
 fn invalid(shared: &Shared, message: &str) -> Reply {

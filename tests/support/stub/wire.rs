@@ -1,7 +1,9 @@
 //! The stub's HTTP side: an HTTP/1.1 server on its own thread and runtime (so it keeps
-//! serving whatever the test's runtime does), the awsJson1.1 envelopes, and the
-//! control-plane operations (create/delete/list/describe). Faults apply to PutRecords
-//! only (`put_records.rs`), so a sink can always start up against a faulty stub.
+//! serving whatever the test's runtime does), the awsJson1.1 envelopes, the
+//! control-plane operations (create/delete/list/describe, ListShards in Kinesis' own
+//! shape), and `GET /stats/<stream>` with the model's counters as JSON for
+//! `scripts/bench`. Faults apply to PutRecords only (`put_records.rs`), so a sink can
+//! always start up against a faulty stub.
 //!
 //! Must never hold the state lock across an await: a stall would block every request.
 
@@ -19,14 +21,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{lock, put_records, shard_id, shard_ranges, Shared, StubStream};
+use super::ledger::unix_micros;
+use super::{lock, put_records, Shared, StubStream};
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 pub(super) const ACCOUNT: &str = "000000000000";
 
-/// Binds a free local port and serves from a new thread until `shutdown` fires.
-pub(super) fn serve(shared: Shared) -> (String, oneshot::Sender<()>) {
-    let listener = StdListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("stub: bind: {e}"));
+/// Binds 127.0.0.1:`port` (0: a free one) and serves from a new thread until
+/// `shutdown` fires.
+pub(super) fn serve(shared: Shared, port: u16) -> (String, oneshot::Sender<()>) {
+    let listener = StdListener::bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("stub: bind 127.0.0.1:{port}: {e}"));
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| panic!("stub: local_addr: {e}"));
@@ -114,6 +119,13 @@ pub(super) struct StreamRef {
     #[serde(rename = "StreamARN")]
     stream_arn: Option<String>,
     shard_count: Option<u32>,
+    shard_filter: Option<ShardFilter>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ShardFilter {
+    r#type: Option<String>,
 }
 
 impl StreamRef {
@@ -127,6 +139,17 @@ impl StreamRef {
 }
 
 async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    if req.method() == hyper::Method::GET {
+        let path = req.uri().path().to_string();
+        return Ok(match path.strip_prefix("/stats/") {
+            Some(stream) => ok(&stream_stats_json(&shared, stream)),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("no such path {path:?}; try /stats/<stream>"),
+            ),
+        });
+    }
     lock(&shared).stats.requests += 1;
     let target = req
         .headers()
@@ -166,7 +189,7 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Reply, Infalli
                     error(StatusCode::BAD_REQUEST, "ResourceInUseException", &format!("Stream {} exists", e.key()))
                 }
                 Entry::Vacant(e) => {
-                    e.insert(StubStream::new(stream.shard_count.unwrap_or(1)));
+                    e.insert(StubStream::new(stream.shard_count.unwrap_or(1), false));
                     ok(&json!({}))
                 }
             }
@@ -191,7 +214,8 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Reply, Infalli
 
 fn describe(shared: &Shared, target: &str, stream: &StreamRef) -> Reply {
     let name = stream.name();
-    let state = lock(shared);
+    let mut state = lock(shared);
+    state.auto_create(&name);
     let Some(s) = state.streams.get(&name) else {
         return not_found(&name);
     };
@@ -199,26 +223,50 @@ fn describe(shared: &Shared, target: &str, stream: &StreamRef) -> Reply {
         .created
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let shards: Vec<_> = shard_ranges(s.shards)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (start, end))| {
-            json!({
-                "ShardId": shard_id(i as u32),
-                "HashKeyRange": { "StartingHashKey": start.to_string(), "EndingHashKey": end.to_string() },
-                "SequenceNumberRange": { "StartingSequenceNumber": format!("{:056}", 0) },
-            })
+    let latest_only = stream
+        .shard_filter
+        .as_ref()
+        .and_then(|f| f.r#type.as_deref())
+        .is_some_and(|t| t == "AT_LATEST");
+    let shards: Vec<_> = s
+        .shards
+        .all
+        .iter()
+        .filter(|shard| shard.is_open() || !latest_only)
+        .map(|shard| {
+            let mut range = json!({ "StartingSequenceNumber": format!("{:056}", 0) });
+            if let Some(last) = shard.closed_at {
+                range["EndingSequenceNumber"] = json!(format!("{last:056}"));
+            }
+            let mut v = json!({
+                "ShardId": shard.id(),
+                "HashKeyRange": {
+                    "StartingHashKey": shard.start.to_string(),
+                    "EndingHashKey": shard.end.to_string(),
+                },
+                "SequenceNumberRange": range,
+            });
+            if let Some(parent) = &shard.parent {
+                v["ParentShardId"] = json!(parent);
+            }
+            v
         })
         .collect();
+    let mode = if s.on_demand {
+        "ON_DEMAND"
+    } else {
+        "PROVISIONED"
+    };
     let common = json!({
         "StreamName": name,
         "StreamARN": arn(&name),
         "StreamStatus": "ACTIVE",
-        "StreamModeDetails": { "StreamMode": "PROVISIONED" },
+        "StreamModeDetails": { "StreamMode": mode },
         "RetentionPeriodHours": 24,
         "StreamCreationTimestamp": created,
         "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
         "EncryptionType": "NONE",
+        "MaxRecordSizeInKiB": super::MAX_RECORD_BYTES / 1024,
     });
     let mut description = common;
     match target {
@@ -229,9 +277,71 @@ fn describe(shared: &Shared, target: &str, stream: &StreamRef) -> Reply {
             ok(&json!({ "StreamDescription": description }))
         }
         _ => {
-            description["OpenShardCount"] = json!(s.shards);
+            description["OpenShardCount"] = json!(s.shards.open().count());
             description["ConsumerCount"] = json!(0);
             ok(&json!({ "StreamDescriptionSummary": description }))
         }
     }
+}
+
+/// `GET /stats/<stream>`: the stream's counters, its shards', latency percentiles and
+/// the distinct (commit_lsn, seq) pairs that arrived per commit LSN (numeric LSNs).
+fn stream_stats_json(shared: &Shared, name: &str) -> serde_json::Value {
+    let state = lock(shared);
+    let Some(s) = state.streams.get(name) else {
+        return json!({
+            "stream": name, "exists": false, "requests": 0, "records": 0, "user_records": 0,
+            "throttled_records": 0, "order_violations": 0, "duplicates": 0, "shards": [],
+            "distinct_by_commit_lsn": [],
+        });
+    };
+    let st = &s.ledger.stats;
+    let secs = |t: Option<std::time::SystemTime>| t.map(|t| unix_micros(t) as f64 / 1e6);
+    let shards: Vec<_> = s
+        .shards
+        .all
+        .iter()
+        .map(|sh| {
+            json!({
+                "shard_id": sh.id(),
+                "open": sh.is_open(),
+                "accepted_records": sh.stats.accepted_records,
+                "accepted_user_records": sh.stats.accepted_user_records,
+                "accepted_bytes": sh.stats.accepted_bytes,
+                "throttled_records": sh.stats.throttled_records,
+            })
+        })
+        .collect();
+    let mut sorted = s.ledger.latency_us.clone();
+    let distinct = s.ledger.distinct_by_commit_lsn();
+    let body = json!({
+        "stream": name,
+        "exists": true,
+        "requests": st.put_records_requests,
+        "records": st.accepted_records,
+        "aggregated_records": st.aggregated_records,
+        "user_records": st.user_records,
+        "throttled_records": st.throttled_records,
+        "order_violations": st.order_violations,
+        "duplicates": st.duplicates,
+        "first_arrival_unix": secs(st.first_arrival),
+        "last_arrival_unix": secs(st.last_arrival),
+        "shards": shards,
+        "distinct_by_commit_lsn": distinct,
+    });
+    drop(state);
+    sorted.sort_unstable();
+    let pick = |q: f64| -> Option<f64> {
+        let last = sorted.len().checked_sub(1)?;
+        let index = ((last as f64) * q).round() as usize;
+        sorted.get(index.min(last)).map(|us| *us as f64 / 1000.0)
+    };
+    let mut body = body;
+    body["latency"] = json!({
+        "samples": sorted.len(),
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "max_ms": pick(1.0),
+    });
+    body
 }
