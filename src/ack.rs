@@ -6,8 +6,18 @@
 //! a delivery sequence number when it enters the sink; every transaction end is a
 //! marker "all records with a smaller sequence number belong to this transaction
 //! or an earlier one". It never sends anything itself.
+//!
+//! Memory is bounded by the records outstanding, not by the transactions behind
+//! them: markers with no outstanding record between them are equivalent (they
+//! become confirmable at the same moment), so they are kept as one. A stuck record
+//! followed by a million transactions — empty, filtered, or all of whose records
+//! were accepted — holds one marker, not a million.
+//!
+//! [`Confirmed`] is the position actually sent to PostgreSQL; it only moves forward.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::lsn::Lsn;
 
@@ -16,9 +26,12 @@ pub struct AckTracker {
     next_seq: u64,
     /// Records handed to the sink and not yet accepted.
     outstanding: BTreeSet<u64>,
-    /// Transaction ends not yet confirmable: (records before this seq, end LSN).
-    commits: VecDeque<(u64, Lsn)>,
+    /// Transaction ends not yet confirmable: records before this seq → end LSN.
+    /// Between two consecutive markers there is always an outstanding record.
+    commits: BTreeMap<u64, Lsn>,
     acked: Lsn,
+    /// Records accepted so far, readable by the session from another task.
+    accepted: Arc<AtomicU64>,
 }
 
 impl AckTracker {
@@ -41,7 +54,15 @@ impl AckTracker {
     /// A transaction ends at `end_lsn`; every record registered so far belongs to
     /// it or to an earlier transaction.
     pub fn register_commit(&mut self, end_lsn: Lsn) {
-        self.commits.push_back((self.next_seq, end_lsn));
+        let lsn = match self.commits.last_key_value() {
+            // No outstanding record since the previous marker: this one replaces it.
+            Some((&before, &prev)) if self.outstanding.range(before..).next().is_none() => {
+                self.commits.remove(&before);
+                prev.max(end_lsn)
+            }
+            _ => end_lsn,
+        };
+        self.commits.insert(self.next_seq, lsn);
         self.advance();
     }
 
@@ -49,6 +70,10 @@ impl AckTracker {
     pub fn accept(&mut self, seq: u64) {
         let removed = self.outstanding.remove(&seq);
         debug_assert!(removed, "record {seq} accepted twice or never registered");
+        if removed {
+            self.accepted.fetch_add(1, Ordering::Release);
+        }
+        self.coalesce_around(seq);
         self.advance();
     }
 
@@ -62,17 +87,77 @@ impl AckTracker {
         self.outstanding.len()
     }
 
+    /// How many records this tracker has seen accepted, shared with other tasks:
+    /// the session compares it with the records it read to know that nothing is in
+    /// flight (LSN comparisons cannot tell where transactions are labelled out of
+    /// commit order).
+    pub fn accepted_count(&self) -> AcceptedCount {
+        AcceptedCount(self.accepted.clone())
+    }
+
+    /// The markers on either side of the accepted record `seq` collapse into the
+    /// later one when no outstanding record is left between them.
+    fn coalesce_around(&mut self, seq: u64) {
+        let Some((&before, _)) = self.commits.range(..=seq).next_back() else {
+            return; // Before the first marker: advance() handles it.
+        };
+        let Some((&after, &later)) = self.commits.range(seq + 1..).next() else {
+            return; // After the last marker: its transaction has not ended.
+        };
+        if self.outstanding.range(before..after).next().is_none() {
+            let earlier = self.commits.remove(&before).unwrap_or_default();
+            self.commits.insert(after, earlier.max(later));
+        }
+    }
+
     fn advance(&mut self) {
         let first_unaccepted = self.outstanding.first().copied().unwrap_or(self.next_seq);
-        while let Some(&(before, lsn)) = self.commits.front() {
-            if before > first_unaccepted {
+        while let Some(entry) = self.commits.first_entry() {
+            if *entry.key() > first_unaccepted {
                 break;
             }
             // A transaction whose end is below the start position was already
             // confirmed; max() keeps the position monotonic either way.
-            self.acked = self.acked.max(lsn);
-            self.commits.pop_front();
+            self.acked = self.acked.max(entry.remove());
         }
+    }
+}
+
+/// The number of records an [`AckTracker`] has seen accepted, from another task.
+#[derive(Debug, Clone, Default)]
+pub struct AcceptedCount(Arc<AtomicU64>);
+
+impl AcceptedCount {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The position sent to PostgreSQL in standby status updates. The one place that
+/// keeps it monotonic: PostgreSQL 15 stores a lower confirmation as given, which
+/// would move the slot back below what an earlier update (and the checkpoint) hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmed(Lsn);
+
+impl Confirmed {
+    /// Starting at the slot's confirmed position.
+    pub fn new(start: Lsn) -> Self {
+        Confirmed(start)
+    }
+
+    /// The position to send now for `candidate`: never above `limit` (a position the
+    /// checkpoint must reach first, see `Checkpointer::confirm_limit`), and never
+    /// below any position sent before.
+    pub fn next(&mut self, candidate: Lsn, limit: Option<Lsn>) -> Lsn {
+        let before = self.0;
+        let capped = limit.map_or(candidate, |l| candidate.min(l));
+        self.0 = self.0.max(capped);
+        debug_assert!(self.0 >= before, "confirmed position moved backwards");
+        self.0
+    }
+
+    pub fn get(&self) -> Lsn {
+        self.0
     }
 }
 
@@ -117,5 +202,130 @@ mod tests {
         let mut t = AckTracker::new(Lsn(500));
         t.register_commit(Lsn(100));
         assert_eq!(t.acked(), Lsn(500));
+    }
+
+    #[test]
+    fn commit_markers_stay_bounded_behind_one_stuck_record() {
+        let mut t = AckTracker::new(Lsn(0));
+        let stuck = t.register_record();
+        t.register_commit(Lsn(10));
+        for i in 0..100_000u64 {
+            match i % 3 {
+                // Empty or filtered transactions: a commit with no record.
+                0 => t.register_commit(Lsn(20 + i)),
+                // Transactions whose records were all accepted.
+                _ => {
+                    let r = t.register_record();
+                    t.register_commit(Lsn(20 + i));
+                    t.accept(r);
+                }
+            }
+        }
+        assert_eq!(t.pending(), 1);
+        assert!(
+            t.commits.len() <= 1,
+            "{} markers held for one outstanding record",
+            t.commits.len()
+        );
+        assert_eq!(t.acked(), Lsn(0));
+        t.accept(stuck);
+        assert_eq!(t.acked(), Lsn(20 + 99_999));
+        assert!(t.commits.is_empty());
+    }
+
+    /// The tracker as it was before markers were coalesced: one marker per commit.
+    #[derive(Default)]
+    struct Plain {
+        next: u64,
+        outstanding: BTreeSet<u64>,
+        commits: std::collections::VecDeque<(u64, Lsn)>,
+        acked: Lsn,
+    }
+
+    impl Plain {
+        fn advance(&mut self) {
+            let first = self.outstanding.first().copied().unwrap_or(self.next);
+            while let Some(&(before, lsn)) = self.commits.front() {
+                if before > first {
+                    break;
+                }
+                self.acked = self.acked.max(lsn);
+                self.commits.pop_front();
+            }
+        }
+    }
+
+    #[test]
+    fn coalesced_markers_confirm_exactly_what_one_marker_per_commit_would() {
+        // A small deterministic generator (xorshift), so failures reproduce.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut rand = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..200 {
+            let mut t = AckTracker::new(Lsn(0));
+            let mut plain = Plain::default();
+            let mut open: Vec<u64> = Vec::new();
+            let mut lsn = 0;
+            for _ in 0..300 {
+                match rand(10) {
+                    0..=3 => {
+                        let seq = t.register_record();
+                        assert_eq!(seq, plain.next);
+                        plain.outstanding.insert(seq);
+                        plain.next += 1;
+                        open.push(seq);
+                    }
+                    4..=6 => {
+                        // Mostly rising, sometimes lower (labels out of commit order).
+                        lsn = if rand(5) == 0 {
+                            lsn / 2
+                        } else {
+                            lsn + 1 + rand(100)
+                        };
+                        t.register_commit(Lsn(lsn));
+                        plain.commits.push_back((plain.next, Lsn(lsn)));
+                        plain.advance();
+                    }
+                    _ if !open.is_empty() => {
+                        let seq = open.swap_remove(rand(open.len() as u64) as usize);
+                        t.accept(seq);
+                        plain.outstanding.remove(&seq);
+                        plain.advance();
+                    }
+                    _ => {}
+                }
+                assert_eq!(t.acked(), plain.acked);
+                assert_eq!(t.pending(), plain.outstanding.len());
+                assert!(t.commits.len() <= t.pending(), "markers beyond records");
+            }
+        }
+    }
+
+    #[test]
+    fn accepted_count_is_visible_through_the_shared_handle() {
+        let mut t = AckTracker::new(Lsn(0));
+        let count = t.accepted_count();
+        let a = t.register_record();
+        let b = t.register_record();
+        assert_eq!(count.get(), 0);
+        t.accept(b);
+        t.accept(a);
+        assert_eq!(count.get(), 2);
+    }
+
+    #[test]
+    fn confirmed_never_moves_backwards_and_waits_below_a_limit() {
+        let mut c = Confirmed::new(Lsn(100));
+        assert_eq!(c.next(Lsn(500), None), Lsn(500));
+        assert_eq!(c.next(Lsn(200), None), Lsn(500), "a lower candidate");
+        let mut held = Confirmed::new(Lsn(100));
+        assert_eq!(held.next(Lsn(900), Some(Lsn(100))), Lsn(100), "held");
+        assert_eq!(held.next(Lsn(900), Some(Lsn(50))), Lsn(100), "never below");
+        assert_eq!(held.next(Lsn(900), None), Lsn(900), "released");
+        assert_eq!(held.get(), Lsn(900));
     }
 }

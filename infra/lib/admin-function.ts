@@ -5,7 +5,8 @@
  * Owns the function's runtime (`provided.al2023`, x86_64, the prebuilt `bootstrap`),
  * its network placement (the streamer's VPC and security group, so it reaches the same
  * databases), the SSM parameter that holds its copy of configs.yml, and its
- * permissions. It never writes checkpoints or Kinesis records.
+ * permissions. It never writes Kinesis records; the only checkpoint it writes is the
+ * mark `drop` leaves on the dropped slot's checkpoint.
  */
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -15,7 +16,12 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { adminParameterReadStatement, putMetricDataStatement, secretsStatement } from './permissions.ts';
+import {
+  adminCheckpointDropMarkStatement,
+  adminParameterReadStatement,
+  putMetricDataStatement,
+  secretsStatement,
+} from './permissions.ts';
 
 /** Standard SSM parameters hold up to 4 KB; larger configs need the advanced tier. */
 const STANDARD_PARAMETER_MAX_BYTES = 4096;
@@ -85,6 +91,7 @@ export class AdminFunction extends Construct {
       },
     });
     this.function.addToRolePolicy(adminParameterReadStatement(stack, this.configParameter.parameterArn));
+    this.function.addToRolePolicy(adminCheckpointDropMarkStatement(stack));
     this.function.addToRolePolicy(putMetricDataStatement(props.metricsNamespace));
     const secrets = secretsStatement(stack, props.secrets);
     if (secrets) this.function.addToRolePolicy(secrets);

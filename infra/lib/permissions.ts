@@ -44,12 +44,21 @@ export function checkpointReadWriteStatement(stack: Stack): iam.PolicyStatement 
   });
 }
 
-/** SSM: the admin Lambda reads checkpoints and its config parameter, never writes. */
+/** SSM: the admin Lambda reads checkpoints and its config parameter. */
 export function adminParameterReadStatement(stack: Stack, configParameterArn: string): iam.PolicyStatement {
   return new iam.PolicyStatement({
     sid: 'CheckpointsAndConfigRead',
     actions: ['ssm:GetParameter'],
     resources: [checkpointParametersArn(stack), configParameterArn],
+  });
+}
+
+/** SSM: the admin Lambda's `drop` marks the dropped slot's checkpoint (never the config). */
+export function adminCheckpointDropMarkStatement(stack: Stack): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'CheckpointsDropMark',
+    actions: ['ssm:PutParameter'],
+    resources: [checkpointParametersArn(stack)],
   });
 }
 

@@ -74,7 +74,7 @@ test('streamer task roles: exactly their streams, the checkpoint prefix and thei
   });
 });
 
-test('admin Lambda role: read-only SSM, PutMetricData only in its namespace, its secrets', () => {
+test('admin Lambda role: reads SSM, marks checkpoints on drop, PutMetricData only in its namespace, its secrets', () => {
   template.hasResourceProperties('AWS::IAM::Policy', {
     Roles: [{ Ref: Match.stringLikeRegexp('^AdminordersFunctionServiceRole') }],
     PolicyDocument: {
@@ -84,6 +84,7 @@ test('admin Lambda role: read-only SSM, PutMetricData only in its namespace, its
           Action: 'ssm:GetParameter',
           Resource: [ssmPrefixArn, Match.anyValue()],
         }),
+        Match.objectLike({ Sid: 'CheckpointsDropMark', Action: 'ssm:PutParameter', Resource: ssmPrefixArn }),
         Match.objectLike({
           Sid: 'PutMetricDataInNamespace',
           Action: 'cloudwatch:PutMetricData',

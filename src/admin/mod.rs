@@ -5,7 +5,8 @@
 //! per-slot reports it returns. It reuses the streamer's config, connection and slot
 //! SQL ([`crate::config`], [`crate::source`]); it never streams changes, never
 //! confirms an LSN, and never drops a slot unless asked by name, with a matching
-//! confirmation, while the slot is inactive.
+//! confirmation, while the slot is inactive (and its streamer not seen lately,
+//! unless forced); the only checkpoint it writes is the mark a drop leaves.
 
 mod cloudwatch;
 mod drop;
@@ -37,7 +38,7 @@ pub const ENV_METRICS_NAMESPACE: &str = "PG_CDC_METRICS_NAMESPACE";
 pub const BUNDLED_CONFIG_PATH: &str = "configs.yml";
 
 /// One invocation's input, as JSON: `{"action": "provision"}`, `{"action": "health"}`
-/// or `{"action": "drop", "slot": "x", "confirm": "x"}`.
+/// or `{"action": "drop", "slot": "x", "confirm": "x"}` (optionally `"force": true`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum AdminEvent {
@@ -45,8 +46,14 @@ pub enum AdminEvent {
     Provision,
     /// Report each slot's state and publish it as CloudWatch metrics.
     Health,
-    /// Drop one inactive slot; `confirm` must repeat the slot's name.
-    Drop { slot: String, confirm: String },
+    /// Drop one inactive slot; `confirm` must repeat the slot's name. `force` drops
+    /// it even though its streamer was seen within `ready_retry_budget_secs`.
+    Drop {
+        slot: String,
+        confirm: String,
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 /// What the commands need besides the config.
@@ -99,9 +106,11 @@ pub async fn handle(
     Ok(match event {
         AdminEvent::Provision => serde_json::to_value(provision(config, &ctx.aws).await)?,
         AdminEvent::Health => serde_json::to_value(health(config, ctx).await?)?,
-        AdminEvent::Drop { slot, confirm } => {
-            serde_json::to_value(drop_slot(config, &ctx.aws, &slot, &confirm).await)?
-        }
+        AdminEvent::Drop {
+            slot,
+            confirm,
+            force,
+        } => serde_json::to_value(drop_slot(config, &ctx.aws, &slot, &confirm, force).await)?,
     })
 }
 
@@ -251,9 +260,15 @@ mod tests {
             d,
             AdminEvent::Drop {
                 slot: "a".into(),
-                confirm: "b".into()
+                confirm: "b".into(),
+                force: false,
             }
         );
+        let forced: AdminEvent = serde_json::from_value(
+            json!({"action": "drop", "slot": "a", "confirm": "a", "force": true}),
+        )
+        .unwrap();
+        assert!(matches!(forced, AdminEvent::Drop { force: true, .. }));
     }
 
     #[test]

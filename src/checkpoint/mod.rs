@@ -34,7 +34,9 @@ pub fn default_parameter(slot: &str) -> String {
 
 /// The stored document (JSON). `final` marks the write made after the last standby
 /// status update of a clean shutdown: then the slot must be exactly here on the next
-/// start, and a slot found further ahead was advanced by someone else.
+/// start, and a slot found further ahead was advanced by someone else. `dropped`
+/// (with `final`) is written by the admin Lambda's `drop` at the dropped slot's
+/// position: a slot created later starts ahead of it, and that gap is reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The confirmed LSN, `X/Y` as PostgreSQL writes it.
@@ -46,12 +48,20 @@ pub struct Checkpoint {
     pub time: String,
     #[serde(rename = "final", default)]
     pub is_final: bool,
+    #[serde(default)]
+    pub dropped: bool,
 }
 
 impl Checkpoint {
     /// The LSN, or `None` when the document holds something that is not an LSN.
     pub fn lsn(&self) -> Option<Lsn> {
         self.lsn.parse().ok()
+    }
+
+    /// The slot must be exactly at this checkpoint on the next start: a clean
+    /// shutdown's final write, or the mark the admin `drop` leaves.
+    pub fn binds_the_slot(&self) -> bool {
+        self.is_final || self.dropped
     }
 }
 
@@ -132,7 +142,7 @@ impl CheckpointStats {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -162,13 +172,21 @@ mod tests {
             database: "db".into(),
             time: "2024-01-01T00:00:00Z".into(),
             is_final: true,
+            dropped: false,
         };
         let v: serde_json::Value = serde_json::to_value(&cp).unwrap();
         assert_eq!(v["lsn"], "16/B374D848");
         assert_eq!(v["final"], true);
+        assert_eq!(v["dropped"], false);
         assert_eq!(v["database"], "db");
         let back: Checkpoint = serde_json::from_value(v).unwrap();
         assert_eq!(back.lsn(), Some(Lsn(0x16_B374_D848)));
+        // Written before `dropped` existed: not dropped.
+        let old: Checkpoint = serde_json::from_str(
+            r#"{"lsn":"0/1","slot":"s","stream":"st","database":"db","time":"t","final":false}"#,
+        )
+        .unwrap();
+        assert!(!old.dropped && !old.binds_the_slot());
     }
 
     #[test]

@@ -11,12 +11,17 @@
 //! | at the checkpoint                      | start                             |
 //! | ahead, checkpoint not final            | start (a crash after confirming)  |
 //! | ahead of a *final* checkpoint          | gap: advanced by someone else     |
+//! | ahead of a *dropped* checkpoint        | gap: dropped by the admin `drop`  |
 //! | missing (would be created)             | gap: dropped, or lost in failover |
 //! | behind the checkpoint                  | warn, start from the slot         |
 //!
 //! A final checkpoint is written after the last status update of a clean shutdown,
 //! so the slot cannot legitimately be past it: only a re-created slot (which starts
-//! at the current WAL) or another consumer moves it there.
+//! at the current WAL) or another consumer moves it there. The admin `drop` leaves
+//! a final checkpoint marked `dropped` at the dropped slot's position for the same
+//! reason. After starting at a final checkpoint, the streamer writes a non-final one
+//! before it confirms anything past it (see `Checkpointer::confirm_limit`), so a
+//! crash or an SSM outage after a clean restart never looks like a gap.
 
 use super::Checkpoint;
 use crate::lsn::Lsn;
@@ -43,29 +48,37 @@ pub enum Decision {
         checkpoint: Lsn,
         slot: Lsn,
     },
-    /// Changes after `checkpoint` may never reach Kinesis. `slot` is None when missing.
+    /// Changes after `checkpoint` may never reach Kinesis. `slot` is None when missing;
+    /// `dropped` when the checkpoint carries the admin `drop`'s mark.
     Gap {
         checkpoint: Lsn,
         slot: Option<Lsn>,
+        dropped: bool,
     },
 }
 
 pub fn decide(checkpoint: Option<&Checkpoint>, seen: SlotSeen) -> Decision {
-    let Some((at, is_final)) = checkpoint.and_then(|c| Some((c.lsn()?, c.is_final))) else {
+    let Some(checkpoint) = checkpoint else {
         return Decision::NoCheckpoint;
     };
+    let Some(at) = checkpoint.lsn() else {
+        return Decision::NoCheckpoint;
+    };
+    let dropped = checkpoint.dropped;
     match seen {
         SlotSeen::Missing => Decision::Gap {
             checkpoint: at,
             slot: None,
+            dropped,
         },
         SlotSeen::At(slot) if slot < at => Decision::Behind {
             checkpoint: at,
             slot,
         },
-        SlotSeen::At(slot) if slot > at && is_final => Decision::Gap {
+        SlotSeen::At(slot) if slot > at && checkpoint.binds_the_slot() => Decision::Gap {
             checkpoint: at,
             slot: Some(slot),
+            dropped,
         },
         SlotSeen::At(slot) => Decision::Consistent {
             checkpoint: at,
@@ -115,10 +128,16 @@ pub fn apply(
         Decision::Gap {
             checkpoint,
             slot: at,
+            dropped,
         } => {
+            let how = if dropped {
+                "the admin Lambda's drop dropped the slot there, and "
+            } else {
+                ""
+            };
             let found = match at {
-                None => "the slot does not exist (it would be created at the current WAL position)"
-                    .to_string(),
+                None => format!("{how}the slot does not exist (it would be created at the current WAL position)"),
+                Some(at) if dropped => format!("{how}the slot now is at {at}, past that position"),
                 Some(at) => format!("the slot is at {at}, past that final checkpoint"),
             };
             let gap = CheckpointGap {
@@ -149,6 +168,7 @@ mod tests {
             database: "db".into(),
             time: String::new(),
             is_final,
+            dropped: false,
         }
     }
 
@@ -190,6 +210,7 @@ mod tests {
                 Gap {
                     checkpoint: c,
                     slot: Some(Lsn(150)),
+                    dropped: false,
                 },
             ),
             (
@@ -198,6 +219,7 @@ mod tests {
                 Gap {
                     checkpoint: c,
                     slot: None,
+                    dropped: false,
                 },
             ),
             (
@@ -223,6 +245,7 @@ mod tests {
         let gap = Decision::Gap {
             checkpoint: Lsn(0x100),
             slot: Some(Lsn(0x900)),
+            dropped: false,
         };
         let err = apply("s", "/p/s/checkpoint", gap, false).unwrap_err();
         let msg = err.to_string();
@@ -241,5 +264,33 @@ mod tests {
             slot: Lsn(1),
         };
         assert!(apply("s", "/p", behind, false).is_ok(), "behind only warns");
+    }
+
+    #[test]
+    fn a_dropped_checkpoint_binds_the_next_slot_and_says_so() {
+        let mut mark = cp(100, true);
+        mark.dropped = true;
+        let seen_ahead = decide(Some(&mark), SlotSeen::At(Lsn(150)));
+        assert_eq!(
+            seen_ahead,
+            Decision::Gap {
+                checkpoint: Lsn(100),
+                slot: Some(Lsn(150)),
+                dropped: true
+            }
+        );
+        // Nothing was written between the drop and the new slot: nothing lost.
+        assert!(matches!(
+            decide(Some(&mark), SlotSeen::At(Lsn(100))),
+            Decision::Consistent { .. }
+        ));
+        // An older binary wrote `final: true` too; a mark without it still binds.
+        mark.is_final = false;
+        assert_eq!(decide(Some(&mark), SlotSeen::At(Lsn(150))), seen_ahead);
+        let msg = apply("s", "/p", seen_ahead, false).unwrap_err().to_string();
+        assert!(
+            msg.contains("admin Lambda's drop") && msg.contains("0/96"),
+            "{msg}"
+        );
     }
 }

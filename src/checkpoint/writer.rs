@@ -1,8 +1,10 @@
 //! The per-slot checkpoint writer: a background task fed through a watch channel.
 //!
 //! Owns the rate limit (one write per `checkpoint_interval_secs`), the backoff while
-//! the store fails, and the final write on shutdown. The replication loop only calls
-//! [`Checkpointer::confirmed`], which never waits; nothing here can stop streaming.
+//! the store fails, the final write on shutdown, and the confirmation limit after a
+//! start at a final checkpoint. The replication loop only calls
+//! [`Checkpointer::confirmed`] and [`Checkpointer::confirm_limit`], which never wait;
+//! nothing here can stop streaming.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +25,8 @@ use crate::lsn::Lsn;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Shutdown waits at most this long for the final write (ECS stops tasks after 30 s).
 const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `limit` when nothing limits confirmation.
+const NO_LIMIT: u64 = u64::MAX;
 
 /// What the slot needs from its config, copied so the task owns it.
 #[derive(Debug, Clone)]
@@ -51,6 +55,10 @@ struct Inner {
     confirmed: watch::Sender<Progress>,
     /// The highest LSN the store holds (written, or read at startup).
     stored: Arc<AtomicU64>,
+    /// While the store holds a final checkpoint, its LSN: nothing past it may be
+    /// confirmed to PostgreSQL until a non-final checkpoint replaced it. `NO_LIMIT`
+    /// otherwise.
+    limit: Arc<AtomicU64>,
     finals: mpsc::Sender<oneshot::Sender<Result<(), CheckpointError>>>,
 }
 
@@ -89,11 +97,13 @@ impl Checkpointer {
         let (confirmed, rx) = watch::channel(Progress::default());
         let (finals, finals_rx) = mpsc::channel(1);
         let stored = Arc::new(AtomicU64::new(0));
+        let limit = Arc::new(AtomicU64::new(NO_LIMIT));
         let task = Task {
             target: target.clone(),
             store: store.clone(),
             stats: stats.clone(),
             stored: stored.clone(),
+            limit: limit.clone(),
         };
         tokio::spawn(task.run(rx, finals_rx));
         Checkpointer {
@@ -103,6 +113,7 @@ impl Checkpointer {
                 stats,
                 confirmed,
                 stored,
+                limit,
                 finals,
             }),
         }
@@ -134,10 +145,18 @@ impl Checkpointer {
         if outcome.is_ok() {
             if let startup::Decision::Gap { .. } = decision {
                 inner.stats.gaps_accepted.fetch_add(1, Ordering::Relaxed);
-            } else if let Some(at) = checkpoint.as_ref().and_then(Checkpoint::lsn) {
-                // Never write below what the store already holds.
-                inner.stored.fetch_max(at.0, Ordering::Relaxed);
-                self.confirmed(at);
+            } else if let Some(cp) = checkpoint.as_ref() {
+                if let Some(at) = cp.lsn() {
+                    // Past a final checkpoint the slot may move only once a non-final
+                    // one is stored: a crash or a failed write in between would
+                    // otherwise look like a gap on the next start. The writer
+                    // rewrites `at` as non-final at once and then lifts the limit.
+                    let limit = if cp.binds_the_slot() { at.0 } else { NO_LIMIT };
+                    inner.limit.store(limit, Ordering::Release);
+                    // Never write below what the store already holds.
+                    inner.stored.fetch_max(at.0, Ordering::Relaxed);
+                    self.confirmed(at);
+                }
             }
         }
         outcome
@@ -170,6 +189,14 @@ impl Checkpointer {
         }
     }
 
+    /// The highest position that may be confirmed to PostgreSQL now, when limited:
+    /// after a start at a final checkpoint, that checkpoint's LSN until a non-final
+    /// checkpoint is stored. `None` when nothing limits it (or checkpoints are off).
+    pub fn confirm_limit(&self) -> Option<Lsn> {
+        let limit = self.inner.as_ref()?.limit.load(Ordering::Acquire);
+        (limit != NO_LIMIT).then_some(Lsn(limit))
+    }
+
     /// The highest LSN the store is known to hold.
     pub fn stored(&self) -> Option<Lsn> {
         let lsn = self.inner.as_ref()?.stored.load(Ordering::Relaxed);
@@ -182,6 +209,7 @@ struct Task {
     store: Arc<dyn CheckpointStore>,
     stats: Arc<CheckpointStats>,
     stored: Arc<AtomicU64>,
+    limit: Arc<AtomicU64>,
 }
 
 impl Task {
@@ -211,7 +239,9 @@ impl Task {
                 }
                 _ = tokio::time::sleep_until(next_write), if pending => {
                     let lsn = confirmed.borrow_and_update().get();
-                    if lsn.0 <= self.stored.load(Ordering::Relaxed) {
+                    let limited = self.limit.load(Ordering::Acquire) != NO_LIMIT;
+                    // A final checkpoint is replaced even at the same LSN.
+                    if lsn.0 <= self.stored.load(Ordering::Relaxed) && !limited {
                         pending = false;
                         continue;
                     }
@@ -226,7 +256,11 @@ impl Task {
                                 Some(age) => format!("{}s old", age.as_secs()),
                                 None => "never written by this process".to_string(),
                             };
-                            tracing::warn!(slot = %self.target.slot, retry_in_s = backoff.as_secs(), "checkpoint write failed (streaming continues; the last checkpoint is {age}): {e}");
+                            let held = match self.limit.load(Ordering::Acquire) {
+                                NO_LIMIT => String::new(),
+                                at => format!("; the slot's confirmed position stays at the final checkpoint {} until a checkpoint is written, so PostgreSQL retains WAL meanwhile", Lsn(at)),
+                            };
+                            tracing::warn!(slot = %self.target.slot, retry_in_s = backoff.as_secs(), "checkpoint write failed (streaming continues; the last checkpoint is {age}{held}): {e}");
                             next_write = Instant::now() + backoff;
                             backoff = (backoff * 2).min(MAX_BACKOFF);
                         }
@@ -245,11 +279,16 @@ impl Task {
             database: t.database.clone(),
             time: now_rfc3339(),
             is_final,
+            dropped: false,
         };
         let result = self.store.write(&t.parameter, &checkpoint).await;
         match &result {
             Ok(()) => {
                 self.stored.fetch_max(lsn.0, Ordering::Relaxed);
+                if !is_final {
+                    // Durable and not final: the slot may move past it now.
+                    self.limit.store(NO_LIMIT, Ordering::Release);
+                }
                 self.stats.written(lsn);
                 tracing::debug!(slot = %t.slot, lsn = %lsn, "checkpoint {lsn} written");
             }
@@ -258,5 +297,86 @@ impl Task {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::MemoryStore;
+    use crate::config::Config;
+
+    fn slot_config() -> SlotConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("configs.yml");
+        std::fs::write(
+            &path,
+            "replication_slots:\n  - s1:\n      host: 127.0.0.1\n      user: u\n      db_name: d\n      kns_stream: st\n      checkpoint_interval_secs: 1\n",
+        )
+        .unwrap();
+        Config::load(&path).unwrap().slots.remove(0)
+    }
+
+    fn stored(lsn: Lsn, is_final: bool) -> Checkpoint {
+        Checkpoint {
+            lsn: lsn.to_string(),
+            slot: "s1".into(),
+            stream: "st".into(),
+            database: "d".into(),
+            time: now_rfc3339(),
+            is_final,
+            dropped: false,
+        }
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_final_checkpoint_nothing_past_it_is_confirmed_until_a_non_final_one_is_stored()
+    {
+        let slot = slot_config();
+        let at = Lsn(0x1000);
+        let store = Arc::new(MemoryStore::default());
+        store
+            .write(&slot.checkpoint.parameter, &stored(at, true))
+            .await
+            .unwrap();
+        let stats = Arc::new(CheckpointStats::default());
+        let cp = Checkpointer::with_store(&slot, store.clone(), stats.clone());
+        cp.verify_start(SlotSeen::At(at)).await.unwrap();
+        // SSM fails before the writer's first attempt (it has not run yet).
+        store.set_failing(true);
+        assert_eq!(cp.confirm_limit(), Some(at));
+        wait_for("a failed write", || {
+            stats.write_failures.load(Ordering::Relaxed) > 0
+        })
+        .await;
+        assert_eq!(cp.confirm_limit(), Some(at), "still final in the store");
+        store.set_failing(false);
+        wait_for("the limit to lift", || cp.confirm_limit().is_none()).await;
+        let last = store.writes().pop().unwrap();
+        assert_eq!((last.lsn(), last.is_final), (Some(at), false));
+    }
+
+    #[tokio::test]
+    async fn a_non_final_checkpoint_or_none_limits_nothing() {
+        let slot = slot_config();
+        let store = Arc::new(MemoryStore::default());
+        let stats = Arc::new(CheckpointStats::default());
+        let cp = Checkpointer::with_store(&slot, store.clone(), stats.clone());
+        cp.verify_start(SlotSeen::At(Lsn(5))).await.unwrap();
+        assert_eq!(cp.confirm_limit(), None, "no checkpoint");
+        store
+            .write(&slot.checkpoint.parameter, &stored(Lsn(5), false))
+            .await
+            .unwrap();
+        cp.verify_start(SlotSeen::At(Lsn(9))).await.unwrap();
+        assert_eq!(cp.confirm_limit(), None, "non-final");
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::{SlotError, SlotState, SlotStatus};
-use crate::ack::AckTracker;
+use crate::ack::{AcceptedCount, AckTracker, Confirmed};
 use crate::checkpoint::{startup::SlotSeen, Checkpointer};
 use crate::config::SlotConfig;
 use crate::decode::{self, Event};
@@ -95,13 +95,15 @@ impl Session<'_> {
 
         let (tx, rx) = mpsc::channel::<Vec<Item>>((slot.queue_capacity / CHUNK_ITEMS).max(1));
         let (ack_tx, mut ack_rx) = watch::channel(start);
-        let mut sink_task =
-            tokio::spawn(sink.run(rx, AckTracker::new(start), ack_tx, self.stats.clone()));
+        let tracker = AckTracker::new(start);
+        let mut reader = Reader::new(start);
+        reader.accepted = tracker.accepted_count();
+        let mut sent = Confirmed::new(start);
+        let mut sink_task = tokio::spawn(sink.run(rx, tracker, ack_tx, self.stats.clone()));
         // If this session ends with an error, its sink must not keep sending beside
         // the next session's: it would interleave old retries with the replay.
         let _abort_sink = AbortOnDrop(sink_task.abort_handle());
 
-        let mut reader = Reader::new(start);
         let mut events = Vec::new();
         let mut ticker =
             tokio::time::interval(Duration::from_secs(slot.status_interval_secs.max(1)));
@@ -142,7 +144,7 @@ impl Session<'_> {
                         return Err(SlotError::Silent { secs: last_heard.elapsed().as_secs() });
                     }
                     let acked = *ack_rx.borrow();
-                    confirm(&mut repl, self.checkpoints, reader.confirmable(acked), true).await?;
+                    confirm(&mut repl, self.checkpoints, &mut sent, reader.confirmable(acked), true).await?;
                     last_status = Instant::now();
                 }
                 changed = ack_rx.changed(), if !confirm_pending => {
@@ -151,7 +153,7 @@ impl Session<'_> {
                     self.status.metrics.acked(acked);
                     if changed.is_ok() {
                         if last_status.elapsed() >= PROMPT_CONFIRM_INTERVAL {
-                            confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
+                            confirm(&mut repl, self.checkpoints, &mut sent, reader.confirmable(acked), false).await?;
                             last_status = Instant::now();
                         } else {
                             confirm_pending = true;
@@ -161,7 +163,7 @@ impl Session<'_> {
                 _ = tokio::time::sleep_until((last_status + PROMPT_CONFIRM_INTERVAL).into()), if confirm_pending => {
                     confirm_pending = false;
                     let acked = *ack_rx.borrow_and_update();
-                    confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
+                    confirm(&mut repl, self.checkpoints, &mut sent, reader.confirmable(acked), false).await?;
                     last_status = Instant::now();
                 }
                 msg = repl.recv(), if reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES => {
@@ -176,7 +178,7 @@ impl Session<'_> {
                             reader.server_wal_end = reader.server_wal_end.max(wal_end);
                             if reply_requested {
                                 let acked = *ack_rx.borrow();
-                                confirm(&mut repl, self.checkpoints, reader.confirmable(acked), false).await?;
+                                confirm(&mut repl, self.checkpoints, &mut sent, reader.confirmable(acked), false).await?;
                                 last_status = Instant::now();
                             }
                         }
@@ -212,7 +214,10 @@ impl Session<'_> {
         // Everything read was handed over; only what was accepted is confirmed (or,
         // when idle, the server's position as before: a lower value here would move
         // the slot back below what an earlier update and the checkpoint hold).
-        let final_lsn = reader.confirmable(*ack_rx.borrow());
+        let final_lsn = sent.next(
+            reader.confirmable(*ack_rx.borrow()),
+            self.checkpoints.confirm_limit(),
+        );
         match repl.finish(final_lsn, FINISH_TIMEOUT).await {
             Ok(()) => {
                 // Only a position PostgreSQL has applied may become the final checkpoint.
@@ -237,12 +242,16 @@ impl Drop for AbortOnDrop {
 }
 
 /// A standby status update, then the checkpoint: only what PostgreSQL was told.
+/// What is sent never falls below an earlier update, and waits at the checkpoint's
+/// limit until the checkpoint allows more ([`Checkpointer::confirm_limit`]).
 async fn confirm(
     repl: &mut ReplicationStream,
     checkpoints: &Checkpointer,
-    lsn: Lsn,
+    sent: &mut Confirmed,
+    candidate: Lsn,
     reply: bool,
 ) -> Result<(), SlotError> {
+    let lsn = sent.next(candidate, checkpoints.confirm_limit());
     repl.send_status(lsn, reply).await?;
     checkpoints.confirmed(lsn);
     Ok(())
@@ -299,8 +308,11 @@ struct Reader {
     txn: TxnContext,
     seq: u64,
     in_txn: bool,
-    /// End of the last transaction handed to the sink.
-    last_commit_sent: Lsn,
+    /// Records handed to the sink, against `accepted`: nothing is in flight when
+    /// the two are equal.
+    records_handed: u64,
+    /// Records the sink's tracker has seen accepted.
+    accepted: AcceptedCount,
     /// The walsender's position from its latest keepalive.
     server_wal_end: Lsn,
 }
@@ -313,7 +325,8 @@ impl Reader {
             txn: TxnContext::default(),
             seq: 0,
             in_txn: false,
-            last_commit_sent: start,
+            records_handed: 0,
+            accepted: AcceptedCount::default(),
             server_wal_end: start,
         }
     }
@@ -355,7 +368,6 @@ impl Reader {
                 }
                 Event::Commit { end_lsn } => {
                     self.in_txn = false;
-                    self.last_commit_sent = self.last_commit_sent.max(end_lsn);
                     self.out.push_back(Item::Commit(end_lsn));
                 }
                 Event::Message { .. } => {}
@@ -374,6 +386,7 @@ impl Reader {
             };
             if let Item::Record(record) = &item {
                 bytes += record.billed_size();
+                self.records_handed += 1;
             }
             chunk.push(item);
         }
@@ -386,8 +399,14 @@ impl Reader {
     /// not hold WAL. Transactions that commit after that position are still sent in
     /// full after a restart, because PostgreSQL skips only those that committed
     /// before the confirmed position.
+    ///
+    /// "Nothing pending" is judged by counting records, never by comparing LSNs:
+    /// format-version 1 without `write-in-chunks` and `include-lsn` labels each
+    /// transaction with its *first* LSN, which is not in commit order, so a
+    /// transaction still in flight can carry a label below one already accepted.
     fn confirmable(&self, acked: Lsn) -> Lsn {
-        let idle = !self.in_txn && self.out.is_empty() && acked >= self.last_commit_sent;
+        let idle =
+            !self.in_txn && self.out.is_empty() && self.records_handed == self.accepted.get();
         if idle {
             acked.max(self.server_wal_end)
         } else {
@@ -425,7 +444,9 @@ mod tests {
 
     #[test]
     fn confirms_keepalive_position_only_when_nothing_is_pending() {
+        let mut tracker = AckTracker::new(Lsn(100));
         let mut r = Reader::new(Lsn(100));
+        r.accepted = tracker.accepted_count();
         r.server_wal_end = Lsn(500);
         assert_eq!(
             r.confirmable(Lsn(100)),
@@ -439,12 +460,90 @@ mod tests {
             "an open transaction holds the position"
         );
         r.in_txn = false;
-        r.last_commit_sent = Lsn(300);
+        r.records_handed = 1;
+        let seq = tracker.register_record();
+        tracker.register_commit(Lsn(300));
         assert_eq!(
-            r.confirmable(Lsn(200)),
-            Lsn(200),
-            "an unaccepted commit holds the position"
+            r.confirmable(tracker.acked()),
+            Lsn(100),
+            "an unaccepted record holds the position"
         );
-        assert_eq!(r.confirmable(Lsn(300)), Lsn(500));
+        tracker.accept(seq);
+        assert_eq!(r.confirmable(tracker.acked()), Lsn(500));
+    }
+
+    /// Hands the reader's next chunk to `tracker` as the sink does; the records' seqs.
+    fn hand_over(r: &mut Reader, tracker: &mut AckTracker) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        for item in r.take_chunk() {
+            match item {
+                Item::Record(_) => seqs.push(tracker.register_record()),
+                Item::Commit(lsn) => tracker.register_commit(lsn),
+            }
+        }
+        seqs
+    }
+
+    #[test]
+    fn keepalive_is_not_confirmed_past_a_v1_transaction_labelled_below_an_accepted_one() {
+        use crate::decode::FormatVersion;
+        // format-version 1 without write-in-chunks and include-lsn: the walsender
+        // labels each whole transaction with its first LSN. T1 began at 0/100 and
+        // committed after T2, which began at 0/200: T2 arrives first.
+        let doc = |xid: u32| {
+            format!(
+                r#"{{"xid":{xid},"timestamp":"2026-01-01 00:00:00+00","change":[{{"kind":"insert","schema":"public","table":"t","columnnames":["id"],"columntypes":["integer"],"columnvalues":[{xid}]}}]}}"#
+            )
+        };
+        let mut decoder = decode::decoder_for(FormatVersion::V1);
+        let encoder = RecordEncoder::new("db", Default::default());
+        let mut tracker = AckTracker::new(Lsn(0x50));
+        let mut r = Reader::new(Lsn(0x50));
+        r.accepted = tracker.accepted_count();
+        let mut events = Vec::new();
+        let mut read = |r: &mut Reader, label: u64, xid: u32| {
+            decoder
+                .feed(Lsn(label), doc(xid).as_bytes(), &mut events)
+                .unwrap();
+            r.absorb(events.drain(..), &encoder, 1 << 20).unwrap();
+        };
+        read(&mut r, 0x200, 2);
+        for seq in hand_over(&mut r, &mut tracker) {
+            tracker.accept(seq);
+        }
+        read(&mut r, 0x100, 1);
+        let in_flight = hand_over(&mut r, &mut tracker);
+        r.server_wal_end = Lsn(0x500);
+        assert_eq!(tracker.acked(), Lsn(0x200));
+        assert_eq!(
+            r.confirmable(tracker.acked()),
+            Lsn(0x200),
+            "T1's record is still in flight: the keepalive position would skip it after a restart"
+        );
+        tracker.accept(in_flight[0]);
+        assert_eq!(r.confirmable(tracker.acked()), Lsn(0x500), "now idle");
+    }
+
+    #[test]
+    fn status_updates_never_go_below_an_idle_keepalive_confirmation() {
+        let mut tracker = AckTracker::new(Lsn(100));
+        let mut r = Reader::new(Lsn(100));
+        r.accepted = tracker.accepted_count();
+        let mut sent = Confirmed::new(Lsn(100));
+        // Idle: the server's position is confirmed.
+        r.server_wal_end = Lsn(500);
+        assert_eq!(sent.next(r.confirmable(tracker.acked()), None), Lsn(500));
+        // A transaction arrives and is in flight: the tracker still says 100.
+        r.records_handed = 1;
+        let seq = tracker.register_record();
+        tracker.register_commit(Lsn(700));
+        assert_eq!(r.confirmable(tracker.acked()), Lsn(100));
+        assert_eq!(
+            sent.next(r.confirmable(tracker.acked()), None),
+            Lsn(500),
+            "a status update below an earlier one moves the slot backwards"
+        );
+        tracker.accept(seq);
+        assert_eq!(sent.next(r.confirmable(tracker.acked()), None), Lsn(700));
     }
 }
