@@ -224,7 +224,6 @@ async fn one_hot_partition_key_arrives_complete_and_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: aggregation: kpl sends a hot key's changes out of order (issue 10)"]
 async fn kpl_aggregates_carry_every_change_in_key_order() {
     let schema = format!("{}{}", table("agg_hot", false), table("agg_rows", true));
     let d = Delivery::start("kpl", &schema, "      aggregation: kpl\n").await;

@@ -135,23 +135,35 @@ struct ShardQueue {
     pace: ShardPace,
 }
 
+/// A table's gate for its TRUNCATE barriers. Every record stays in its key's queue
+/// (so per-key order is absolute, even when one `fixed` key spans tables); the gate
+/// only decides whether a key's head record may go: a barrier once every earlier
+/// record of its table is accepted, any other record once no earlier barrier of its
+/// table is pending.
 #[derive(Debug, Default)]
 struct TableState {
-    /// Records of the table in key queues or in flight, barriers excepted.
+    /// Records of the table not yet accepted, barriers included.
     outstanding: usize,
-    barrier: Barrier,
-    /// Records after an unaccepted barrier, in order.
-    held: VecDeque<Entry>,
+    /// Barriers not yet accepted, oldest first: (sequence number, earlier records of
+    /// the table not yet accepted).
+    barriers: VecDeque<(u64, usize)>,
+    /// Keys whose head record waits at this gate.
+    blocked: Vec<u128>,
 }
 
-#[derive(Debug, Default)]
-enum Barrier {
-    #[default]
-    None,
-    /// Waiting for the table's earlier records.
-    Waiting(Entry),
-    /// In a key queue or in flight.
-    Released,
+impl TableState {
+    fn admits(&self, entry: &Entry) -> bool {
+        if entry.record.barrier {
+            self.barriers
+                .iter()
+                .find(|(seq, _)| *seq == entry.seq)
+                .is_none_or(|(_, earlier)| *earlier == 0)
+        } else {
+            self.barriers
+                .front()
+                .is_none_or(|(seq, _)| *seq > entry.seq)
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -211,15 +223,16 @@ impl Scheduler {
             .collect();
         self.map = map;
         self.next_shard = 0;
+        for table in self.tables.values_mut() {
+            table.blocked.clear();
+        }
+        let mut hashes = Vec::with_capacity(self.keys.len());
         for (hash, queue) in &mut self.keys {
             queue.shard = self.map.shard_of(*hash);
-            if !queue.in_flight && !queue.delayed {
-                if let Some(head) = queue.entries.front() {
-                    self.shards[queue.shard]
-                        .ready
-                        .push(Reverse((head.seq, *hash)));
-                }
-            }
+            hashes.push(*hash);
+        }
+        for hash in hashes {
+            self.make_ready(hash);
         }
     }
 
@@ -228,24 +241,9 @@ impl Scheduler {
         self.held_bytes += entry.held_size();
         self.queued += 1;
         self.linger_since.get_or_insert(entry.enqueued);
-        self.admit(entry);
-    }
-
-    /// Route a record through its table's barrier state into its key queue (or hold it).
-    fn admit(&mut self, entry: Entry) {
         let table = self.tables.entry(entry.record.table).or_default();
-        if !matches!(table.barrier, Barrier::None) {
-            table.held.push_back(entry);
-            return;
-        }
         if entry.record.barrier {
-            if table.outstanding == 0 {
-                table.barrier = Barrier::Released;
-                self.enqueue(entry);
-            } else {
-                table.barrier = Barrier::Waiting(entry);
-            }
-            return;
+            table.barriers.push_back((entry.seq, table.outstanding));
         }
         table.outstanding += 1;
         self.enqueue(entry);
@@ -253,7 +251,6 @@ impl Scheduler {
 
     fn enqueue(&mut self, entry: Entry) {
         let hash = entry.hash;
-        let seq = entry.seq;
         let shard = self.map.shard_of(hash);
         let queue = self.keys.entry(hash).or_insert_with(|| KeyQueue {
             // Most keys hold one record at a time: no room for four.
@@ -261,9 +258,33 @@ impl Scheduler {
             shard,
             ..KeyQueue::default()
         });
+        debug_assert!(
+            queue.entries.back().is_none_or(|b| b.seq < entry.seq),
+            "records of a key enter in order"
+        );
         queue.entries.push_back(entry);
-        if queue.entries.len() == 1 && !queue.in_flight && !queue.delayed {
-            self.shards[queue.shard].ready.push(Reverse((seq, hash)));
+        if queue.entries.len() == 1 {
+            self.make_ready(hash);
+        }
+    }
+
+    /// Put an idle key whose head may go into its shard's heap, or park it at its
+    /// table's gate.
+    fn make_ready(&mut self, hash: u128) {
+        let Some(queue) = self.keys.get(&hash) else {
+            return;
+        };
+        if queue.in_flight || queue.delayed {
+            return;
+        }
+        let Some(head) = queue.entries.front() else {
+            return;
+        };
+        match self.tables.get_mut(&head.record.table) {
+            Some(table) if !table.admits(head) => table.blocked.push(hash),
+            _ => self.shards[queue.shard]
+                .ready
+                .push(Reverse((head.seq, hash))),
         }
     }
 
@@ -301,13 +322,7 @@ impl Scheduler {
             self.delayed.pop();
             if let Some(queue) = self.keys.get_mut(&hash) {
                 queue.delayed = false;
-                if !queue.in_flight {
-                    if let Some(head) = queue.entries.front() {
-                        self.shards[queue.shard]
-                            .ready
-                            .push(Reverse((head.seq, hash)));
-                    }
-                }
+                self.make_ready(hash);
             }
         }
     }
@@ -348,12 +363,32 @@ impl Scheduler {
         units
     }
 
+    /// The shard's oldest ready key, dropping heap entries that no longer describe
+    /// a ready key (a key readied twice, a remap): a slip can neither stall a shard
+    /// nor put a second unit of a key in flight.
+    fn ready_head(&mut self, shard: usize) -> Option<u128> {
+        while let Some(&Reverse((seq, hash))) = self.shards[shard].ready.peek() {
+            let valid = self.keys.get(&hash).is_some_and(|q| {
+                !q.in_flight
+                    && !q.delayed
+                    && q.shard == shard
+                    && q.entries.front().is_some_and(|e| {
+                        e.seq == seq && self.tables.get(&e.record.table).is_none_or(|t| t.admits(e))
+                    })
+            });
+            if valid {
+                return Some(hash);
+            }
+            self.shards[shard].ready.pop();
+        }
+        None
+    }
+
     fn take_single(&mut self, now: Instant, shard: usize, room: usize, started: bool) -> Take {
-        let Some(&Reverse((_, hash))) = self.shards[shard].ready.peek() else {
+        let Some(hash) = self.ready_head(shard) else {
             return Take::ShardDone;
         };
         let Some(queue) = self.keys.get_mut(&hash) else {
-            self.shards[shard].ready.pop();
             return Take::ShardDone;
         };
         let size = queue.entries.front().map_or(0, |e| e.record.billed_size());
@@ -386,7 +421,7 @@ impl Scheduler {
         largest: usize,
         started: bool,
     ) -> Take {
-        let Some(&Reverse((_, first))) = self.shards[shard].ready.peek() else {
+        let Some(first) = self.ready_head(shard) else {
             return Take::ShardDone;
         };
         let head_size = self
@@ -409,16 +444,25 @@ impl Scheduler {
         };
         let mut members: Vec<Entry> = Vec::new();
         let mixed_keys = self.map.is_known();
-        'keys: while let Some(&Reverse((_, hash))) = self.shards[shard].ready.peek() {
+        'keys: while let Some(hash) = self.ready_head(shard) {
             if !members.is_empty() && !mixed_keys {
                 break;
             }
             let Some(queue) = self.keys.get_mut(&hash) else {
-                self.shards[shard].ready.pop();
-                continue;
+                break;
             };
             let mut took = false;
             while let Some(entry) = queue.entries.front() {
+                // A record the table's gate holds (a barrier, or a record behind one)
+                // ends the key's run in this aggregate.
+                if took
+                    && self
+                        .tables
+                        .get(&entry.record.table)
+                        .is_some_and(|t| !t.admits(entry) || entry.record.barrier)
+                {
+                    break;
+                }
                 let key = &entry.record.partition_key;
                 // The outer record carries the first user record's key too.
                 let outer_key = members
@@ -506,6 +550,10 @@ impl Scheduler {
                 shard,
                 ..KeyQueue::default()
             });
+            debug_assert!(
+                queue.entries.front().is_none_or(|f| f.seq > entry.seq),
+                "a failed record goes back ahead of later records of its key only"
+            );
             queue.entries.push_front(entry);
             if queue.in_flight {
                 queue.in_flight = false;
@@ -521,13 +569,7 @@ impl Scheduler {
                     queue.delayed = true;
                     self.delayed.push(Reverse((due, hash)));
                 }
-                None => {
-                    if let Some(head) = queue.entries.front() {
-                        self.shards[queue.shard]
-                            .ready
-                            .push(Reverse((head.seq, hash)));
-                    }
-                }
+                None => self.make_ready(hash),
             }
         }
     }
@@ -539,56 +581,54 @@ impl Scheduler {
         }
     }
 
+    /// The key's unit was accepted. Called once per record of the unit, so only
+    /// the first call for a key acts: a key is never in its shard's heap twice.
     fn release_key(&mut self, hash: u128) {
         let Some(queue) = self.keys.get_mut(&hash) else {
             return;
         };
+        if !queue.in_flight {
+            return;
+        }
         queue.in_flight = false;
-        match queue.entries.front() {
-            Some(head) if !queue.delayed => {
-                self.shards[queue.shard]
-                    .ready
-                    .push(Reverse((head.seq, hash)));
-            }
-            Some(_) => {}
-            None if !queue.delayed => {
+        if queue.entries.is_empty() {
+            if !queue.delayed {
                 self.keys.remove(&hash);
             }
-            None => {}
+        } else {
+            self.make_ready(hash);
         }
     }
 
-    /// An accepted record's effect on its table's barrier.
+    /// An accepted record's effect on its table's gate: keys parked there are
+    /// looked at again when a barrier may now go, or has gone.
     fn settle_table(&mut self, entry: &Entry) {
         let scope = entry.record.table;
         let Some(table) = self.tables.get_mut(&scope) else {
             return;
         };
+        table.outstanding -= 1;
+        let mut opened = false;
         if entry.record.barrier {
-            table.barrier = Barrier::None;
-            let held = std::mem::take(&mut table.held);
-            for e in held {
-                self.admit(e);
-            }
-        } else {
-            table.outstanding -= 1;
-            if table.outstanding == 0 {
-                if let Barrier::Waiting(_) = table.barrier {
-                    if let Barrier::Waiting(barrier) =
-                        std::mem::replace(&mut table.barrier, Barrier::Released)
-                    {
-                        self.enqueue(barrier);
-                    }
-                }
+            table.barriers.retain(|(seq, _)| *seq != entry.seq);
+            opened = true;
+        }
+        for (seq, earlier) in table.barriers.iter_mut() {
+            if *seq > entry.seq {
+                *earlier -= 1;
+                opened |= *earlier == 0;
             }
         }
-        if let Some(table) = self.tables.get(&scope) {
-            if table.outstanding == 0
-                && matches!(table.barrier, Barrier::None)
-                && table.held.is_empty()
-            {
-                self.tables.remove(&scope);
-            }
+        let parked = if opened {
+            std::mem::take(&mut table.blocked)
+        } else {
+            Vec::new()
+        };
+        if table.outstanding == 0 && table.barriers.is_empty() {
+            self.tables.remove(&scope);
+        }
+        for hash in parked {
+            self.make_ready(hash);
         }
     }
 }
