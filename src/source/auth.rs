@@ -236,9 +236,7 @@ mod tests {
         let both = offered(&[SCRAM_SHA_256_PLUS, SCRAM_SHA_256]);
         let hash = Some(vec![1u8; 32]);
         let pick = |cb, hash: Option<Vec<u8>>, offered: &[String]| {
-            check("", cb)
-                .sasl_request(offered, hash)
-                .map(|(m, b)| (m, b))
+            check("", cb).sasl_request(offered, hash)
         };
         assert_eq!(
             pick(ChannelBinding::Prefer, hash.clone(), &both).unwrap(),

@@ -347,7 +347,8 @@ mod tests {
 
     #[test]
     fn hostile_server_first_messages_are_refused() {
-        let cases: [(&str, fn(&ScramError) -> bool); 5] = [
+        type Expect = fn(&ScramError) -> bool;
+        let cases: [(&str, Expect); 5] = [
             ("r=someoneelse,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", |e| {
                 *e == ScramError::Nonce
             }),
