@@ -202,8 +202,10 @@ pub(super) struct SlotFile {
 
     /// Authenticate with an RDS IAM token (`rds-db:connect`) instead of a password,
     /// signed with the service's AWS credentials and renewed before its 15 minutes
-    /// run out. Needs `sslmode: require` or stronger and no `password`. Default `false`.
-    /// Example: `iam_auth: true`.
+    /// run out. Needs no `password` and a server verified by name: `sslmode:
+    /// verify-full` (the default away from loopback), plus `sslrootcert` on a loopback
+    /// address (a tunnel: see `hostaddr`), unless `iam_token_to_unverified_server` is
+    /// set. Default `false`. Example: `iam_auth: true`.
     pub iam_auth: Option<Value>,
 
     /// IP address to connect to instead of resolving `host` (libpq's meaning): `host`
