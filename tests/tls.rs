@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use pg_cdc_to_kinesis::config::SslMode;
+use pg_cdc_to_kinesis::config::{ChannelBinding, SslMode};
 use pg_cdc_to_kinesis::lsn::Lsn;
 use pg_cdc_to_kinesis::source::{
     self, ConnectParams, ReplicationMessage, ReplicationStream, SourceError,
@@ -173,6 +173,56 @@ async fn require_against_a_server_without_tls_fails_clearly() {
         .await
         .expect("prefer connects in plaintext");
     assert_eq!(ssl_of(pg, repl.backend_pid().expect("pid")), "f");
+}
+
+#[tokio::test]
+async fn channel_binding_require_works_over_tls_and_disable_turns_it_off() {
+    let (certs, pg) = tls_pg();
+    let db = pg.create_database(&pg::unique_name("tls_cb"));
+    let p = ConnectParams {
+        channel_binding: ChannelBinding::Require,
+        ..params(
+            pg,
+            "localhost",
+            &db,
+            SslMode::VerifyFull,
+            Some(certs.ca.clone()),
+        )
+    };
+    let repl = stream_one_row(&p).await;
+    assert!(repl.channel_bound(), "SCRAM-SHA-256-PLUS was not used");
+
+    // The md5 user over the same TLS: nothing to bind, so `require` refuses it.
+    let md5 = ConnectParams {
+        user: pg::MD5_USER.into(),
+        password: Some(pg_cdc_to_kinesis::config::Secret::new(format!(
+            "{}_pw",
+            pg::MD5_USER
+        ))),
+        ..p.clone()
+    };
+    for e in both_connections(&md5).await {
+        let text = e.to_string();
+        assert!(
+            text.contains("channel_binding is require") && text.contains("cannot be bound"),
+            "{text}"
+        );
+    }
+
+    let p = ConnectParams {
+        channel_binding: ChannelBinding::Disable,
+        ..p
+    };
+    source::sql_connect(&p)
+        .await
+        .expect("SQL connect without binding");
+    let repl = ReplicationStream::connect(&p)
+        .await
+        .expect("replication connect without binding");
+    assert!(
+        !repl.channel_bound(),
+        "bound although channel_binding is disable"
+    );
 }
 
 /// The error from the SQL connection and from the replication connection.

@@ -202,9 +202,37 @@ pub(super) struct SlotFile {
 
     /// Authenticate with an RDS IAM token (`rds-db:connect`) instead of a password,
     /// signed with the service's AWS credentials and renewed before its 15 minutes
-    /// run out. Needs `sslmode: require` or stronger and no `password`. Default `false`.
-    /// Example: `iam_auth: true`.
+    /// run out. Needs no `password` and a server verified by name: `sslmode:
+    /// verify-full` (the default away from loopback), plus `sslrootcert` on a loopback
+    /// address (a tunnel: see `hostaddr`), unless `iam_token_to_unverified_server` is
+    /// set. Default `false`. Example: `iam_auth: true`.
     pub iam_auth: Option<Value>,
+
+    /// IP address to connect to instead of resolving `host` (libpq's meaning): `host`
+    /// is still the name the certificate must carry (`verify-full`), the name the IAM
+    /// token is signed for and the name in messages. For a tunnel or port forward:
+    /// `host` is the database's real name, `hostaddr` the tunnel's local address.
+    /// `${ENV}` expanded. Example: `hostaddr: 127.0.0.1`.
+    pub hostaddr: Option<Value>,
+
+    /// Bind the SCRAM login to the server's TLS certificate (libpq's meaning):
+    /// `disable` (never), `prefer` (when TLS is on and the server offers
+    /// SCRAM-SHA-256-PLUS), `require` (always: password, md5, trust and unbound SCRAM
+    /// logins are refused; needs TLS). Default `prefer`. Example: `channel_binding: require`.
+    pub channel_binding: Option<Value>,
+
+    /// The authentication methods the server may ask for (libpq's `require_auth`): a
+    /// comma-separated list of `password`, `md5`, `scram-sha-256` and `none` (trust),
+    /// or the same names each with `!` to refuse them. The password never goes out by
+    /// a refused method. Default: any. Example: `require_auth: '!password,!md5'`.
+    pub require_auth: Option<Value>,
+
+    /// With `iam_auth`, send the token even though the server's certificate is not
+    /// verified for its host name (`sslmode` other than `verify-full`, or a loopback
+    /// address without `sslrootcert`). Anyone who can sit on that path can then take
+    /// the token and log in as the user for up to 15 minutes. Default `false`: such a
+    /// slot is refused at load. Example: `iam_token_to_unverified_server: true`.
+    pub iam_token_to_unverified_server: Option<Value>,
 
     /// Write the slot's confirmed LSN to an SSM parameter (a durable checkpoint that
     /// reveals a lost or re-created slot at startup). Default `true`; if SSM is not

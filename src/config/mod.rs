@@ -11,6 +11,7 @@
 //! tree's shape and key names are checked (`validate`), then the documented serde
 //! structs (`file`) are read and turned into [`SlotConfig`]s (`slot`).
 
+mod auth;
 mod checkpoint_keys;
 mod delivery_keys;
 mod env;
@@ -25,12 +26,14 @@ mod yaml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use auth::{AuthMethod, ChannelBinding, RequireAuth};
 pub use delivery_keys::{
     Aggregation, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_SHARD_BYTES_PER_SEC,
     DEFAULT_SHARD_RECORDS_PER_SEC,
 };
 pub use ops_keys::OpsConfig;
 pub use tls::{is_local_host, SslMode};
+pub use tls_keys::iam_peer_problem;
 
 /// A secret string (password). `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -216,6 +219,15 @@ pub struct SlotConfig {
     pub secret: Option<String>,
     /// Authenticate with an RDS IAM token instead of a password.
     pub iam_auth: bool,
+    /// Connect to this address instead of resolving `host` (which still names the
+    /// server for certificates, IAM tokens and messages).
+    pub hostaddr: Option<std::net::IpAddr>,
+    /// Whether the SCRAM login must, may or must not be bound to the TLS certificate.
+    pub channel_binding: ChannelBinding,
+    /// The authentication methods the server may ask for.
+    pub require_auth: RequireAuth,
+    /// Send IAM tokens even to a server whose certificate is not verified for its name.
+    pub iam_token_to_unverified_server: bool,
     /// Durable checkpoints in SSM Parameter Store.
     pub checkpoint: CheckpointConfig,
     /// Seconds between heartbeat messages; `None` = no heartbeats.

@@ -149,7 +149,7 @@ pub(super) fn build(
     )?;
     let create_slot = src.flag(&raw.create_slot, &place("create_slot"), DEFAULT_CREATE_SLOT)?;
 
-    let tls = super::tls_keys::build(src, &raw, &place, lookup, password.is_some())?;
+    let tls = super::tls_keys::build(src, &raw, &place, lookup, &host, password.is_some())?;
     let checkpoint = super::checkpoint_keys::build(src, slot, &raw, &place, lookup)?;
 
     Ok(SlotConfig {
@@ -171,6 +171,10 @@ pub(super) fn build(
         sslrootcert: tls.sslrootcert,
         secret,
         iam_auth: tls.iam_auth,
+        hostaddr: tls.hostaddr,
+        channel_binding: tls.channel_binding,
+        require_auth: tls.require_auth,
+        iam_token_to_unverified_server: tls.iam_token_to_unverified_server,
         checkpoint,
         heartbeat_interval_secs: super::ops_keys::heartbeat(src, &raw, &place)?,
     })

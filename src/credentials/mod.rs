@@ -118,6 +118,22 @@ impl Credentials {
             fill(&mut p, &self.slot, id, value)?;
         }
         if self.slot.iam_auth {
+            // The load-time rule again, for a host that came from the secret.
+            if !self.slot.iam_token_to_unverified_server {
+                let problem = crate::config::iam_peer_problem(
+                    p.sslmode,
+                    &p.host,
+                    p.hostaddr,
+                    p.sslrootcert.as_deref(),
+                );
+                if let Some(reason) = problem {
+                    return Err(CredentialsError::Iam {
+                        slot: self.slot.name.clone(),
+                        reason,
+                        transient: false,
+                    });
+                }
+            }
             // RDS refuses IAM tokens in plaintext; never send one unencrypted.
             if !p.sslmode.requires_tls() {
                 p.sslmode = SslMode::Require.max(p.sslmode);

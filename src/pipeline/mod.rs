@@ -73,6 +73,40 @@ impl SlotError {
             | SlotError::CheckpointGap(_) => false,
         }
     }
+
+    /// A short, fixed name for the kind of failure, safe to show to anyone (the
+    /// unauthenticated `/readyz`): never row data, names or server text, which stay
+    /// in the logs.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SlotError::Source(e) => match e {
+                _ if e.is_auth_failure() => "postgres_auth",
+                SourceError::Connect { .. }
+                | SourceError::Io { .. }
+                | SourceError::Closed { .. } => "postgres_connection",
+                SourceError::StreamEnded { .. } => "postgres_stream_ended",
+                SourceError::Tls { .. } | SourceError::TlsUnavailable { .. } => "postgres_tls",
+                SourceError::Protocol { .. } => "postgres_protocol",
+                SourceError::InvalidInput(_) => "invalid_input",
+                SourceError::Server { .. } => "postgres_error",
+                SourceError::Sql { source, .. } if source.as_db_error().is_some() => {
+                    "postgres_error"
+                }
+                SourceError::Sql { .. } => "postgres_connection",
+                SourceError::Auth { .. } => "postgres_auth",
+            },
+            SlotError::Sink(_) => "kinesis",
+            SlotError::Decode(_) => "decode",
+            SlotError::RecordTooLarge { .. } => "record_too_large",
+            SlotError::SlotMissing { .. } => "slot_missing",
+            SlotError::WrongPlugin { .. } => "wrong_plugin",
+            SlotError::SlotLost { .. } => "slot_lost",
+            SlotError::Silent { .. } => "postgres_silent",
+            SlotError::Internal(_) => "internal",
+            SlotError::CheckpointGap(_) => "checkpoint_gap",
+            SlotError::Credentials(_) => "credentials",
+        }
+    }
 }
 
 /// Where a slot's worker is.
@@ -96,7 +130,8 @@ pub enum SlotState {
 #[derive(Debug)]
 pub struct SlotStatus {
     pub slot: String,
-    state: Mutex<SlotState>,
+    /// The state, and [`SlotError::class`] of the failure behind `Retrying`/`Stopped`.
+    state: Mutex<(SlotState, Option<&'static str>)>,
     pub stats: Arc<SinkStats>,
     /// Observed values for metrics and readiness (`crate::metrics`).
     pub metrics: crate::metrics::SlotMetrics,
@@ -112,7 +147,7 @@ impl SlotStatus {
         SlotStatus {
             credentials,
             slot: slot.to_string(),
-            state: Mutex::new(SlotState::Starting),
+            state: Mutex::new((SlotState::Starting, None)),
             stats: Arc::default(),
             metrics: Default::default(),
             checkpoint: Arc::default(),
@@ -120,16 +155,25 @@ impl SlotStatus {
     }
 
     pub fn state(&self) -> SlotState {
+        self.state_and_class().0
+    }
+
+    /// The state with the short class of its error (for `Retrying` and `Stopped`).
+    pub fn state_and_class(&self) -> (SlotState, Option<&'static str>) {
         self.state
             .lock()
             .map(|s| s.clone())
-            .unwrap_or(SlotState::Starting)
+            .unwrap_or((SlotState::Starting, None))
     }
 
     fn set(&self, state: SlotState) {
+        self.set_with_class(state, None);
+    }
+
+    fn set_with_class(&self, state: SlotState, class: Option<&'static str>) {
         if let Ok(mut s) = self.state.lock() {
             self.metrics.note_state(&state);
-            *s = state;
+            *s = (state, class);
         }
     }
 }
@@ -320,9 +364,12 @@ impl Worker {
                     let delay = reconnect_delay(attempt);
                     attempt = attempt.saturating_add(1);
                     tracing::warn!(slot = %name, retry_in_s = delay.as_secs_f32(), "[{name}] {e}; reconnecting");
-                    self.status.set(SlotState::Retrying {
-                        error: e.to_string(),
-                    });
+                    self.status.set_with_class(
+                        SlotState::Retrying {
+                            error: e.to_string(),
+                        },
+                        Some(e.class()),
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.shutdown.changed() => {}
@@ -330,9 +377,12 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::error!(slot = %name, "[{name}] slot stopped: {e}");
-                    self.status.set(SlotState::Stopped {
-                        error: e.to_string(),
-                    });
+                    self.status.set_with_class(
+                        SlotState::Stopped {
+                            error: e.to_string(),
+                        },
+                        Some(e.class()),
+                    );
                     return Err(format!("slot {name}: {e}"));
                 }
             }

@@ -126,40 +126,96 @@ fn respond(code: StatusCode, content_type: &str, body: String) -> Response<Full<
 
 /// Ready when every slot streams, or has been retrying for less than the budget.
 /// Starting, stopped and finished slots are not ready.
+///
+/// The body is for an unauthenticated port: per slot only its name, state, readiness,
+/// the retry timing and a short error class ([`crate::pipeline::SlotError::class`]).
+/// Error text can quote row data, table and stream names or server messages; it goes
+/// to the logs only.
 pub fn readiness(slots: &[Watched], budget: Duration) -> (bool, Value) {
     let mut all_ready = !slots.is_empty();
     let rows: Vec<Value> = slots
         .iter()
         .map(|w| {
-            let state = w.status.state();
+            let (state, class) = w.status.state_and_class();
             let retrying_for = w.status.metrics.retrying_for();
-            let (name, error, ready) = match &state {
-                SlotState::Streaming => ("streaming", None, true),
-                SlotState::Starting => ("starting", None, false),
-                SlotState::Retrying { error } => (
-                    "retrying",
-                    Some(error.clone()),
-                    retrying_for.is_none_or(|d| d < budget),
-                ),
-                SlotState::Stopped { error } => ("stopped", Some(error.clone()), false),
-                SlotState::Finished => ("finished", None, false),
-            };
+            let (ready, row) = slot_row(&w.status.slot, &state, class, retrying_for, budget);
             all_ready &= ready;
-            let mut row = json!({
-                "slot": w.status.slot,
-                "stream": w.stream,
-                "state": name,
-                "ready": ready,
-            });
-            if let Some(e) = error {
-                row["error"] = Value::String(e);
-            }
-            if let (SlotState::Retrying { .. }, Some(d)) = (&state, retrying_for) {
-                row["retrying_for_secs"] = json!(d.as_secs());
-                row["retry_budget_secs"] = json!(budget.as_secs());
-            }
             row
         })
         .collect();
     (all_ready, json!({"ready": all_ready, "slots": rows}))
+}
+
+/// One slot's readiness and its `/readyz` entry.
+fn slot_row(
+    slot: &str,
+    state: &SlotState,
+    class: Option<&str>,
+    retrying_for: Option<Duration>,
+    budget: Duration,
+) -> (bool, Value) {
+    let (name, ready) = match state {
+        SlotState::Streaming => ("streaming", true),
+        SlotState::Starting => ("starting", false),
+        SlotState::Retrying { .. } => ("retrying", retrying_for.is_none_or(|d| d < budget)),
+        SlotState::Stopped { .. } => ("stopped", false),
+        SlotState::Finished => ("finished", false),
+    };
+    let mut row = json!({
+        "slot": slot,
+        "state": name,
+        "ready": ready,
+    });
+    if let (SlotState::Retrying { .. } | SlotState::Stopped { .. }, Some(class)) = (state, class) {
+        row["error_class"] = Value::String(class.to_string());
+    }
+    if let (SlotState::Retrying { .. }, Some(d)) = (state, retrying_for) {
+        row["retrying_for_secs"] = json!(d.as_secs());
+        row["retry_budget_secs"] = json!(budget.as_secs());
+    }
+    (ready, row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readyz_rows_carry_the_error_class_but_no_error_text() {
+        // What a decode error's message looks like: it quotes the payload.
+        let error = r#"cannot decode wal2json output at 0/16B3748: expected ',' in {"kind":"insert","table":"cards","columnvalues":[42,"4111-1111-1111-1111"]}"#;
+        let stopped = SlotState::Stopped {
+            error: error.into(),
+        };
+        let (ready, row) = slot_row(
+            "orders_slot",
+            &stopped,
+            Some("decode"),
+            None,
+            Duration::ZERO,
+        );
+        assert!(!ready);
+        let text = row.to_string();
+        assert_eq!(
+            row,
+            json!({"slot": "orders_slot", "state": "stopped", "ready": false, "error_class": "decode"}),
+            "{text}"
+        );
+        assert!(!text.contains("4111") && !text.contains("cards"), "{text}");
+
+        let retrying = SlotState::Retrying {
+            error: "postgres://cdc@db.internal:5432/shop: connection lost".into(),
+        };
+        let (ready, row) = slot_row(
+            "s",
+            &retrying,
+            Some("postgres_connection"),
+            Some(Duration::from_secs(3)),
+            Duration::from_secs(120),
+        );
+        assert!(ready);
+        assert_eq!(row["error_class"], "postgres_connection");
+        assert_eq!(row["retrying_for_secs"], 3);
+        assert!(!row.to_string().contains("db.internal"), "{row}");
+    }
 }

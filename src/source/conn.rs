@@ -1,4 +1,5 @@
-//! One frontend/backend protocol connection: transport, framing, startup, authentication.
+//! One frontend/backend protocol connection: transport, framing, startup, authentication
+//! (checked step by step against `auth`'s policy; SCRAM by `scram`).
 //!
 //! Owns the socket and the two buffers. Reading is cancel-safe: bytes only ever move
 //! from the socket into `read_buf`, and a message is taken out of the buffer in one
@@ -12,14 +13,14 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{
-    ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
-};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::auth::{AuthCheck, SCRAM_SHA_256_PLUS};
+use super::scram::ScramClient;
 use super::transport::{open_transport, Transport};
 use super::{ConnectParams, ServerError, SourceError};
+use crate::config::AuthMethod;
 
 /// Fresh read space reserved at a time. Big enough that a busy stream is read in a
 /// few large syscalls; payloads are `Bytes` views into these chunks.
@@ -157,7 +158,8 @@ impl Connection {
     }
 
     async fn authenticate(&mut self, p: &ConnectParams) -> Result<(), SourceError> {
-        let mut scram: Option<ScramSha256> = None;
+        let mut check = AuthCheck::new(p.require_auth, p.channel_binding);
+        let mut scram: Option<ScramClient> = None;
         loop {
             let mut frame = self.read_frame(|| "during authentication".into()).await?;
             match frame.tag {
@@ -179,13 +181,29 @@ impl Connection {
             }
             let code = frame.body.get_i32();
             match code {
-                0 => return Ok(()),
+                0 => {
+                    // A SCRAM login is complete only once the server proved that it
+                    // knows the password; "OK" from anyone else proves nothing.
+                    check.authentication_ok().map_err(|r| self.auth(p, r))?;
+                    if scram.as_ref().is_some_and(|s| !s.is_verified()) {
+                        return Err(
+                            self.auth(p, "the server's SCRAM signature was never verified".into())
+                        );
+                    }
+                    return Ok(());
+                }
                 3 => {
+                    check
+                        .password_request(AuthMethod::Password)
+                        .map_err(|r| self.auth(p, r))?;
                     let pw = self.password(p, "cleartext password")?;
                     frontend::password_message(pw.as_bytes(), &mut self.write_buf)
                         .map_err(|e| self.invalid(e))?;
                 }
                 5 => {
+                    check
+                        .password_request(AuthMethod::Md5)
+                        .map_err(|r| self.auth(p, r))?;
                     let pw = self.password(p, "md5")?;
                     if frame.body.len() < 4 {
                         return Err(self.protocol("md5 request without salt".into()));
@@ -200,31 +218,39 @@ impl Connection {
                     while let Some(m) = take_cstr(&mut frame.body).filter(|m| !m.is_empty()) {
                         offered.push(m);
                     }
+                    let (mechanism, binding) = check
+                        .sasl_request(&offered, self.transport.channel_binding())
+                        .map_err(|r| self.auth(p, self.sasl_hint(r)))?;
                     let pw = self.password(p, "SCRAM-SHA-256")?;
-                    let (mechanism, binding) =
-                        self.choose_scram(&offered).map_err(|r| self.auth(p, r))?;
-                    let s = ScramSha256::new(pw.as_bytes(), binding);
-                    frontend::sasl_initial_response(mechanism, s.message(), &mut self.write_buf)
-                        .map_err(|e| self.invalid(e))?;
+                    // PostgreSQL takes the user from the startup packet, not from SCRAM.
+                    let s = ScramClient::new("", pw, binding);
+                    frontend::sasl_initial_response(
+                        mechanism,
+                        s.client_first().as_bytes(),
+                        &mut self.write_buf,
+                    )
+                    .map_err(|e| self.invalid(e))?;
                     self.channel_bound = mechanism == SCRAM_SHA_256_PLUS;
                     scram = Some(s);
                 }
                 11 => {
+                    check.sasl_continue().map_err(|r| self.protocol(r))?;
                     let Some(s) = scram.as_mut() else {
                         return Err(self.protocol("SASL continue before SASL start".into()));
                     };
-                    s.update(&frame.body)
+                    let answer = s
+                        .client_final(&frame.body)
                         .map_err(|e| self.auth(p, format!("SCRAM exchange failed: {e}")))?;
-                    frontend::sasl_response(s.message(), &mut self.write_buf)
+                    frontend::sasl_response(answer.as_bytes(), &mut self.write_buf)
                         .map_err(|e| self.invalid(e))?;
                 }
                 12 => {
+                    check.sasl_final().map_err(|r| self.protocol(r))?;
                     let Some(s) = scram.as_mut() else {
                         return Err(self.protocol("SASL final before SASL start".into()));
                     };
-                    s.finish(&frame.body).map_err(|e| {
-                        self.auth(p, format!("the server's SCRAM signature did not verify ({e}); is something intercepting the connection?"))
-                    })?;
+                    s.verify_server_final(&frame.body)
+                        .map_err(|e| self.auth(p, e.to_string()))?;
                     continue;
                 }
                 other => {
@@ -263,28 +289,12 @@ impl Connection {
         }
     }
 
-    /// SCRAM-SHA-256-PLUS when TLS is on, the server offers it and the certificate
-    /// has a hash for tls-server-end-point; otherwise plain SCRAM-SHA-256, telling the
-    /// server truthfully whether we could have bound (so a stripped `-PLUS` offer by a
-    /// man in the middle makes the server refuse).
-    fn choose_scram(&self, offered: &[String]) -> Result<(&'static str, ChannelBinding), String> {
-        let has = |m: &str| offered.iter().any(|o| o == m);
-        let hash = self.transport.channel_binding();
-        match hash {
-            Some(hash) if has(SCRAM_SHA_256_PLUS) => Ok((
-                SCRAM_SHA_256_PLUS,
-                ChannelBinding::tls_server_end_point(hash),
-            )),
-            Some(_) if has(SCRAM_SHA_256) => Ok((SCRAM_SHA_256, ChannelBinding::unrequested())),
-            _ if has(SCRAM_SHA_256) => Ok((SCRAM_SHA_256, ChannelBinding::unsupported())),
-            _ => Err(format!(
-                "the server offers only SASL mechanisms {offered:?}, none usable{}",
-                if self.transport.is_tls() {
-                    ""
-                } else {
-                    " (SCRAM-SHA-256-PLUS needs TLS: set sslmode)"
-                }
-            )),
+    /// A SASL refusal, with a hint when TLS would have made `-PLUS` possible.
+    fn sasl_hint(&self, reason: String) -> String {
+        if self.transport.is_tls() || !reason.contains("none usable") {
+            reason
+        } else {
+            format!("{reason} (SCRAM-SHA-256-PLUS needs TLS: set sslmode)")
         }
     }
 

@@ -13,19 +13,27 @@
 //! - `transport`: the socket (TCP / Unix socket), switched to TLS per `sslmode`.
 //! - `tls`: rustls configuration per `sslmode`, channel binding, handshake errors.
 //! - `conn`: framing, startup and authentication.
+//! - `auth`: the authentication policy (`require_auth`, `channel_binding`, no success
+//!   before the server's SCRAM signature), shared by both kinds of connection.
+//! - `scram`: the SCRAM-SHA-256 client.
+//! - `guard`: applies `auth` under tokio-postgres' SQL connections.
 //! - `replication`: [`ReplicationStream`]: `START_REPLICATION` and the CopyBoth stream.
 //! - `slot`: slot SQL over tokio-postgres ([`sql_connect`], [`slot_info`], ...).
 
+mod auth;
 mod conn;
+mod guard;
 mod replication;
+mod scram;
 mod slot;
 mod tls;
 mod transport;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::config::{Secret, SlotConfig, SslMode};
+use crate::config::{ChannelBinding, RequireAuth, Secret, SlotConfig, SslMode};
 
 pub use replication::{ReplicationMessage, ReplicationStream};
 pub use slot::{
@@ -47,6 +55,13 @@ pub struct ConnectParams {
     pub sslmode: SslMode,
     /// CA bundle (PEM) to verify against; `None` = the system trust store.
     pub sslrootcert: Option<PathBuf>,
+    /// Connect here instead of resolving `host` (libpq's `hostaddr`); `host` stays the
+    /// name the certificate must carry.
+    pub hostaddr: Option<IpAddr>,
+    /// Whether the SCRAM login must, may or must not be bound to the certificate.
+    pub channel_binding: ChannelBinding,
+    /// The authentication methods the server may ask for.
+    pub require_auth: RequireAuth,
 }
 
 /// The application name the service reports unless told otherwise.
@@ -63,6 +78,9 @@ impl ConnectParams {
             application_name: format!("{DEFAULT_APPLICATION_NAME}/{}", slot.name),
             sslmode: SslMode::resolve(slot.sslmode, &slot.host),
             sslrootcert: slot.sslrootcert.clone(),
+            hostaddr: slot.hostaddr,
+            channel_binding: slot.channel_binding,
+            require_auth: slot.require_auth,
         }
     }
 
@@ -286,6 +304,9 @@ mod tests {
             application_name: "x".into(),
             sslmode: SslMode::VerifyFull,
             sslrootcert: None,
+            hostaddr: None,
+            channel_binding: ChannelBinding::Prefer,
+            require_auth: RequireAuth::default(),
         };
         assert_eq!(p.endpoint(), "postgres://cdc@db:5433/app");
         assert!(!format!("{p:?}").contains("hunter2"));

@@ -3,13 +3,18 @@
 //! Owns the queries about replication slots and server settings. It never drops a slot
 //! and never advances one: progress is only confirmed through the replication stream.
 
-use tokio_postgres::config::SslMode as PgSslMode;
-use tokio_postgres::{Client, NoTls};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_postgres::config::{
+    ChannelBinding as PgChannelBinding, SslMode as PgSslMode, SslNegotiation,
+};
+use tokio_postgres::Client;
 
+use super::auth::AuthCheck;
+use super::guard::{AlreadyTls, Guarded};
 use super::replication::validate_slot_name;
-use super::{tls, ConnectParams, SourceError};
-use crate::config::SslMode;
+use super::scram::ScramError;
+use super::transport::open_transport;
+use super::{ConnectParams, SourceError};
+use crate::config::ChannelBinding;
 use crate::lsn::Lsn;
 
 /// The output plugin every slot this service creates uses.
@@ -31,54 +36,76 @@ pub struct SlotInfo {
     pub wal_status: Option<String>,
 }
 
+/// How long the TCP connect, TLS and the login may take together.
+const SQL_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Open a SQL connection; its driver task is spawned on the current runtime and ends
 /// when the returned client is dropped.
+///
+/// The socket and TLS come from `transport`, exactly as for the replication
+/// connection (same `sslmode` rules and errors, same `hostaddr`); the login runs
+/// through `guard`, so `require_auth` and `channel_binding` hold here too.
 pub async fn sql_connect(p: &ConnectParams) -> Result<Client, SourceError> {
+    let at = p.endpoint();
+    match tokio::time::timeout(SQL_CONNECT_TIMEOUT, sql_connect_inner(p, &at)).await {
+        Ok(result) => result,
+        Err(_) => Err(SourceError::Connect {
+            at,
+            source: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {SQL_CONNECT_TIMEOUT:?}"),
+            ),
+        }),
+    }
+}
+
+async fn sql_connect_inner(p: &ConnectParams, at: &str) -> Result<Client, SourceError> {
+    let transport = open_transport(p).await?;
+    let check = AuthCheck::new(p.require_auth, p.channel_binding);
+    let (stream, refusal) = Guarded::new(transport, check);
     let mut config = tokio_postgres::Config::new();
-    // tokio-postgres treats a host starting with '/' as a Unix-socket directory.
     config
         .host(&p.host)
         .port(p.port)
         .user(&p.user)
         .dbname(&p.dbname)
         .application_name(&p.application_name)
-        .connect_timeout(std::time::Duration::from_secs(30));
+        .channel_binding(match p.channel_binding {
+            ChannelBinding::Disable => PgChannelBinding::Disable,
+            ChannelBinding::Prefer => PgChannelBinding::Prefer,
+            ChannelBinding::Require => PgChannelBinding::Require,
+        });
     if let Some(pw) = &p.password {
         config.password(pw.expose());
     }
-    let at = p.endpoint();
-    let context = "connecting for slot SQL";
-    // tokio-postgres never uses TLS on Unix sockets; `transport` refuses the modes that need it.
-    if p.sslmode == SslMode::Disable || p.host.starts_with('/') {
-        if p.sslmode.requires_tls() {
-            return Err(SourceError::Tls {
-                at,
-                reason: format!("sslmode {} needs TLS, which PostgreSQL does not offer on Unix sockets; connect over TCP or use sslmode prefer or disable", p.sslmode),
-            });
-        }
-        config.ssl_mode(PgSslMode::Disable);
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| sql_error(&at, context, e))?;
-        drive(at, connection);
-        return Ok(client);
-    }
-    config.ssl_mode(if p.sslmode.requires_tls() {
-        PgSslMode::Require
+    // The stream is already TLS (or plaintext by `sslmode`): "direct" negotiation makes
+    // tokio-postgres skip its own SSLRequest and take the stream as it is.
+    if stream.is_tls() {
+        config
+            .ssl_mode(PgSslMode::Require)
+            .ssl_negotiation(SslNegotiation::Direct);
     } else {
-        PgSslMode::Prefer
-    });
-    let tls_config =
-        tls::client_config(p.sslmode, p.sslrootcert.as_deref()).map_err(|e| SourceError::Tls {
-            at: at.clone(),
-            reason: e.to_string(),
-        })?;
-    let (client, connection) = config
-        .connect(MakeRustlsConnect::new((*tls_config).clone()))
-        .await
-        .map_err(|e| tls_sql_error(p, &at, context, e))?;
-    drive(at, connection);
+        config.ssl_mode(PgSslMode::Disable);
+    }
+    let (client, connection) = config.connect_raw(stream, AlreadyTls).await.map_err(|e| {
+        match refusal.lock().ok().and_then(|mut r| r.take()) {
+            Some(reason) => SourceError::Auth {
+                at: at.to_string(),
+                user: p.user.clone(),
+                reason,
+            },
+            // tokio-postgres checks the server's signature itself; say what it means.
+            None if crate::telemetry::error_chain(&e).contains("SCRAM verification error") => {
+                SourceError::Auth {
+                    at: at.to_string(),
+                    user: p.user.clone(),
+                    reason: ScramError::BadSignature.to_string(),
+                }
+            }
+            None => sql_error(at, "connecting for slot SQL", e),
+        }
+    })?;
+    drive(at.to_string(), connection);
     Ok(client)
 }
 
@@ -92,30 +119,6 @@ where
             tracing::warn!(server = %at, error = %e, "slot SQL connection ended with an error");
         }
     });
-}
-
-/// Certificate and "no TLS on the server" failures, worded like the replication
-/// connection's; everything else as [`sql_error`].
-fn tls_sql_error(
-    p: &ConnectParams,
-    at: &str,
-    context: &str,
-    e: tokio_postgres::Error,
-) -> SourceError {
-    if let Some(r) = tls::find_rustls_error(&e) {
-        return SourceError::Tls {
-            at: at.to_string(),
-            reason: tls::explain(r, &p.host, p.sslmode, p.sslrootcert.as_deref()),
-        };
-    }
-    // tokio-postgres reports a refused SSLRequest only as this text.
-    if crate::telemetry::error_chain(&e).contains("server does not support TLS") {
-        return SourceError::TlsUnavailable {
-            at: at.to_string(),
-            sslmode: p.sslmode,
-        };
-    }
-    sql_error(at, context, e)
 }
 
 /// The slot's row in `pg_replication_slots`, or `None` if there is no such slot.

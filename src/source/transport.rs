@@ -127,9 +127,12 @@ pub(crate) async fn open_transport(p: &ConnectParams) -> Result<Transport, Sourc
             "Unix sockets need a Unix system",
         )));
     }
-    let mut tcp = TcpStream::connect((p.host.as_str(), p.port))
-        .await
-        .map_err(connect_err)?;
+    // `hostaddr` (a tunnel) replaces only the address; TLS still checks `host`.
+    let tcp = match p.hostaddr {
+        Some(addr) => TcpStream::connect((addr, p.port)).await,
+        None => TcpStream::connect((p.host.as_str(), p.port)).await,
+    };
+    let mut tcp = tcp.map_err(connect_err)?;
     // Status updates are tiny and latency matters more than packet count.
     tcp.set_nodelay(true).map_err(connect_err)?;
     if p.sslmode == SslMode::Disable {

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod daemon;
+pub mod fake_pg;
 pub mod kinesis;
 pub mod lambda_api;
 pub mod moto;

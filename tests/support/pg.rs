@@ -214,6 +214,9 @@ impl Pg {
             application_name: "pg-cdc-to-kinesis-test".into(),
             sslmode: pg_cdc_to_kinesis::config::SslMode::Prefer,
             sslrootcert: None,
+            hostaddr: None,
+            channel_binding: Default::default(),
+            require_auth: Default::default(),
         }
     }
 
