@@ -15,8 +15,11 @@
 //! - `conn`: framing, startup and authentication.
 //! - `replication`: [`ReplicationStream`]: `START_REPLICATION` and the CopyBoth stream.
 //! - `slot`: slot SQL over tokio-postgres ([`sql_connect`], [`slot_info`], ...).
+//! - `identity`: replica identities and the start-up check that they carry the
+//!   partition-key columns ([`check_identities`]).
 
 mod conn;
+mod identity;
 mod replication;
 mod slot;
 mod tls;
@@ -27,6 +30,7 @@ use std::path::PathBuf;
 
 use crate::config::{Secret, SlotConfig, SslMode};
 
+pub use identity::{check_identities, table_identities, IdentityLacksKey, TableIdentity};
 pub use replication::{ReplicationMessage, ReplicationStream};
 pub use slot::{
     create_slot, current_wal_lsn, slot_info, sql_connect, wal_level, SlotInfo, OUTPUT_PLUGIN,
