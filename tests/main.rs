@@ -10,6 +10,7 @@ mod delivery;
 mod e2e;
 mod faults;
 mod harness;
+mod keys;
 mod kpl;
 mod metrics;
 mod ops;
