@@ -4,6 +4,8 @@
 //! It never changes a value: column values are copied as the exact JSON text
 //! wal2json printed, so a `numeric(40,10)` keeps every digit.
 
+use std::collections::HashSet;
+
 use sha2::{Digest, Sha256};
 
 use crate::config::PartitionKey;
@@ -85,12 +87,15 @@ pub struct UnkeyedChange {
     pub identity: Vec<String>,
 }
 
-/// Builds records for one slot. Reuses nothing between records but the settings,
-/// so it can be shared freely.
+/// Builds records for one slot, in stream order.
 #[derive(Debug, Clone)]
 pub struct RecordEncoder {
     database: String,
     partition_key: PartitionKey,
+    /// Under `{columns}`: tables (`schema.table`) whose rows were seen with every key
+    /// column, so a delete of theirs without one in its identity is certainly unkeyable
+    /// (not a table that lacks the column). One entry per table.
+    tables_with_key: HashSet<String>,
 }
 
 impl RecordEncoder {
@@ -98,6 +103,7 @@ impl RecordEncoder {
         RecordEncoder {
             database: database.into(),
             partition_key,
+            tables_with_key: HashSet::new(),
         }
     }
 
@@ -110,7 +116,7 @@ impl RecordEncoder {
     /// overtake the row's earlier changes still under the old key, and a later insert
     /// reusing the old key could be applied before it.
     pub fn encode_into(
-        &self,
+        &mut self,
         change: &Change,
         txn: &TxnContext,
         seq: u64,
@@ -122,6 +128,18 @@ impl RecordEncoder {
             PartitionKey::Table | PartitionKey::Fixed(_) => None,
         };
         let columns = columns.filter(|c| !c.is_empty());
+        if let (PartitionKey::Columns(names), Kind::Insert | Kind::Update) =
+            (&self.partition_key, change.kind)
+        {
+            let has_key = names.iter().all(|n| {
+                find(&change.columns, n)
+                    .or_else(|| find(&change.identity, n))
+                    .is_some()
+            });
+            if has_key && !self.tables_with_key.contains(&table_key(change)) {
+                self.tables_with_key.insert(table_key(change));
+            }
+        }
         if let (Some(names), Kind::Update | Kind::Delete) = (columns, change.kind) {
             self.check_identity(change, txn, names)?;
             if change.kind == Kind::Update && key_changed(change, names) {
@@ -141,9 +159,10 @@ impl RecordEncoder {
     }
 
     /// Under `primary_key` the change names its key columns, so a missing one is
-    /// certain. Under `{columns}` a delete cannot tell a table without the column
-    /// (keyed by the table throughout, which is consistent) from an identity without
-    /// it; the startup check covers that case. An update can: its new row has them.
+    /// certain. Under `{columns}` a column missing from the identity may be missing
+    /// from the table (keyed by the table throughout, which is consistent): certain
+    /// for an update whose new row has it, and for a delete of a table whose rows
+    /// were seen with it. The start-up check covers the tables it cannot tell.
     fn check_identity(
         &self,
         change: &Change,
@@ -160,10 +179,10 @@ impl RecordEncoder {
         }
         let certain = match self.partition_key {
             PartitionKey::PrimaryKey => true,
-            _ => {
-                change.kind == Kind::Update
-                    && names.iter().all(|n| find(&change.columns, n).is_some())
-            }
+            _ => match change.kind {
+                Kind::Update => names.iter().all(|n| find(&change.columns, n).is_some()),
+                _ => self.tables_with_key.contains(&table_key(change)),
+            },
         };
         if !certain {
             return Ok(());
@@ -384,7 +403,7 @@ mod tests {
     /// The one record `change` encodes to.
     fn encode(enc: &RecordEncoder, c: &Change, txn: &TxnContext, seq: u64) -> Record {
         let mut out = Vec::new();
-        assert_eq!(enc.encode_into(c, txn, seq, &mut out), Ok(1));
+        assert_eq!(enc.clone().encode_into(c, txn, seq, &mut out), Ok(1));
         out.pop().unwrap()
     }
 
@@ -444,7 +463,7 @@ mod tests {
 
     #[test]
     fn primary_key_change_is_a_delete_under_the_old_key_then_an_insert_under_the_new() {
-        let enc = RecordEncoder::new("shop", PartitionKey::PrimaryKey);
+        let mut enc = RecordEncoder::new("shop", PartitionKey::PrimaryKey);
         let c = change(
             Kind::Update,
             vec![col("id", "30"), col("v", "\"x\"")],
@@ -495,7 +514,7 @@ mod tests {
 
     #[test]
     fn changed_partition_columns_are_a_key_change_too() {
-        let enc = RecordEncoder::new("d", PartitionKey::Columns(vec!["region".into()]));
+        let mut enc = RecordEncoder::new("d", PartitionKey::Columns(vec!["region".into()]));
         let c = change(
             Kind::Update,
             vec![col("id", "1"), col("region", "\"us\"")],
@@ -535,12 +554,18 @@ mod tests {
         assert!(RecordEncoder::new("d", cols.clone())
             .encode_into(&upd, &txn(), 0, &mut out)
             .is_err());
-        // A delete cannot (the table may lack the column): the start-up check covers it.
+        // A delete alone cannot (the table may lack the column): the start-up check
+        // covers it; once a row of the table showed the column, it can.
         let del = change(Kind::Delete, vec![], vec![col("id", "1")]);
-        assert_eq!(
-            RecordEncoder::new("d", cols).encode_into(&del, &txn(), 0, &mut out),
-            Ok(1)
+        let mut enc = RecordEncoder::new("d", cols);
+        assert_eq!(enc.encode_into(&del, &txn(), 0, &mut out), Ok(1));
+        let ins = change(
+            Kind::Insert,
+            vec![col("id", "1"), col("region", "\"eu\"")],
+            vec![],
         );
+        assert_eq!(enc.encode_into(&ins, &txn(), 0, &mut out), Ok(1));
+        assert!(enc.encode_into(&del, &txn(), 0, &mut out).is_err());
     }
 
     #[test]

@@ -28,6 +28,11 @@ struct Setup {
 
 impl Setup {
     async fn new(prefix: &str, ddl: &str, table: &str, format: u8) -> Setup {
+        Setup::with(prefix, ddl, table, format, "").await
+    }
+
+    /// `extra`: more slot keys, one per line, indented by six spaces.
+    async fn with(prefix: &str, ddl: &str, table: &str, format: u8, extra: &str) -> Setup {
         let pg = pg::shared();
         let db = pg.create_database(&unique_name(prefix));
         pg.execute(&db, ddl);
@@ -35,7 +40,7 @@ impl Setup {
         let stream = unique_stream_name(prefix);
         kinesis::create_stream(&kinesalite().client(), &stream, 2).await;
         let options = format!("{{format-version: {format}, add-tables: 'public.{table}'}}");
-        let (config, _dir) = load(&config_yaml(&[(&slot, &db, &options, &stream)], ""));
+        let (config, _dir) = load(&config_yaml(&[(&slot, &db, &options, &stream)], extra));
         Setup {
             config,
             _dir,
@@ -321,4 +326,35 @@ async fn delete_without_its_key_after_start_stops_the_slot_instead_of_table_key(
     }
     let keys: Vec<&str> = records.iter().map(|r| r.partition_key.as_str()).collect();
     assert_eq!(keys, ["public.ui|1"], "only the insert goes out");
+}
+
+/// `{columns: [region]}` on a table whose identity is its primary key: a delete could not
+/// carry `region`, so the slot refuses to start and names the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_columns_outside_the_identity_are_refused_at_start() {
+    let s = Setup::with(
+        "identity_cols",
+        "CREATE TABLE orders (id int PRIMARY KEY, region text NOT NULL)",
+        "orders",
+        2,
+        "      partition_key: {columns: [region]}\n",
+    )
+    .await;
+    let pipeline = s.start();
+    let state = wait_state(&pipeline.slots[0], READ_TIMEOUT, |s| {
+        matches!(s, SlotState::Stopped { .. } | SlotState::Streaming)
+    })
+    .await;
+    pipeline.stop();
+    pipeline.wait().await.ok();
+    drop_slot(&s.db, &s.slot);
+    let SlotState::Stopped { error } = state else {
+        panic!("the slot did not refuse to start: {state:?}")
+    };
+    for needle in [
+        "{columns: [region]}",
+        "public.orders (REPLICA IDENTITY DEFAULT carries id, not region)",
+    ] {
+        assert!(error.contains(needle), "{needle:?} not in: {error}");
+    }
 }

@@ -86,7 +86,7 @@ impl Session<'_> {
 
         let (options, format) = decode::effective_options(&slot.options);
         let mut decoder = decode::decoder_for(format);
-        let encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
+        let mut encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
 
         let mut repl = ReplicationStream::connect(&params).await?;
         repl.start(&slot.name, Lsn::ZERO, &options).await?;
@@ -172,7 +172,7 @@ impl Session<'_> {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
                             self.status.metrics.observe(&events);
-                            reader.absorb(events.drain(..), &encoder, max_record_bytes)?;
+                            reader.absorb(events.drain(..), &mut encoder, max_record_bytes)?;
                         }
                         ReplicationMessage::Keepalive { wal_end, reply_requested } => {
                             reader.server_wal_end = reader.server_wal_end.max(wal_end);
@@ -346,7 +346,7 @@ impl Reader {
     fn absorb(
         &mut self,
         events: impl Iterator<Item = Event>,
-        encoder: &RecordEncoder,
+        encoder: &mut RecordEncoder,
         max_record_bytes: usize,
     ) -> Result<(), SlotError> {
         for event in events {
