@@ -226,6 +226,8 @@ pub(crate) async fn table_filter_warnings(
     } else {
         format!("warning: {}", warnings.join("; "))
     }))
+}
+
 /// The same replica-identity check a slot runs before it starts streaming.
 async fn identities(sql: &tokio_postgres::Client, slot: &SlotConfig) -> Result<String, String> {
     let (options, format) = crate::decode::effective_options(&slot.options);

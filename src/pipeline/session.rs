@@ -515,7 +515,7 @@ mod tests {
             )
         };
         let mut decoder = decode::decoder_for(FormatVersion::V1);
-        let encoder = RecordEncoder::new("db", Default::default());
+        let mut encoder = RecordEncoder::new("db", Default::default());
         let mut tracker = AckTracker::new(Lsn(0x50));
         let mut r = Reader::new(Lsn(0x50));
         r.accepted = tracker.accepted_count();
@@ -524,7 +524,7 @@ mod tests {
             decoder
                 .feed(Lsn(label), doc(xid).as_bytes(), &mut events)
                 .unwrap();
-            r.absorb(events.drain(..), &encoder, 1 << 20).unwrap();
+            r.absorb(events.drain(..), &mut encoder, 1 << 20).unwrap();
         };
         read(&mut r, 0x200, 2);
         for seq in hand_over(&mut r, &mut tracker) {

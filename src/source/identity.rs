@@ -27,7 +27,7 @@ use tokio_postgres::Client;
 
 use super::SourceError;
 use crate::config::PartitionKey;
-use crate::decode::FormatVersion;
+use crate::decode::{table_patterns, FormatVersion, TablePattern};
 
 /// How many tables a refusal names.
 const MAX_NAMED: usize = 10;
@@ -217,48 +217,19 @@ fn is_true(value: &str) -> bool {
     )
 }
 
-/// wal2json's `add-tables` / `filter-tables` value: comma-separated `schema.table`,
-/// `*` for any schema or any table, `\` escaping a special character.
-struct TablePatterns(Vec<(Option<String>, Option<String>)>);
+/// wal2json's `add-tables` / `filter-tables` value. Entries wal2json refuses are left
+/// out: with one, the slot cannot start streaming anyway.
+struct TablePatterns(Vec<TablePattern>);
 
 impl TablePatterns {
     fn parse(value: &str) -> TablePatterns {
-        let mut patterns = Vec::new();
-        // (text, was any character escaped) per part of the current entry.
-        let mut parts: Vec<(String, bool)> = vec![(String::new(), false)];
-        let mut finish = |parts: &mut Vec<(String, bool)>| {
-            let part = |p: &(String, bool)| (p.0 != "*" || p.1).then(|| p.0.clone());
-            if let [schema, table] = parts.as_slice() {
-                patterns.push((part(schema), part(table)));
-            }
-            *parts = vec![(String::new(), false)];
-        };
-        let mut chars = value.chars();
-        while let Some(ch) = chars.next() {
-            match ch {
-                '\\' => {
-                    if let (Some(next), Some(last)) = (chars.next(), parts.last_mut()) {
-                        last.0.push(next);
-                        last.1 = true;
-                    }
-                }
-                ',' => finish(&mut parts),
-                '.' => parts.push((String::new(), false)),
-                ' ' if parts.last().is_some_and(|p| p.0.is_empty()) => {}
-                _ => {
-                    if let Some(last) = parts.last_mut() {
-                        last.0.push(ch);
-                    }
-                }
-            }
-        }
-        finish(&mut parts);
-        TablePatterns(patterns)
+        TablePatterns(table_patterns(value).into_iter().flatten().collect())
     }
 
     fn matches(&self, schema: &str, table: &str) -> bool {
-        self.0.iter().any(|(s, t)| {
-            s.as_deref().is_none_or(|s| s == schema) && t.as_deref().is_none_or(|t| t == table)
+        self.0.iter().any(|p| {
+            p.schema.as_deref().is_none_or(|s| s == schema)
+                && p.table.as_deref().is_none_or(|t| t == table)
         })
     }
 }
