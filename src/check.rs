@@ -3,7 +3,8 @@
 //!
 //! Owns the pre-flight checks per slot: the server is reachable and the credentials
 //! work, `wal_level` is `logical`, wal2json loads (a temporary slot, dropped with the
-//! session), the slot exists or may be created, and the Kinesis stream exists. It
+//! session), the slot exists or may be created, the streamed tables' replica identities
+//! carry the partition-key columns, and the Kinesis stream exists. It
 //! never creates a permanent slot and never writes to a stream.
 
 use crate::config::{Config, SlotConfig};
@@ -67,6 +68,7 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
             if let Some(tables) = table_filter_warnings(&sql, slot).await {
                 checks.push(("tables".into(), tables));
             }
+            checks.push(("identity".into(), identities(&sql, slot).await));
         }
     }
     let client = aws_sdk_kinesis::Client::new(aws);
@@ -224,6 +226,17 @@ pub(crate) async fn table_filter_warnings(
     } else {
         format!("warning: {}", warnings.join("; "))
     }))
+}
+
+/// The same replica-identity check a slot runs before it starts streaming.
+async fn identities(sql: &tokio_postgres::Client, slot: &SlotConfig) -> Result<String, String> {
+    let (options, format) = crate::decode::effective_options(&slot.options);
+    let tables = source::table_identities(sql)
+        .await
+        .map_err(|e| e.to_string())?;
+    source::check_identities(&slot.partition_key, &options, format, &tables)
+        .map_err(|e| e.to_string())?;
+    Ok("the replica identities carry the partition-key columns".into())
 }
 
 /// The report as a text table.

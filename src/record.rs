@@ -4,6 +4,8 @@
 //! It never changes a value: column values are copied as the exact JSON text
 //! wal2json printed, so a `numeric(40,10)` keeps every digit.
 
+use std::collections::HashSet;
+
 use sha2::{Digest, Sha256};
 
 use crate::config::PartitionKey;
@@ -39,6 +41,17 @@ impl Record {
         }
     }
 
+    /// A record of `change`'s table; `kind` is what the record says (a key change's
+    /// halves are a delete and an insert). The one way the encoder builds records.
+    fn of_change(partition_key: String, data: Vec<u8>, change: &Change, kind: Kind) -> Self {
+        Record {
+            partition_key,
+            data,
+            table: table_hash(&change.schema, &change.table),
+            barrier: kind == Kind::Truncate,
+        }
+    }
+
     /// The size Kinesis counts against its record and request limits: the data
     /// blob plus the partition key.
     pub fn billed_size(&self) -> usize {
@@ -55,12 +68,34 @@ pub struct TxnContext {
     pub commit_lsn: Option<Lsn>,
 }
 
-/// Builds records for one slot. Reuses nothing between records but the settings,
-/// so it can be shared freely.
+/// An update or delete whose replica identity lacks the columns that name its row.
+/// Keyed by the table instead, it would be unordered with the row's earlier changes
+/// (keyed by their values), so it is not sent at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{kind} of {table} at LSN {lsn} cannot be given its row's partition key: the key column(s) {missing:?} \
+     are not in the replica identity the server sent ({identity:?}); keyed by the table it could overtake the row's \
+     earlier changes, so the slot stops. Make the identity carry the key (ALTER TABLE {table} REPLICA IDENTITY FULL, \
+     or DEFAULT with the key as the primary key); that covers later changes only, so to get past this one set \
+     partition_key: table (or a fixed key) for this slot"
+)]
+pub struct UnkeyedChange {
+    pub kind: &'static str,
+    pub table: String,
+    pub lsn: Lsn,
+    pub missing: Vec<String>,
+    pub identity: Vec<String>,
+}
+
+/// Builds records for one slot, in stream order.
 #[derive(Debug, Clone)]
 pub struct RecordEncoder {
     database: String,
     partition_key: PartitionKey,
+    /// Under `{columns}`: tables (`schema.table`) whose rows were seen with every key
+    /// column, so a delete of theirs without one in its identity is certainly unkeyable
+    /// (not a table that lacks the column). One entry per table.
+    tables_with_key: HashSet<String>,
 }
 
 impl RecordEncoder {
@@ -68,23 +103,110 @@ impl RecordEncoder {
         RecordEncoder {
             database: database.into(),
             partition_key,
+            tables_with_key: HashSet::new(),
         }
     }
 
-    /// Encode `change`, the `seq`-th change (from 0) of the transaction `txn`.
-    pub fn encode(&self, change: &Change, txn: &TxnContext, seq: u64) -> Record {
-        Record {
-            partition_key: self.partition_key(change),
-            data: self.payload(change, txn, seq),
-            table: table_hash(&change.schema, &change.table),
-            barrier: change.kind == Kind::Truncate,
+    /// Encode `change`, the `seq`-th record (from 0) of the transaction `txn`, onto
+    /// `out`; returns how many records it pushed (their seqs are `seq`, `seq + 1`).
+    ///
+    /// Usually one. An update that changes the columns its partition key is made of
+    /// becomes two, marked `"key_change": true`: a delete under the old key, then an
+    /// insert under the new one. Sent as one update under the new key, it could
+    /// overtake the row's earlier changes still under the old key, and a later insert
+    /// reusing the old key could be applied before it.
+    pub fn encode_into(
+        &mut self,
+        change: &Change,
+        txn: &TxnContext,
+        seq: u64,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, UnkeyedChange> {
+        let columns = match &self.partition_key {
+            PartitionKey::PrimaryKey => Some(change.pk.as_slice()),
+            PartitionKey::Columns(columns) => Some(columns.as_slice()),
+            PartitionKey::Table | PartitionKey::Fixed(_) => None,
+        };
+        let columns = columns.filter(|c| !c.is_empty());
+        if let (PartitionKey::Columns(names), Kind::Insert | Kind::Update) =
+            (&self.partition_key, change.kind)
+        {
+            let has_key = names.iter().all(|n| {
+                find(&change.columns, n)
+                    .or_else(|| find(&change.identity, n))
+                    .is_some()
+            });
+            if has_key && !self.tables_with_key.contains(&table_key(change)) {
+                self.tables_with_key.insert(table_key(change));
+            }
         }
+        if let (Some(names), Kind::Update | Kind::Delete) = (columns, change.kind) {
+            self.check_identity(change, txn, names)?;
+            if change.kind == Kind::Update && key_changed(change, names) {
+                let old_key = self.finish_key(keyed(change, names, KeySide::Old));
+                let new_key = self.finish_key(keyed(change, names, KeySide::New));
+                let delete = self.payload(change, Kind::Delete, txn, seq, true);
+                let insert = self.payload(change, Kind::Insert, txn, seq + 1, true);
+                out.push(Record::of_change(old_key, delete, change, Kind::Delete));
+                out.push(Record::of_change(new_key, insert, change, Kind::Insert));
+                return Ok(2);
+            }
+        }
+        let data = self.payload(change, change.kind, txn, seq, false);
+        let key = self.partition_key(change);
+        out.push(Record::of_change(key, data, change, change.kind));
+        Ok(1)
     }
 
-    fn payload(&self, change: &Change, txn: &TxnContext, seq: u64) -> Vec<u8> {
+    /// Under `primary_key` the change names its key columns, so a missing one is
+    /// certain. Under `{columns}` a column missing from the identity may be missing
+    /// from the table (keyed by the table throughout, which is consistent): certain
+    /// for an update whose new row has it, and for a delete of a table whose rows
+    /// were seen with it. The start-up check covers the tables it cannot tell.
+    fn check_identity(
+        &self,
+        change: &Change,
+        txn: &TxnContext,
+        names: &[String],
+    ) -> Result<(), UnkeyedChange> {
+        let missing: Vec<String> = names
+            .iter()
+            .filter(|n| find(&change.identity, n).is_none())
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let certain = match self.partition_key {
+            PartitionKey::PrimaryKey => true,
+            _ => match change.kind {
+                Kind::Update => names.iter().all(|n| find(&change.columns, n).is_some()),
+                _ => self.tables_with_key.contains(&table_key(change)),
+            },
+        };
+        if !certain {
+            return Ok(());
+        }
+        Err(UnkeyedChange {
+            kind: change.kind.as_str(),
+            table: table_key(change),
+            lsn: change.lsn.or(txn.commit_lsn).unwrap_or_default(),
+            missing,
+            identity: change.identity.iter().map(|c| c.name.clone()).collect(),
+        })
+    }
+
+    fn payload(
+        &self,
+        change: &Change,
+        kind: Kind,
+        txn: &TxnContext,
+        seq: u64,
+        key_change: bool,
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + change.columns.len() * 24);
         out.extend_from_slice(b"{\"kind\":\"");
-        out.extend_from_slice(change.kind.as_str().as_bytes());
+        out.extend_from_slice(kind.as_str().as_bytes());
         out.extend_from_slice(b"\",\"database\":");
         push_json_str(&mut out, &self.database);
         out.extend_from_slice(b",\"schema\":");
@@ -95,7 +217,7 @@ impl RecordEncoder {
         push_opt_str(&mut out, txn.timestamp.as_deref());
         // A DELETE has no new row: its `data` is the old key / identity, so that a
         // consumer always finds the row's key in `data`.
-        let data = if change.kind == Kind::Delete {
+        let data = if kind == Kind::Delete {
             &change.identity
         } else {
             &change.columns
@@ -117,29 +239,56 @@ impl RecordEncoder {
         }
         out.extend_from_slice(b",\"seq\":");
         out.extend_from_slice(seq.to_string().as_bytes());
+        if key_change {
+            out.extend_from_slice(b",\"key_change\":true");
+        }
         out.push(b'}');
         out
     }
 
-    /// The partition key for `change` under this slot's [`PartitionKey`] rule.
+    /// The partition key for `change` under this slot's [`PartitionKey`] rule (for
+    /// an update, the key of its new row).
     pub fn partition_key(&self, change: &Change) -> String {
         let key = match &self.partition_key {
             PartitionKey::Fixed(fixed) => return fixed.clone(),
             PartitionKey::Table => table_key(change),
-            PartitionKey::PrimaryKey => {
-                // Only the primary key names a row the same way in an INSERT (new
-                // row) and a DELETE (identity): without it, fall back to the table
-                // so that every change of the table keeps its order.
-                keyed(change, change.pk.iter().map(String::as_str))
-            }
-            PartitionKey::Columns(columns) => keyed(change, columns.iter().map(String::as_str)),
+            // Only the primary key names a row the same way in an INSERT (new row)
+            // and a DELETE (identity); a table without one is keyed by the table.
+            PartitionKey::PrimaryKey => keyed(change, &change.pk, KeySide::New),
+            PartitionKey::Columns(columns) => keyed(change, columns, KeySide::New),
         };
+        self.finish_key(key)
+    }
+
+    fn finish_key(&self, key: String) -> String {
         if key.len() > MAX_PARTITION_KEY_BYTES {
             hex::encode(Sha256::digest(key.as_bytes()))
         } else {
             key
         }
     }
+}
+
+/// Which version of the row a key is read from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeySide {
+    /// The new row (insert, update), else the identity (a delete; an update's
+    /// unchanged TOASTed column, which wal2json leaves out of the new row).
+    New,
+    /// The identity: the row before an update.
+    Old,
+}
+
+/// An update whose identity carries every key column (checked before) with a value
+/// other than the new row's. Compared as wal2json's text: the key is that text.
+fn key_changed(change: &Change, names: &[String]) -> bool {
+    names.iter().any(|name| {
+        match (find(&change.columns, name), find(&change.identity, name)) {
+            (Some(new), Some(old)) => new.value.get() != old.value.get(),
+            // Not in the new row: an unchanged TOASTed value.
+            _ => false,
+        }
+    })
 }
 
 /// The truncate-barrier scope of a table: stable within the process, and the same
@@ -160,29 +309,26 @@ fn table_key(change: &Change) -> String {
     key
 }
 
-/// `schema.table` followed by `|value` for each named column, looked up in the new
-/// row, else in the identity (a DELETE). With no names, or a name missing from the
-/// change (say an UPDATE whose identity was not sent), the table alone.
-fn keyed<'a>(change: &Change, names: impl Iterator<Item = &'a str>) -> String {
+/// `schema.table` followed by `|value` for each named column, read from `side`. With
+/// no names, or a name missing from the change, the table alone.
+fn keyed(change: &Change, names: &[String], side: KeySide) -> String {
     let mut key = table_key(change);
     let base_len = key.len();
-    let mut any = false;
     for name in names {
-        let value = find(&change.columns, name).or_else(|| find(&change.identity, name));
+        let value = match side {
+            KeySide::New => find(&change.columns, name).or_else(|| find(&change.identity, name)),
+            KeySide::Old => find(&change.identity, name),
+        };
         match value {
             Some(value) => {
                 key.push('|');
                 key.push_str(value.value.get());
-                any = true;
             }
             None => {
                 key.truncate(base_len);
                 return key;
             }
         }
-    }
-    if !any {
-        key.truncate(base_len);
     }
     key
 }
@@ -254,6 +400,13 @@ mod tests {
         }
     }
 
+    /// The one record `change` encodes to.
+    fn encode(enc: &RecordEncoder, c: &Change, txn: &TxnContext, seq: u64) -> Record {
+        let mut out = Vec::new();
+        assert_eq!(enc.clone().encode_into(c, txn, seq, &mut out), Ok(1));
+        out.pop().unwrap()
+    }
+
     fn txn() -> TxnContext {
         TxnContext {
             xid: Some(7),
@@ -275,7 +428,7 @@ mod tests {
             ],
             vec![],
         );
-        let rec = enc.encode(&c, &txn(), 3);
+        let rec = encode(&enc, &c, &txn(), 3);
         let text = String::from_utf8(rec.data.clone()).unwrap();
         assert!(text.contains(&format!("\"amount\":{big}")), "{text}");
         let v: serde_json::Value = serde_json::from_slice(&rec.data).unwrap();
@@ -297,7 +450,7 @@ mod tests {
     fn delete_carries_its_key_in_data_and_old() {
         let enc = RecordEncoder::new("shop", PartitionKey::PrimaryKey);
         let c = change(Kind::Delete, vec![], vec![col("id", "42")]);
-        let rec = enc.encode(&c, &TxnContext::default(), 0);
+        let rec = encode(&enc, &c, &TxnContext::default(), 0);
         let v: serde_json::Value = serde_json::from_slice(&rec.data).unwrap();
         assert_eq!(v["kind"], "delete");
         assert_eq!(v["data"]["id"], 42);
@@ -306,6 +459,113 @@ mod tests {
         assert_eq!(v["xid"], serde_json::Value::Null);
         // Same key as the insert of the same row, so both land on one shard in order.
         assert_eq!(rec.partition_key, "public.orders|42");
+    }
+
+    #[test]
+    fn primary_key_change_is_a_delete_under_the_old_key_then_an_insert_under_the_new() {
+        let mut enc = RecordEncoder::new("shop", PartitionKey::PrimaryKey);
+        let c = change(
+            Kind::Update,
+            vec![col("id", "30"), col("v", "\"x\"")],
+            vec![col("id", "3")],
+        );
+        let mut out = Vec::new();
+        assert_eq!(enc.encode_into(&c, &txn(), 4, &mut out), Ok(2));
+        let v: Vec<serde_json::Value> = out
+            .iter()
+            .map(|r| serde_json::from_slice(&r.data).unwrap())
+            .collect();
+        assert_eq!(out[0].partition_key, "public.orders|3");
+        assert_eq!(v[0]["kind"], "delete");
+        assert_eq!(v[0]["data"], serde_json::json!({"id": 3}));
+        assert_eq!(out[1].partition_key, "public.orders|30");
+        assert_eq!(v[1]["kind"], "insert");
+        assert_eq!(v[1]["data"], serde_json::json!({"id": 30, "v": "x"}));
+        assert_eq!(v[1]["old"], serde_json::json!({"id": 3}));
+        for (i, v) in v.iter().enumerate() {
+            assert_eq!(v["key_change"], true);
+            assert_eq!(v["seq"], 4 + i);
+            assert_eq!(v["commit_lsn"], "0/20");
+        }
+    }
+
+    #[test]
+    fn update_keeping_its_key_stays_one_record_without_the_mark() {
+        let enc = RecordEncoder::new("shop", PartitionKey::PrimaryKey);
+        // The second column is missing from the new row: an unchanged TOASTed value.
+        let mut c = change(Kind::Update, vec![col("id", "3")], vec![col("id", "3")]);
+        c.pk = vec!["id".into(), "big".into()];
+        c.identity.push(col("big", "\"t\""));
+        let rec = encode(&enc, &c, &txn(), 0);
+        let v: serde_json::Value = serde_json::from_slice(&rec.data).unwrap();
+        assert_eq!(v["kind"], "update");
+        assert!(v.get("key_change").is_none(), "{v}");
+        assert_eq!(rec.partition_key, "public.orders|3|\"t\"");
+        // Under `table` the key never depends on the row: no pair.
+        let moved = change(Kind::Update, vec![col("id", "4")], vec![col("id", "3")]);
+        let rec = encode(
+            &RecordEncoder::new("d", PartitionKey::Table),
+            &moved,
+            &txn(),
+            0,
+        );
+        assert_eq!(rec.partition_key, "public.orders");
+    }
+
+    #[test]
+    fn changed_partition_columns_are_a_key_change_too() {
+        let mut enc = RecordEncoder::new("d", PartitionKey::Columns(vec!["region".into()]));
+        let c = change(
+            Kind::Update,
+            vec![col("id", "1"), col("region", "\"us\"")],
+            vec![col("id", "1"), col("region", "\"eu\"")],
+        );
+        let mut out = Vec::new();
+        assert_eq!(enc.encode_into(&c, &txn(), 0, &mut out), Ok(2));
+        let keys: Vec<&str> = out.iter().map(|r| r.partition_key.as_str()).collect();
+        assert_eq!(keys, ["public.orders|\"eu\"", "public.orders|\"us\""]);
+    }
+
+    #[test]
+    fn delete_without_its_key_in_the_identity_is_refused_not_keyed_by_table() {
+        // REPLICA IDENTITY USING INDEX on a unique index that lacks the primary key.
+        let c = change(Kind::Delete, vec![], vec![col("u", "11")]);
+        let mut out = Vec::new();
+        let err = RecordEncoder::new("d", PartitionKey::PrimaryKey)
+            .encode_into(&c, &txn(), 0, &mut out)
+            .unwrap_err();
+        assert_eq!(err.missing, ["id"]);
+        assert_eq!(err.lsn, Lsn(0x10));
+        let text = err.to_string();
+        assert!(
+            text.contains("public.orders")
+                && text.contains("0/10")
+                && text.contains("REPLICA IDENTITY FULL"),
+            "{text}"
+        );
+        assert!(out.is_empty());
+        // An update can tell: its new row has the column, its identity does not.
+        let cols = PartitionKey::Columns(vec!["region".into()]);
+        let upd = change(
+            Kind::Update,
+            vec![col("id", "1"), col("region", "\"us\"")],
+            vec![col("id", "1")],
+        );
+        assert!(RecordEncoder::new("d", cols.clone())
+            .encode_into(&upd, &txn(), 0, &mut out)
+            .is_err());
+        // A delete alone cannot (the table may lack the column): the start-up check
+        // covers it; once a row of the table showed the column, it can.
+        let del = change(Kind::Delete, vec![], vec![col("id", "1")]);
+        let mut enc = RecordEncoder::new("d", cols);
+        assert_eq!(enc.encode_into(&del, &txn(), 0, &mut out), Ok(1));
+        let ins = change(
+            Kind::Insert,
+            vec![col("id", "1"), col("region", "\"eu\"")],
+            vec![],
+        );
+        assert_eq!(enc.encode_into(&ins, &txn(), 0, &mut out), Ok(1));
+        assert!(enc.encode_into(&del, &txn(), 0, &mut out).is_err());
     }
 
     #[test]
@@ -374,8 +634,9 @@ mod tests {
     #[test]
     fn truncate_is_a_barrier_scoped_to_its_table() {
         let enc = RecordEncoder::new("d", PartitionKey::PrimaryKey);
-        let t = enc.encode(&change(Kind::Truncate, vec![], vec![]), &txn(), 0);
-        let i = enc.encode(
+        let t = encode(&enc, &change(Kind::Truncate, vec![], vec![]), &txn(), 0);
+        let i = encode(
+            &enc,
             &change(Kind::Insert, vec![col("id", "1")], vec![]),
             &txn(),
             1,
@@ -385,13 +646,18 @@ mod tests {
         assert_eq!(t.table, i.table, "one scope for every change of the table");
         let mut other = change(Kind::Insert, vec![col("id", "1")], vec![]);
         other.table = "customers".into();
-        assert_ne!(enc.encode(&other, &txn(), 0).table, i.table);
+        assert_ne!(encode(&enc, &other, &txn(), 0).table, i.table);
     }
 
     #[test]
     fn truncate_has_empty_data() {
         let c = change(Kind::Truncate, vec![], vec![]);
-        let rec = RecordEncoder::new("d", PartitionKey::PrimaryKey).encode(&c, &txn(), 0);
+        let rec = encode(
+            &RecordEncoder::new("d", PartitionKey::PrimaryKey),
+            &c,
+            &txn(),
+            0,
+        );
         let v: serde_json::Value = serde_json::from_slice(&rec.data).unwrap();
         assert_eq!(v["kind"], "truncate");
         assert_eq!(v["data"], serde_json::json!({}));

@@ -14,7 +14,7 @@ use crate::support::pg::{self, password_for, unique_name, SUPERUSER};
 use crate::support::stub::{KinesisStub, RecordError};
 
 /// A seed-style config for `slots` = (slot, database, options, stream).
-fn config_yaml(slots: &[(&str, &str, &str, &str)], extra: &str) -> String {
+pub(crate) fn config_yaml(slots: &[(&str, &str, &str, &str)], extra: &str) -> String {
     let pg = pg::shared();
     let mut yaml = String::from("replication_slots:\n");
     for (slot, db, options, stream) in slots {
@@ -27,7 +27,7 @@ fn config_yaml(slots: &[(&str, &str, &str, &str)], extra: &str) -> String {
     yaml
 }
 
-fn load(yaml: &str) -> (Config, tempfile::TempDir) {
+pub(crate) fn load(yaml: &str) -> (Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("configs.yml");
     std::fs::write(&path, yaml).unwrap();
@@ -35,7 +35,7 @@ fn load(yaml: &str) -> (Config, tempfile::TempDir) {
     (config, dir)
 }
 
-async fn wait_state(
+pub(crate) async fn wait_state(
     status: &SlotStatus,
     timeout: Duration,
     want: impl Fn(&SlotState) -> bool,
@@ -68,7 +68,7 @@ async fn start_streaming(yaml: &str, aws: aws_config::SdkConfig) -> (Pipeline, t
     (pipeline, dir)
 }
 
-fn drop_slot(db: &str, slot: &str) {
+pub(crate) fn drop_slot(db: &str, slot: &str) {
     let _ = pg::shared().try_psql_in(db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
 }
 

@@ -11,6 +11,7 @@ mod delivery;
 mod e2e;
 mod faults;
 mod harness;
+mod keys;
 mod kpl;
 mod metrics;
 mod ops;

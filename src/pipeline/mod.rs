@@ -52,6 +52,13 @@ pub enum SlotError {
     #[error("internal error: {0}")]
     Internal(String),
     #[error(transparent)]
+    Unkeyed(#[from] crate::record::UnkeyedChange),
+    #[error("slot {slot:?}: {source}")]
+    IdentityLacksKey {
+        slot: String,
+        source: crate::source::IdentityLacksKey,
+    },
+    #[error(transparent)]
     CheckpointGap(#[from] crate::checkpoint::startup::CheckpointGap),
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialsError),
@@ -70,7 +77,9 @@ impl SlotError {
             | SlotError::SlotMissing { .. }
             | SlotError::WrongPlugin { .. }
             | SlotError::SlotLost { .. }
-            | SlotError::CheckpointGap(_) => false,
+            | SlotError::CheckpointGap(_)
+            | SlotError::Unkeyed(_)
+            | SlotError::IdentityLacksKey { .. } => false,
         }
     }
 
@@ -105,6 +114,8 @@ impl SlotError {
             SlotError::Internal(_) => "internal",
             SlotError::CheckpointGap(_) => "checkpoint_gap",
             SlotError::Credentials(_) => "credentials",
+            SlotError::Unkeyed(_) => "change_without_key",
+            SlotError::IdentityLacksKey { .. } => "identity_lacks_key",
         }
     }
 }

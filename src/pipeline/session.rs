@@ -19,7 +19,7 @@ use crate::checkpoint::{startup::SlotSeen, Checkpointer};
 use crate::config::SlotConfig;
 use crate::decode::{self, Event};
 use crate::lsn::Lsn;
-use crate::record::{RecordEncoder, TxnContext};
+use crate::record::{Record, RecordEncoder, TxnContext};
 use crate::sink::kinesis::{KinesisSink, SinkStats};
 use crate::sink::{Item, CHUNK_BYTES, CHUNK_ITEMS};
 use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
@@ -86,7 +86,7 @@ impl Session<'_> {
 
         let (options, format) = decode::effective_options(&slot.options);
         let mut decoder = decode::decoder_for(format);
-        let encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
+        let mut encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
 
         let mut repl = ReplicationStream::connect(&params).await?;
         repl.start(&slot.name, Lsn::ZERO, &options).await?;
@@ -172,7 +172,7 @@ impl Session<'_> {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
                             self.status.metrics.observe(&events);
-                            reader.absorb(events.drain(..), &encoder, max_record_bytes)?;
+                            reader.absorb(events.drain(..), &mut encoder, max_record_bytes)?;
                         }
                         ReplicationMessage::Keepalive { wal_end, reply_requested } => {
                             reader.server_wal_end = reader.server_wal_end.max(wal_end);
@@ -265,6 +265,15 @@ async fn prepare_slot(
     checkpoints: &Checkpointer,
 ) -> Result<Lsn, SlotError> {
     let sql = source::sql_connect(params).await?;
+    // Before any slot is created: a refused configuration leaves nothing behind.
+    let (options, format) = decode::effective_options(&slot.options);
+    let tables = source::table_identities(&sql).await?;
+    source::check_identities(&slot.partition_key, &options, format, &tables).map_err(|source| {
+        SlotError::IdentityLacksKey {
+            slot: slot.name.clone(),
+            source,
+        }
+    })?;
     let info = match source::slot_info(&sql, &slot.name).await? {
         Some(info) => info,
         None if slot.create_slot => {
@@ -307,6 +316,8 @@ struct Reader {
     out_bytes: usize,
     txn: TxnContext,
     seq: u64,
+    /// Scratch space for the one or two records of a change.
+    encoded: Vec<Record>,
     in_txn: bool,
     /// Records handed to the sink, against `accepted`: nothing is in flight when
     /// the two are equal.
@@ -324,6 +335,7 @@ impl Reader {
             out_bytes: 0,
             txn: TxnContext::default(),
             seq: 0,
+            encoded: Vec::with_capacity(2),
             in_txn: false,
             records_handed: 0,
             accepted: AcceptedCount::default(),
@@ -334,7 +346,7 @@ impl Reader {
     fn absorb(
         &mut self,
         events: impl Iterator<Item = Event>,
-        encoder: &RecordEncoder,
+        encoder: &mut RecordEncoder,
         max_record_bytes: usize,
     ) -> Result<(), SlotError> {
         for event in events {
@@ -353,8 +365,14 @@ impl Reader {
                     self.in_txn = true;
                 }
                 Event::Change(change) => {
-                    let record = encoder.encode(&change, &self.txn, self.seq);
-                    if record.billed_size() > max_record_bytes {
+                    // A key change is two records; both must fit before either is queued.
+                    self.encoded.clear();
+                    let n = encoder.encode_into(&change, &self.txn, self.seq, &mut self.encoded)?;
+                    if let Some(record) = self
+                        .encoded
+                        .iter()
+                        .find(|r| r.billed_size() > max_record_bytes)
+                    {
                         return Err(SlotError::RecordTooLarge {
                             table: format!("{}.{}", change.schema, change.table),
                             lsn: change.lsn.or(self.txn.commit_lsn).unwrap_or_default(),
@@ -362,9 +380,11 @@ impl Reader {
                             max: max_record_bytes,
                         });
                     }
-                    self.seq += 1;
-                    self.out_bytes += record.billed_size();
-                    self.out.push_back(Item::Record(record));
+                    self.seq += n as u64;
+                    for record in self.encoded.drain(..) {
+                        self.out_bytes += record.billed_size();
+                        self.out.push_back(Item::Record(record));
+                    }
                 }
                 Event::Commit { end_lsn } => {
                     self.in_txn = false;
@@ -421,7 +441,6 @@ mod tests {
 
     #[test]
     fn chunks_are_bounded_by_count_and_bytes() {
-        use crate::record::Record;
         let record = |size: usize| Item::Record(Record::new("k", vec![b'x'; size]));
         let mut r = Reader::new(Lsn(0));
         for _ in 0..5 {
@@ -496,7 +515,7 @@ mod tests {
             )
         };
         let mut decoder = decode::decoder_for(FormatVersion::V1);
-        let encoder = RecordEncoder::new("db", Default::default());
+        let mut encoder = RecordEncoder::new("db", Default::default());
         let mut tracker = AckTracker::new(Lsn(0x50));
         let mut r = Reader::new(Lsn(0x50));
         r.accepted = tracker.accepted_count();
@@ -505,7 +524,7 @@ mod tests {
             decoder
                 .feed(Lsn(label), doc(xid).as_bytes(), &mut events)
                 .unwrap();
-            r.absorb(events.drain(..), &encoder, 1 << 20).unwrap();
+            r.absorb(events.drain(..), &mut encoder, 1 << 20).unwrap();
         };
         read(&mut r, 0x200, 2);
         for seq in hand_over(&mut r, &mut tracker) {

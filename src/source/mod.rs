@@ -19,10 +19,13 @@
 //! - `guard`: applies `auth` under tokio-postgres' SQL connections.
 //! - `replication`: [`ReplicationStream`]: `START_REPLICATION` and the CopyBoth stream.
 //! - `slot`: slot SQL over tokio-postgres ([`sql_connect`], [`slot_info`], ...).
+//! - `identity`: replica identities and the start-up check that they carry the
+//!   partition-key columns ([`check_identities`]).
 
 mod auth;
 mod conn;
 mod guard;
+mod identity;
 mod replication;
 mod scram;
 mod slot;
@@ -35,6 +38,7 @@ use std::path::PathBuf;
 
 use crate::config::{ChannelBinding, RequireAuth, Secret, SlotConfig, SslMode};
 
+pub use identity::{check_identities, table_identities, IdentityLacksKey, TableIdentity};
 pub use replication::{ReplicationMessage, ReplicationStream};
 pub use slot::{
     create_slot, current_wal_lsn, slot_info, sql_connect, wal_level, SlotInfo, OUTPUT_PLUGIN,

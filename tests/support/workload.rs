@@ -7,6 +7,10 @@
 //! leaves the workload unsure whether its last commit went through. The tables use
 //! `REPLICA IDENTITY FULL` so a delete's record carries the version it removed.
 //!
+//! An update that changes a row's `id` (only with [`Workload::spawn_with_key_changes`])
+//! is audited as the old row's delete followed by the new row's insert: that is how the
+//! streamer delivers it, so each row (old key and new key) is checked on its own.
+//!
 //! Must never run concurrent writers: one connection commits in a sequence, so commit
 //! order is version order and the audit's `seq` order is per-key commit order.
 #![allow(dead_code)]
@@ -28,6 +32,15 @@ pub const TABLES: usize = 3;
 const ID_SPACE: u32 = 500;
 /// Statements per transaction.
 const OPS_PER_TXN: usize = 20;
+/// Share of updates that change the row's id, with key changes on.
+const KEY_CHANGE_SHARE: f64 = 0.2;
+
+/// What the writer does besides inserts, updates and deletes.
+#[derive(Clone, Copy)]
+struct Mix {
+    /// Share of updates that move the row to a free id.
+    key_changes: f64,
+}
 
 /// One database with the workload's tables, sequence, audit table and trigger.
 pub struct Workload {
@@ -45,9 +58,10 @@ impl Workload {
              CREATE TABLE wl_audit (seq bigserial PRIMARY KEY, tbl text NOT NULL, id int NOT NULL, version bigint NOT NULL, del boolean NOT NULL);\n\
              CREATE FUNCTION wl_audit() RETURNS trigger LANGUAGE plpgsql AS $$\n\
              BEGIN\n\
-               IF TG_OP = 'DELETE' THEN\n\
+               IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.id <> NEW.id) THEN\n\
                  INSERT INTO wl_audit (tbl, id, version, del) VALUES (TG_TABLE_NAME, OLD.id, OLD.version, true);\n\
-               ELSE\n\
+               END IF;\n\
+               IF TG_OP <> 'DELETE' THEN\n\
                  INSERT INTO wl_audit (tbl, id, version, del) VALUES (TG_TABLE_NAME, NEW.id, NEW.version, false);\n\
                END IF;\n\
                RETURN NULL;\n\
@@ -76,12 +90,36 @@ impl Workload {
     /// Starts writing about `per_second` changes a second through `params` (which may
     /// point at a proxy or a server that will restart) until [`Runner::stop`].
     pub fn spawn(&self, params: ConnectParams, seed: u64, per_second: u64) -> Runner {
+        self.spawn_mix(params, seed, per_second, 0.0)
+    }
+
+    /// Like [`Workload::spawn`], but about a fifth of the updates move their row to an
+    /// id that is free (`UPDATE … SET id = …`), so freed ids are inserted again later.
+    pub fn spawn_with_key_changes(
+        &self,
+        params: ConnectParams,
+        seed: u64,
+        per_second: u64,
+    ) -> Runner {
+        self.spawn_mix(params, seed, per_second, KEY_CHANGE_SHARE)
+    }
+
+    fn spawn_mix(
+        &self,
+        params: ConnectParams,
+        seed: u64,
+        per_second: u64,
+        key_changes: f64,
+    ) -> Runner {
         let (stop, stop_rx) = watch::channel(false);
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         let tables = self.tables.clone();
         let pause = Duration::from_secs(OPS_PER_TXN as u64) / per_second.max(1) as u32;
-        let handle = tokio::spawn(write_loop(params, tables, seed, pause, stop_rx, counter));
+        let mix = Mix { key_changes };
+        let handle = tokio::spawn(write_loop(
+            params, tables, seed, pause, mix, stop_rx, counter,
+        ));
         Runner {
             stop,
             statements,
@@ -191,6 +229,7 @@ async fn write_loop(
     tables: Vec<String>,
     seed: u64,
     pause: Duration,
+    mix: Mix,
     mut stop: watch::Receiver<bool>,
     statements: Arc<AtomicU64>,
 ) {
@@ -214,17 +253,28 @@ async fn write_loop(
             let t = rng.random_range(0..tables.len());
             let id = rng.random_range(0..ID_SPACE);
             let table = &tables[t];
-            let slot = &mut after[t][id as usize];
-            sql += &if !*slot {
-                *slot = true;
+            let rows = &mut after[t];
+            sql += &if !rows[id as usize] {
+                rows[id as usize] = true;
                 format!(
                     "INSERT INTO {table} VALUES ({id}, nextval('wl_version'), 'n') \
                      ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version;\n"
                 )
             } else if rng.random_bool(0.7) {
-                format!("UPDATE {table} SET version = nextval('wl_version') WHERE id = {id};\n")
+                let to = rng.random_range(0..ID_SPACE);
+                if mix.key_changes > 0.0 && !rows[to as usize] && rng.random_bool(mix.key_changes) {
+                    rows[id as usize] = false;
+                    rows[to as usize] = true;
+                    // Valid whatever the belief: after an uncertain commit it may be wrong.
+                    format!(
+                        "UPDATE {table} SET id = {to}, version = nextval('wl_version') WHERE id = {id} \
+                         AND NOT EXISTS (SELECT 1 FROM {table} WHERE id = {to});\n"
+                    )
+                } else {
+                    format!("UPDATE {table} SET version = nextval('wl_version') WHERE id = {id};\n")
+                }
             } else {
-                *slot = false;
+                rows[id as usize] = false;
                 format!("DELETE FROM {table} WHERE id = {id};\n")
             };
         }
@@ -256,6 +306,63 @@ struct Payload {
 struct Row {
     id: u64,
     version: u64,
+}
+
+/// What the key-change records in a stream show.
+#[derive(Debug, Default)]
+pub struct KeyChanges {
+    /// Deletes marked `key_change` whose insert (same `commit_lsn`, next `seq`, also
+    /// marked) is on the stream.
+    pub paired: usize,
+    /// Marked records without their other half.
+    pub unpaired: usize,
+    /// Key-change deletes whose id was inserted again later (a higher version).
+    pub reused: usize,
+}
+
+/// Checks the key-change pairs in `records` (stream order, duplicates allowed).
+pub fn key_changes<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> KeyChanges {
+    use std::collections::{HashMap, HashSet};
+    let mut deletes = HashSet::new();
+    let mut inserts = HashSet::new();
+    let mut moved_away = HashSet::new();
+    let mut newest: HashMap<String, u64> = HashMap::new();
+    for data in records {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+            continue;
+        };
+        let Some((key, id)) = key_and_id(data) else {
+            continue;
+        };
+        if id % 2 == 0 {
+            let newest = newest.entry(key.clone()).or_default();
+            *newest = (*newest).max(id);
+        }
+        if v["key_change"] != serde_json::Value::Bool(true) {
+            continue;
+        }
+        let (Some(commit), Some(seq)) = (v["commit_lsn"].as_str(), v["seq"].as_u64()) else {
+            continue;
+        };
+        if id % 2 == 1 {
+            deletes.insert((commit.to_string(), seq));
+            moved_away.insert((key, id));
+        } else {
+            inserts.insert((commit.to_string(), seq));
+        }
+    }
+    let paired = deletes
+        .iter()
+        .filter(|(commit, seq)| inserts.contains(&(commit.clone(), seq + 1)))
+        .count();
+    KeyChanges {
+        paired,
+        unpaired: deletes.len() + inserts.len() - 2 * paired,
+        reused: moved_away
+            .iter()
+            .filter(|(key, id)| newest.get(key).is_some_and(|n| n > id))
+            .count(),
+    }
 }
 
 /// `("table|id", version * 2 + deleted)` of a record, as in [`Workload::truth`].
