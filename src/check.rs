@@ -71,7 +71,7 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
             if logical {
                 checks.push(("wal2json".into(), probe_wal2json(&sql, &slot.name).await));
             }
-            let (state, judged) = slot_state(&sql, slot, &params.endpoint()).await;
+            let (state, judged) = slot_state(&sql, slot, &params).await;
             plan = judged;
             checks.push(("slot".into(), state));
             if let Some(tables) = table_filter_warnings(&sql, slot).await {
@@ -134,13 +134,13 @@ pub(crate) async fn probe_wal2json(
 async fn slot_state(
     sql: &tokio_postgres::Client,
     slot: &SlotConfig,
-    endpoint: &str,
+    params: &source::ConnectParams,
 ) -> (Result<String, String>, Option<SlotPlan>) {
     let info = match source::slot_info(sql, &slot.name).await {
         Ok(info) => info,
         Err(e) => return (Err(e.to_string()), None),
     };
-    match preflight::judge_slot(slot, info.as_ref(), endpoint) {
+    match preflight::judge_slot(slot, info.as_ref(), params) {
         Err(e) => (Err(e.to_string()), None),
         Ok(plan @ SlotPlan::Create) => (Ok("missing: will be created on start".into()), Some(plan)),
         Ok(plan @ SlotPlan::Resume(at)) => {

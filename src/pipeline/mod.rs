@@ -46,7 +46,7 @@ pub enum SlotError {
     SlotMissing { slot: String, endpoint: String },
     #[error("replication slot {slot:?} uses the output plugin {plugin}, not wal2json: drop it or pick another slot name")]
     WrongPlugin { slot: String, plugin: String },
-    #[error("replication slot {slot:?} belongs to database {database:?}, but db_name is {configured:?}: a logical slot only decodes the database it was created in; set db_name: {database}, or pick another slot name (replication slot names are shared by all databases of a server)")]
+    #[error("replication slot {slot:?} belongs to database {database:?}, but this slot connects to database {configured:?} (db_name, or dbname from the secret): a logical slot only decodes the database it was created in; set db_name: {database}, or pick another slot name (replication slot names are shared by all databases of a server)")]
     WrongDatabase {
         slot: String,
         database: String,

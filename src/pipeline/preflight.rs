@@ -10,7 +10,7 @@ use super::SlotError;
 use crate::checkpoint::startup::SlotSeen;
 use crate::config::SlotConfig;
 use crate::lsn::Lsn;
-use crate::source::{self, SlotInfo};
+use crate::source::{self, ConnectParams, SlotInfo};
 
 /// What start-up does with the slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +45,12 @@ pub(crate) fn require_region(
     }
 }
 
-/// The verdict on the slot's row (`None`: no such slot) for this config.
+/// The verdict on the slot's row (`None`: no such slot) for this config, connected
+/// with `params` (whose database may come from a secret rather than `db_name`).
 pub(crate) fn judge_slot(
     slot: &SlotConfig,
     info: Option<&SlotInfo>,
-    endpoint: &str,
+    params: &ConnectParams,
 ) -> Result<SlotPlan, SlotError> {
     let Some(info) = info else {
         return if slot.create_slot {
@@ -57,7 +58,7 @@ pub(crate) fn judge_slot(
         } else {
             Err(SlotError::SlotMissing {
                 slot: slot.name.clone(),
-                endpoint: endpoint.to_string(),
+                endpoint: params.endpoint(),
             })
         };
     };
@@ -72,11 +73,11 @@ pub(crate) fn judge_slot(
     }
     // Slots are cluster-wide, but a logical slot decodes only its own database.
     if let Some(database) = info.database.as_deref() {
-        if database != slot.db_name {
+        if database != params.dbname {
             return Err(SlotError::WrongDatabase {
                 slot: slot.name.clone(),
                 database: database.to_string(),
-                configured: slot.db_name.clone(),
+                configured: params.dbname.clone(),
             });
         }
     }
@@ -119,35 +120,39 @@ mod tests {
         s
     }
 
+    fn params() -> ConnectParams {
+        ConnectParams::from_slot(&slot(true))
+    }
+
     #[test]
     fn judges_the_slot_row() {
         let ok = info(Some("wal2json"), Some("app"), "reserved");
         assert_eq!(
-            judge_slot(&slot(true), Some(&ok), "pg").unwrap(),
+            judge_slot(&slot(true), Some(&ok), &params()).unwrap(),
             SlotPlan::Resume(Lsn(0x100))
         );
         assert_eq!(
-            judge_slot(&slot(true), None, "pg").unwrap(),
+            judge_slot(&slot(true), None, &params()).unwrap(),
             SlotPlan::Create
         );
-        let missing = judge_slot(&slot(false), None, "pg").unwrap_err();
+        let missing = judge_slot(&slot(false), None, &params()).unwrap_err();
         assert!(
             matches!(missing, SlotError::SlotMissing { .. }),
             "{missing}"
         );
 
         let other_db = info(Some("wal2json"), Some("billing"), "reserved");
-        let e = judge_slot(&slot(true), Some(&other_db), "pg").unwrap_err();
+        let e = judge_slot(&slot(true), Some(&other_db), &params()).unwrap_err();
         let text = e.to_string();
         assert!(!e.is_transient());
         assert!(text.contains("billing") && text.contains("app"), "{text}");
 
         let test_decoding = info(Some("test_decoding"), Some("app"), "reserved");
-        let e = judge_slot(&slot(true), Some(&test_decoding), "pg").unwrap_err();
+        let e = judge_slot(&slot(true), Some(&test_decoding), &params()).unwrap_err();
         assert!(e.to_string().contains("test_decoding"), "{e}");
 
         let lost = info(Some("wal2json"), Some("app"), "lost");
-        let e = judge_slot(&slot(true), Some(&lost), "pg").unwrap_err();
+        let e = judge_slot(&slot(true), Some(&lost), &params()).unwrap_err();
         assert!(matches!(e, SlotError::SlotLost { .. }), "{e}");
     }
 }

@@ -60,8 +60,18 @@ impl Session<'_> {
     pub async fn run(mut self) -> Result<SessionEnd, SlotError> {
         let slot = self.slot;
         let mut params = self.credentials.connect_params().await?;
-        // Kinesis before the slot: a wrong stream name or a missing region must stop
-        // the slot before a new replication slot starts holding WAL.
+        let (sql, plan) = match inspect_slot(slot, &params).await {
+            // A rotated secret: fetch it again and retry once before backing off.
+            Err(SlotError::Source(e))
+                if e.is_auth_failure() && self.credentials.refresh_after_auth_failure().await? =>
+            {
+                params = self.credentials.connect_params().await?;
+                inspect_slot(slot, &params).await?
+            }
+            other => other?,
+        };
+        // Kinesis before the slot is created: a wrong stream name or a missing region
+        // must stop the slot before a new replication slot starts holding WAL.
         preflight::require_region(slot, &self.kinesis)?;
         let sink = KinesisSink::new(
             self.kinesis.clone(),
@@ -75,16 +85,8 @@ impl Session<'_> {
         {
             tracing::warn!(slot = %slot.name, "{warning}");
         }
-        let start = match prepare_slot(slot, &params, self.checkpoints, self.status).await {
-            // A rotated secret: fetch it again and retry once before backing off.
-            Err(SlotError::Source(e))
-                if e.is_auth_failure() && self.credentials.refresh_after_auth_failure().await? =>
-            {
-                params = self.credentials.connect_params().await?;
-                prepare_slot(slot, &params, self.checkpoints, self.status).await?
-            }
-            other => other?,
-        };
+        let start = open_slot(slot, &sql, plan, self.checkpoints, self.status).await?;
+        drop(sql);
         self.checkpoints.confirmed(start);
 
         let (options, format) = decode::effective_options(&slot.options);
@@ -261,23 +263,32 @@ async fn confirm(
     Ok(())
 }
 
-/// Find the slot, creating it with wal2json when allowed; its confirmed position.
-/// The rules are `preflight`'s (the same `check` applies); the checkpoint is compared
-/// with the slot first (a missing slot before creating it).
-async fn prepare_slot(
+/// Connect for slot SQL and judge the slot by `preflight`'s rules (the same `check`
+/// applies); nothing is created yet.
+async fn inspect_slot(
     slot: &SlotConfig,
     params: &ConnectParams,
+) -> Result<(tokio_postgres::Client, SlotPlan), SlotError> {
+    let sql = source::sql_connect(params).await?;
+    let info = source::slot_info(&sql, &slot.name).await?;
+    let plan = preflight::judge_slot(slot, info.as_ref(), params)?;
+    Ok((sql, plan))
+}
+
+/// Compare the checkpoint with the slot (a missing slot before creating it), then
+/// create the slot with wal2json if the plan says so; the confirmed position.
+async fn open_slot(
+    slot: &SlotConfig,
+    sql: &tokio_postgres::Client,
+    plan: SlotPlan,
     checkpoints: &Checkpointer,
     status: &SlotStatus,
 ) -> Result<Lsn, SlotError> {
-    let sql = source::sql_connect(params).await?;
-    let info = source::slot_info(&sql, &slot.name).await?;
-    let plan = preflight::judge_slot(slot, info.as_ref(), &params.endpoint())?;
     checkpoints.verify_start(plan.seen()).await?;
     match plan {
         SlotPlan::Resume(at) => Ok(at),
         SlotPlan::Create => {
-            let at = source::create_slot(&sql, &slot.name).await?;
+            let at = source::create_slot(sql, &slot.name).await?;
             status.slot_created(at);
             tracing::info!(slot = %slot.name, lsn = %at, "replication slot {:?} did not exist: created it with wal2json at {at}", slot.name);
             Ok(at)
