@@ -13,6 +13,7 @@ mod harness;
 mod kpl;
 mod metrics;
 mod ops;
+mod preflight;
 mod secrets;
 mod shards;
 mod source;
