@@ -70,6 +70,8 @@ impl Session<'_> {
             }
             other => other?,
         };
+        // The checkpoint against the slot (a missing slot before creating it).
+        self.checkpoints.verify_start(plan.seen()).await?;
         // Kinesis before the slot is created: a wrong stream name or a missing region
         // must stop the slot before a new replication slot starts holding WAL.
         preflight::require_region(slot, &self.kinesis)?;
@@ -85,7 +87,7 @@ impl Session<'_> {
         {
             tracing::warn!(slot = %slot.name, "{warning}");
         }
-        let start = open_slot(slot, &sql, plan, self.checkpoints, self.status).await?;
+        let start = open_slot(slot, &sql, plan, self.status).await?;
         drop(sql);
         self.checkpoints.confirmed(start);
 
@@ -275,16 +277,13 @@ async fn inspect_slot(
     Ok((sql, plan))
 }
 
-/// Compare the checkpoint with the slot (a missing slot before creating it), then
-/// create the slot with wal2json if the plan says so; the confirmed position.
+/// Create the slot with wal2json if the plan says so; the confirmed position.
 async fn open_slot(
     slot: &SlotConfig,
     sql: &tokio_postgres::Client,
     plan: SlotPlan,
-    checkpoints: &Checkpointer,
     status: &SlotStatus,
 ) -> Result<Lsn, SlotError> {
-    checkpoints.verify_start(plan.seen()).await?;
     match plan {
         SlotPlan::Resume(at) => Ok(at),
         SlotPlan::Create => {
