@@ -3,12 +3,18 @@
 //!
 //! Owns the pre-flight checks per slot: the server is reachable and the credentials
 //! work, `wal_level` is `logical`, wal2json loads (a temporary slot, dropped with the
-//! session), the slot exists or may be created, the streamed tables' replica identities
-//! carry the partition-key columns, and the Kinesis stream exists. It
-//! never creates a permanent slot and never writes to a stream.
+//! session), the slot passes `run`'s rules (`pipeline::preflight`: its database, its
+//! plugin, not lost, or missing and creatable), every decoded table has a replica
+//! identity that carries the partition-key columns, the checkpoint is readable and
+//! consistent with the slot (when `checkpoint` is on), and the region and the Kinesis
+//! stream exist. It never creates a permanent slot, never writes a checkpoint and
+//! never writes to a stream.
 
+use crate::checkpoint::{ssm_client, startup, SsmStore};
 use crate::config::{Config, SlotConfig};
 use crate::credentials::Credentials;
+use crate::decode::TableFilter;
+use crate::pipeline::{self, preflight, preflight::SlotPlan};
 use crate::sink::kinesis::KinesisSink;
 use crate::source;
 
@@ -45,6 +51,8 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
+    // The slot as `run` would judge it; the checkpoint rule needs it.
+    let mut plan = None;
     match connected {
         Err(e) => checks.push(("connect".into(), Err(e))),
         Ok((params, sql)) => {
@@ -64,22 +72,29 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
             if logical {
                 checks.push(("wal2json".into(), probe_wal2json(&sql, &slot.name).await));
             }
-            checks.push(("slot".into(), slot_state(&sql, slot).await));
+            let (state, judged) = slot_state(&sql, slot, &params).await;
+            plan = judged;
+            checks.push(("slot".into(), state));
             if let Some(tables) = table_filter_warnings(&sql, slot).await {
                 checks.push(("tables".into(), tables));
             }
             checks.push(("identity".into(), identities(&sql, slot).await));
+            checks.push(("replident".into(), replica_identity(&sql, slot).await));
         }
     }
-    let client = aws_sdk_kinesis::Client::new(aws);
-    let sink = KinesisSink::new(client, &slot.name, &slot.kns_stream, slot.batch.clone());
-    checks.push((
-        "stream".into(),
-        sink.prepare()
+    if slot.checkpoint.enabled {
+        checks.push(("checkpoint".into(), checkpoint_state(slot, aws, plan).await));
+    }
+    let client = pipeline::kinesis_client(aws, slot);
+    let stream = match preflight::require_region(slot, &client) {
+        Err(e) => Err(e.to_string()),
+        Ok(()) => KinesisSink::new(client, &slot.name, &slot.kns_stream, slot.batch.clone())
+            .prepare()
             .await
             .map(|max| format!("exists (records up to {max} bytes)"))
             .map_err(|e| e.to_string()),
-    ));
+    };
+    checks.push(("stream".into(), stream));
     CheckRow {
         slot: slot.name.clone(),
         database: slot.db_name.clone(),
@@ -117,28 +132,68 @@ pub(crate) async fn probe_wal2json(
     }
 }
 
-async fn slot_state(sql: &tokio_postgres::Client, slot: &SlotConfig) -> Result<String, String> {
-    match source::slot_info(sql, &slot.name).await {
-        Err(e) => Err(e.to_string()),
-        Ok(Some(info)) if info.plugin.as_deref() != Some(source::OUTPUT_PLUGIN) => Err(format!(
-            "exists with plugin {}, not wal2json: drop it or choose another name",
-            info.plugin.as_deref().unwrap_or("none")
-        )),
-        Ok(Some(info)) if info.wal_status.as_deref() == Some("lost") => {
-            Err("exists but is lost (invalidated): drop and re-create it, then backfill".into())
+/// The slot by `run`'s rules (`pipeline::preflight`), and what `run` would do with it.
+async fn slot_state(
+    sql: &tokio_postgres::Client,
+    slot: &SlotConfig,
+    params: &source::ConnectParams,
+) -> (Result<String, String>, Option<SlotPlan>) {
+    let info = match source::slot_info(sql, &slot.name).await {
+        Ok(info) => info,
+        Err(e) => return (Err(e.to_string()), None),
+    };
+    match preflight::judge_slot(slot, info.as_ref(), params) {
+        Err(e) => (Err(e.to_string()), None),
+        Ok(plan @ SlotPlan::Create) => (Ok("missing: will be created on start".into()), Some(plan)),
+        Ok(plan @ SlotPlan::Resume(at)) => {
+            let active = info.as_ref().is_some_and(|i| i.active);
+            (
+                Ok(format!(
+                    "exists{}, confirmed {at}",
+                    if active { " (active)" } else { "" }
+                )),
+                Some(plan),
+            )
         }
-        Ok(Some(info)) => Ok(format!(
-            "exists{}, confirmed {}",
-            if info.active { " (active)" } else { "" },
-            info.confirmed_flush_lsn
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "-".into())
+    }
+}
+
+/// The checkpoint as `run` would judge it at start-up; the store must be readable.
+async fn checkpoint_state(
+    slot: &SlotConfig,
+    aws: &aws_config::SdkConfig,
+    plan: Option<SlotPlan>,
+) -> Result<String, String> {
+    let store = SsmStore::new(ssm_client(aws, slot.region.as_deref()));
+    startup::preview(
+        &store,
+        &slot.name,
+        &slot.checkpoint.parameter,
+        slot.checkpoint.accept_gap,
+        plan.map(SlotPlan::seen),
+    )
+    .await
+}
+
+/// The tables the slot decodes whose updates and deletes wal2json would skip.
+async fn replica_identity(
+    sql: &tokio_postgres::Client,
+    slot: &SlotConfig,
+) -> Result<String, String> {
+    let filter = TableFilter::from_options(&slot.options);
+    let tables: Vec<String> = source::tables_without_identity(sql)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|(schema, table)| filter.decodes(schema, table))
+        .map(|(schema, table)| format!("{schema}.{table}"))
+        .collect();
+    match tables.as_slice() {
+        [] => Ok("every decoded table has a primary key or a replica identity".into()),
+        [first, ..] => Err(format!(
+            "no primary key and no replica identity, so wal2json skips their updates and deletes: {}; run ALTER TABLE {first} REPLICA IDENTITY FULL (for each), or add a primary key, or leave the table out with filter-tables",
+            tables.join(", ")
         )),
-        Ok(None) if slot.create_slot => Ok("missing: will be created on start".into()),
-        Ok(None) => Err(
-            "missing and create_slot is false: create it with pg_create_logical_replication_slot"
-                .into(),
-        ),
     }
 }
 

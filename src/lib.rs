@@ -16,7 +16,7 @@
 //! - [`checkpoint`]: the confirmed LSN kept in SSM, checked against the slot at startup.
 //! - [`pipeline`]: one worker per slot, backpressure, acknowledgement, shutdown.
 //! - [`lsn`]: the WAL-position newtype used everywhere.
-//! - [`telemetry`]: logging and the console progress lines.
+//! - [`telemetry`]: logging, the console progress lines, one-line AWS error messages.
 //! - [`check`], [`tail`], [`status`]: the operator commands besides `run`.
 //! - [`metrics`], [`monitor`], [`serve`]: operating it: metric names and outputs (EMF,
 //!   Prometheus), WAL safety and heartbeats, the `/healthz` `/readyz` `/metrics` server.

@@ -9,7 +9,11 @@ use std::time::Duration;
 use aws_sdk_kinesis::types::ShardIteratorType;
 
 use crate::sink::kinesis::aggregate;
-use crate::telemetry::error_chain;
+use crate::telemetry::aws_error;
+
+/// What to check when Kinesis refuses a read.
+const STREAM_CHECK: &str =
+    "the stream name and region, and that the caller may call kinesis:ListShards, kinesis:GetShardIterator and kinesis:GetRecords on it";
 
 #[derive(Debug, thiserror::Error)]
 #[error("tail {stream:?}: {reason}")]
@@ -37,7 +41,7 @@ pub async fn tail(
         .stream_name(stream)
         .send()
         .await
-        .map_err(|e| err(format!("cannot list shards: {}", error_chain(&e))))?;
+        .map_err(|e| err(aws_error("Kinesis", "ListShards", &e, STREAM_CHECK)))?;
     let kind = if from_start {
         ShardIteratorType::TrimHorizon
     } else {
@@ -54,9 +58,9 @@ pub async fn tail(
             .await
             .map_err(|e| {
                 err(format!(
-                    "cannot read shard {}: {}",
+                    "shard {}: {}",
                     shard.shard_id(),
-                    error_chain(&e)
+                    aws_error("Kinesis", "GetShardIterator", &e, STREAM_CHECK)
                 ))
             })?;
         iterators.push(it.shard_iterator().map(str::to_string));
@@ -71,7 +75,7 @@ pub async fn tail(
                 .shard_iterator(it)
                 .send()
                 .await
-                .map_err(|e| err(format!("cannot get records: {}", error_chain(&e))))?;
+                .map_err(|e| err(aws_error("Kinesis", "GetRecords", &e, STREAM_CHECK)))?;
             for record in page.records() {
                 any = true;
                 for line in record_lines(

@@ -15,6 +15,7 @@ mod keys;
 mod kpl;
 mod metrics;
 mod ops;
+mod preflight;
 mod secrets;
 mod shards;
 mod source;

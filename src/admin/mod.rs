@@ -157,7 +157,14 @@ impl ConfigSource {
                     .with_decryption(true)
                     .send()
                     .await
-                    .map_err(|e| err(crate::telemetry::error_chain(&e)))?;
+                    .map_err(|e| {
+                        err(crate::telemetry::aws_error(
+                            "SSM",
+                            "GetParameter",
+                            &e,
+                            "the parameter name and that the role may call ssm:GetParameter on it (and kms:Decrypt for a SecureString)",
+                        ))
+                    })?;
                 let text = out
                     .parameter()
                     .and_then(|p| p.value())

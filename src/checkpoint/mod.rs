@@ -68,7 +68,8 @@ impl Checkpoint {
 /// Reading or writing a checkpoint failed. Never stops a slot by itself.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("SSM parameter {name}: {message}; check that SSM is reachable and the task role allows ssm:GetParameter and ssm:PutParameter on it (or set checkpoint: false)")]
+    /// `message` ends with what to check.
+    #[error("SSM parameter {name}: {message} (or set checkpoint: false)")]
     Store { name: String, message: String },
     #[error("SSM parameter {name} does not hold a checkpoint ({problem}); delete the parameter or point checkpoint_parameter elsewhere")]
     Malformed { name: String, problem: String },

@@ -46,11 +46,23 @@ impl SsmStore {
     }
 }
 
-fn store_error(name: &str, e: impl std::error::Error) -> CheckpointError {
+/// One line naming the operation and the cause (the SDK's dump goes to the debug log).
+fn store_error<E>(
+    name: &str,
+    operation: &str,
+    e: &aws_sdk_ssm::error::SdkError<E, aws_sdk_ssm::config::http::HttpResponse>,
+) -> CheckpointError
+where
+    E: aws_sdk_ssm::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
     CheckpointError::Store {
         name: name.to_string(),
-        // DisplayErrorContext shows the cause chain (connection refused, throttled...).
-        message: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
+        message: crate::telemetry::aws_error(
+            "SSM",
+            operation,
+            e,
+            "the parameter name and that the task role allows ssm:GetParameter and ssm:PutParameter on it",
+        ),
     }
 }
 
@@ -65,7 +77,7 @@ impl CheckpointStore for SsmStore {
                     {
                         return Ok(None);
                     }
-                    return Err(store_error(name, e));
+                    return Err(store_error(name, "GetParameter", &e));
                 }
             };
             let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
@@ -99,7 +111,7 @@ impl CheckpointStore for SsmStore {
                 .overwrite(true)
                 .send()
                 .await
-                .map_err(|e| store_error(name, e))?;
+                .map_err(|e| store_error(name, "PutParameter", &e))?;
             Ok(())
         })
     }

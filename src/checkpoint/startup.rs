@@ -125,27 +125,9 @@ pub fn apply(
         } => {
             tracing::warn!(slot, checkpoint = %checkpoint, slot_lsn = %at, "the slot ({at}) is behind the checkpoint ({checkpoint}): PostgreSQL lost confirmed progress (a crash or a failover); starting from the slot, changes between the two are sent again");
         }
-        Decision::Gap {
-            checkpoint,
-            slot: at,
-            dropped,
-        } => {
-            let how = if dropped {
-                "the admin Lambda's drop dropped the slot there, and "
-            } else {
-                ""
-            };
-            let found = match at {
-                None => format!("{how}the slot does not exist (it would be created at the current WAL position)"),
-                Some(at) if dropped => format!("{how}the slot now is at {at}, past that position"),
-                Some(at) => format!("the slot is at {at}, past that final checkpoint"),
-            };
-            let gap = CheckpointGap {
-                slot: slot.to_string(),
-                parameter: parameter.to_string(),
-                checkpoint,
-                slot_lsn: at,
-                found,
+        Decision::Gap { checkpoint, .. } => {
+            let Some(gap) = gap(slot, parameter, decision) else {
+                return Ok(());
             };
             if !accept_gap {
                 return Err(gap);
@@ -154,6 +136,71 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+/// What start-up would decide, read only (for `check`): a line for the report, or
+/// why start-up would refuse the slot, or why the store cannot be read. `seen` is
+/// `None` when the slot could not be judged (then only the store is read).
+pub async fn preview(
+    store: &dyn super::CheckpointStore,
+    slot: &str,
+    parameter: &str,
+    accept_gap: bool,
+    seen: Option<SlotSeen>,
+) -> Result<String, String> {
+    let checkpoint = store.read(parameter).await.map_err(|e| e.to_string())?;
+    let Some(seen) = seen else {
+        return Ok(format!("{parameter} readable"));
+    };
+    let decision = decide(checkpoint.as_ref(), seen);
+    if let Some(gap) = gap(slot, parameter, decision) {
+        return if accept_gap {
+            Ok(format!("gap accepted (accept_checkpoint_gap: true): {gap}"))
+        } else {
+            Err(gap.to_string())
+        };
+    }
+    Ok(match decision {
+        Decision::NoCheckpoint => format!("no checkpoint in {parameter} yet"),
+        Decision::Consistent { checkpoint, .. } => {
+            format!("{checkpoint} in {parameter}, consistent with the slot")
+        }
+        Decision::Behind { checkpoint, slot } => format!(
+            "{checkpoint} in {parameter}; the slot is behind it at {slot}: changes between the two will be sent again"
+        ),
+        Decision::Gap { .. } => String::new(),
+    })
+}
+
+/// The gap a decision reports, if any; no logging (`check` shows it, [`apply`] logs it).
+pub fn gap(slot: &str, parameter: &str, decision: Decision) -> Option<CheckpointGap> {
+    let Decision::Gap {
+        checkpoint,
+        slot: at,
+        dropped,
+    } = decision
+    else {
+        return None;
+    };
+    let how = if dropped {
+        "the admin Lambda's drop dropped the slot there, and "
+    } else {
+        ""
+    };
+    let found = match at {
+        None => format!(
+            "{how}the slot does not exist (it would be created at the current WAL position)"
+        ),
+        Some(at) if dropped => format!("{how}the slot now is at {at}, past that position"),
+        Some(at) => format!("the slot is at {at}, past that final checkpoint"),
+    };
+    Some(CheckpointGap {
+        slot: slot.to_string(),
+        parameter: parameter.to_string(),
+        checkpoint,
+        slot_lsn: at,
+        found,
+    })
 }
 
 #[cfg(test)]

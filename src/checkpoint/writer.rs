@@ -175,7 +175,7 @@ impl Checkpointer {
             Ok(Ok(r)) if sent => r,
             _ => Err(CheckpointError::Store {
                 name: inner.target.parameter.clone(),
-                message: format!("the final write did not finish within {FINAL_WRITE_TIMEOUT:?}"),
+                message: format!("the final write did not finish within {FINAL_WRITE_TIMEOUT:?}; check that SSM is reachable"),
             }),
         };
         let at = inner.confirmed.borrow().get();

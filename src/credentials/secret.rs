@@ -97,10 +97,9 @@ pub async fn fetch(
     }
 }
 
-fn classify<E, R>(e: &SdkError<E, R>) -> FetchError
+fn classify<E>(e: &SdkError<E, aws_sdk_secretsmanager::config::http::HttpResponse>) -> FetchError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match e {
         SdkError::ServiceError(service) => {
@@ -130,9 +129,11 @@ where
             }
         }
         other => FetchError {
-            reason: format!(
-                "cannot reach Secrets Manager: {}",
-                crate::telemetry::error_chain(other)
+            reason: crate::telemetry::aws_error(
+                "Secrets Manager",
+                "GetSecretValue",
+                other,
+                "the secret's name or ARN",
             ),
             transient: true,
         },

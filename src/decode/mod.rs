@@ -65,7 +65,7 @@ mod v1;
 mod v2;
 
 pub use options::{check_options, effective_options, OptionError};
-pub use tables::{table_patterns, TablePattern, TABLE_LIST_OPTIONS};
+pub use tables::{table_patterns, TableFilter, TablePattern, TABLE_LIST_OPTIONS};
 
 /// The wal2json output format in effect for a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -86,6 +86,40 @@ fn unescape(part: &str) -> String {
     out
 }
 
+/// Which tables a slot decodes, from its `add-tables` and `filter-tables` options
+/// (wal2json: a table in `filter-tables` is skipped; with `add-tables` set, only
+/// the tables it names are written). Entries wal2json refuses match nothing here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableFilter {
+    add: Vec<TablePattern>,
+    filter: Vec<TablePattern>,
+}
+
+impl TableFilter {
+    /// The filter of a slot's wal2json options (other options are ignored).
+    pub fn from_options(options: &[(String, String)]) -> TableFilter {
+        let mut f = TableFilter::default();
+        for (name, value) in options {
+            let patterns = table_patterns(value).into_iter().flatten().collect();
+            match name.as_str() {
+                "add-tables" => f.add = patterns,
+                "filter-tables" => f.filter = patterns,
+                _ => {}
+            }
+        }
+        f
+    }
+
+    /// Whether wal2json writes the changes of `schema.table`.
+    pub fn decodes(&self, schema: &str, table: &str) -> bool {
+        let matches = |p: &TablePattern| {
+            p.schema.as_deref().is_none_or(|s| s == schema)
+                && p.table.as_deref().is_none_or(|t| t == table)
+        };
+        !self.filter.iter().any(matches) && (self.add.is_empty() || self.add.iter().any(matches))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +166,31 @@ mod tests {
                 Err(String::new()),
             ]
         );
+    }
+
+    fn filter(pairs: &[(&str, &str)]) -> TableFilter {
+        let options: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TableFilter::from_options(&options)
+    }
+
+    #[test]
+    fn a_filter_decodes_what_wal2json_writes() {
+        assert!(filter(&[]).decodes("public", "t"));
+        assert!(filter(&[("add-tables", "")]).decodes("public", "t"));
+        let f = filter(&[("add-tables", "public.orders, *.audit ,sales.*")]);
+        assert!(
+            f.decodes("public", "orders") && f.decodes("x", "audit") && f.decodes("sales", "y")
+        );
+        assert!(!f.decodes("public", "other") && !f.decodes("salesx", "y"));
+        let both = filter(&[
+            ("add-tables", "public.*"),
+            ("filter-tables", "public.secrets"),
+        ]);
+        assert!(both.decodes("public", "orders") && !both.decodes("public", "secrets"));
+        let only_filter = filter(&[("filter-tables", "*.log")]);
+        assert!(!only_filter.decodes("x", "log") && only_filter.decodes("x", "orders"));
     }
 }

@@ -10,6 +10,7 @@
 pub mod emf;
 mod progress;
 pub mod prometheus;
+mod skipped;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,10 +20,12 @@ use crate::decode::Event;
 use crate::lsn::Lsn;
 use crate::pipeline::{SlotState, SlotStatus};
 use progress::Progress;
+pub use skipped::SkippedChanges;
 
 /// Metric names, as CloudWatch shows them.
 pub mod names {
     pub const CHANGES_READ: &str = "ChangesRead";
+    pub const CHANGES_SKIPPED: &str = "ChangesSkipped";
     pub const RECORDS_PUT: &str = "RecordsPut";
     pub const BYTES_PUT: &str = "BytesPut";
     pub const PUT_REQUESTS: &str = "PutRequests";
@@ -83,6 +86,7 @@ const fn m(
 /// Every metric, in the order they are written.
 pub const METRICS: &[Metric] = &[
     m(names::CHANGES_READ, "Count", Kind::Counter, "changes_read", "Row changes read from the replication slot", false),
+    m(names::CHANGES_SKIPPED, "Count", Kind::Counter, "changes_skipped", "Updates and deletes wal2json skipped because their table has no primary key and no replica identity", false),
     m(names::RECORDS_PUT, "Count", Kind::Counter, "records_put", "Records Kinesis accepted", true),
     m(names::BYTES_PUT, "Bytes", Kind::Counter, "bytes_put", "Bytes (data plus partition keys) Kinesis accepted", true),
     m(names::PUT_REQUESTS, "Count", Kind::Counter, "put_requests", "PutRecords requests sent", true),
@@ -124,6 +128,8 @@ pub struct SlotMetrics {
     /// When the slot entered `Retrying` (kept across consecutive retries).
     retrying_since: Mutex<Option<Instant>>,
     heartbeats: AtomicU64,
+    /// wal2json's skipped updates and deletes (counted from its warnings).
+    pub skipped: Arc<SkippedChanges>,
 }
 
 impl SlotMetrics {
@@ -253,6 +259,7 @@ fn slot_snapshot(w: &Watched, now_ms: i64, at: SystemTime) -> SlotSnapshot {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let mut values: Vec<(&'static str, Option<f64>)> = vec![
         (names::CHANGES_READ, Some(m.changes_read() as f64)),
+        (names::CHANGES_SKIPPED, Some(m.skipped.total() as f64)),
         (names::RECORDS_PUT, Some(load(&stats.records_put))),
         (names::BYTES_PUT, Some(load(&stats.bytes_put))),
         (names::PUT_REQUESTS, Some(load(&stats.put_requests))),
@@ -326,7 +333,7 @@ mod tests {
                 assert_ne!(a.prom, b.prom);
             }
         }
-        assert_eq!(METRICS.len(), 12);
+        assert_eq!(METRICS.len(), 13);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! an error as retry or stop. The process-level outcome: `run` returns when
 //! shutdown is requested, or with an error when no slot is left running.
 
+pub(crate) mod preflight;
 mod session;
 
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,14 @@ pub enum SlotError {
     SlotMissing { slot: String, endpoint: String },
     #[error("replication slot {slot:?} uses the output plugin {plugin}, not wal2json: drop it or pick another slot name")]
     WrongPlugin { slot: String, plugin: String },
+    #[error("replication slot {slot:?} belongs to database {database:?}, but this slot connects to database {configured:?} (db_name, or dbname from the secret): a logical slot only decodes the database it was created in; set db_name: {database}, or pick another slot name (replication slot names are shared by all databases of a server)")]
+    WrongDatabase {
+        slot: String,
+        database: String,
+        configured: String,
+    },
+    #[error("slot {slot:?}: no AWS region for Kinesis: set region for the slot in the config, or AWS_REGION in the environment (the replication slot was not created)")]
+    NoRegion { slot: String },
     #[error("replication slot {slot:?} is lost (invalidated: the server removed WAL it still needed); changes since its last confirmed position are gone from the server: drop and re-create the slot, then backfill the tables")]
     SlotLost { slot: String },
     #[error("the server sent nothing for {secs}s although asked to reply: the connection looks dead; reconnecting")]
@@ -76,6 +85,8 @@ impl SlotError {
             | SlotError::RecordTooLarge { .. }
             | SlotError::SlotMissing { .. }
             | SlotError::WrongPlugin { .. }
+            | SlotError::WrongDatabase { .. }
+            | SlotError::NoRegion { .. }
             | SlotError::SlotLost { .. }
             | SlotError::CheckpointGap(_)
             | SlotError::Unkeyed(_)
@@ -116,6 +127,8 @@ impl SlotError {
             SlotError::Credentials(_) => "credentials",
             SlotError::Unkeyed(_) => "change_without_key",
             SlotError::IdentityLacksKey { .. } => "identity_lacks_key",
+            SlotError::WrongDatabase { .. } => "wrong_database",
+            SlotError::NoRegion { .. } => "no_region",
         }
     }
 }
@@ -151,6 +164,9 @@ pub struct SlotStatus {
     /// How to connect (config, secret, IAM token), shared with the slot's monitor so
     /// both use one cached secret.
     pub credentials: Arc<crate::credentials::Credentials>,
+    /// Where this process created the replication slot, if it did: a slot stopped
+    /// for good names it, because it keeps holding WAL.
+    created_at: Mutex<Option<Lsn>>,
 }
 
 impl SlotStatus {
@@ -162,6 +178,26 @@ impl SlotStatus {
             stats: Arc::default(),
             metrics: Default::default(),
             checkpoint: Arc::default(),
+            created_at: Mutex::new(None),
+        }
+    }
+
+    /// This process created the replication slot at `at`.
+    fn slot_created(&self, at: Lsn) {
+        if let Ok(mut c) = self.created_at.lock() {
+            *c = Some(at);
+        }
+    }
+
+    /// The stop message for `e`: a slot this process created is left on the server
+    /// holding WAL, and the message says so and how to drop it.
+    fn stop_message(&self, e: &SlotError) -> String {
+        match self.created_at.lock().ok().and_then(|c| *c) {
+            Some(at) => format!(
+                "{e}; the replication slot {slot:?} was created by this process at {at} and is left on the server, holding WAL from there on: fix the problem and start again soon, or drop it with SELECT pg_drop_replication_slot('{slot}')",
+                slot = self.slot
+            ),
+            None => e.to_string(),
         }
     }
 
@@ -308,7 +344,11 @@ pub async fn run(
     }
 }
 
-fn kinesis_client(aws: &aws_config::SdkConfig, slot: &SlotConfig) -> aws_sdk_kinesis::Client {
+/// The Kinesis client of one slot (`run` and `check` use the same settings).
+pub(crate) fn kinesis_client(
+    aws: &aws_config::SdkConfig,
+    slot: &SlotConfig,
+) -> aws_sdk_kinesis::Client {
     let mut builder = aws_sdk_kinesis::config::Builder::from(aws)
         // The sink retries with its own per-record logic and order rules; SDK-level
         // retries would hide throttling and resend whole requests.
@@ -387,14 +427,15 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(slot = %name, "[{name}] slot stopped: {e}");
+                    let error = self.status.stop_message(&e);
+                    tracing::error!(slot = %name, "[{name}] slot stopped: {error}");
                     self.status.set_with_class(
                         SlotState::Stopped {
-                            error: e.to_string(),
+                            error: error.clone(),
                         },
                         Some(e.class()),
                     );
-                    return Err(format!("slot {name}: {e}"));
+                    return Err(format!("slot {name}: {error}"));
                 }
             }
         }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::preflight::{self, SlotPlan};
 use super::{SlotError, SlotState, SlotStatus};
 use crate::ack::{AcceptedCount, AckTracker, Confirmed};
-use crate::checkpoint::{startup::SlotSeen, Checkpointer};
+use crate::checkpoint::Checkpointer;
 use crate::config::SlotConfig;
 use crate::decode::{self, Event};
 use crate::lsn::Lsn;
@@ -59,18 +60,21 @@ impl Session<'_> {
     pub async fn run(mut self) -> Result<SessionEnd, SlotError> {
         let slot = self.slot;
         let mut params = self.credentials.connect_params().await?;
-        let start = match prepare_slot(slot, &params, self.checkpoints).await {
+        let (sql, plan) = match inspect_slot(slot, &params).await {
             // A rotated secret: fetch it again and retry once before backing off.
             Err(SlotError::Source(e))
                 if e.is_auth_failure() && self.credentials.refresh_after_auth_failure().await? =>
             {
                 params = self.credentials.connect_params().await?;
-                prepare_slot(slot, &params, self.checkpoints).await?
+                inspect_slot(slot, &params).await?
             }
             other => other?,
         };
-        self.checkpoints.confirmed(start);
-
+        // The checkpoint against the slot (a missing slot before creating it).
+        self.checkpoints.verify_start(plan.seen()).await?;
+        // Kinesis before the slot is created: a wrong stream name or a missing region
+        // must stop the slot before a new replication slot starts holding WAL.
+        preflight::require_region(slot, &self.kinesis)?;
         let sink = KinesisSink::new(
             self.kinesis.clone(),
             &slot.name,
@@ -83,12 +87,16 @@ impl Session<'_> {
         {
             tracing::warn!(slot = %slot.name, "{warning}");
         }
+        let start = open_slot(slot, &sql, plan, self.status).await?;
+        drop(sql);
+        self.checkpoints.confirmed(start);
 
         let (options, format) = decode::effective_options(&slot.options);
         let mut decoder = decode::decoder_for(format);
         let mut encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
 
         let mut repl = ReplicationStream::connect(&params).await?;
+        repl.on_notice(self.status.metrics.skipped.hook(&slot.name));
         repl.start(&slot.name, Lsn::ZERO, &options).await?;
         tracing::info!(slot = %slot.name, stream = %slot.kns_stream, start = %start, ?format, "streaming from {} to Kinesis stream {:?}", params.endpoint(), slot.kns_stream);
         self.status.set(SlotState::Streaming);
@@ -257,13 +265,12 @@ async fn confirm(
     Ok(())
 }
 
-/// Find the slot, creating it with wal2json when allowed; its confirmed position.
-/// The checkpoint is compared with the slot first (a missing slot before creating it).
-async fn prepare_slot(
+/// Connect for slot SQL and judge the slot by `preflight`'s rules (the same `check`
+/// applies); nothing is created yet.
+async fn inspect_slot(
     slot: &SlotConfig,
     params: &ConnectParams,
-    checkpoints: &Checkpointer,
-) -> Result<Lsn, SlotError> {
+) -> Result<(tokio_postgres::Client, SlotPlan), SlotError> {
     let sql = source::sql_connect(params).await?;
     // Before any slot is created: a refused configuration leaves nothing behind.
     let (options, format) = decode::effective_options(&slot.options);
@@ -274,38 +281,27 @@ async fn prepare_slot(
             source,
         }
     })?;
-    let info = match source::slot_info(&sql, &slot.name).await? {
-        Some(info) => info,
-        None if slot.create_slot => {
-            checkpoints.verify_start(SlotSeen::Missing).await?;
-            let at = source::create_slot(&sql, &slot.name).await?;
+    let info = source::slot_info(&sql, &slot.name).await?;
+    let plan = preflight::judge_slot(slot, info.as_ref(), params)?;
+    Ok((sql, plan))
+}
+
+/// Create the slot with wal2json if the plan says so; the confirmed position.
+async fn open_slot(
+    slot: &SlotConfig,
+    sql: &tokio_postgres::Client,
+    plan: SlotPlan,
+    status: &SlotStatus,
+) -> Result<Lsn, SlotError> {
+    match plan {
+        SlotPlan::Resume(at) => Ok(at),
+        SlotPlan::Create => {
+            let at = source::create_slot(sql, &slot.name).await?;
+            status.slot_created(at);
             tracing::info!(slot = %slot.name, lsn = %at, "replication slot {:?} did not exist: created it with wal2json at {at}", slot.name);
-            return Ok(at);
-        }
-        None => {
-            return Err(SlotError::SlotMissing {
-                slot: slot.name.clone(),
-                endpoint: params.endpoint(),
-            })
-        }
-    };
-    match info.plugin.as_deref() {
-        Some(source::OUTPUT_PLUGIN) => {}
-        other => {
-            return Err(SlotError::WrongPlugin {
-                slot: slot.name.clone(),
-                plugin: other.unwrap_or("none (physical slot)").to_string(),
-            })
+            Ok(at)
         }
     }
-    if info.wal_status.as_deref() == Some("lost") {
-        return Err(SlotError::SlotLost {
-            slot: slot.name.clone(),
-        });
-    }
-    let at = info.confirmed_flush_lsn.unwrap_or(Lsn::ZERO);
-    checkpoints.verify_start(SlotSeen::At(at)).await?;
-    Ok(at)
 }
 
 /// The reader's state between messages.

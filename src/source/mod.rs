@@ -39,9 +39,10 @@ use std::path::PathBuf;
 use crate::config::{ChannelBinding, RequireAuth, Secret, SlotConfig, SslMode};
 
 pub use identity::{check_identities, table_identities, IdentityLacksKey, TableIdentity};
-pub use replication::{ReplicationMessage, ReplicationStream};
+pub use replication::{NoticeHook, ReplicationMessage, ReplicationStream};
 pub use slot::{
-    create_slot, current_wal_lsn, slot_info, sql_connect, wal_level, SlotInfo, OUTPUT_PLUGIN,
+    create_slot, current_wal_lsn, slot_info, sql_connect, tables_without_identity, wal_level,
+    SlotInfo, OUTPUT_PLUGIN,
 };
 
 /// Where and as whom to connect. Built from a [`SlotConfig`] or by hand (tests).
@@ -118,6 +119,9 @@ impl fmt::Display for ServerError {
         if let Some(hint) = &self.hint {
             write!(f, " (hint: {hint})")?;
         }
+        if let Some(advice) = self.advice() {
+            write!(f, "; {advice}")?;
+        }
         Ok(())
     }
 }
@@ -128,15 +132,36 @@ impl ServerError {
     /// Transient: connection exceptions (08), transaction rollbacks (40), insufficient
     /// resources such as too many connections (53), operator intervention such as
     /// `pg_terminate_backend` or a server shutting down / starting up (57), system
-    /// errors (58) and "replication slot is active for PID n" (55006, the previous
-    /// walsender has not exited yet). Everything else (bad password 28P01, missing
-    /// database 3D000, missing slot 42704, bad wal2json option 22023, no privilege
-    /// 42501, invalidated slot 55000, ...) needs a human.
+    /// errors (58) except a missing file (58P01) and "replication slot is active for
+    /// PID n" (55006, the previous walsender has not exited yet). Everything else (bad
+    /// password 28P01, missing database 3D000, missing slot 42704, bad wal2json option
+    /// 22023, no privilege 42501, invalidated slot 55000, a missing wal2json library or
+    /// removed WAL segment 58P01, ...) needs a human.
     pub fn is_transient(&self) -> bool {
         let class = self.code.get(..2).unwrap_or("");
-        matches!(class, "08" | "40" | "53" | "57" | "58") || self.code == "55006"
+        (matches!(class, "08" | "40" | "53" | "57" | "58") && self.code != UNDEFINED_FILE)
+            || self.code == "55006"
+    }
+
+    /// What the operator must do, for the permanent errors whose server text does not
+    /// say it.
+    pub fn advice(&self) -> Option<&'static str> {
+        if self.code != UNDEFINED_FILE {
+            return None;
+        }
+        Some(if self.message.contains("WAL segment") {
+            "the server removed WAL this slot still needs, so the changes in it are gone: drop and re-create the slot, then backfill the tables (raise max_slot_wal_keep_size or wal_keep_size so that it does not happen again)"
+        } else if self.message.contains("could not access file") {
+            "the wal2json library is not installed on this server: install wal2json for this PostgreSQL version (the postgresql-NN-wal2json package; built in on RDS and Aurora) on every server this slot may connect to, including failover replicas, then start again"
+        } else {
+            "a file the server needs is missing: fix the server, then start again"
+        })
     }
 }
+
+/// SQLSTATE `undefined_file`: a missing plugin library or a removed WAL segment.
+/// Retrying cannot bring either back.
+const UNDEFINED_FILE: &str = "58P01";
 
 /// Everything that can go wrong talking to PostgreSQL. Each message names the server
 /// (`postgres://user@host:port/db`) and, where there is one, the slot.
@@ -271,6 +296,7 @@ mod tests {
         }
         for code in [
             "28P01", "28000", "3D000", "42704", "22023", "42501", "55000", "42601", "XX000", "",
+            "58P01",
         ] {
             assert!(!server(code).is_transient(), "{code} should be permanent");
         }
@@ -295,6 +321,32 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("(hint: create it)"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_file_says_what_to_do() {
+        let missing = |message: &str| ServerError {
+            severity: "ERROR".into(),
+            code: "58P01".into(),
+            message: message.into(),
+            ..ServerError::default()
+        };
+        let plugin = missing("could not access file \"wal2json\": No such file or directory");
+        assert!(!plugin.is_transient());
+        assert!(plugin.to_string().contains("install wal2json"), "{plugin}");
+        let wal =
+            missing("requested WAL segment 000000010000000000000003 has already been removed");
+        assert!(!wal.is_transient());
+        let text = wal.to_string();
+        assert!(
+            text.contains("re-create the slot") && text.contains("backfill"),
+            "{text}"
+        );
+        let other = ServerError {
+            code: "58030".into(),
+            ..missing("could not read file")
+        };
+        assert!(other.is_transient() && other.advice().is_none());
     }
 
     #[test]

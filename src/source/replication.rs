@@ -4,13 +4,14 @@
 //! XLogData (`w`) and primary keepalive (`k`) messages, and framing standby status
 //! updates (`r`). It never decides which LSN is safe to confirm; the caller does.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
-use super::conn::{log_notice, Connection};
-use super::{ConnectParams, SourceError};
+use super::conn::{log_notice, parse_error_fields, Connection};
+use super::{ConnectParams, ServerError, SourceError};
 use crate::lsn::Lsn;
 
 /// One message from the walsender.
@@ -44,11 +45,17 @@ const KEEPALIVE_LEN: usize = 1 + 8 + 8 + 1;
 /// PostgreSQL's NAMEDATALEN - 1.
 const MAX_SLOT_NAME_LEN: usize = 63;
 
+/// Called with each notice the walsender sends while streaming (wal2json warns this
+/// way, once per change it skips); true when it took care of the notice, which is
+/// then not logged.
+pub type NoticeHook = Arc<dyn Fn(&ServerError) -> bool + Send + Sync>;
+
 /// A `replication=database` connection, before and after `START_REPLICATION`.
 pub struct ReplicationStream {
     conn: Connection,
     /// Set by [`ReplicationStream::start`]; names the slot in errors.
     slot: Option<String>,
+    on_notice: Option<NoticeHook>,
 }
 
 impl std::fmt::Debug for ReplicationStream {
@@ -66,7 +73,16 @@ impl ReplicationStream {
     pub async fn connect(p: &ConnectParams) -> Result<Self, SourceError> {
         let conn = Connection::connect(p, &[("replication", "database")]).await?;
         tracing::debug!(server = %conn.at, backend_pid = ?conn.backend_pid, "replication connection ready");
-        Ok(ReplicationStream { conn, slot: None })
+        Ok(ReplicationStream {
+            conn,
+            slot: None,
+            on_notice: None,
+        })
+    }
+
+    /// Hand streaming notices to `hook` first (see [`NoticeHook`]).
+    pub fn on_notice(&mut self, hook: NoticeHook) {
+        self.on_notice = Some(hook);
     }
 
     /// The walsender's process id (for `pg_terminate_backend` and logs).
@@ -137,7 +153,12 @@ impl ReplicationStream {
                         .conn
                         .server_error(&format!("streaming slot {slot:?}"), frame.body))
                 }
-                b'N' => log_notice(&self.conn.at, frame.body),
+                b'N' => {
+                    let notice = parse_error_fields(frame.body);
+                    if !self.on_notice.as_ref().is_some_and(|hook| hook(&notice)) {
+                        tracing::info!(server = %self.conn.at, severity = %notice.severity, code = %notice.code, "postgres notice: {}", notice.message);
+                    }
+                }
                 b'S' => {}
                 // The walsender ends COPY (timeline switch, shutdown); CommandComplete
                 // and ReadyForQuery may follow. Either way this stream is over.

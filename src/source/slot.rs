@@ -34,6 +34,9 @@ pub struct SlotInfo {
     pub restart_lsn: Option<Lsn>,
     /// `reserved`, `extended`, `unreserved` or `lost` (lost = the slot is unusable).
     pub wal_status: Option<String>,
+    /// The database a logical slot decodes; `None` for physical slots. A logical slot
+    /// can only be streamed from a connection to this database.
+    pub database: Option<String>,
 }
 
 /// How long the TCP connect, TLS and the login may take together.
@@ -125,7 +128,7 @@ where
 pub async fn slot_info(c: &Client, slot: &str) -> Result<Option<SlotInfo>, SourceError> {
     let rows = c
         .query(
-            "SELECT plugin::text, active, active_pid, confirmed_flush_lsn::text, restart_lsn::text, wal_status \
+            "SELECT plugin::text, active, active_pid, confirmed_flush_lsn::text, restart_lsn::text, wal_status, database::text \
              FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
@@ -151,6 +154,7 @@ pub async fn slot_info(c: &Client, slot: &str) -> Result<Option<SlotInfo>, Sourc
         confirmed_flush_lsn: get_lsn(3)?,
         restart_lsn: get_lsn(4)?,
         wal_status: row.try_get(5).map_err(col)?,
+        database: row.try_get(6).map_err(col)?,
     }))
 }
 
@@ -192,6 +196,35 @@ pub async fn current_wal_lsn(c: &Client) -> Result<Lsn, SourceError> {
         .await
         .map_err(|e| sql_error("postgres", "reading pg_current_wal_lsn()", e))?;
     parse_lsn_column(&row, "-", "pg_current_wal_lsn")
+}
+
+/// The tables of the connected database whose updates and deletes wal2json skips:
+/// no replica identity (`NOTHING`), or the default identity without a primary key,
+/// or `USING INDEX` on an index that is gone. Ordinary tables and partitions only
+/// (wal2json reports a partitioned table's rows under the partitions' names);
+/// `(schema, table)`, sorted.
+pub async fn tables_without_identity(c: &Client) -> Result<Vec<(String, String)>, SourceError> {
+    let rows = c
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+               AND (c.relreplident = 'n' \
+                 OR (c.relreplident = 'd' AND NOT EXISTS \
+                      (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)) \
+                 OR (c.relreplident = 'i' AND NOT EXISTS \
+                      (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident))) \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| sql_error("postgres", "listing tables without a replica identity", e))?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|e| sql_error("postgres", "listing tables without a replica identity", e))
 }
 
 fn parse_lsn_column(row: &tokio_postgres::Row, slot: &str, what: &str) -> Result<Lsn, SourceError> {

@@ -29,7 +29,7 @@ use crate::ack::AckTracker;
 use crate::config::{Aggregation, BatchConfig};
 use crate::lsn::Lsn;
 use crate::sink::{Item, CHUNK_ITEMS};
-use crate::telemetry::{error_chain, Console};
+use crate::telemetry::Console;
 pub use pace::ShardLimits;
 use request::Outcome;
 use schedule::{Entry, Limits, Scheduler, Unit};
@@ -152,7 +152,12 @@ impl KinesisSink {
             },
             Err(other) => Err(SinkError::Transient {
                 stream: self.stream.clone(),
-                reason: format!("cannot reach Kinesis: {}", error_chain(&other)),
+                reason: crate::telemetry::aws_error(
+                    "Kinesis",
+                    "DescribeStreamSummary",
+                    &other,
+                    "the network path to Kinesis (VPC endpoint or NAT) and the region",
+                ),
             }),
         }
     }

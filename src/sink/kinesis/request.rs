@@ -24,6 +24,11 @@ pub enum RecordResult {
     /// `InternalFailure`: retry later.
     Failed,
 }
+use crate::telemetry::aws_error;
+
+/// What to check when a `PutRecords` call fails as a whole.
+const PUT_CHECK: &str =
+    "the stream name and region, and that the task role may call kinesis:PutRecords on the stream";
 
 /// What happened to one request.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,15 +78,15 @@ pub fn classify(
             let status = err.raw().status().as_u16();
             classify_service_error(err.into_err(), status)
         }
-        Err(SdkError::ConstructionFailure(e)) => Outcome::Permanent {
-            reason: format!("the PutRecords request could not be built: {e:?}"),
+        Err(e @ SdkError::ConstructionFailure(_)) => Outcome::Permanent {
+            reason: aws_error("Kinesis", "PutRecords", &e, PUT_CHECK),
         },
         Err(SdkError::TimeoutError(_)) => Outcome::RetryAll {
             reason: "PutRecords timed out".into(),
             throttled: false,
         },
-        Err(SdkError::DispatchFailure(e)) => Outcome::RetryAll {
-            reason: format!("could not reach Kinesis: {e:?}"),
+        Err(e @ SdkError::DispatchFailure(_)) => Outcome::RetryAll {
+            reason: aws_error("Kinesis", "PutRecords", &e, PUT_CHECK),
             throttled: false,
         },
         Err(SdkError::ResponseError(_)) => Outcome::RetryAll {
@@ -89,7 +94,7 @@ pub fn classify(
             throttled: false,
         },
         Err(other) => Outcome::RetryAll {
-            reason: format!("PutRecords failed: {other}"),
+            reason: aws_error("Kinesis", "PutRecords", &other, PUT_CHECK),
             throttled: false,
         },
     }

@@ -119,7 +119,7 @@ pub async fn list_open_shards(
             message: e
                 .message()
                 .map(str::to_string)
-                .unwrap_or_else(|| crate::telemetry::error_chain(&e)),
+                .unwrap_or_else(|| crate::telemetry::innermost(&e)),
         })?;
         for shard in page.shards() {
             let open = shard
