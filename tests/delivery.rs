@@ -17,7 +17,7 @@ use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState};
 
 use crate::support::kinesis::{unique_stream_name, verify, Verdict};
 use crate::support::pg::{self, password_for, unique_name, SUPERUSER};
-use crate::support::stub::{KinesisStub, StubUserRecord};
+use crate::support::stub::{KinesisStub, RecordError, StubUserRecord};
 
 const SHARDS: u32 = 4;
 /// Per call, as the model: real Kinesis answers in 10-40 ms.
@@ -375,4 +375,58 @@ async fn a_throttled_shard_does_not_slow_the_other_shards() {
         );
     }
     d.stop().await;
+}
+
+/// A TRUNCATE is a barrier for its table, through 30% failed records and the model's
+/// throttling, with and without aggregation: it arrives after every earlier change of
+/// the table and before every later one, although those changes have other keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncate_arrives_after_the_tables_earlier_changes_and_before_its_later_ones() {
+    for (name, extra) in [("trunc", ""), ("trunc_kpl", "      aggregation: kpl\n")] {
+        let d = Delivery::start(name, &table("tr", true), extra).await;
+        d.stub.fail_records(0.3, RecordError::Mixed);
+        d.execute(
+            "INSERT INTO tr SELECT g, 0, 'before' FROM generate_series(1, 300) g;\n\
+             TRUNCATE tr;\n\
+             INSERT INTO tr SELECT g, 1, 'after' FROM generate_series(1, 300) g;",
+        );
+        let records = d.wait_for(601).await;
+        d.stub.fail_records(0.0, RecordError::Mixed);
+        let kinds: Vec<(String, String)> = records
+            .iter()
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+                let pad = v["data"]["pad"].as_str().unwrap_or("").to_string();
+                (v["kind"].as_str().unwrap_or("").to_string(), pad)
+            })
+            .collect();
+        let truncates: Vec<usize> = (0..kinds.len())
+            .filter(|&i| kinds[i].0 == "truncate")
+            .collect();
+        assert_eq!(
+            truncates.len(),
+            1,
+            "{name}: one truncate arrived: {kinds:?}"
+        );
+        let at = truncates[0];
+        let before = kinds[..at].iter().filter(|k| k.1 == "before").count();
+        let after = kinds[at + 1..].iter().filter(|k| k.1 == "after").count();
+        assert_eq!(
+            before, 300,
+            "{name}: every earlier row arrived before the truncate"
+        );
+        assert_eq!(
+            after, 300,
+            "{name}: every later row arrived after the truncate"
+        );
+        assert!(
+            kinds[..at].iter().all(|k| k.1 != "after"),
+            "{name}: no later row overtook the truncate"
+        );
+        assert!(
+            d.stub.stream_stats(&d.stream).throttled_records + d.stub.stats().failed_records > 0,
+            "{name}: the stub failed records on the way"
+        );
+        d.stop().await;
+    }
 }
