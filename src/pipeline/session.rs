@@ -281,6 +281,14 @@ async fn inspect_slot(
             source,
         }
     })?;
+    if slot.partition_key == crate::config::PartitionKey::PrimaryKey
+        && slot.batch.aggregation == crate::config::Aggregation::None
+    {
+        let keyless = source::keyless_tables(&options, &tables);
+        if !keyless.is_empty() {
+            tracing::warn!(slot = %slot.name, tables = ?keyless, "{} table(s) without a primary key ({}): each is one partition key, so its changes go out one per round trip (about 25-50 a second at real Kinesis latencies) to keep their order. Set `aggregation: kpl` to send thousands a second in order, or add primary keys", keyless.len(), keyless.join(", "));
+        }
+    }
     let info = source::slot_info(&sql, &slot.name).await?;
     let plan = preflight::judge_slot(slot, info.as_ref(), params)?;
     Ok((sql, plan))

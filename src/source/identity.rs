@@ -114,6 +114,24 @@ pub struct IdentityLacksKey {
 
 /// Refuses `rule` when a table the slot streams (per `options`, the wal2json options
 /// sent) has an identity without the table's key columns.
+/// The streamed tables without a primary key (`schema.table`): under
+/// `partition_key: primary_key` each of them is one hot key.
+pub fn keyless_tables(options: &[(String, String)], tables: &[TableIdentity]) -> Vec<String> {
+    let add = option(options, "add-tables").map(TablePatterns::parse);
+    let filter = option(options, "filter-tables").map(TablePatterns::parse);
+    tables
+        .iter()
+        .filter(|t| {
+            t.primary_key.is_empty()
+                && add.as_ref().is_none_or(|p| p.matches(&t.schema, &t.table))
+                && !filter
+                    .as_ref()
+                    .is_some_and(|p| p.matches(&t.schema, &t.table))
+        })
+        .map(|t| format!("{}.{}", t.schema, t.table))
+        .collect()
+}
+
 pub fn check_identities(
     rule: &PartitionKey,
     options: &[(String, String)],
@@ -255,6 +273,20 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn keyless_tables_are_the_streamed_tables_without_a_primary_key() {
+        let mut audit = table("audit_log", 'f', None);
+        audit.primary_key.clear();
+        let mut skipped = table("scratch", 'f', None);
+        skipped.primary_key.clear();
+        let tables = [table("orders", 'd', None), audit, skipped];
+        assert_eq!(
+            keyless_tables(&opts(&[("filter-tables", "public.scratch")]), &tables),
+            ["public.audit_log"]
+        );
+        assert!(keyless_tables(&opts(&[("add-tables", "public.orders")]), &tables).is_empty());
     }
 
     #[test]

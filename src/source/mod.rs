@@ -38,7 +38,9 @@ use std::path::PathBuf;
 
 use crate::config::{ChannelBinding, RequireAuth, Secret, SlotConfig, SslMode};
 
-pub use identity::{check_identities, table_identities, IdentityLacksKey, TableIdentity};
+pub use identity::{
+    check_identities, keyless_tables, table_identities, IdentityLacksKey, TableIdentity,
+};
 pub use replication::{NoticeHook, ReplicationMessage, ReplicationStream};
 pub use slot::{
     create_slot, current_wal_lsn, slot_info, sql_connect, tables_without_identity, wal_level,
