@@ -325,6 +325,12 @@ impl KinesisSink {
                     (units, wire, outcome)
                 });
             }
+            if in_flight.is_empty() && !sched.is_empty() && next_due.is_none() {
+                // Records wait, nothing is in flight and nothing will wake the loop:
+                // that should not happen; look again shortly rather than stall.
+                tracing::debug!(slot = %self.slot, queued = sched.len(), "nothing sendable and nothing in flight; polling");
+                next_due = Some(now + Duration::from_millis(100));
+            }
             if in_flight.is_empty() && sched.is_empty() {
                 console.waiting(rx.len());
                 if closed {
