@@ -26,11 +26,14 @@ export function secretArn(stack: Stack, secret: string): string {
   return stack.formatArn({ service: 'secretsmanager', resource: 'secret', resourceName: `${secret}-??????`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
 }
 
-/** Kinesis: put records and read the stream's limits, on these streams only. */
+/**
+ * Kinesis: put records, read the stream's limits and list its shards (the sink paces
+ * each shard and routes aggregates with them), on these streams only.
+ */
 export function kinesisStatement(streamArns: readonly string[]): iam.PolicyStatement {
   return new iam.PolicyStatement({
     sid: 'PutRecordsOnConfiguredStreams',
-    actions: ['kinesis:PutRecords', 'kinesis:DescribeStreamSummary'],
+    actions: ['kinesis:PutRecords', 'kinesis:DescribeStreamSummary', 'kinesis:ListShards'],
     resources: [...streamArns],
   });
 }

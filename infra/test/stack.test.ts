@@ -45,7 +45,7 @@ test('streamer task roles: exactly their streams, the checkpoint prefix and thei
         Match.objectLike({
           Sid: 'PutRecordsOnConfiguredStreams',
           Effect: 'Allow',
-          Action: ['kinesis:PutRecords', 'kinesis:DescribeStreamSummary'],
+          Action: ['kinesis:PutRecords', 'kinesis:DescribeStreamSummary', 'kinesis:ListShards'],
           Resource: streamArn(stack, 'orders-cdc'),
         }),
         Match.objectLike({ Sid: 'CheckpointsReadWrite', Action: ['ssm:GetParameter', 'ssm:PutParameter'], Resource: ssmPrefixArn }),
