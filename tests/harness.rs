@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 
-use crate::support::kinesis::{self, verify, ReadRecord, Verdict};
+use crate::support::kinesis::{self, put, verify, ReadRecord, Verdict};
 use crate::support::stub::{KinesisStub, RecordError, StallMode, StubRecord};
 
 /// `n` entries keyed `k0..k{keys}` round robin, data `"<key>:<id>"`.
@@ -37,25 +36,6 @@ fn parse(data: &[u8]) -> Option<(String, u64)> {
     let text = std::str::from_utf8(data).ok()?;
     let (key, id) = text.split_once(':')?;
     Some((key.to_string(), id.parse().ok()?))
-}
-
-async fn put(
-    client: &Client,
-    stream: &str,
-    entries: Vec<PutRecordsRequestEntry>,
-) -> PutRecordsOutput {
-    client
-        .put_records()
-        .stream_name(stream)
-        .set_records(Some(entries))
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PutRecords: {}",
-                aws_sdk_kinesis::error::DisplayErrorContext(&e)
-            )
-        })
 }
 
 /// A client that surfaces every fault instead of retrying it away.

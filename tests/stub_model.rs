@@ -6,12 +6,12 @@
 use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
-use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use md5::{Digest, Md5};
 
+use crate::support::kinesis::put;
 use crate::support::stub::{kpl_aggregate, KinesisStub};
 
 fn entry(key: &str, data: &[u8], explicit_hash_key: Option<&str>) -> PutRecordsRequestEntry {
@@ -31,25 +31,6 @@ fn client(stub: &KinesisStub) -> Client {
         .retry_config(RetryConfig::disabled())
         .build();
     Client::new(&config)
-}
-
-async fn put(
-    client: &Client,
-    stream: &str,
-    entries: Vec<PutRecordsRequestEntry>,
-) -> PutRecordsOutput {
-    client
-        .put_records()
-        .stream_name(stream)
-        .set_records(Some(entries))
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PutRecords: {}",
-                aws_sdk_kinesis::error::DisplayErrorContext(&e)
-            )
-        })
 }
 
 /// (shard id, start, end) of the open shards, from ListShards.

@@ -290,3 +290,19 @@ async fn read_shard(client: &Client, stream: &str, shard_id: &str, out: &mut Vec
         iterator = page.next_shard_iterator().map(str::to_string);
     }
 }
+
+/// One PutRecords call straight to `stream` (for tests of the endpoints themselves);
+/// panics with the SDK's error context.
+pub async fn put(
+    client: &Client,
+    stream: &str,
+    entries: Vec<aws_sdk_kinesis::types::PutRecordsRequestEntry>,
+) -> aws_sdk_kinesis::operation::put_records::PutRecordsOutput {
+    client
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PutRecords: {}", DisplayErrorContext(&e)))
+}
