@@ -20,6 +20,8 @@
 //! - [`check`], [`tail`], [`status`]: the operator commands besides `run`.
 //! - [`metrics`], [`monitor`], [`serve`]: operating it: metric names and outputs (EMF,
 //!   Prometheus), WAL safety and heartbeats, the `/healthz` `/readyz` `/metrics` server.
+//! - [`signal`]: requests to a running streamer (backfill, restart), written into the
+//!   slot's WAL as logical messages.
 //! - [`admin`]: the admin Lambda's commands (provision, health, drop).
 
 pub mod ack;
@@ -35,6 +37,7 @@ pub mod monitor;
 pub mod pipeline;
 pub mod record;
 pub mod serve;
+pub mod signal;
 pub mod sink;
 pub mod source;
 pub mod status;

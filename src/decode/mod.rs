@@ -145,9 +145,12 @@ pub enum Event {
     Commit {
         end_lsn: Lsn,
     },
-    /// A logical decoding message (`pg_logical_emit_message`). Never put on the stream.
+    /// A logical decoding message (`pg_logical_emit_message`). Never put on the stream;
+    /// those with [`crate::signal::PREFIX`] are signals to the streamer.
     Message {
         prefix: String,
+        /// The content, lossily as text (an application's may be any bytes).
+        content: String,
         transactional: bool,
         lsn: Lsn,
     },
@@ -336,6 +339,7 @@ pub(crate) mod tests {
                     prefix,
                     transactional,
                     lsn,
+                    ..
                 } => format!("M {prefix} {transactional} {lsn}"),
             })
             .collect()

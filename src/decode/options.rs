@@ -7,6 +7,7 @@
 //! under format-version 2, without which no transaction would ever end.
 
 use super::FormatVersion;
+use crate::signal::PREFIX;
 
 /// Options whose values the decoder relies on, added when the user did not set
 /// them. Both formats: xids and commit timestamps for `Begin`, LSNs for
@@ -27,6 +28,9 @@ const ADDED_V1: [(&str, &str); 1] = [("write-in-chunks", "true")];
 /// wal2json's own default is format-version 1; this tool defaults to 2.
 const FORMAT_VERSION: &str = "format-version";
 const INCLUDE_TRANSACTION: &str = "include-transaction";
+/// Message prefix lists: the streamer's signals must get through either.
+const ADD_MSG_PREFIXES: &str = "add-msg-prefixes";
+const FILTER_MSG_PREFIXES: &str = "filter-msg-prefixes";
 
 /// A user's wal2json option that this tool cannot work with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +99,14 @@ pub fn effective_options(user: &[(String, String)]) -> (Vec<(String, String)>, F
             tracing::warn!(option = INCLUDE_TRANSACTION, value = %value,
                 "overriding wal2json option: format-version 2 needs transaction boundaries to acknowledge progress");
             out.push((name.clone(), "true".to_string()));
+        } else if name == ADD_MSG_PREFIXES && !prefixes(value).any(|p| p == PREFIX) {
+            // The user chose which messages to see: ours must stay among them.
+            out.push((name.clone(), format!("{value},{PREFIX}")));
+        } else if name == FILTER_MSG_PREFIXES && prefixes(value).any(|p| p == PREFIX) {
+            tracing::warn!(option = FILTER_MSG_PREFIXES, value = %value,
+                "not filtering out {PREFIX:?}: the streamer's signals (backfill, restart) use it");
+            let kept: Vec<&str> = prefixes(value).filter(|p| *p != PREFIX).collect();
+            out.push((name.clone(), kept.join(",")));
         } else {
             out.push((name.clone(), value.clone()));
         }
@@ -113,6 +125,11 @@ pub fn effective_options(user: &[(String, String)]) -> (Vec<(String, String)>, F
         FormatVersion::V2 => add(INCLUDE_TRANSACTION, "true"),
     }
     (out, format)
+}
+
+/// A wal2json prefix list: comma-separated.
+fn prefixes(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|p| !p.is_empty())
 }
 
 fn lookup<'a>(user: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -150,6 +167,32 @@ mod tests {
 
     fn get<'a>(o: &'a [(String, String)], name: &str) -> Option<&'a str> {
         lookup(o, name)
+    }
+
+    #[test]
+    fn signal_prefix_stays_in_the_users_message_filters() {
+        let (out, _) = effective_options(&opts(&[("add-msg-prefixes", "app,audit")]));
+        assert_eq!(
+            lookup(&out, "add-msg-prefixes"),
+            Some("app,audit,pg-cdc-to-kinesis-signal")
+        );
+        let (out, _) =
+            effective_options(&opts(&[("add-msg-prefixes", "pg-cdc-to-kinesis-signal")]));
+        assert_eq!(
+            lookup(&out, "add-msg-prefixes"),
+            Some("pg-cdc-to-kinesis-signal")
+        );
+        let (out, _) = effective_options(&opts(&[(
+            "filter-msg-prefixes",
+            "app, pg-cdc-to-kinesis-signal",
+        )]));
+        assert_eq!(lookup(&out, "filter-msg-prefixes"), Some("app"));
+        let (out, _) = effective_options(&[]);
+        assert_eq!(
+            lookup(&out, "add-msg-prefixes"),
+            None,
+            "no list: every message is seen"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! row. It never assembles a transaction and never panics on input.
 //!
 //! Input is parsed as bytes, not checked as UTF-8 up front: a logical message's
-//! `content` is whatever bytes the application emitted, and it is skipped unread
+//! `content` is whatever bytes the application emitted, and it is read lossily
 //! (row values and names are still checked, as JSON text). wal2json 2.5 also writes
 //! a non-transactional message that follows a transaction of two or more changes as
 //! `{"change":[,{...}]}` (its change counter is reset only at BEGIN); that stray
@@ -58,8 +58,10 @@ struct Item<'a> {
     #[serde(borrow)]
     pk: Option<Pk<'a>>,
     transactional: Option<bool>,
-    /// Not validated as UTF-8: a prefix is not ours to check. `content` is not read.
+    /// Not validated as UTF-8: a prefix is not ours to check, nor is an
+    /// application's `content` (read lossily: only our signals' content is used).
     prefix: Option<LossyText>,
+    content: Option<LossyText>,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +214,7 @@ fn push_item(
             // the closest position that is safe to report.
             out.push(Event::Message {
                 prefix: prefix.0,
+                content: item.content.map(|c| c.0).unwrap_or_default(),
                 transactional: item.transactional.unwrap_or(false),
                 lsn: wal_start,
             });

@@ -17,7 +17,7 @@ use crate::lsn::Lsn;
 
 /// One v2 message. Every field but `action` depends on the action and on the
 /// user's options, hence the `Option`s; unknown fields (`type`, `typeoid`,
-/// `origin`, `content`, ...) are skipped without allocating.
+/// `origin`, ...) are skipped without allocating.
 #[derive(Deserialize)]
 struct Record<'a> {
     #[serde(borrow)]
@@ -40,9 +40,11 @@ struct Record<'a> {
     #[serde(borrow)]
     pk: Option<Vec<PkColumn<'a>>>,
     transactional: Option<bool>,
-    /// Not validated as UTF-8: a message's prefix is not ours to check (and its
-    /// `content`, any bytes the application emitted, is skipped unread).
+    /// Not validated as UTF-8: a message's prefix is not ours to check, nor is its
+    /// `content`, any bytes the application emitted (read lossily: only our
+    /// signals' content is used).
     prefix: Option<LossyText>,
+    content: Option<LossyText>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +109,7 @@ impl Decode for V2Decoder {
                     .ok_or_else(|| shape("message without \"prefix\"".into()))?;
                 out.push(Event::Message {
                     prefix: prefix.0,
+                    content: rec.content.map(|c| c.0).unwrap_or_default(),
                     transactional: rec.transactional.unwrap_or(false),
                     lsn: wal_start,
                 });
@@ -252,6 +255,7 @@ mod tests {
                     prefix,
                     transactional,
                     lsn,
+                    ..
                 } => Some((prefix.as_str(), *transactional, *lsn)),
                 _ => None,
             })
