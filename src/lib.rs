@@ -10,6 +10,7 @@
 //! - [`source`]: the replication-protocol client and the slot SQL.
 //! - [`decode`]: wal2json output → [`decode::Event`]s.
 //! - [`record`]: a row change → one Kinesis record (JSON payload, partition key).
+//! - [`backfill`]: existing rows onto the stream in watermarked chunks, beside the changes.
 //! - [`sink`]: the shard map and per-shard pacing, per-key queues, KPL aggregation,
 //!   `PutRecords` with partial-failure retry.
 //! - [`ack`]: which LSN may be confirmed, given what Kinesis accepted.
@@ -26,6 +27,7 @@
 
 pub mod ack;
 pub mod admin;
+pub mod backfill;
 pub mod check;
 pub mod checkpoint;
 pub mod config;

@@ -145,17 +145,24 @@ impl RecordEncoder {
             if change.kind == Kind::Update && key_changed(change, names) {
                 let old_key = self.finish_key(keyed(change, names, KeySide::Old));
                 let new_key = self.finish_key(keyed(change, names, KeySide::New));
-                let delete = self.payload(change, Kind::Delete, txn, seq, true);
-                let insert = self.payload(change, Kind::Insert, txn, seq + 1, true);
+                let delete = self.payload(change, Kind::Delete, txn, seq, Extra::KeyChange);
+                let insert = self.payload(change, Kind::Insert, txn, seq + 1, Extra::KeyChange);
                 out.push(Record::of_change(old_key, delete, change, Kind::Delete));
                 out.push(Record::of_change(new_key, insert, change, Kind::Insert));
                 return Ok(2);
             }
         }
-        let data = self.payload(change, change.kind, txn, seq, false);
+        let data = self.payload(change, change.kind, txn, seq, Extra::None);
         let key = self.partition_key(change);
         out.push(Record::of_change(key, data, change, change.kind));
         Ok(1)
+    }
+
+    /// A backfilled row (`row.kind` is [`Kind::Read`]), the `seq`-th record of the
+    /// transaction `txn` (the chunk's high watermark), tagged with its chunk.
+    pub fn encode_read(&self, row: &Change, txn: &TxnContext, seq: u64, chunk: u64) -> Record {
+        let data = self.payload(row, Kind::Read, txn, seq, Extra::Snapshot(chunk));
+        Record::of_change(self.partition_key(row), data, row, Kind::Read)
     }
 
     /// Under `primary_key` the change names its key columns, so a missing one is
@@ -202,7 +209,7 @@ impl RecordEncoder {
         kind: Kind,
         txn: &TxnContext,
         seq: u64,
-        key_change: bool,
+        extra: Extra,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + change.columns.len() * 24);
         out.extend_from_slice(b"{\"kind\":\"");
@@ -239,8 +246,16 @@ impl RecordEncoder {
         }
         out.extend_from_slice(b",\"seq\":");
         out.extend_from_slice(seq.to_string().as_bytes());
-        if key_change {
-            out.extend_from_slice(b",\"key_change\":true");
+        match extra {
+            Extra::None => {}
+            Extra::KeyChange => out.extend_from_slice(b",\"key_change\":true"),
+            Extra::Snapshot(chunk) => {
+                out.extend_from_slice(b",\"snapshot\":{\"table\":");
+                push_json_str(&mut out, &table_key(change));
+                out.extend_from_slice(b",\"chunk\":");
+                out.extend_from_slice(chunk.to_string().as_bytes());
+                out.push(b'}');
+            }
         }
         out.push(b'}');
         out
@@ -267,6 +282,16 @@ impl RecordEncoder {
             key
         }
     }
+}
+
+/// What a record says besides the change itself.
+#[derive(Clone, Copy)]
+enum Extra {
+    None,
+    /// One half of an update that changed the key: `"key_change": true`.
+    KeyChange,
+    /// A backfilled row: `"snapshot": {"table": "schema.table", "chunk": n}`.
+    Snapshot(u64),
 }
 
 /// Which version of the row a key is read from.
@@ -647,6 +672,29 @@ mod tests {
         let mut other = change(Kind::Insert, vec![col("id", "1")], vec![]);
         other.table = "customers".into();
         assert_ne!(encode(&enc, &other, &txn(), 0).table, i.table);
+    }
+
+    #[test]
+    fn a_read_record_carries_its_chunk_and_the_live_key() {
+        let enc = RecordEncoder::new("d", PartitionKey::PrimaryKey);
+        let row = change(Kind::Read, vec![col("id", "7"), col("v", "\"x\"")], vec![]);
+        let rec = enc.encode_read(&row, &txn(), 4, 2);
+        let v: serde_json::Value = serde_json::from_slice(&rec.data).unwrap();
+        assert_eq!(v["kind"], "read");
+        assert_eq!(v["data"], serde_json::json!({"id": 7, "v": "x"}));
+        assert_eq!(v["seq"], 4);
+        assert_eq!(
+            v["snapshot"],
+            serde_json::json!({"table": "public.orders", "chunk": 2})
+        );
+        assert!(v.get("old").is_none() && v.get("key_change").is_none());
+        let live = change(Kind::Insert, vec![col("id", "7")], vec![]);
+        assert_eq!(
+            rec.partition_key,
+            enc.partition_key(&live),
+            "same key as the row's changes"
+        );
+        assert!(!rec.barrier);
     }
 
     #[test]

@@ -360,6 +360,7 @@ async fn slot_behind_the_checkpoint_warns_and_streams_without_moving_it_back() {
         time: "2020-01-01T00:00:00Z".into(),
         is_final: true,
         dropped: false,
+        backfill: None,
     };
     store.write(&f.parameter, &planted).await.unwrap();
     let p = f.start("      checkpoint_interval_secs: 1\n", &store);

@@ -182,6 +182,7 @@ fn mark(cfg: &SlotConfig, at: Lsn, dropped: bool) -> Checkpoint {
         // `final` too, so that binaries older than `dropped` also report the gap.
         is_final: dropped,
         dropped,
+        backfill: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! PostgreSQL, never moves a checkpoint backwards ([`Progress`]), and never blocks
 //! or stops streaming because the store is unavailable.
 
+pub mod backfill;
 mod memory;
 mod ssm;
 pub mod startup;
@@ -25,7 +26,7 @@ use crate::lsn::Lsn;
 
 pub use memory::MemoryStore;
 pub use ssm::{ssm_client, SsmStore};
-pub use writer::Checkpointer;
+pub use writer::{Checkpointer, SharedBackfill};
 
 /// The parameter name when `checkpoint_parameter` is unset: `/pg-cdc-to-kinesis/<slot>/checkpoint`.
 pub fn default_parameter(slot: &str) -> String {
@@ -50,6 +51,9 @@ pub struct Checkpoint {
     pub is_final: bool,
     #[serde(default)]
     pub dropped: bool,
+    /// Backfill jobs and their progress (see [`backfill`]); absent when none ever ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<backfill::BackfillState>,
 }
 
 impl Checkpoint {
@@ -174,6 +178,7 @@ mod tests {
             time: "2024-01-01T00:00:00Z".into(),
             is_final: true,
             dropped: false,
+            backfill: None,
         };
         let v: serde_json::Value = serde_json::to_value(&cp).unwrap();
         assert_eq!(v["lsn"], "16/B374D848");

@@ -216,6 +216,7 @@ mod tests {
             time: String::new(),
             is_final,
             dropped: false,
+            backfill: None,
         }
     }
 

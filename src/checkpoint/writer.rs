@@ -6,13 +6,14 @@
 //! [`Checkpointer::confirmed`] and [`Checkpointer::confirm_limit`], which never wait;
 //! nothing here can stop streaming.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::backfill::BackfillState;
 use super::startup::{self, CheckpointGap, SlotSeen};
 use super::{
     now_rfc3339, ssm_client, Checkpoint, CheckpointError, CheckpointStats, CheckpointStore,
@@ -39,11 +40,21 @@ struct Target {
     accept_gap: bool,
 }
 
+/// The slot's backfill progress, shared by the reader (signals), the backfill task
+/// (chunks) and the writer (which stores it with the next checkpoint). Kept in
+/// memory when checkpoints are off.
+pub type SharedBackfill = Arc<Mutex<BackfillState>>;
+
 /// A slot's checkpoints. Cheap to call from the replication loop; a no-op when
 /// checkpoints are disabled.
 #[derive(Debug)]
 pub struct Checkpointer {
     inner: Option<Inner>,
+    backfill: SharedBackfill,
+    /// The stored backfill state was loaded (once per process).
+    loaded: AtomicBool,
+    /// The last `verify_start` accepted a gap.
+    gap_accepted: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -59,6 +70,11 @@ struct Inner {
     /// confirmed to PostgreSQL until a non-final checkpoint replaced it. `NO_LIMIT`
     /// otherwise.
     limit: Arc<AtomicU64>,
+    /// Bumped by each [`Checkpointer::hold`]: a write lifts the limit only when
+    /// no hold came after the state it wrote was read.
+    holds: Arc<AtomicU64>,
+    /// Bumped when the backfill state changed, so the writer stores it.
+    changes: watch::Sender<u64>,
     finals: mpsc::Sender<oneshot::Sender<Result<(), CheckpointError>>>,
 }
 
@@ -71,7 +87,7 @@ impl Checkpointer {
         stats: Arc<CheckpointStats>,
     ) -> Checkpointer {
         if !slot.checkpoint.enabled {
-            return Checkpointer { inner: None };
+            return Checkpointer::disabled();
         }
         let store = SsmStore::new(ssm_client(aws, slot.region.as_deref()));
         Self::with_store(slot, Arc::new(store), stats)
@@ -84,7 +100,7 @@ impl Checkpointer {
         stats: Arc<CheckpointStats>,
     ) -> Checkpointer {
         if !slot.checkpoint.enabled {
-            return Checkpointer { inner: None };
+            return Checkpointer::disabled();
         }
         let target = Target {
             parameter: slot.checkpoint.parameter.clone(),
@@ -98,14 +114,19 @@ impl Checkpointer {
         let (finals, finals_rx) = mpsc::channel(1);
         let stored = Arc::new(AtomicU64::new(0));
         let limit = Arc::new(AtomicU64::new(NO_LIMIT));
+        let holds = Arc::new(AtomicU64::new(0));
+        let (changes, changes_rx) = watch::channel(0);
+        let backfill = SharedBackfill::default();
         let task = Task {
             target: target.clone(),
             store: store.clone(),
             stats: stats.clone(),
             stored: stored.clone(),
             limit: limit.clone(),
+            holds: holds.clone(),
+            backfill: backfill.clone(),
         };
-        tokio::spawn(task.run(rx, finals_rx));
+        tokio::spawn(task.run(rx, changes_rx, finals_rx));
         Checkpointer {
             inner: Some(Inner {
                 target,
@@ -114,9 +135,51 @@ impl Checkpointer {
                 confirmed,
                 stored,
                 limit,
+                holds,
+                changes,
                 finals,
             }),
+            backfill,
+            loaded: AtomicBool::new(false),
+            gap_accepted: AtomicBool::new(false),
         }
+    }
+
+    fn disabled() -> Checkpointer {
+        Checkpointer {
+            inner: None,
+            backfill: SharedBackfill::default(),
+            loaded: AtomicBool::new(true),
+            gap_accepted: AtomicBool::new(false),
+        }
+    }
+
+    /// The slot's backfill state (loaded from the checkpoint by `verify_start`).
+    pub fn backfill(&self) -> SharedBackfill {
+        self.backfill.clone()
+    }
+
+    /// The backfill state changed: store it with the next write.
+    pub fn backfill_changed(&self) {
+        if let Some(inner) = &self.inner {
+            inner.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// A backfill request was taken at `lsn`: confirm nothing past it until a
+    /// checkpoint that holds the request is stored, or a crash in between would
+    /// skip the request (PostgreSQL does not send it again) and lose it.
+    pub fn hold(&self, lsn: Lsn) {
+        if let Some(inner) = &self.inner {
+            inner.holds.fetch_add(1, Ordering::AcqRel);
+            inner.limit.fetch_min(lsn.0, Ordering::AcqRel);
+            inner.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Whether the last start went ahead over a checkpoint gap the config accepts.
+    pub fn gap_accepted(&self) -> bool {
+        self.gap_accepted.load(Ordering::Relaxed)
     }
 
     /// `lsn` was confirmed to PostgreSQL (sent in a standby status update). Never waits.
@@ -142,8 +205,17 @@ impl Checkpointer {
         };
         let decision = startup::decide(checkpoint.as_ref(), seen);
         let outcome = startup::apply(&t.slot, &t.parameter, decision, t.accept_gap);
+        self.gap_accepted.store(false, Ordering::Relaxed);
+        if !self.loaded.swap(true, Ordering::Relaxed) {
+            if let Some(state) = checkpoint.as_ref().and_then(|c| c.backfill.clone()) {
+                if let Ok(mut shared) = self.backfill.lock() {
+                    *shared = state;
+                }
+            }
+        }
         if outcome.is_ok() {
             if let startup::Decision::Gap { .. } = decision {
+                self.gap_accepted.store(true, Ordering::Relaxed);
                 inner.stats.gaps_accepted.fetch_add(1, Ordering::Relaxed);
             } else if let Some(cp) = checkpoint.as_ref() {
                 if let Some(at) = cp.lsn() {
@@ -210,15 +282,20 @@ struct Task {
     stats: Arc<CheckpointStats>,
     stored: Arc<AtomicU64>,
     limit: Arc<AtomicU64>,
+    holds: Arc<AtomicU64>,
+    backfill: SharedBackfill,
 }
 
 impl Task {
     async fn run(
         self,
         mut confirmed: watch::Receiver<Progress>,
+        mut changes: watch::Receiver<u64>,
         mut finals: mpsc::Receiver<oneshot::Sender<Result<(), CheckpointError>>>,
     ) {
         let mut pending = false;
+        // The backfill state changed since the last write.
+        let mut dirty = false;
         let mut next_write = Instant::now();
         let mut backoff = self.target.interval;
         loop {
@@ -237,17 +314,26 @@ impl Task {
                     }
                     pending = true;
                 }
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    changes.borrow_and_update();
+                    dirty = true;
+                    pending = true;
+                }
                 _ = tokio::time::sleep_until(next_write), if pending => {
                     let lsn = confirmed.borrow_and_update().get();
                     let limited = self.limit.load(Ordering::Acquire) != NO_LIMIT;
                     // A final checkpoint is replaced even at the same LSN.
-                    if lsn.0 <= self.stored.load(Ordering::Relaxed) && !limited {
+                    if lsn.0 <= self.stored.load(Ordering::Relaxed) && !limited && !dirty {
                         pending = false;
                         continue;
                     }
                     match self.write(lsn, false).await {
                         Ok(()) => {
                             pending = false;
+                            dirty = false;
                             backoff = self.target.interval;
                             next_write = Instant::now() + self.target.interval;
                         }
@@ -272,6 +358,13 @@ impl Task {
 
     async fn write(&self, lsn: Lsn, is_final: bool) -> Result<(), CheckpointError> {
         let t = &self.target;
+        let holds = self.holds.load(Ordering::Acquire);
+        let backfill = self
+            .backfill
+            .lock()
+            .ok()
+            .map(|s| s.clone())
+            .filter(|s| *s != BackfillState::default());
         let checkpoint = Checkpoint {
             lsn: lsn.to_string(),
             slot: t.slot.clone(),
@@ -280,13 +373,15 @@ impl Task {
             time: now_rfc3339(),
             is_final,
             dropped: false,
+            backfill,
         };
         let result = self.store.write(&t.parameter, &checkpoint).await;
         match &result {
             Ok(()) => {
                 self.stored.fetch_max(lsn.0, Ordering::Relaxed);
-                if !is_final {
-                    // Durable and not final: the slot may move past it now.
+                // Durable and not final, and no backfill request taken since its
+                // state was read: the slot may move past it now.
+                if !is_final && self.holds.load(Ordering::Acquire) == holds {
                     self.limit.store(NO_LIMIT, Ordering::Release);
                 }
                 self.stats.written(lsn);
@@ -326,6 +421,7 @@ mod tests {
             time: now_rfc3339(),
             is_final,
             dropped: false,
+            backfill: None,
         }
     }
 

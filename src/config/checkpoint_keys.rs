@@ -6,6 +6,7 @@
 
 use super::file::{SlotFile, Value};
 use super::slot::{number, text};
+use super::yaml::Node;
 use super::{
     CheckpointConfig, ConfigError, Source, DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT_INTERVAL_SECS,
     MAX_CHECKPOINT_INTERVAL_SECS, SSM_MAX_PARAMETER_NAME_LEN,
@@ -23,11 +24,24 @@ pub(super) fn build(
 ) -> Result<CheckpointConfig, ConfigError> {
     let flag = |key: &str, v: &Option<Value>, default: bool| src.flag(v, &place(key), default);
     let enabled = flag("checkpoint", &raw.checkpoint, DEFAULT_CHECKPOINT)?;
-    let accept_gap = flag(
-        "accept_checkpoint_gap",
-        &raw.accept_checkpoint_gap,
-        DEFAULT_ACCEPT_CHECKPOINT_GAP,
-    )?;
+    // `backfill`: accept the gap and backfill every streamed table.
+    let backfill_gap = matches!(&raw.accept_checkpoint_gap,
+        Some(v) if matches!(&v.value, Node::Str(s) if s == "backfill"));
+    let accept_gap = backfill_gap
+        || match &raw.accept_checkpoint_gap {
+            Some(v) if !matches!(v.value, Node::Bool(_)) => {
+                return Err(src.at(
+                    v,
+                    format!(
+                        "{}: must be `true`, `false` or `backfill`, got {}; `backfill` starts a \
+                         slot past the gap and puts every streamed table's rows on the stream again",
+                        place("accept_checkpoint_gap"),
+                        v.value.show()
+                    ),
+                ))
+            }
+            v => flag("accept_checkpoint_gap", v, DEFAULT_ACCEPT_CHECKPOINT_GAP)?,
+        };
     let interval_secs = match &raw.checkpoint_interval_secs {
         None => DEFAULT_CHECKPOINT_INTERVAL_SECS,
         Some(v) => number(
@@ -61,6 +75,7 @@ pub(super) fn build(
         parameter,
         interval_secs,
         accept_gap,
+        backfill_gap,
     })
 }
 

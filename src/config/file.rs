@@ -250,8 +250,9 @@ pub(super) struct SlotFile {
 
     /// Start even when the checkpoint shows a gap (the slot is missing, or was advanced
     /// past the final checkpoint by something else), logging it at error level.
-    /// Default `false`: such a slot refuses to start. Set it after backfilling.
-    /// Example: `accept_checkpoint_gap: true`.
+    /// Default `false`: such a slot refuses to start. `true` after backfilling by other
+    /// means; `backfill` also backfills every streamed table once it starts.
+    /// Example: `accept_checkpoint_gap: backfill`.
     pub accept_checkpoint_gap: Option<Value>,
 
     /// Seconds between heartbeats: a non-transactional logical message
@@ -274,4 +275,18 @@ pub(super) struct SlotFile {
     /// Bytes per second the streamer sends to one shard, 0..=4294967295 (0: no
     /// pacing). Default 1048576, a provisioned shard's limit. Example: `shard_bytes_per_sec: 2097152`.
     pub shard_bytes_per_sec: Option<Value>,
+
+    /// `initial` backfills every table the slot streams once: when the slot is new,
+    /// or its checkpoint records no finished snapshot. Default `none`.
+    /// Example: `snapshot: initial`.
+    pub snapshot: Option<Value>,
+
+    /// Rows per backfill chunk (one `SELECT … ORDER BY key LIMIT n`), 1..=100000.
+    /// Default 10000. Example: `snapshot_chunk_rows: 5000`.
+    pub snapshot_chunk_rows: Option<Value>,
+
+    /// At most this many backfilled rows a second, 1..=4294967295. Default: as fast
+    /// as Kinesis accepts them (live changes keep priority either way).
+    /// Example: `snapshot_max_rows_per_sec: 2000`.
+    pub snapshot_max_rows_per_sec: Option<Value>,
 }

@@ -18,6 +18,7 @@ mod env;
 mod file;
 mod ops_keys;
 mod slot;
+mod snapshot_keys;
 mod tls;
 mod tls_keys;
 mod validate;
@@ -32,6 +33,7 @@ pub use delivery_keys::{
     DEFAULT_SHARD_RECORDS_PER_SEC,
 };
 pub use ops_keys::OpsConfig;
+pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
 pub use tls::{is_local_host, SslMode};
 pub use tls_keys::iam_peer_problem;
 
@@ -232,6 +234,8 @@ pub struct SlotConfig {
     pub checkpoint: CheckpointConfig,
     /// Seconds between heartbeat messages; `None` = no heartbeats.
     pub heartbeat_interval_secs: Option<u64>,
+    /// Initial snapshot and backfill chunking.
+    pub snapshot: SnapshotConfig,
 }
 
 /// Where and how often a slot's confirmed LSN is checkpointed (see `checkpoint`).
@@ -244,6 +248,8 @@ pub struct CheckpointConfig {
     pub interval_secs: u64,
     /// Start despite a checkpoint gap (logged at error level, counted).
     pub accept_gap: bool,
+    /// And then backfill every streamed table (`accept_checkpoint_gap: backfill`).
+    pub backfill_gap: bool,
 }
 
 /// The whole validated file.

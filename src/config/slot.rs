@@ -177,6 +177,7 @@ pub(super) fn build(
         iam_token_to_unverified_server: tls.iam_token_to_unverified_server,
         checkpoint,
         heartbeat_interval_secs: super::ops_keys::heartbeat(src, &raw, &place)?,
+        snapshot: super::snapshot_keys::build(src, &raw, &place)?,
     })
 }
 

@@ -60,6 +60,9 @@ pub(super) const SLOT_KEYS: &[&str] = &[
     "aggregation",
     "shard_records_per_sec",
     "shard_bytes_per_sec",
+    "snapshot",
+    "snapshot_chunk_rows",
+    "snapshot_max_rows_per_sec",
 ];
 
 /// A slot that passed the shape checks: its name and where the name is written.

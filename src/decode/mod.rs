@@ -60,7 +60,7 @@ use serde_json::value::RawValue;
 use crate::lsn::Lsn;
 
 mod options;
-mod tables;
+pub mod tables;
 mod v1;
 mod v2;
 
@@ -89,6 +89,8 @@ pub enum Kind {
     Update,
     Delete,
     Truncate,
+    /// A row read by a backfill (never decoded from wal2json: `crate::backfill`).
+    Read,
 }
 
 impl Kind {
@@ -98,6 +100,7 @@ impl Kind {
             Kind::Update => "update",
             Kind::Delete => "delete",
             Kind::Truncate => "truncate",
+            Kind::Read => "read",
         }
     }
 }

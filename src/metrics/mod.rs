@@ -37,6 +37,8 @@ pub mod names {
     pub const CHECKPOINT_AGE_SECONDS: &str = "CheckpointAgeSeconds";
     pub const SLOT_RETAINED_WAL_BYTES: &str = "SlotRetainedWalBytes";
     pub const SLOT_STATUS: &str = "SlotStatus";
+    pub const BACKFILL_ROWS_READ: &str = "BackfillRowsRead";
+    pub const BACKFILL_TABLES_REMAINING: &str = "BackfillTablesRemaining";
 }
 
 /// Default CloudWatch namespace.
@@ -98,6 +100,8 @@ pub const METRICS: &[Metric] = &[
     m(names::CHECKPOINT_AGE_SECONDS, "Seconds", Kind::Gauge, "checkpoint_age_seconds", "Age of the slot's last checkpoint", false),
     m(names::SLOT_RETAINED_WAL_BYTES, "Bytes", Kind::Gauge, "slot_retained_wal_bytes", "WAL the slot holds back on the server (current WAL position minus restart_lsn)", false),
     m(names::SLOT_STATUS, "None", Kind::Gauge, "slot_status", "1 streaming, 0 starting or retrying, -1 stopped", false),
+    m(names::BACKFILL_ROWS_READ, "Count", Kind::Counter, "backfill_rows_read", "Rows read by backfills and initial snapshots", false),
+    m(names::BACKFILL_TABLES_REMAINING, "Count", Kind::Gauge, "backfill_tables_remaining", "Tables whose backfill has not finished", false),
 ];
 
 /// What the WAL monitor last read from `pg_replication_slots`.
@@ -130,6 +134,10 @@ pub struct SlotMetrics {
     heartbeats: AtomicU64,
     /// wal2json's skipped updates and deletes (counted from its warnings).
     pub skipped: Arc<SkippedChanges>,
+    backfill_rows: AtomicU64,
+    backfill_tables: AtomicU64,
+    /// One line per backfilled table (`status`), newest state.
+    backfill_lines: Mutex<Vec<String>>,
 }
 
 impl SlotMetrics {
@@ -202,6 +210,30 @@ impl SlotMetrics {
 
     pub fn changes_read(&self) -> u64 {
         self.changes_read.load(Ordering::Relaxed)
+    }
+
+    pub fn backfill_read(&self, rows: u64) {
+        self.backfill_rows.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// The backfill's tables: how many remain, and a line on each for `status`.
+    pub fn backfill_progress(&self, remaining: usize, lines: Vec<String>) {
+        self.backfill_tables
+            .store(remaining as u64, Ordering::Relaxed);
+        if let Ok(mut l) = self.backfill_lines.lock() {
+            *l = lines;
+        }
+    }
+
+    pub fn backfill_rows_read(&self) -> u64 {
+        self.backfill_rows.load(Ordering::Relaxed)
+    }
+
+    pub fn backfill_lines(&self) -> Vec<String> {
+        self.backfill_lines
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -296,6 +328,14 @@ fn slot_snapshot(w: &Watched, now_ms: i64, at: SystemTime) -> SlotSnapshot {
             .map(|b| b.max(0) as f64),
     ));
     values.push((names::SLOT_STATUS, Some(status_value(&s.state()))));
+    values.push((
+        names::BACKFILL_ROWS_READ,
+        Some(m.backfill_rows_read() as f64),
+    ));
+    values.push((
+        names::BACKFILL_TABLES_REMAINING,
+        Some(m.backfill_tables.load(Ordering::Relaxed) as f64),
+    ));
     SlotSnapshot {
         slot: s.slot.clone(),
         stream: w.stream.clone(),
@@ -333,7 +373,7 @@ mod tests {
                 assert_ne!(a.prom, b.prom);
             }
         }
-        assert_eq!(METRICS.len(), 13);
+        assert_eq!(METRICS.len(), 15);
     }
 
     #[test]

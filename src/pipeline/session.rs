@@ -16,11 +16,14 @@ use tokio::sync::{mpsc, watch};
 use super::preflight::{self, SlotPlan};
 use super::{SlotError, SlotState, SlotStatus};
 use crate::ack::{AcceptedCount, AckTracker, Confirmed};
+use crate::backfill::window::{Emit, Step, Windows};
+use crate::backfill::{self, Backfiller, Links, Note};
 use crate::checkpoint::Checkpointer;
 use crate::config::SlotConfig;
 use crate::decode::{self, Event};
 use crate::lsn::Lsn;
 use crate::record::{Record, RecordEncoder, TxnContext};
+use crate::signal::{self, Signal};
 use crate::sink::kinesis::{KinesisSink, SinkStats};
 use crate::sink::{Item, CHUNK_BYTES, CHUNK_ITEMS};
 use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
@@ -87,11 +90,13 @@ impl Session<'_> {
         {
             tracing::warn!(slot = %slot.name, "{warning}");
         }
+        let created = matches!(plan, SlotPlan::Create);
         let start = open_slot(slot, &sql, plan, self.status).await?;
+        let (options, format) = decode::effective_options(&slot.options);
+        queue_start_backfills(slot, self.checkpoints, &sql, &options, created, start).await?;
         drop(sql);
         self.checkpoints.confirmed(start);
 
-        let (options, format) = decode::effective_options(&slot.options);
         let mut decoder = decode::decoder_for(format);
         let mut encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
 
@@ -106,6 +111,26 @@ impl Session<'_> {
         let tracker = AckTracker::new(start);
         let mut reader = Reader::new(start);
         reader.accepted = tracker.accepted_count();
+        // Backfills: this session's task beside the reader, linked by two channels.
+        let run = signal::new_id();
+        let (rows_tx, mut rows_rx) = mpsc::channel(1);
+        let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+        reader.windows = Windows::new(slot.name.clone(), run.clone());
+        reader.notes = Some(notes_tx.clone());
+        let status: &SlotStatus = self.status;
+        let backfiller = Backfiller {
+            slot,
+            params: params.clone(),
+            run,
+            state: self.checkpoints.backfill(),
+            checkpoints: self.checkpoints,
+            metrics: &status.metrics,
+            acked: ack_rx.clone(),
+            numeric_as_string: numeric_as_string(&options),
+        };
+        let backfill_task = backfiller.run(Links { rows_tx, notes_rx });
+        tokio::pin!(backfill_task);
+        let mut backfill_ended = false;
         let mut sent = Confirmed::new(start);
         let mut sink_task = tokio::spawn(sink.run(rx, tracker, ack_tx, self.stats.clone()));
         // If this session ends with an error, its sink must not keep sending beside
@@ -131,6 +156,19 @@ impl Session<'_> {
                         break;
                     }
                 }
+                _ = &mut backfill_task, if !backfill_ended => {
+                    backfill_ended = true;
+                }
+                // The reader waits at a low watermark for its chunk's rows.
+                rows = rows_rx.recv(), if reader.windows.waiting() => {
+                    match rows {
+                        Some(rows) => reader.windows.deliver(rows),
+                        // The backfill task ended: the window emits nothing.
+                        None => reader.windows.abandon(),
+                    }
+                    reader.absorb(&mut encoder, max_record_bytes)?;
+                    take_requests(&mut reader, self.checkpoints, &notes_tx);
+                }
                 joined = &mut sink_task => {
                     // The sink only returns early with an error; a clean return needs a closed queue.
                     return Err(match joined {
@@ -145,8 +183,9 @@ impl Session<'_> {
                         return Err(SlotError::SlotLost { slot: slot.name.clone() });
                     }
                     self.status.metrics.acked(*ack_rx.borrow());
-                    if !reader.out.is_empty() {
-                        // Not reading by choice (backpressure): silence proves nothing.
+                    if !reader.out.is_empty() || !reader.pending.is_empty() {
+                        // Not reading by choice (backpressure, or waiting for a
+                        // backfill chunk's rows): silence proves nothing.
                         last_heard = Instant::now();
                     } else if last_heard.elapsed() > silence_limit {
                         return Err(SlotError::Silent { secs: last_heard.elapsed().as_secs() });
@@ -174,13 +213,15 @@ impl Session<'_> {
                     confirm(&mut repl, self.checkpoints, &mut sent, reader.confirmable(acked), false).await?;
                     last_status = Instant::now();
                 }
-                msg = repl.recv(), if reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES => {
+                msg = repl.recv(), if reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES && reader.pending.is_empty() => {
                     last_heard = Instant::now();
                     match msg? {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
                             self.status.metrics.observe(&events);
-                            reader.absorb(events.drain(..), &mut encoder, max_record_bytes)?;
+                            reader.pending.extend(events.drain(..));
+                            reader.absorb(&mut encoder, max_record_bytes)?;
+                            take_requests(&mut reader, self.checkpoints, &notes_tx);
                         }
                         ReplicationMessage::Keepalive { wal_end, reply_requested } => {
                             reader.server_wal_end = reader.server_wal_end.max(wal_end);
@@ -312,6 +353,89 @@ async fn open_slot(
     }
 }
 
+/// Queue the backfills a start asks for: the initial snapshot (`snapshot: initial`)
+/// of a new slot or of one whose checkpoint records none, and the backfill after an
+/// accepted gap (`accept_checkpoint_gap: backfill`).
+async fn queue_start_backfills(
+    slot: &SlotConfig,
+    checkpoints: &Checkpointer,
+    sql: &tokio_postgres::Client,
+    options: &[(String, String)],
+    created: bool,
+    start: Lsn,
+) -> Result<(), SlotError> {
+    let state = checkpoints.backfill();
+    let has_initial = state.lock().map(|s| s.has_initial()).unwrap_or(true);
+    // Without checkpoints nothing records a finished snapshot across restarts: only
+    // a new slot gets one.
+    let initial = slot.snapshot.mode == crate::config::Snapshot::Initial
+        && !has_initial
+        && (created || slot.checkpoint.enabled);
+    let gap = slot.checkpoint.backfill_gap && checkpoints.gap_accepted();
+    if !initial && !gap {
+        return Ok(());
+    }
+    let tables = backfill::streamed_tables(sql, options).await?;
+    if initial {
+        backfill::request(&state, "initial".into(), tables.clone(), None, true);
+        tracing::info!(slot = %slot.name, "initial snapshot of {} table(s) queued: {}", tables.len(), tables.join(", "));
+    }
+    if gap {
+        backfill::request(&state, format!("gap-{start}"), tables.clone(), None, false);
+        tracing::warn!(slot = %slot.name, "checkpoint gap accepted (accept_checkpoint_gap: backfill): backfilling {} table(s): {}", tables.len(), tables.join(", "));
+    }
+    checkpoints.backfill_changed();
+    Ok(())
+}
+
+/// Whether wal2json prints numbers as strings (a backfill must print them alike).
+fn numeric_as_string(options: &[(String, String)]) -> bool {
+    options
+        .iter()
+        .rev()
+        .find(|(n, _)| n == "numeric-data-types-as-string")
+        .is_some_and(|(_, v)| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "true" | "t" | "1" | "on" | "yes" | "y"
+            )
+        })
+}
+
+/// Backfill requests the reader saw: queue each (once per id), keep the slot from
+/// being confirmed past the request until a checkpoint holds it, wake the task.
+fn take_requests(
+    reader: &mut Reader,
+    checkpoints: &Checkpointer,
+    notes: &mpsc::UnboundedSender<Note>,
+) {
+    for (signal, lsn) in reader.requests.drain(..) {
+        let Signal::Backfill {
+            id, tables, filter, ..
+        } = signal
+        else {
+            continue;
+        };
+        let state = checkpoints.backfill();
+        let what = format!(
+            "{} table(s): {}{}",
+            tables.len(),
+            tables.join(", "),
+            filter
+                .as_deref()
+                .map(|f| format!(" where {f}"))
+                .unwrap_or_default()
+        );
+        if backfill::request(&state, id.clone(), tables, filter, false) {
+            checkpoints.hold(lsn);
+            tracing::info!(slot = %reader.windows.slot(), lsn = %lsn, "backfill {id} requested: {what}");
+            let _ = notes.send(Note::Requested);
+        } else {
+            tracing::info!(slot = %reader.windows.slot(), lsn = %lsn, "backfill {id} was already taken; ignoring the repeated request");
+        }
+    }
+}
+
 /// The reader's state between messages.
 struct Reader {
     out: VecDeque<Item>,
@@ -330,6 +454,15 @@ struct Reader {
     accepted: AcceptedCount,
     /// The walsender's position from its latest keepalive.
     server_wal_end: Lsn,
+    /// Decoded events not yet absorbed: the reader stops at a backfill chunk's low
+    /// watermark until the chunk's rows arrive.
+    pending: VecDeque<Event>,
+    /// The backfill windows of this session.
+    windows: Windows,
+    /// Where the backfill task hears of closed chunks.
+    notes: Option<mpsc::UnboundedSender<Note>>,
+    /// Backfill requests read (signal, its LSN), taken by the session.
+    requests: Vec<(Signal, Lsn)>,
 }
 
 impl Reader {
@@ -344,16 +477,45 @@ impl Reader {
             records_handed: 0,
             accepted: AcceptedCount::default(),
             server_wal_end: start,
+            pending: VecDeque::new(),
+            windows: Windows::default(),
+            notes: None,
+            requests: Vec::new(),
         }
     }
 
+    /// Encode and queue a backfill's rows as `read` records of the current transaction.
+    fn push_reads(
+        &mut self,
+        emit: Emit,
+        encoder: &RecordEncoder,
+        max_record_bytes: usize,
+    ) -> Result<(), SlotError> {
+        for row in &emit.rows {
+            let record = encoder.encode_read(row, &self.txn, self.seq, emit.chunk);
+            if record.billed_size() > max_record_bytes {
+                return Err(SlotError::RecordTooLarge {
+                    table: format!("{}.{}", row.schema, row.table),
+                    lsn: self.txn.commit_lsn.unwrap_or_default(),
+                    size: record.billed_size(),
+                    max: max_record_bytes,
+                });
+            }
+            self.seq += 1;
+            self.out_bytes += record.billed_size();
+            self.out.push_back(Item::Record(record));
+        }
+        Ok(())
+    }
+
+    /// Absorb the pending events, stopping early at a low watermark whose rows
+    /// have not arrived.
     fn absorb(
         &mut self,
-        events: impl Iterator<Item = Event>,
         encoder: &mut RecordEncoder,
         max_record_bytes: usize,
     ) -> Result<(), SlotError> {
-        for event in events {
+        while let Some(event) = self.pending.pop_front() {
             match event {
                 Event::Begin {
                     xid,
@@ -369,6 +531,11 @@ impl Reader {
                     self.in_txn = true;
                 }
                 Event::Change(change) => {
+                    // A backfill row this change overtakes and whose TOASTed value it
+                    // leaves out goes first.
+                    if let Some(first) = self.windows.on_change(&change) {
+                        self.push_reads(first, encoder, max_record_bytes)?;
+                    }
                     // A key change is two records; both must fit before either is queued.
                     self.encoded.clear();
                     let n = encoder.encode_into(&change, &self.txn, self.seq, &mut self.encoded)?;
@@ -393,6 +560,44 @@ impl Reader {
                 Event::Commit { end_lsn } => {
                     self.in_txn = false;
                     self.out.push_back(Item::Commit(end_lsn));
+                    if let Some((table, chunk, rows)) = self.windows.on_commit() {
+                        if let Some(notes) = &self.notes {
+                            let _ = notes.send(Note::Closed {
+                                table,
+                                chunk,
+                                rows,
+                                end_lsn,
+                            });
+                        }
+                    }
+                }
+                Event::Message {
+                    prefix,
+                    content,
+                    lsn,
+                    ..
+                } if prefix == signal::PREFIX => {
+                    let signal = match signal::parse(&content, lsn) {
+                        Ok(s) if s.slot() == self.windows.slot() => s,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::warn!(slot = %self.windows.slot(), "{e}");
+                            continue;
+                        }
+                    };
+                    match &signal {
+                        Signal::Backfill { .. } => self.requests.push((signal, lsn)),
+                        Signal::Restart { .. } => {}
+                        Signal::Watermark { .. } => {
+                            let (step, emit) = self.windows.on_signal(&signal);
+                            if let Some(emit) = emit {
+                                self.push_reads(emit, encoder, max_record_bytes)?;
+                            }
+                            if step == Step::NeedRows {
+                                return Ok(());
+                            }
+                        }
+                    }
                 }
                 Event::Message { .. } => {}
             }
@@ -429,8 +634,10 @@ impl Reader {
     /// transaction with its *first* LSN, which is not in commit order, so a
     /// transaction still in flight can carry a label below one already accepted.
     fn confirmable(&self, acked: Lsn) -> Lsn {
-        let idle =
-            !self.in_txn && self.out.is_empty() && self.records_handed == self.accepted.get();
+        let idle = !self.in_txn
+            && self.out.is_empty()
+            && self.pending.is_empty()
+            && self.records_handed == self.accepted.get();
         if idle {
             acked.max(self.server_wal_end)
         } else {
@@ -528,7 +735,8 @@ mod tests {
             decoder
                 .feed(Lsn(label), doc(xid).as_bytes(), &mut events)
                 .unwrap();
-            r.absorb(events.drain(..), &mut encoder, 1 << 20).unwrap();
+            r.pending.extend(events.drain(..));
+            r.absorb(&mut encoder, 1 << 20).unwrap();
         };
         read(&mut r, 0x200, 2);
         for seq in hand_over(&mut r, &mut tracker) {

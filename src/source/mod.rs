@@ -43,8 +43,8 @@ pub use identity::{
 };
 pub use replication::{NoticeHook, ReplicationMessage, ReplicationStream};
 pub use slot::{
-    create_slot, current_wal_lsn, slot_info, sql_connect, tables_without_identity, wal_level,
-    SlotInfo, OUTPUT_PLUGIN,
+    create_slot, current_wal_lsn, slot_info, sql_connect, sql_error, tables_without_identity,
+    wal_level, SlotInfo, OUTPUT_PLUGIN,
 };
 
 /// Where and as whom to connect. Built from a [`SlotConfig`] or by hand (tests).

@@ -242,7 +242,7 @@ fn client_at(slot: &str) -> String {
 
 /// Server-reported errors keep their SQLSTATE, message and hint in our own type, so
 /// they read and classify exactly like replication-connection errors.
-pub(super) fn sql_error(at: &str, context: &str, e: tokio_postgres::Error) -> SourceError {
+pub fn sql_error(at: &str, context: &str, e: tokio_postgres::Error) -> SourceError {
     match e.as_db_error() {
         Some(db) => SourceError::Server {
             at: at.to_string(),

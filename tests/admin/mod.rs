@@ -363,6 +363,7 @@ async fn drop_waits_for_a_recently_seen_streamer_and_marks_the_checkpoint_so_the
         time: time.to_string(),
         is_final: false,
         dropped: false,
+        backfill: None,
     };
     let drop_event =
         |force: bool| json!({"action": "drop", "slot": slot, "confirm": slot, "force": force});
