@@ -9,7 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::SlotConfig;
+use crate::credentials::Credentials;
 use crate::lsn::Lsn;
+use crate::source;
 
 /// The logical-message prefix of every signal.
 pub const PREFIX: &str = "pg-cdc-to-kinesis-signal";
@@ -109,6 +112,52 @@ pub async fn emit(
         .await?;
     let text: String = row.get(0);
     Ok(text.parse().unwrap_or_default())
+}
+
+/// Sending a signal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("slot {slot}: cannot connect to its database to signal the streamer: {reason}")]
+    Connect { slot: String, reason: String },
+    #[error("slot {slot}: writing the signal failed: {reason}; the user needs EXECUTE on pg_logical_emit_message (a superuser, or GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO <user>)")]
+    Emit { slot: String, reason: String },
+}
+
+/// A signal written into the slot's database, for the operator's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sent {
+    pub slot: String,
+    pub lsn: String,
+    pub signal: Signal,
+}
+
+/// Connect to `slot`'s database as the streamer does and write `signal` there. The
+/// streamer acts on it when its reader reaches it in the slot's stream.
+pub async fn send(
+    slot: &SlotConfig,
+    aws: &aws_config::SdkConfig,
+    signal: Signal,
+) -> Result<Sent, SendError> {
+    let connect_err = |reason: String| SendError::Connect {
+        slot: slot.name.clone(),
+        reason,
+    };
+    let params = Credentials::new(slot, aws)
+        .connect_params()
+        .await
+        .map_err(|e| connect_err(e.to_string()))?;
+    let client = source::sql_connect(&params)
+        .await
+        .map_err(|e| connect_err(e.to_string()))?;
+    let lsn = emit(&client, &signal).await.map_err(|e| SendError::Emit {
+        slot: slot.name.clone(),
+        reason: source::sql_error(&params.endpoint(), "pg_logical_emit_message", e).to_string(),
+    })?;
+    Ok(Sent {
+        slot: slot.name.clone(),
+        lsn: lsn.to_string(),
+        signal,
+    })
 }
 
 #[cfg(test)]

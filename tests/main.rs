@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod auth;
+mod backfill;
 mod checkpoint;
 mod cli;
 mod delivery;

@@ -1,4 +1,5 @@
-//! The admin Lambda's commands: `provision`, `health` and `drop`, one file each.
+//! The admin Lambda's commands: `provision`, `health` and `drop`, one file each, and
+//! `backfill`, which only writes a signal for the streamer (`crate::signal`).
 //!
 //! Owns the JSON event format (`{"action": "..."}`), where the admin Lambda finds
 //! `configs.yml` (bundled, a path from the environment, or an SSM parameter) and the
@@ -54,6 +55,13 @@ pub enum AdminEvent {
         #[serde(default)]
         force: bool,
     },
+    /// Ask the slot's running streamer to backfill `tables` (rows matching `where`).
+    Backfill {
+        slot: String,
+        tables: Vec<String>,
+        #[serde(rename = "where", default)]
+        filter: Option<String>,
+    },
 }
 
 /// What the commands need besides the config.
@@ -79,7 +87,7 @@ impl AdminContext {
 /// Why an invocation failed as a whole (per-slot problems are in the report instead).
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("invalid event {event}: {reason}; send {{\"action\":\"provision\"}}, {{\"action\":\"health\"}} or {{\"action\":\"drop\",\"slot\":\"NAME\",\"confirm\":\"NAME\"}}")]
+    #[error("invalid event {event}: {reason}; send {{\"action\":\"provision\"}}, {{\"action\":\"health\"}}, {{\"action\":\"drop\",\"slot\":\"NAME\",\"confirm\":\"NAME\"}} or {{\"action\":\"backfill\",\"slot\":\"NAME\",\"tables\":[\"schema.table\"]}}")]
     BadEvent { event: String, reason: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -111,7 +119,65 @@ pub async fn handle(
             confirm,
             force,
         } => serde_json::to_value(drop_slot(config, &ctx.aws, &slot, &confirm, force).await)?,
+        AdminEvent::Backfill {
+            slot,
+            tables,
+            filter,
+        } => serde_json::to_value(backfill(config, &ctx.aws, &slot, tables, filter).await)?,
     })
+}
+
+/// What `backfill` returns: the signal written, or why not.
+#[derive(Debug, serde::Serialize)]
+pub struct BackfillReport {
+    pub slot: String,
+    pub requested: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<crate::signal::Sent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Signal `slot`'s streamer to backfill `tables`, through the slot's database.
+pub async fn backfill(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    slot: &str,
+    tables: Vec<String>,
+    filter: Option<String>,
+) -> BackfillReport {
+    let report = |sent: Option<crate::signal::Sent>, error: Option<String>| BackfillReport {
+        slot: slot.to_string(),
+        requested: sent.is_some(),
+        sent,
+        error,
+    };
+    let Some(cfg) = find_slot(config, slot) else {
+        let known: Vec<&str> = config.slots.iter().map(|s| s.name.as_str()).collect();
+        return report(
+            None,
+            Some(format!(
+                "no slot {slot:?} in the config; configured: {}",
+                known.join(", ")
+            )),
+        );
+    };
+    if tables.is_empty() {
+        return report(
+            None,
+            Some("no tables named: give \"tables\": [\"schema.table\", ...]".into()),
+        );
+    }
+    let signal = crate::signal::Signal::Backfill {
+        slot: slot.to_string(),
+        id: crate::signal::new_id(),
+        tables,
+        filter: filter.filter(|f| !f.trim().is_empty()),
+    };
+    match crate::signal::send(cfg, aws, signal).await {
+        Ok(sent) => report(Some(sent), None),
+        Err(e) => report(None, Some(e.to_string())),
+    }
 }
 
 /// Where the config comes from, decided by the environment.

@@ -24,7 +24,7 @@ use crate::lsn::Lsn;
 use crate::metrics::SlotMetrics;
 use crate::signal::{self, Mark, Signal};
 use crate::source::{self, ConnectParams};
-use table::{key_text, TableError, TableShape};
+use table::{key_text, TableError, TableShape, ValueStyle};
 use window::{BufferedChunk, ChunkRows};
 
 /// Wait this long after a failed connection, watermark or transient query.
@@ -96,7 +96,8 @@ pub struct Backfiller<'a> {
     pub checkpoints: &'a Checkpointer,
     pub metrics: &'a SlotMetrics,
     pub acked: watch::Receiver<Lsn>,
-    pub numeric_as_string: bool,
+    /// How wal2json prints values under the slot's options.
+    pub style: ValueStyle,
 }
 
 impl Backfiller<'_> {
@@ -187,7 +188,7 @@ impl Backfiller<'_> {
                 progress.last_key.as_deref(),
                 filter.as_deref(),
                 self.slot.snapshot.chunk_rows,
-                self.numeric_as_string,
+                self.style,
             )
             .await;
         let (rows, failure) = match read {
@@ -262,6 +263,9 @@ impl Backfiller<'_> {
             let estimate = progress.estimate.max(shape.estimate).max(read_so_far);
             if done {
                 tracing::info!(slot = %self.slot.name, "[{}] Backfilled {}: {} rows in {} chunks.", self.slot.name, progress.table, read_so_far, chunk);
+            } else if progress.estimate.max(shape.estimate) == 0 {
+                // Never analyzed: no estimate to compare with.
+                tracing::info!(slot = %self.slot.name, "[{}] Backfilling {}: {} rows so far.", self.slot.name, progress.table, read_so_far);
             } else {
                 tracing::info!(slot = %self.slot.name, "[{}] Backfilling {}: {} of ~{} rows ({}%).", self.slot.name, progress.table, read_so_far, estimate, read_so_far * 100 / estimate.max(1));
             }
@@ -329,6 +333,7 @@ pub fn status_lines(s: &BackfillState) -> Vec<String> {
         .map(|(j, t)| {
             let state = match t.state {
                 TableState::Pending if t.chunks == 0 => "waiting".to_string(),
+                TableState::Pending if t.estimate == 0 => format!("{} rows so far", t.rows),
                 TableState::Pending => format!(
                     "{} of ~{} rows ({}%)",
                     t.rows,

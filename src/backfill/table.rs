@@ -33,6 +33,8 @@ pub enum TableError {
 enum ValueKind {
     Number,
     Bool,
+    /// wal2json prints a bytea's hex without its `\x`.
+    Bytea,
     Text,
 }
 
@@ -42,6 +44,7 @@ impl ValueKind {
             // int2, int4, int8, oid, float4, float8, numeric
             21 | 23 | 20 | 26 | 700 | 701 | 1700 => ValueKind::Number,
             16 => ValueKind::Bool,
+            17 => ValueKind::Bytea,
             _ => ValueKind::Text,
         }
     }
@@ -191,7 +194,7 @@ impl TableShape {
         after: Option<&[String]>,
         filter: Option<&str>,
         limit: u64,
-        numeric_as_string: bool,
+        style: ValueStyle,
     ) -> Result<Vec<Vec<Column>>, TableError> {
         let query_err = |source| TableError::Query {
             table: self.qualified(),
@@ -200,7 +203,14 @@ impl TableShape {
         let select: Vec<String> = self
             .columns
             .iter()
-            .map(|(n, _, _)| format!("{}::text", ident(n)))
+            // The type's output function, as wal2json calls it (a `::text` cast is
+            // not always that: booleans cast to `true`, inet keeps its netmask).
+            .map(|(n, _, _)| {
+                format!(
+                    "CASE WHEN {c} IS NULL THEN NULL ELSE format('%s', {c}) END",
+                    c = ident(n)
+                )
+            })
             .collect();
         let key_list: Vec<String> = self.key.iter().map(|k| ident(k)).collect();
         let mut sql = format!(
@@ -266,7 +276,7 @@ impl TableShape {
                     .map_err(|e| query_err(sql_error("the server", "reading a chunk's row", e)))?;
                 cols.push(Column {
                     name: name.clone(),
-                    value: json_value(*kind, text.as_deref(), numeric_as_string),
+                    value: json_value(*kind, text.as_deref(), style),
                 });
             }
             out.push(cols);
@@ -275,11 +285,18 @@ impl TableShape {
     }
 }
 
+/// The wal2json options that change how values are printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ValueStyle {
+    /// `numeric-data-types-as-string`.
+    pub numeric_as_string: bool,
+}
+
 /// A value as wal2json prints a column of this kind.
-fn json_value(kind: ValueKind, text: Option<&str>, numeric_as_string: bool) -> Box<RawValue> {
+fn json_value(kind: ValueKind, text: Option<&str>, style: ValueStyle) -> Box<RawValue> {
     let json = match (kind, text) {
         (_, None) => "null".to_string(),
-        (ValueKind::Number, Some(t)) if numeric_as_string => quote(t),
+        (ValueKind::Number, Some(t)) if style.numeric_as_string => quote(t),
         (ValueKind::Number, Some(t)) => {
             let lower = t.to_ascii_lowercase();
             if lower.starts_with("nan")
@@ -292,6 +309,7 @@ fn json_value(kind: ValueKind, text: Option<&str>, numeric_as_string: bool) -> B
             }
         }
         (ValueKind::Bool, Some(t)) => if t == "t" { "true" } else { "false" }.to_string(),
+        (ValueKind::Bytea, Some(t)) => quote(t.strip_prefix("\\x").unwrap_or(t)),
         (ValueKind::Text, Some(t)) => quote(t),
     };
     RawValue::from_string(json).unwrap_or_else(|_| {
@@ -327,18 +345,23 @@ mod tests {
 
     #[test]
     fn values_follow_wal2jsons_rules() {
+        let plain = ValueStyle::default();
+        let strings = ValueStyle {
+            numeric_as_string: true,
+        };
         let v = |k, t: Option<&str>, s| json_value(k, t, s).get().to_string();
-        assert_eq!(v(ValueKind::Number, Some("12.50"), false), "12.50");
-        assert_eq!(v(ValueKind::Number, Some("NaN"), false), "null");
-        assert_eq!(v(ValueKind::Number, Some("-Infinity"), false), "null");
-        assert_eq!(v(ValueKind::Number, Some("12.50"), true), "\"12.50\"");
-        assert_eq!(v(ValueKind::Bool, Some("t"), false), "true");
-        assert_eq!(v(ValueKind::Bool, Some("f"), false), "false");
-        assert_eq!(v(ValueKind::Text, Some("a\"b\n"), false), r#""a\"b\n""#);
-        assert_eq!(v(ValueKind::Text, None, false), "null");
+        assert_eq!(v(ValueKind::Number, Some("12.50"), plain), "12.50");
+        assert_eq!(v(ValueKind::Number, Some("NaN"), plain), "null");
+        assert_eq!(v(ValueKind::Number, Some("-Infinity"), plain), "null");
+        assert_eq!(v(ValueKind::Number, Some("12.50"), strings), r#""12.50""#);
+        assert_eq!(v(ValueKind::Bool, Some("t"), plain), "true");
+        assert_eq!(v(ValueKind::Bool, Some("f"), plain), "false");
+        assert_eq!(v(ValueKind::Text, Some("a\"b\n"), plain), r#""a\"b\n""#);
+        assert_eq!(v(ValueKind::Text, None, plain), "null");
+        assert_eq!(v(ValueKind::Bytea, Some(r"\x00ff"), plain), r#""00ff""#);
         assert_eq!(
-            v(ValueKind::Number, Some("1e"), false),
-            "\"1e\"",
+            v(ValueKind::Number, Some("1e"), plain),
+            r#""1e""#,
             "never invalid JSON"
         );
     }

@@ -38,6 +38,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the running streamer to put tables' existing rows on the stream. Writes
+    /// a signal into the slot's database; the streamer backfills while streaming.
+    Backfill {
+        /// The slot whose streamer backfills.
+        #[arg(long)]
+        slot: String,
+        /// A table to backfill (schema.table); repeat for more.
+        #[arg(long = "table", required = true)]
+        tables: Vec<String>,
+        /// Only rows matching this SQL condition, e.g. "created_at > '2026-01-01'".
+        #[arg(long = "where")]
+        filter: Option<String>,
+    },
     /// Print the records of a Kinesis stream as they arrive.
     Tail {
         /// The stream's name.
@@ -72,7 +85,7 @@ async fn async_main(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run);
     // The config first: a config error is reported at once, before any AWS lookup.
     let config = match command {
-        Command::Run | Command::Check | Command::Status { .. } => {
+        Command::Run | Command::Check | Command::Status { .. } | Command::Backfill { .. } => {
             match load(&cli.config, cli.log_format) {
                 Some(config) => Some(config),
                 None => return ExitCode::from(2),
@@ -116,7 +129,32 @@ async fn async_main(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        (Command::Run | Command::Check | Command::Status { .. }, None) => ExitCode::from(2),
+        (
+            Command::Backfill {
+                slot,
+                tables,
+                filter,
+            },
+            Some(config),
+        ) => {
+            let report =
+                pg_cdc_to_kinesis::admin::backfill(&config, &aws, &slot, tables, filter).await;
+            match (&report.sent, &report.error) {
+                (Some(sent), _) => {
+                    println!("backfill signalled to slot {} at {}: the running streamer starts it when it reaches that position", sent.slot, sent.lsn);
+                    ExitCode::SUCCESS
+                }
+                (None, Some(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+                (None, None) => ExitCode::from(1),
+            }
+        }
+        (
+            Command::Run | Command::Check | Command::Status { .. } | Command::Backfill { .. },
+            None,
+        ) => ExitCode::from(2),
         (
             Command::Tail {
                 stream,

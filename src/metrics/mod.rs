@@ -229,6 +229,10 @@ impl SlotMetrics {
         self.backfill_rows.load(Ordering::Relaxed)
     }
 
+    pub fn backfill_tables_remaining(&self) -> u64 {
+        self.backfill_tables.load(Ordering::Relaxed)
+    }
+
     pub fn backfill_lines(&self) -> Vec<String> {
         self.backfill_lines
             .lock()

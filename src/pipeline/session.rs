@@ -126,7 +126,9 @@ impl Session<'_> {
             checkpoints: self.checkpoints,
             metrics: &status.metrics,
             acked: ack_rx.clone(),
-            numeric_as_string: numeric_as_string(&options),
+            style: crate::backfill::table::ValueStyle {
+                numeric_as_string: numeric_as_string(&options),
+            },
         };
         let backfill_task = backfiller.run(Links { rows_tx, notes_rx });
         tokio::pin!(backfill_task);

@@ -1,0 +1,498 @@
+//! Snapshots and backfills against real PostgreSQL 15 + wal2json and kinesalite: the
+//! initial snapshot under a concurrent workload (updates, deletes, re-inserts, key
+//! changes, unchanged TOAST), its resumption after SIGKILLs (checkpoints in moto's
+//! SSM), the `backfill` command and the admin Lambda's action, a table without a
+//! key, and Kinesis throttling (the stub). Every check reads the stream back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pg_cdc_to_kinesis::config::Config;
+use pg_cdc_to_kinesis::lsn::Lsn;
+use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState};
+use pg_cdc_to_kinesis::sink::kinesis::aggregate::deaggregate;
+use pg_cdc_to_kinesis::source;
+use serde_json::{Map, Value};
+
+use crate::e2e::{config_yaml, drop_slot, load, wait_state};
+use crate::support::kinesis::{self, kinesalite, unique_stream_name, ReadRecord};
+use crate::support::pg::{self, unique_name, SUPERUSER};
+
+const STARTUP: Duration = Duration::from_secs(30);
+/// How long the stream may take to show a table's final contents.
+const SETTLE: Duration = Duration::from_secs(120);
+
+/// A column large enough to be stored out of line (TOAST), uncompressed.
+fn big_value(id: i64, version: u32) -> String {
+    format!("{id}-{version}-{}", "x".repeat(3000))
+}
+
+/// A database with `tables` (id int primary key, v text, big text stored out of
+/// line) holding `rows` rows each, and a stream of two shards.
+struct Fixture {
+    db: String,
+    slot: String,
+    stream: String,
+    tables: Vec<String>,
+}
+
+impl Fixture {
+    async fn new(prefix: &str, tables: &[&str], rows: i64) -> Fixture {
+        let pg = pg::shared();
+        let db = pg.create_database(&unique_name(prefix));
+        for t in tables {
+            pg.execute(
+                &db,
+                &format!(
+                    "CREATE TABLE {t} (id bigint PRIMARY KEY, v text, big text);
+                     ALTER TABLE {t} ALTER COLUMN big SET STORAGE EXTERNAL;
+                     INSERT INTO {t} SELECT g, 'v' || g, CASE WHEN g % 50 = 0 THEN g || '-0-' || repeat('x', 3000) END
+                       FROM generate_series(1, {rows}) g;"
+                ),
+            );
+        }
+        let stream = unique_stream_name(prefix);
+        kinesis::create_stream(&kinesalite().client(), &stream, 2).await;
+        Fixture {
+            db,
+            slot: unique_name(prefix),
+            stream,
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn add_tables(&self) -> String {
+        self.tables
+            .iter()
+            .map(|t| format!("public.{t}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn config(&self, extra: &str) -> (Config, tempfile::TempDir) {
+        let options = format!("{{add-tables: '{}'}}", self.add_tables());
+        load(&config_yaml(
+            &[(&self.slot, &self.db, &options, &self.stream)],
+            extra,
+        ))
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        source::sql_connect(&pg::shared().connect_params(SUPERUSER, &self.db))
+            .await
+            .unwrap()
+    }
+
+    /// Each table's rows now: key → (v, big).
+    async fn contents(&self) -> BTreeMap<String, (Option<String>, Option<String>)> {
+        let c = self.client().await;
+        let mut out = BTreeMap::new();
+        for t in &self.tables {
+            for row in c
+                .query(&format!("SELECT id, v, big FROM {t}"), &[])
+                .await
+                .unwrap()
+            {
+                let id: i64 = row.get(0);
+                out.insert(format!("public.{t}|{id}"), (row.get(1), row.get(2)));
+            }
+        }
+        out
+    }
+}
+
+/// Every user record of `records` (aggregates opened), in stream order per shard.
+fn user_records(records: &[ReadRecord]) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for r in records {
+        for u in deaggregate(&r.partition_key, &r.data).expect("a valid aggregate") {
+            let v: Value = serde_json::from_slice(&u.data).expect("a JSON record");
+            out.push((u.partition_key, v));
+        }
+    }
+    out
+}
+
+/// What replaying the stream shows, and what it found wrong.
+#[derive(Debug, Default)]
+struct Replay {
+    /// key → row (the record's `data`), for keys that exist at the end.
+    rows: BTreeMap<String, Map<String, Value>>,
+    reads: u64,
+    changes: u64,
+    /// A `read` that is older than a change before it of its key.
+    stale_reads: Vec<String>,
+    /// A key whose records arrived out of `(commit_lsn, seq)` order.
+    order_violations: Vec<String>,
+    /// Chunks that sent rows: (table, chunk) → reads.
+    chunks: BTreeMap<(String, u64), u64>,
+}
+
+fn position(v: &Value) -> (Lsn, u64) {
+    (
+        v["commit_lsn"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default(),
+        v["seq"].as_u64().unwrap_or_default(),
+    )
+}
+
+/// Replays `records` in commit order, as a consumer applying them by key would. An
+/// update that left out an unchanged TOASTed column keeps the column's value; the
+/// insert half of a key change takes it from the row its delete half removed. A
+/// `read` must equal a state its row had at or after the last change before it.
+/// Per key, the stream order must be the commit order.
+fn replay(records: &[(String, Value)]) -> Replay {
+    let mut out = Replay::default();
+    let mut last_at: HashMap<&str, (Lsn, u64)> = HashMap::new();
+    for (key, v) in records {
+        let at = position(v);
+        if let Some(prev) = last_at.insert(key, at) {
+            if prev >= at {
+                out.order_violations
+                    .push(format!("{key}: {at:?} after {prev:?}"));
+            }
+        }
+    }
+    let mut sorted: Vec<&(String, Value)> = records.iter().collect();
+    sorted.sort_by_key(|(_, v)| position(v));
+    let mut state: HashMap<String, Map<String, Value>> = HashMap::new();
+    // Per key, the states it went through by changes (after each), for the reads.
+    let mut history: HashMap<String, Vec<Option<Map<String, Value>>>> = HashMap::new();
+    let mut reads: Vec<(String, usize, Map<String, Value>)> = Vec::new();
+    // The row a key change's delete half removed, for its insert half.
+    let mut moved: Option<Map<String, Value>> = None;
+    for (key, v) in sorted {
+        let data = v["data"].as_object().cloned().unwrap_or_default();
+        let key_change = v["key_change"] == Value::Bool(true);
+        match v["kind"].as_str().unwrap_or_default() {
+            "read" => {
+                out.reads += 1;
+                let table = v["snapshot"]["table"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let chunk = v["snapshot"]["chunk"].as_u64().unwrap_or_default();
+                *out.chunks.entry((table, chunk)).or_default() += 1;
+                let before = history.get(key).map_or(0, Vec::len);
+                reads.push((key.clone(), before, data.clone()));
+                state.insert(key.clone(), data);
+                continue;
+            }
+            "delete" => {
+                let gone = state.remove(key);
+                if key_change {
+                    moved = gone;
+                }
+            }
+            "insert" => {
+                let mut row = data;
+                if key_change {
+                    for (c, value) in moved.take().unwrap_or_default() {
+                        row.entry(c).or_insert(value);
+                    }
+                }
+                state.insert(key.clone(), row);
+            }
+            "update" => {
+                let row = state.entry(key.clone()).or_default();
+                row.extend(data);
+            }
+            other => panic!("unexpected record kind {other:?}: {v}"),
+        }
+        out.changes += 1;
+        history
+            .entry(key.clone())
+            .or_default()
+            .push(state.get(key).cloned());
+    }
+    for (key, before, data) in reads {
+        let states = history.get(&key).cloned().unwrap_or_default();
+        let fresh = before == 0
+            || states[before - 1..]
+                .iter()
+                .any(|s| s.as_ref().is_some_and(|s| same_row(s, &data)));
+        if !fresh {
+            out.stale_reads
+                .push(format!("{key}: read {data:?} after {before} change(s)"));
+        }
+    }
+    out.rows = state.into_iter().collect();
+    out
+}
+
+/// Two rows alike where both have a column (a read has every column; a state built
+/// from changes may lack a TOASTed column it never saw).
+fn same_row(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    a.iter().all(|(k, v)| b.get(k).is_none_or(|w| w == v))
+}
+
+/// The stream's rows, compared with the tables: what is missing, extra or different.
+fn differences(
+    replayed: &BTreeMap<String, Map<String, Value>>,
+    tables: &BTreeMap<String, (Option<String>, Option<String>)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, (v, big)) in tables {
+        match replayed.get(key) {
+            None => out.push(format!("{key} missing from the stream")),
+            Some(row) => {
+                let text = |c: &str| row.get(c).and_then(|x| x.as_str()).map(str::to_string);
+                if text("v") != *v {
+                    out.push(format!(
+                        "{key}: v {:?} on the stream, {v:?} in the table",
+                        text("v")
+                    ));
+                }
+                if text("big") != *big {
+                    out.push(format!(
+                        "{key}: big differs ({:?} bytes on the stream, {:?} in the table)",
+                        text("big").map(|s| s.len()),
+                        big.as_ref().map(|s| s.len())
+                    ));
+                }
+            }
+        }
+    }
+    for key in replayed.keys() {
+        if !tables.contains_key(key) {
+            out.push(format!("{key} on the stream but not in the table"));
+        }
+    }
+    out
+}
+
+/// Random updates, deletes, re-inserts, key changes and TOAST changes on `tables`
+/// (ids 1..=rows) until `stop`; counts the statements.
+async fn workload(
+    client: tokio_postgres::Client,
+    tables: Vec<String>,
+    rows: i64,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+) {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut version = 1u32;
+    while !stop.load(Ordering::Relaxed) {
+        let t = &tables[(next() % tables.len() as u64) as usize];
+        let id = (next() % rows as u64) as i64 + 1;
+        version += 1;
+        let sql = match next() % 6 {
+            0 => format!("UPDATE {t} SET v = 'u{version}' WHERE id = {id}"),
+            1 => format!("DELETE FROM {t} WHERE id = {id}"),
+            2 => format!("INSERT INTO {t} VALUES ({id}, 'r{version}', NULL) ON CONFLICT (id) DO UPDATE SET v = 'c{version}'"),
+            // A key change: the row moves far away, or back.
+            3 => format!("UPDATE {t} SET id = CASE WHEN id > 10000000 THEN id - 10000000 ELSE id + 10000000 END WHERE id IN ({id}, {})", id + 10_000_000),
+            // A TOASTed row updated without touching its big column.
+            4 => format!("UPDATE {t} SET v = 't{version}' WHERE id = {}", (id / 50).max(1) * 50),
+            _ => format!("UPDATE {t} SET big = '{}' WHERE id = {id}", big_value(id, version)),
+        };
+        // A key change can collide with a row already there: skip that one.
+        let _ = client.batch_execute(&sql).await;
+        done.fetch_add(1, Ordering::Relaxed);
+        // About 200 statements a second: a busy table, not a flood.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until the slot's backfills read rows and none remains.
+async fn wait_backfilled(pipeline: &Pipeline, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let m = &pipeline.slots[0].metrics;
+    let mut report = Instant::now();
+    loop {
+        if m.backfill_rows_read() > 0 && m.backfill_tables_remaining() == 0 {
+            return;
+        }
+        if report.elapsed() > Duration::from_secs(5) {
+            report = Instant::now();
+            eprintln!(
+                "backfill progress: {} rows read, {:?}, {} records put",
+                m.backfill_rows_read(),
+                m.backfill_lines(),
+                pipeline.slots[0].stats.records_put.load(Ordering::Relaxed)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backfill not finished after {timeout:?}: {:?}",
+            m.backfill_lines()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads the stream until replaying it gives the tables' contents (or `SETTLE`).
+async fn settled(f: &Fixture) -> (Replay, Vec<String>) {
+    let tables = f.contents().await;
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let records = kinesis::read_all(&kinesalite().client(), &f.stream).await;
+        let r = replay(&user_records(&records));
+        let diff = differences(&r.rows, &tables);
+        if diff.is_empty() || Instant::now() > deadline {
+            return (r, diff);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn assert_consistent(r: &Replay, diff: &[String], what: &str) {
+    assert!(
+        diff.is_empty(),
+        "{what}: the stream does not replay to the tables ({} differences): {:?}",
+        diff.len(),
+        &diff[..diff.len().min(10)]
+    );
+    assert!(
+        r.order_violations.is_empty(),
+        "{what}: per-key order violated: {:?}",
+        &r.order_violations[..r.order_violations.len().min(5)]
+    );
+    assert!(
+        r.stale_reads.is_empty(),
+        "{what}: {} read record(s) older than a change before them: {:?}",
+        r.stale_reads.len(),
+        &r.stale_reads[..r.stale_reads.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn initial_snapshot_under_a_concurrent_workload_replays_to_the_tables() {
+    const ROWS: i64 = 50_000;
+    let f = Fixture::new("snap_initial", &["t1", "t2", "t3"], ROWS).await;
+    let (config, _dir) = f.config(
+        "      snapshot: initial\n      snapshot_chunk_rows: 5000\n      aggregation: kpl\n      checkpoint: false\n",
+    );
+    let pipeline = Pipeline::start(
+        &config,
+        &RunEnv {
+            aws: kinesalite().sdk_config(),
+        },
+    );
+    let state = wait_state(&pipeline.slots[0], STARTUP, |s| *s == SlotState::Streaming).await;
+    assert_eq!(state, SlotState::Streaming);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let load = tokio::spawn(workload(
+        f.client().await,
+        f.tables.clone(),
+        ROWS,
+        stop.clone(),
+        done.clone(),
+    ));
+    wait_backfilled(&pipeline, Duration::from_secs(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let (r, diff) = settled(&f).await;
+    pipeline.stop();
+    pipeline.wait().await.unwrap();
+    drop_slot(&f.db, &f.slot);
+
+    let statements = done.load(Ordering::Relaxed);
+    eprintln!(
+        "initial snapshot: {} read records in {} chunks, {} changes, {statements} workload statements",
+        r.reads,
+        r.chunks.len(),
+        r.changes
+    );
+    assert!(
+        statements > 100,
+        "the workload ran during the snapshot ({statements})"
+    );
+    assert!(r.reads > 0 && r.changes > 0);
+    assert_consistent(&r, &diff, "initial snapshot");
+    // Every table was read in chunks of 5,000.
+    for t in &f.tables {
+        let chunks = r
+            .chunks
+            .keys()
+            .filter(|(table, _)| *table == format!("public.{t}"))
+            .count();
+        assert!(chunks >= 10, "public.{t} read in {chunks} chunks");
+    }
+}
+
+/// `(commit_lsn, seq)` of each record: unique, and stable for a dedupe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_records_match_live_records_of_the_same_row_and_carry_unique_positions() {
+    for format in [1u8, 2] {
+        let pg = pg::shared();
+        let db = pg.create_database(&unique_name(&format!("snap_types_v{format}")));
+        pg.execute(
+            &db,
+            "CREATE TABLE ty (a int, b text, id int, n numeric(40,10), f float8, nan float8, ok bool, ts timestamptz, j jsonb, arr int[], bin bytea, nothing text, PRIMARY KEY (id, a));
+             INSERT INTO ty VALUES (1, 'quote \" and \\\\ and \t', 7, 12345678901234567890.1234567890, 1.5, 'NaN', true, '2026-01-02 03:04:05.123456+00', '{\"k\": [1, 2]}', '{1,2}', '\\x00ff', NULL);",
+        );
+        let slot = unique_name(&format!("snap_types_v{format}"));
+        let stream = unique_stream_name("snap-types");
+        kinesis::create_stream(&kinesalite().client(), &stream, 1).await;
+        let options = format!("{{format-version: {format}, add-tables: 'public.ty'}}");
+        let (config, _dir) = load(&config_yaml(
+            &[(&slot, &db, &options, &stream)],
+            "      snapshot: initial\n      checkpoint: false\n",
+        ));
+        let pipeline = Pipeline::start(
+            &config,
+            &RunEnv {
+                aws: kinesalite().sdk_config(),
+            },
+        );
+        wait_backfilled(&pipeline, Duration::from_secs(60)).await;
+        // The same row again, as a live insert.
+        pg.execute(&db, "DELETE FROM ty; INSERT INTO ty SELECT * FROM (VALUES (1, 'quote \" and \\\\ and \t', 7, 12345678901234567890.1234567890::numeric, 1.5::float8, 'NaN'::float8, true, '2026-01-02 03:04:05.123456+00'::timestamptz, '{\"k\": [1, 2]}'::jsonb, '{1,2}'::int[], '\\x00ff'::bytea, NULL::text)) v;");
+        let records =
+            kinesis::read_until(&kinesalite().client(), &stream, 3, Duration::from_secs(30)).await;
+        pipeline.stop();
+        pipeline.wait().await.unwrap();
+        drop_slot(&db, &slot);
+        let recs = user_records(&records);
+        let read = recs
+            .iter()
+            .find(|(_, v)| v["kind"] == "read")
+            .expect("a read record");
+        let insert = recs
+            .iter()
+            .find(|(_, v)| v["kind"] == "insert")
+            .expect("an insert");
+        assert_eq!(
+            read.1["data"], insert.1["data"],
+            "format {format}: a read row is printed as wal2json prints the row"
+        );
+        assert_eq!(
+            serde_json::to_string(&read.1["data"]).unwrap(),
+            serde_json::to_string(&insert.1["data"]).unwrap()
+        );
+        assert_eq!(read.0, insert.0, "format {format}: the same partition key");
+        assert_eq!(
+            read.1["snapshot"],
+            serde_json::json!({"table": "public.ty", "chunk": 1})
+        );
+        let commit: Lsn = read.1["commit_lsn"].as_str().unwrap().parse().unwrap();
+        assert!(commit > Lsn::ZERO);
+        assert!(read.1["seq"].is_u64());
+        let mut positions: Vec<(String, u64)> = recs
+            .iter()
+            .map(|(_, v)| {
+                (
+                    v["commit_lsn"].as_str().unwrap().to_string(),
+                    v["seq"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let n = positions.len();
+        positions.sort();
+        positions.dedup();
+        assert_eq!(positions.len(), n, "(commit_lsn, seq) is unique");
+    }
+}
