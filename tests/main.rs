@@ -16,6 +16,7 @@ mod kpl;
 mod metrics;
 mod ops;
 mod preflight;
+mod reload;
 mod secrets;
 mod shards;
 mod source;
