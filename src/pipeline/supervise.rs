@@ -39,7 +39,7 @@ pub enum RunError {
 #[derive(Debug)]
 pub enum SlotChange {
     /// A worker started (a new slot, or the new worker of a changed one).
-    Added(SlotConfig, Arc<SlotStatus>),
+    Added(Box<SlotConfig>, Arc<SlotStatus>),
     /// A slot's worker ended after a reload removed or changed the slot.
     Removed(String),
 }
@@ -202,7 +202,7 @@ impl Pipeline {
             if !self.workers.contains_key(&slot.name) {
                 tracing::info!(slot = %slot.name, "[{}] added to the config: starting it", slot.name);
                 let status = self.spawn(slot.clone());
-                changes.push(SlotChange::Added(slot.clone(), status));
+                changes.push(SlotChange::Added(Box::new(slot.clone()), status));
             }
         }
         changes
@@ -230,7 +230,7 @@ impl Pipeline {
                 changes.push(SlotChange::Removed(name.clone()));
                 if let Some(config) = next.filter(|_| !self.stopping()) {
                     let status = self.spawn(config.clone());
-                    changes.push(SlotChange::Added(config, status));
+                    changes.push(SlotChange::Added(Box::new(config), status));
                 } else {
                     tracing::info!(slot = %name, "[{name}] stopped and removed");
                 }
