@@ -15,7 +15,8 @@
 //!   `PutRecords` with partial-failure retry.
 //! - [`ack`]: which LSN may be confirmed, given what Kinesis accepted.
 //! - [`checkpoint`]: the confirmed LSN kept in SSM, checked against the slot at startup.
-//! - [`pipeline`]: one worker per slot, backpressure, acknowledgement, shutdown.
+//! - [`pipeline`]: one worker per slot, backpressure, acknowledgement, shutdown; stopped-slot
+//!   retries, restart signals and SIGHUP reloads.
 //! - [`lsn`]: the WAL-position newtype used everywhere.
 //! - [`telemetry`]: logging, the console progress lines, one-line AWS error messages.
 //! - [`check`], [`tail`], [`status`]: the operator commands besides `run`.

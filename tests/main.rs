@@ -17,6 +17,7 @@ mod kpl;
 mod metrics;
 mod ops;
 mod preflight;
+mod reload;
 mod secrets;
 mod shards;
 mod source;

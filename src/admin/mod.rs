@@ -1,5 +1,6 @@
-//! The admin Lambda's commands: `provision`, `health` and `drop`, one file each, and
-//! `backfill`, which only writes a signal for the streamer (`crate::signal`).
+//! The admin Lambda's commands: `provision`, `health`, `drop` and `restart`, one
+//! file each, and `backfill`; `restart` and `backfill` only write a signal for the
+//! streamer (`crate::signal`).
 //!
 //! Owns the JSON event format (`{"action": "..."}`), where the admin Lambda finds
 //! `configs.yml` (bundled, a path from the environment, or an SSM parameter) and the
@@ -13,6 +14,7 @@ mod cloudwatch;
 mod drop;
 mod health;
 mod provision;
+mod restart;
 
 use std::path::PathBuf;
 
@@ -28,6 +30,7 @@ pub use health::{
     METRIC_REPLICATION_LAG_BYTES, METRIC_SLOT_ACTIVE, METRIC_SLOT_RETAINED_WAL_BYTES,
 };
 pub use provision::{provision, ProvisionReport, SlotProvision};
+pub use restart::{restart_slot, RestartReport};
 
 /// Environment variable naming an SSM parameter that holds the whole `configs.yml`.
 pub const ENV_CONFIG_SSM_PARAMETER: &str = "PG_CDC_CONFIG_SSM_PARAMETER";
@@ -38,8 +41,9 @@ pub const ENV_METRICS_NAMESPACE: &str = "PG_CDC_METRICS_NAMESPACE";
 /// The config bundled next to the Lambda's `bootstrap` (the working directory).
 pub const BUNDLED_CONFIG_PATH: &str = "configs.yml";
 
-/// One invocation's input, as JSON: `{"action": "provision"}`, `{"action": "health"}`
-/// or `{"action": "drop", "slot": "x", "confirm": "x"}` (optionally `"force": true`).
+/// One invocation's input, as JSON: `{"action": "provision"}`, `{"action": "health"}`,
+/// `{"action": "drop", "slot": "x", "confirm": "x"}` (optionally `"force": true`) or
+/// `{"action": "restart", "slot": "x"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum AdminEvent {
@@ -62,6 +66,9 @@ pub enum AdminEvent {
         #[serde(rename = "where", default)]
         filter: Option<String>,
     },
+    /// Ask the running streamer to start the slot's session again (a signal in the
+    /// slot's database).
+    Restart { slot: String },
 }
 
 /// What the commands need besides the config.
@@ -87,7 +94,7 @@ impl AdminContext {
 /// Why an invocation failed as a whole (per-slot problems are in the report instead).
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("invalid event {event}: {reason}; send {{\"action\":\"provision\"}}, {{\"action\":\"health\"}}, {{\"action\":\"drop\",\"slot\":\"NAME\",\"confirm\":\"NAME\"}} or {{\"action\":\"backfill\",\"slot\":\"NAME\",\"tables\":[\"schema.table\"]}}")]
+    #[error("invalid event {event}: {reason}; send {{\"action\":\"provision\"}}, {{\"action\":\"health\"}}, {{\"action\":\"drop\",\"slot\":\"NAME\",\"confirm\":\"NAME\"}}, {{\"action\":\"restart\",\"slot\":\"NAME\"}} or {{\"action\":\"backfill\",\"slot\":\"NAME\",\"tables\":[\"schema.table\"]}}")]
     BadEvent { event: String, reason: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -124,6 +131,9 @@ pub async fn handle(
             tables,
             filter,
         } => serde_json::to_value(backfill(config, &ctx.aws, &slot, tables, filter).await)?,
+        AdminEvent::Restart { slot } => {
+            serde_json::to_value(restart_slot(config, &ctx.aws, &slot).await)?
+        }
     })
 }
 
@@ -342,6 +352,9 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(forced, AdminEvent::Drop { force: true, .. }));
+        let r: AdminEvent =
+            serde_json::from_value(json!({"action": "restart", "slot": "a"})).unwrap();
+        assert_eq!(r, AdminEvent::Restart { slot: "a".into() });
     }
 
     #[test]
@@ -350,6 +363,7 @@ mod tests {
             json!({"action": "destroy"}),
             json!({}),
             json!({"action": "drop", "slot": "a"}),
+            json!({"action": "restart"}),
             json!("health"),
         ] {
             assert!(

@@ -1,5 +1,5 @@
-//! The admin Lambda (`bootstrap` in the deployment zip): runs `provision`, `health`
-//! and `drop` events through the Lambda runtime API. It only wires things up: JSON
+//! The admin Lambda (`bootstrap` in the deployment zip): runs `provision`, `health`,
+//! `drop` and `restart` events through the Lambda runtime API. It only wires things up: JSON
 //! logs, the AWS config, where configs.yml comes from; the commands live in
 //! [`pg_cdc_to_kinesis::admin`].
 //!

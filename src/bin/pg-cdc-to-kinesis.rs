@@ -1,5 +1,5 @@
 //! The streamer's command line: parse arguments, load the config, start logging,
-//! call the library. Exit codes: 0 done, 1 failed (no slot left running, a check
+//! call the library. SIGTERM/SIGINT stop, SIGHUP reads the config again. Exit codes: 0 done, 1 failed (no slot left running, a check
 //! failed), 2 the config or the command line is wrong.
 
 use std::path::PathBuf;
@@ -99,7 +99,8 @@ async fn async_main(cli: Cli) -> ExitCode {
     match (command, config) {
         (Command::Run, Some(config)) => {
             let env = pipeline::RunEnv { aws };
-            match pipeline::run(&config, &env, shutdown_signal()).await {
+            let reloads = reload_on_sighup(cli.config.clone(), cli.log_format);
+            match pipeline::run_with_reloads(&config, &env, shutdown_signal(), reloads).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -189,6 +190,45 @@ fn load(path: &std::path::Path, format: LogFormat) -> Option<Config> {
             None
         }
     }
+}
+
+/// Each SIGHUP reads the config file again; a valid one is sent to the pipeline, an
+/// invalid one is logged (file:line:col and the fix) and changes nothing.
+fn reload_on_sighup(path: PathBuf, format: LogFormat) -> tokio::sync::mpsc::Receiver<Config> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Installed before any slot starts: SIGHUP's default action ends the process.
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!(config = %path.display(), "SIGHUP: reading {} again", path.display());
+                        match Config::load(&path) {
+                            Ok(config) => {
+                                if tx.send(config).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) if format == LogFormat::Json => {
+                                tracing::error!(config = %path.display(), "{e}; the running slots are left as they are")
+                            }
+                            Err(e) => {
+                                tracing::error!("{e}; the running slots are left as they are")
+                            }
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP ({e}): the config is read at start only")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, format, tx);
+    rx
 }
 
 /// SIGTERM (ECS stopping the task) or SIGINT (Ctrl-C).

@@ -62,6 +62,13 @@ pub(super) struct ConfigFile {
     /// Default 25 (inside ECS's 30 s stop timeout). Range 1..=3600. Example: `shutdown_timeout_secs: 50`.
     pub shutdown_timeout_secs: Option<Value>,
 
+    /// Seconds between tries to start a slot again after it stopped on a permanent
+    /// error (a missing stream, a refused role, ...), while other slots run: the wait
+    /// doubles from 30 s up to this cap. `0` never tries again (the slot stays
+    /// stopped until the process restarts). Range 0..=86400. Default 300.
+    /// Example: `stopped_slot_retry_secs: 60`.
+    pub stopped_slot_retry_secs: Option<Value>,
+
     /// Bytes all slots may hold in records not yet accepted by Kinesis (plus request
     /// bodies in flight), split evenly between the slots, at least 10 MiB each.
     /// Default 67108864 (64 MiB). Example: `memory_budget_bytes: 268435456`.

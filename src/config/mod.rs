@@ -114,6 +114,10 @@ pub const SSM_MAX_PARAMETER_NAME_LEN: usize = 1011;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 25;
 /// `shutdown_timeout_secs` upper bound.
 pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 3600;
+/// `stopped_slot_retry_secs` default: a stopped slot is tried again every 5 minutes.
+pub const DEFAULT_STOPPED_SLOT_RETRY_SECS: u64 = 300;
+/// `stopped_slot_retry_secs` upper bound (one day).
+pub const MAX_STOPPED_SLOT_RETRY_SECS: u64 = 86_400;
 
 /// Every option wal2json 2.5 accepts (from its README and the option strings in the
 /// installed `wal2json.so`). wal2json errors on unknown options only when the slot
@@ -187,7 +191,7 @@ pub struct BatchConfig {
 }
 
 /// One replication slot, with its database connection merged in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SlotConfig {
     /// The replication slot's name (a valid PostgreSQL slot name).
     pub name: String,
@@ -260,6 +264,8 @@ pub struct Config {
     pub slots: Vec<SlotConfig>,
     /// How long shutdown may spend flushing in-flight batches, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Longest wait between tries to start a stopped slot again; 0 = never.
+    pub stopped_slot_retry_secs: u64,
     /// Bytes all slots' sinks may hold together (`memory_budget_bytes`), split evenly.
     pub memory_budget_bytes: u64,
     /// Metrics, HTTP endpoints and WAL-safety settings.
@@ -325,10 +331,21 @@ impl Config {
                 MAX_SHUTDOWN_TIMEOUT_SECS,
             )?,
         };
+        let stopped_slot_retry_secs = match &typed.stopped_slot_retry_secs {
+            None => DEFAULT_STOPPED_SLOT_RETRY_SECS,
+            Some(v) => slot::number(
+                &src,
+                v,
+                "top level, key `stopped_slot_retry_secs`",
+                0,
+                MAX_STOPPED_SLOT_RETRY_SECS,
+            )?,
+        };
         Ok(Config {
             path: path.to_path_buf(),
             slots,
             shutdown_timeout_secs,
+            stopped_slot_retry_secs,
             memory_budget_bytes: budget,
             ops,
         })

@@ -116,6 +116,10 @@ fn original_readme_examples_load_with_defaults() {
     for text in [README_EXAMPLE_1, README_EXAMPLE_2] {
         let config = load_ok(text);
         assert_eq!(config.shutdown_timeout_secs, DEFAULT_SHUTDOWN_TIMEOUT_SECS);
+        assert_eq!(
+            config.stopped_slot_retry_secs,
+            DEFAULT_STOPPED_SLOT_RETRY_SECS
+        );
         let [slot] = config.slots.as_slice() else {
             panic!("one slot expected")
         };
@@ -212,6 +216,7 @@ fn every_optional_key_is_read() {
     let config = load_ok(
         r#"
 shutdown_timeout_secs: 50
+stopped_slot_retry_secs: 0
 memory_budget_bytes: 67108864
 replication_slots:
   - all_keys:
@@ -241,6 +246,7 @@ replication_slots:
 "#,
     );
     assert_eq!(config.shutdown_timeout_secs, 50);
+    assert_eq!(config.stopped_slot_retry_secs, 0, "0 = never");
     assert_eq!(config.memory_budget_bytes, 64 * 1024 * 1024);
     let [all, fixed, table] = config.slots.as_slice() else {
         panic!("three slots expected")

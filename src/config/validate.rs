@@ -15,6 +15,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "databases",
     "replication_slots",
     "shutdown_timeout_secs",
+    "stopped_slot_retry_secs",
     "metrics_namespace",
     "metrics_interval_secs",
     "metrics_emf",

@@ -2,12 +2,14 @@
 //!
 //! Owns the life of each slot: sessions (`session`), reconnecting with capped,
 //! jittered backoff after transient failures, stopping a slot with an actionable
-//! error after a permanent one, and shutdown. It is the one place that classifies
-//! an error as retry or stop. The process-level outcome: `run` returns when
-//! shutdown is requested, or with an error when no slot is left running.
+//! error after a permanent one (and trying it again later, `restart`), restarting
+//! on request, and shutdown. It is the one place that classifies an error as retry
+//! or stop. The set of workers and the process-level outcome are `supervise`'s.
 
 pub(crate) mod preflight;
+mod restart;
 mod session;
+mod supervise;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,12 +17,13 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::watch;
 
-use crate::config::{Config, SlotConfig};
+use crate::config::SlotConfig;
 use crate::decode::DecodeError;
 use crate::lsn::Lsn;
 use crate::sink::kinesis::{SinkError, SinkStats};
 use crate::source::SourceError;
 use session::{Session, SessionEnd};
+pub use supervise::{run, run_with_reloads, Pipeline, RunEnv, RunError, SlotChange};
 
 /// Reconnect backoff: from 1 s doubling to 60 s, with jitter.
 const RECONNECT_BASE: Duration = Duration::from_secs(1);
@@ -225,125 +228,6 @@ impl SlotStatus {
     }
 }
 
-/// Everything `run` needs from outside, injected so tests run the real code path.
-#[derive(Clone)]
-pub struct RunEnv {
-    /// AWS settings (credentials, region, endpoint) for Kinesis.
-    pub aws: aws_config::SdkConfig,
-}
-
-/// The end of a run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("no slot is left running: {0}")]
-    AllSlotsStopped(String),
-}
-
-/// A handle to a running pipeline: per-slot status, and a way to stop it.
-pub struct Pipeline {
-    pub slots: Vec<Arc<SlotStatus>>,
-    shutdown: watch::Sender<bool>,
-    tasks: tokio::task::JoinSet<Result<(), String>>,
-}
-
-impl Pipeline {
-    /// Start one worker per slot.
-    pub fn start(config: &Config, env: &RunEnv) -> Pipeline {
-        Self::start_with_checkpoints(config, env, None)
-    }
-
-    /// [`Pipeline::start`], keeping checkpoints in `store` instead of the SSM of
-    /// `env.aws` when given (tests: a private moto that can go down, or memory).
-    pub fn start_with_checkpoints(
-        config: &Config,
-        env: &RunEnv,
-        store: Option<Arc<dyn crate::checkpoint::CheckpointStore>>,
-    ) -> Pipeline {
-        let (shutdown, _) = watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut slots = Vec::new();
-        let timeout = Duration::from_secs(config.shutdown_timeout_secs);
-        for slot in &config.slots {
-            let credentials = Arc::new(crate::credentials::Credentials::new(slot, &env.aws));
-            let status = Arc::new(SlotStatus::new(&slot.name, credentials.clone()));
-            slots.push(status.clone());
-            let kinesis = kinesis_client(&env.aws, slot);
-            let checkpoints = match &store {
-                Some(store) => crate::checkpoint::Checkpointer::with_store(
-                    slot,
-                    store.clone(),
-                    status.checkpoint.clone(),
-                ),
-                None => crate::checkpoint::Checkpointer::start(
-                    slot,
-                    &env.aws,
-                    status.checkpoint.clone(),
-                ),
-            };
-            let worker = Worker {
-                credentials,
-                slot: slot.clone(),
-                kinesis,
-                checkpoints,
-                status,
-                shutdown: shutdown.subscribe(),
-                timeout,
-            };
-            tasks.spawn(worker.run());
-        }
-        Pipeline {
-            slots,
-            shutdown,
-            tasks,
-        }
-    }
-
-    /// Ask every slot to stop (flush, confirm, disconnect).
-    pub fn stop(&self) {
-        self.shutdown.send_replace(true);
-    }
-
-    /// Wait until every worker has ended. Ok when they all ended by request.
-    pub async fn wait(mut self) -> Result<(), RunError> {
-        let mut errors = Vec::new();
-        let mut stopped_by_request = false;
-        while let Some(joined) = self.tasks.join_next().await {
-            match joined {
-                Ok(Ok(())) => stopped_by_request = true,
-                Ok(Err(e)) => errors.push(e),
-                Err(e) => errors.push(format!("a slot worker failed: {e}")),
-            }
-        }
-        if stopped_by_request || errors.is_empty() {
-            Ok(())
-        } else {
-            Err(RunError::AllSlotsStopped(errors.join("; ")))
-        }
-    }
-}
-
-/// Run every slot until `shutdown` resolves (then flush and exit cleanly) or no
-/// slot is left running.
-pub async fn run(
-    config: &Config,
-    env: &RunEnv,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), RunError> {
-    let pipeline = Pipeline::start(config, env);
-    let _ops = crate::serve::Ops::start(config, &pipeline.slots).await;
-    let stopper = pipeline.shutdown.clone();
-    let waiting = pipeline.wait();
-    tokio::pin!(waiting);
-    tokio::select! {
-        result = &mut waiting => result,
-        _ = shutdown => {
-            tracing::info!("shutdown requested");
-            stopper.send_replace(true);
-            waiting.await
-        }
-    }
-}
-
 /// The Kinesis client of one slot (`run` and `check` use the same settings).
 pub(crate) fn kinesis_client(
     aws: &aws_config::SdkConfig,
@@ -373,6 +257,12 @@ struct Worker {
     status: Arc<SlotStatus>,
     shutdown: watch::Receiver<bool>,
     timeout: Duration,
+    /// `stopped_slot_retry_secs`: the cap of the wait before a stopped slot is tried
+    /// again; 0 = never.
+    stopped_retry_secs: u64,
+    restarts: Arc<restart::Restarts>,
+    /// Woken by a `restart` signal for this slot.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -380,6 +270,8 @@ impl Worker {
     async fn run(mut self) -> Result<(), String> {
         let name = self.slot.name.clone();
         let mut attempt: u32 = 0;
+        // Tries since the slot stopped on a permanent error.
+        let mut stops: u32 = 0;
         loop {
             if *self.shutdown.borrow() {
                 self.status.set(SlotState::Finished);
@@ -394,6 +286,8 @@ impl Worker {
                 stats: self.status.stats.clone(),
                 shutdown: self.shutdown.clone(),
                 shutdown_timeout: self.timeout,
+                restarts: &self.restarts,
+                wake: &self.wake,
             };
             let result = tokio::select! {
                 r = session.run() => r,
@@ -404,6 +298,11 @@ impl Worker {
                 Ok(SessionEnd::Shutdown) => {
                     self.status.set(SlotState::Finished);
                     return Ok(());
+                }
+                Ok(SessionEnd::Restart) => {
+                    attempt = 0;
+                    stops = 0;
+                    tracing::info!(slot = %name, "[{name}] restarting on request");
                 }
                 Err(e) if e.is_transient() => {
                     // A session that got as far as streaming proves the set-up works:
@@ -424,18 +323,38 @@ impl Worker {
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = self.shutdown.changed() => {}
+                        _ = self.wake.notified() => {
+                            tracing::info!(slot = %name, "[{name}] restart requested: reconnecting now");
+                        }
                     }
                 }
                 Err(e) => {
                     let error = self.status.stop_message(&e);
-                    tracing::error!(slot = %name, "[{name}] slot stopped: {error}");
                     self.status.set_with_class(
                         SlotState::Stopped {
                             error: error.clone(),
                         },
                         Some(e.class()),
                     );
-                    return Err(format!("slot {name}: {error}"));
+                    let Some(delay) = restart::stopped_retry_delay(self.stopped_retry_secs, stops)
+                    else {
+                        tracing::error!(slot = %name, "[{name}] slot stopped: {error}");
+                        return Err(format!("slot {name}: {error}"));
+                    };
+                    let next = format!("{:.0}s", delay.as_secs_f32());
+                    if stops == 0 {
+                        tracing::error!(slot = %name, retry_in = %next, "[{name}] slot stopped: {error}; trying it again in {next} (stopped_slot_retry_secs)");
+                    } else {
+                        tracing::error!(slot = %name, retry_in = %next, tries = stops, "[{name}] slot still stopped after {stops} tries: {error}; trying again in {next}");
+                    }
+                    stops = stops.saturating_add(1);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.changed() => {}
+                        _ = self.wake.notified() => {
+                            tracing::info!(slot = %name, "[{name}] restart requested: trying the stopped slot now");
+                        }
+                    }
                 }
             }
         }

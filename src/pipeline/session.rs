@@ -44,6 +44,8 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, PartialEq, Eq)]
 pub enum SessionEnd {
     Shutdown,
+    /// A restart was requested (`restart` signal): start a new session at once.
+    Restart,
 }
 
 pub struct Session<'a> {
@@ -57,6 +59,10 @@ pub struct Session<'a> {
     pub stats: Arc<SinkStats>,
     pub shutdown: watch::Receiver<bool>,
     pub shutdown_timeout: Duration,
+    /// Where restart signals read from the WAL go ([`super::restart`]).
+    pub restarts: &'a super::restart::Restarts,
+    /// Woken when this slot is to restart: the session ends as on shutdown.
+    pub wake: &'a tokio::sync::Notify,
 }
 
 impl Session<'_> {
@@ -149,14 +155,23 @@ impl Session<'_> {
         let mut last_heard = Instant::now();
         // An acknowledgement arrived within PROMPT_CONFIRM_INTERVAL of the last update.
         let mut confirm_pending = false;
+        // A restart was requested: read no more, hand over what was read, then end.
+        let mut restarting = false;
 
         loop {
+            if restarting && reader.out.is_empty() {
+                break;
+            }
             tokio::select! {
                 biased;
                 changed = self.shutdown.changed() => {
                     if changed.is_err() || *self.shutdown.borrow() {
                         break;
                     }
+                }
+                _ = self.wake.notified(), if !restarting => {
+                    tracing::info!(slot = %slot.name, "[{}] restart requested: ending this session and starting a new one", slot.name);
+                    restarting = true;
                 }
                 _ = &mut backfill_task, if !backfill_ended => {
                     backfill_ended = true;
@@ -170,6 +185,7 @@ impl Session<'_> {
                     }
                     reader.absorb(&mut encoder, max_record_bytes)?;
                     take_requests(&mut reader, self.checkpoints, &notes_tx);
+                    pass_restarts(&mut reader, self.restarts, slot);
                 }
                 joined = &mut sink_task => {
                     // The sink only returns early with an error; a clean return needs a closed queue.
@@ -215,7 +231,7 @@ impl Session<'_> {
                     confirm(&mut repl, self.checkpoints, &mut sent, reader.confirmable(acked), false).await?;
                     last_status = Instant::now();
                 }
-                msg = repl.recv(), if reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES && reader.pending.is_empty() => {
+                msg = repl.recv(), if !restarting && reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES && reader.pending.is_empty() => {
                     last_heard = Instant::now();
                     match msg? {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
@@ -224,6 +240,7 @@ impl Session<'_> {
                             reader.pending.extend(events.drain(..));
                             reader.absorb(&mut encoder, max_record_bytes)?;
                             take_requests(&mut reader, self.checkpoints, &notes_tx);
+                            pass_restarts(&mut reader, self.restarts, slot);
                         }
                         ReplicationMessage::Keepalive { wal_end, reply_requested } => {
                             reader.server_wal_end = reader.server_wal_end.max(wal_end);
@@ -280,7 +297,11 @@ impl Session<'_> {
                 "stopped, but the server did not acknowledge the end of replication ({e}); changes after its last confirmed position will be sent again on restart"
             ),
         }
-        Ok(SessionEnd::Shutdown)
+        Ok(if restarting {
+            SessionEnd::Restart
+        } else {
+            SessionEnd::Shutdown
+        })
     }
 }
 
@@ -438,6 +459,13 @@ fn take_requests(
     }
 }
 
+/// Pass the restart signals the reader read to the worker register.
+fn pass_restarts(reader: &mut Reader, restarts: &super::restart::Restarts, slot: &SlotConfig) {
+    for (target, id) in reader.restarts.drain(..) {
+        super::restart::note(restarts, slot, &target, &id);
+    }
+}
+
 /// The reader's state between messages.
 struct Reader {
     out: VecDeque<Item>,
@@ -465,6 +493,8 @@ struct Reader {
     notes: Option<mpsc::UnboundedSender<Note>>,
     /// Backfill requests read (signal, its LSN), taken by the session.
     requests: Vec<(Signal, Lsn)>,
+    /// Restart signals read (slot, id), for the session to pass on.
+    restarts: Vec<(String, String)>,
 }
 
 impl Reader {
@@ -483,6 +513,7 @@ impl Reader {
             windows: Windows::default(),
             notes: None,
             requests: Vec::new(),
+            restarts: Vec::new(),
         }
     }
 
@@ -580,6 +611,12 @@ impl Reader {
                     ..
                 } if prefix == signal::PREFIX => {
                     let signal = match signal::parse(&content, lsn) {
+                        // Any slot's restart: a stopped slot of this database reads
+                        // no WAL, so its signal is passed on from here.
+                        Ok(Signal::Restart { slot, id }) => {
+                            self.restarts.push((slot, id));
+                            continue;
+                        }
                         Ok(s) if s.slot() == self.windows.slot() => s,
                         Ok(_) => continue,
                         Err(e) => {

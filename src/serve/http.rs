@@ -27,7 +27,8 @@ use crate::pipeline::SlotState;
 const LIVENESS_STALE: Duration = Duration::from_secs(10);
 
 pub(super) struct Shared {
-    pub slots: Vec<Watched>,
+    /// The running slots; a config reload (SIGHUP) adds and removes entries.
+    pub slots: super::WatchedSlots,
     pub retry_budget: Duration,
     /// Milliseconds since `started` at the last liveness tick.
     pub beat_ms: AtomicU64,
@@ -93,7 +94,7 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
             }
         }
         "/readyz" => {
-            let (ready, body) = readiness(&shared.slots, shared.retry_budget);
+            let (ready, body) = readiness(&super::current(&shared.slots), shared.retry_budget);
             let code = if ready {
                 StatusCode::OK
             } else {
@@ -102,7 +103,7 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
             respond(code, "application/json", format!("{body}\n"))
         }
         "/metrics" => {
-            let text = prometheus::render(&metrics::snapshot(&shared.slots));
+            let text = prometheus::render(&metrics::snapshot(&super::current(&shared.slots)));
             respond(StatusCode::OK, prometheus::CONTENT_TYPE, text)
         }
         _ => respond(

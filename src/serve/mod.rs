@@ -8,15 +8,16 @@
 
 mod http;
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::task::AbortHandle;
 
-use crate::config::Config;
+use crate::config::{Config, SlotConfig};
 use crate::metrics::emf::EmfWriter;
 use crate::metrics::{self, Watched};
 use crate::monitor::{self, WalSafety};
@@ -27,12 +28,23 @@ pub use http::readiness;
 /// Where EMF lines go: stdout in the service, a buffer in tests.
 pub type EmfOut = Arc<Mutex<dyn Write + Send>>;
 
+/// The slots the endpoints, metric lines and monitors follow.
+type WatchedSlots = Arc<RwLock<Vec<Watched>>>;
+
+/// A copy of the slots being watched now.
+fn current(slots: &WatchedSlots) -> Vec<Watched> {
+    slots.read().map(|s| s.clone()).unwrap_or_default()
+}
+
 /// The running operations tasks; dropping it stops them (after a last EMF line).
 pub struct Ops {
     http_addr: Option<SocketAddr>,
     tasks: Vec<AbortHandle>,
     emf: Option<(Arc<Mutex<EmfWriter>>, EmfOut)>,
-    slots: Vec<Watched>,
+    slots: WatchedSlots,
+    /// Each slot's WAL monitor, by slot name.
+    monitors: HashMap<String, AbortHandle>,
+    safety: WalSafety,
 }
 
 impl Ops {
@@ -57,15 +69,17 @@ impl Ops {
                     .unwrap_or_default(),
             })
             .collect();
+        let watched: WatchedSlots = Arc::new(RwLock::new(watched));
         let mut tasks = Vec::new();
 
         let safety = WalSafety {
             lag_warn_bytes: ops_config.wal_lag_warn_bytes,
         };
+        let mut monitors = HashMap::new();
         for status in slots {
             if let Some(slot) = config.slots.iter().find(|s| s.name == status.slot) {
                 let task = tokio::spawn(monitor::watch_slot(slot.clone(), status.clone(), safety));
-                tasks.push(task.abort_handle());
+                monitors.insert(slot.name.clone(), task.abort_handle());
             }
         }
 
@@ -110,7 +124,7 @@ impl Ops {
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;
-                        emit(&w, &out, &slots);
+                        emit(&w, &out, &current(&slots));
                     }
                 })
                 .abort_handle(),
@@ -123,6 +137,35 @@ impl Ops {
             tasks,
             emf,
             slots: watched,
+            monitors,
+            safety,
+        }
+    }
+
+    /// Follow a slot started after a config reload: endpoints, metrics, monitor.
+    pub fn add_slot(&mut self, slot: &SlotConfig, status: Arc<SlotStatus>) {
+        self.remove_slot(&slot.name);
+        let task = tokio::spawn(monitor::watch_slot(
+            slot.clone(),
+            status.clone(),
+            self.safety,
+        ));
+        self.monitors.insert(slot.name.clone(), task.abort_handle());
+        if let Ok(mut slots) = self.slots.write() {
+            slots.push(Watched {
+                status,
+                stream: slot.kns_stream.clone(),
+            });
+        }
+    }
+
+    /// Stop following a slot whose worker ended after a config reload.
+    pub fn remove_slot(&mut self, name: &str) {
+        if let Some(monitor) = self.monitors.remove(name) {
+            monitor.abort();
+        }
+        if let Ok(mut slots) = self.slots.write() {
+            slots.retain(|w| w.status.slot != name);
         }
     }
 
@@ -134,12 +177,12 @@ impl Ops {
 
 impl Drop for Ops {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(self.monitors.values()) {
             task.abort();
         }
         // The counters since the last line would otherwise be lost at shutdown.
         if let Some((writer, out)) = &self.emf {
-            emit(writer, out, &self.slots);
+            emit(writer, out, &current(&self.slots));
         }
     }
 }

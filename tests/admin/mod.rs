@@ -4,6 +4,7 @@
 
 mod health;
 mod lambda;
+mod restart;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
