@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod keys;
 mod kpl;
+mod libpq_env;
 mod metrics;
 mod ops;
 mod preflight;
