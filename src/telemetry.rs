@@ -34,6 +34,11 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// A duration as a log field reads it, in seconds: `retry_in=0.63s`.
+pub fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
 /// An error followed by each of its sources (`a: b: c`), so that a log line carries
 /// the cause an operator can act on ("connection refused"), not just the summary.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
@@ -251,6 +256,12 @@ mod tests {
         let text = aws_error("Kinesis", "PutRecords", &built, "-");
         assert!(text.len() < 500 && !text.contains('\n'), "{text}");
         assert!(text.contains("region"), "{text}");
+    }
+
+    #[test]
+    fn durations_read_as_seconds() {
+        assert_eq!(secs(Duration::from_millis(630)), "0.63s");
+        assert_eq!(secs(Duration::from_secs(300)), "300.00s");
     }
 
     #[test]

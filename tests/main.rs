@@ -14,6 +14,7 @@ mod harness;
 mod keys;
 mod kpl;
 mod libpq_env;
+mod messages;
 mod metrics;
 mod ops;
 mod preflight;
