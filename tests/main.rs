@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod checkpoint;
 mod cli;
+mod console;
 mod delivery;
 mod e2e;
 mod faults;

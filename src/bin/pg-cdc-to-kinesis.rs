@@ -21,7 +21,8 @@ struct Cli {
     /// The config file.
     #[arg(long, global = true, default_value = "configs.yml")]
     config: PathBuf,
-    /// Log format: text for people, json for CloudWatch.
+    /// Log format: text for people, json for CloudWatch, console for the original
+    /// tool's progress lines only (warnings and errors as plain lines on stderr).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }

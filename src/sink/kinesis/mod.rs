@@ -303,7 +303,7 @@ impl KinesisSink {
                 }
                 console.sending(
                     sched.len() + rx.len() * CHUNK_ITEMS,
-                    units.len(),
+                    units.iter().map(|u| u.members.len()).sum(),
                     max_records,
                 );
                 stats.put_requests.fetch_add(1, Ordering::Relaxed);
