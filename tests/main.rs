@@ -23,5 +23,6 @@ mod secrets;
 mod shards;
 mod source;
 mod stub_model;
+mod tail;
 mod tls;
 mod wal2json;
