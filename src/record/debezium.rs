@@ -232,6 +232,72 @@ mod tests {
         assert_eq!(got, expect);
     }
 
+    /// The records our encoder writes, read and backfilled rows included, map to the
+    /// op of their kind.
+    #[test]
+    fn the_encoders_records_map_to_their_ops() {
+        use crate::config::PartitionKey;
+        use crate::decode::{Change, Column, Kind};
+        use crate::record::{RecordEncoder, TxnContext};
+        let col = |name: &str, raw: &str| Column {
+            name: name.into(),
+            value: RawValue::from_string(raw.into()).unwrap(),
+        };
+        let change = |kind, columns, identity| Change {
+            kind,
+            schema: "public".into(),
+            table: "orders".into(),
+            columns,
+            identity,
+            pk: vec!["id".into()],
+            lsn: Some(Lsn(0x10)),
+        };
+        let txn = TxnContext {
+            xid: Some(9),
+            timestamp: Some("1970-01-01 00:00:01+00".into()),
+            commit_lsn: Some(Lsn(0x20)),
+        };
+        let mut enc = RecordEncoder::new("shop", PartitionKey::PrimaryKey);
+        let mut records = Vec::new();
+        for c in [
+            change(Kind::Insert, vec![col("id", "1"), col("v", "1.50")], vec![]),
+            change(
+                Kind::Update,
+                vec![col("id", "1"), col("v", "2")],
+                vec![col("id", "1")],
+            ),
+            change(Kind::Delete, vec![], vec![col("id", "1")]),
+            change(Kind::Truncate, vec![], vec![]),
+        ] {
+            let seq = records.len() as u64;
+            enc.encode_into(&c, &txn, seq, &mut records).unwrap();
+        }
+        records.push(enc.encode_read(
+            &change(Kind::Read, vec![col("id", "2")], vec![]),
+            &txn,
+            4,
+            1,
+        ));
+        let got: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                let text = std::str::from_utf8(&r.data).unwrap();
+                serde_json::from_str(&envelope(text, "slot", 0).unwrap()).unwrap()
+            })
+            .collect();
+        let ops: Vec<&str> = got.iter().map(|e| e["op"].as_str().unwrap()).collect();
+        assert_eq!(ops, ["c", "u", "d", "t", "r"]);
+        assert_eq!(got[0]["after"], json!({"id": 1, "v": 1.5}));
+        assert_eq!(got[1]["before"], json!({"id": 1}));
+        assert_eq!(got[2]["before"], json!({"id": 1}));
+        assert!(got[2]["after"].is_null() && got[3]["after"].is_null());
+        assert_eq!(got[4]["source"]["snapshot"], "incremental");
+        assert_eq!(got[4]["after"], json!({"id": 2}));
+        assert_eq!(got[0]["source"]["ts_ms"], 1000);
+        assert_eq!(got[0]["source"]["txId"], 9);
+        assert_eq!(got[0]["source"]["lsn"], 0x10);
+    }
+
     #[test]
     fn records_that_are_not_ours_are_refused() {
         assert!(matches!(
