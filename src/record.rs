@@ -12,6 +12,7 @@ use crate::config::PartitionKey;
 use crate::decode::{Change, Column, Kind};
 use crate::lsn::Lsn;
 
+/// A native record as the Debezium connector's envelope (`tail --format debezium`).
 pub mod debezium;
 
 /// Kinesis documents partition keys of at most 256 Unicode characters, but it

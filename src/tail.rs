@@ -23,6 +23,9 @@ const STREAM_CHECK: &str =
 
 /// How long to wait before asking a shard again when no shard had anything new.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// What `--ordered` may hold to sort: past it, reading stops (with a note), so that a
+/// large stream cannot exhaust memory. `--limit` reads less.
+const ORDERED_MAX_BYTES: usize = 256 * 1024 * 1024;
 /// How long to back off when Kinesis says a shard is read too often (5 reads/s each).
 const THROTTLE_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -146,6 +149,7 @@ pub async fn tail(
     }
     let mut printer = Printer::new(opts, out, notes);
     let mut kept = Vec::new();
+    let mut kept_bytes = 0usize;
     let mut count = 0usize;
     let ended = 'reading: loop {
         let mut any = false;
@@ -189,7 +193,16 @@ pub async fn tail(
                         data,
                     };
                     if opts.ordered {
+                        kept_bytes += read.data.len() + read.shard.len();
                         kept.push(read);
+                        if kept_bytes > ORDERED_MAX_BYTES {
+                            printer.note(&format!(
+                                "--ordered holds what it sorts in memory: stopped reading at {} records ({} MiB); use --limit to sort fewer",
+                                kept.len(),
+                                ORDERED_MAX_BYTES >> 20
+                            ));
+                            break 'reading Ended::Limit;
+                        }
                     } else {
                         printer.print(&read, true);
                     }
