@@ -190,7 +190,7 @@ impl Warnings {
             }
             Some("unreserved") => {
                 if due(&mut self.unreserved) {
-                    tracing::warn!(slot, wal_status = "unreserved", safe_wal_size = ?s.safe_wal_size, retained_bytes = ?s.retained_bytes, "[{slot}] replication slot {slot:?} is unreserved: it holds more WAL than max_slot_wal_keep_size and will be lost at the next checkpoint unless it catches up ({}); state: {state:?}", human_bytes_opt(s.safe_wal_size));
+                    tracing::warn!(slot, wal_status = "unreserved", safe_wal_size = s.safe_wal_size, retained_bytes = s.retained_bytes, "[{slot}] replication slot {slot:?} is unreserved: it holds more WAL than max_slot_wal_keep_size and will be lost at the next checkpoint unless it catches up ({}); state: {state:?}", human_bytes_opt(s.safe_wal_size));
                 }
             }
             _ => self.unreserved = None,

@@ -12,6 +12,9 @@ use crate::config::PartitionKey;
 use crate::decode::{Change, Column, Kind};
 use crate::lsn::Lsn;
 
+/// A native record as the Debezium connector's envelope (`tail --format debezium`).
+pub mod debezium;
+
 /// Kinesis documents partition keys of at most 256 Unicode characters, but it
 /// measures the key's encoded length: a key of 129 two-byte characters is refused.
 /// So a key of more than 256 UTF-8 bytes is replaced by the hex SHA-256 of the full

@@ -1,19 +1,33 @@
 //! `tail`: print the records of a Kinesis stream, like a developer's `kcat`.
 //!
-//! Owns reading a stream back (every shard, from the tip or from the start) and
-//! de-aggregating KPL aggregates, so that each user record is one line whatever the
-//! producer's `aggregation`. It never writes to the stream.
+//! Owns reading a stream back (every shard, from the tip or from the start, to its end
+//! or on and on with `follow`), de-aggregating KPL aggregates so that each user record
+//! is one record whatever the producer's `aggregation`, the reading order (shard by
+//! shard, or sorted by `(commit_lsn, seq)`) and the output formats. It never writes to
+//! the stream.
 
 use std::time::Duration;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
+use serde::Deserialize;
+use tokio::time::Instant;
 
+use crate::lsn::Lsn;
+use crate::record::debezium;
 use crate::sink::kinesis::aggregate;
 use crate::telemetry::aws_error;
 
 /// What to check when Kinesis refuses a read.
 const STREAM_CHECK: &str =
     "the stream name and region, and that the caller may call kinesis:ListShards, kinesis:GetShardIterator and kinesis:GetRecords on it";
+
+/// How long to wait before asking a shard again when no shard had anything new.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// What `--ordered` may hold to sort: past it, reading stops (with a note), so that a
+/// large stream cannot exhaust memory. `--limit` reads less.
+const ORDERED_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// How long to back off when Kinesis says a shard is read too often (5 reads/s each).
+const THROTTLE_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 #[error("tail {stream:?}: {reason}")]
@@ -22,32 +36,96 @@ pub struct TailError {
     pub reason: String,
 }
 
-/// Print every record of `stream` as one line (its data, as text) to `out` until
-/// `limit` records were printed (if set) or forever. A KPL aggregate prints one line
-/// per user record, and counts as that many records.
+/// How each record is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// The record's data as it is: one JSON object per line.
+    #[default]
+    Json,
+    /// Indented JSON, for reading (values keep their exact text).
+    Pretty,
+    /// The Debezium PostgreSQL connector's envelope (schema-less JSON), one per line.
+    Debezium,
+}
+
+/// What `tail` reads and how it prints it.
+#[derive(Debug, Clone, Default)]
+pub struct TailOptions {
+    /// Start at the oldest record (TRIM_HORIZON) instead of the tip (LATEST).
+    pub from_start: bool,
+    /// Stop after this many (user) records.
+    pub limit: Option<usize>,
+    /// Keep waiting for new records once every shard was read to its end.
+    pub follow: bool,
+    /// Stop after this long, whatever else.
+    pub timeout: Option<Duration>,
+    /// Read, then print sorted by `(commit_lsn, seq)` instead of shard by shard.
+    pub ordered: bool,
+    pub format: Format,
+    /// The Debezium `source.name` (the slot's name).
+    pub name: String,
+}
+
+/// Why reading stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Every shard was read to its end.
+    AtEnd,
+    /// `limit` records were read.
+    Limit,
+    /// `timeout` passed.
+    Timeout,
+}
+
+/// One user record read.
+#[derive(Debug)]
+struct Read {
+    shard: String,
+    data: Vec<u8>,
+}
+
+impl Read {
+    /// `(commit_lsn, seq)` of a native record; `None` for anything else.
+    fn order(&self) -> Option<(Lsn, u64)> {
+        #[derive(Deserialize)]
+        struct Order {
+            commit_lsn: String,
+            seq: u64,
+        }
+        let o: Order = serde_json::from_slice(&self.data).ok()?;
+        Some((o.commit_lsn.parse().ok()?, o.seq))
+    }
+}
+
+/// Print the records of `stream` to `out`: by default shard by shard until every
+/// shard was read to its end, each shard announced by a label line. Labels and notes
+/// go to `notes` (stderr) for the line formats, so that `out` stays one record per
+/// line; with `pretty`, which is for people, they go to `out`. A KPL aggregate prints
+/// one record per user record, and counts as that many records.
 pub async fn tail(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
-    from_start: bool,
-    limit: Option<usize>,
+    opts: &TailOptions,
     out: &mut (dyn std::io::Write + Send),
-) -> Result<(), TailError> {
+    notes: &mut (dyn std::io::Write + Send),
+) -> Result<Ended, TailError> {
     let err = |reason: String| TailError {
         stream: stream.to_string(),
         reason,
     };
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
     let shards = client
         .list_shards()
         .stream_name(stream)
         .send()
         .await
         .map_err(|e| err(aws_error("Kinesis", "ListShards", &e, STREAM_CHECK)))?;
-    let kind = if from_start {
+    let kind = if opts.from_start {
         ShardIteratorType::TrimHorizon
     } else {
         ShardIteratorType::Latest
     };
-    let mut iterators = Vec::new();
+    let mut cursors = Vec::new();
     for shard in shards.shards() {
         let it = client
             .get_shard_iterator()
@@ -63,54 +141,251 @@ pub async fn tail(
                     aws_error("Kinesis", "GetShardIterator", &e, STREAM_CHECK)
                 ))
             })?;
-        iterators.push(it.shard_iterator().map(str::to_string));
+        cursors.push(Cursor {
+            shard: shard.shard_id().to_string(),
+            iterator: it.shard_iterator().map(str::to_string),
+            at_end: false,
+        });
     }
-    let mut printed = 0usize;
-    loop {
+    let mut printer = Printer::new(opts, out, notes);
+    let mut kept = Vec::new();
+    let mut kept_bytes = 0usize;
+    let mut count = 0usize;
+    let ended = 'reading: loop {
         let mut any = false;
-        for slot in iterators.iter_mut() {
-            let Some(it) = slot.clone() else { continue };
-            let page = client
-                .get_records()
-                .shard_iterator(it)
-                .send()
-                .await
-                .map_err(|e| err(aws_error("Kinesis", "GetRecords", &e, STREAM_CHECK)))?;
+        for cursor in cursors.iter_mut() {
+            let Some(it) = cursor.iterator.clone() else {
+                cursor.at_end = true;
+                continue;
+            };
+            let call = client.get_records().shard_iterator(it).send();
+            let page = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, call).await {
+                    Ok(page) => page,
+                    Err(_) => break 'reading Ended::Timeout,
+                },
+                None => call.await,
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_provisioned_throughput_exceeded_exception()) =>
+                {
+                    tokio::time::sleep(THROTTLE_BACKOFF).await;
+                    continue;
+                }
+                Err(e) => return Err(err(aws_error("Kinesis", "GetRecords", &e, STREAM_CHECK))),
+            };
+            cursor.iterator = page.next_shard_iterator().map(str::to_string);
+            // Kinesis may answer an empty page in the middle of a shard; only an empty
+            // page that is not behind the tip (or a closed shard's last) is its end.
+            cursor.at_end = cursor.iterator.is_none()
+                || (page.records().is_empty() && page.millis_behind_latest().unwrap_or(0) == 0);
             for record in page.records() {
                 any = true;
-                for line in record_lines(
+                for data in user_records(
                     record.partition_key().unwrap_or_default(),
                     record.data().as_ref(),
                 ) {
-                    let _ = writeln!(out, "{line}");
-                    printed += 1;
-                    if limit.is_some_and(|l| printed >= l) {
-                        let _ = out.flush();
-                        return Ok(());
+                    let read = Read {
+                        shard: cursor.shard.clone(),
+                        data,
+                    };
+                    if opts.ordered {
+                        kept_bytes += read.data.len() + read.shard.len();
+                        kept.push(read);
+                        if kept_bytes > ORDERED_MAX_BYTES {
+                            printer.note(&format!(
+                                "--ordered holds what it sorts in memory: stopped reading at {} records ({} MiB); use --limit to sort fewer",
+                                kept.len(),
+                                ORDERED_MAX_BYTES >> 20
+                            ));
+                            break 'reading Ended::Limit;
+                        }
+                    } else {
+                        printer.print(&read, true);
+                    }
+                    count += 1;
+                    if opts.limit.is_some_and(|l| count >= l) {
+                        break 'reading Ended::Limit;
                     }
                 }
             }
-            *slot = page.next_shard_iterator().map(str::to_string);
         }
-        let _ = out.flush();
+        printer.flush();
+        if !opts.follow && cursors.iter().all(|c| c.at_end) {
+            break Ended::AtEnd;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break Ended::Timeout;
+        }
         if !any {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let wake = Instant::now() + IDLE_POLL;
+            tokio::time::sleep_until(deadline.map_or(wake, |d| d.min(wake))).await;
+        }
+    };
+    if opts.ordered {
+        // A stable sort: records that are not ours keep their reading order, last.
+        kept.sort_by_key(|r| match r.order() {
+            Some(key) => (false, key),
+            None => (true, (Lsn(0), 0)),
+        });
+        printer.note(&format!(
+            "== {} records from {} shards, sorted by (commit_lsn, seq) ==",
+            kept.len(),
+            cursors.len()
+        ));
+        for read in &kept {
+            printer.print(read, false);
+        }
+    }
+    if count == 0 && !opts.from_start && !opts.follow && ended == Ended::AtEnd {
+        printer.note(
+            "no new records; --from-start reads the stream from its oldest record, --follow waits for new ones",
+        );
+    }
+    printer.flush();
+    Ok(ended)
+}
+
+struct Cursor {
+    shard: String,
+    iterator: Option<String>,
+    at_end: bool,
+}
+
+/// Writes records in the chosen format, and the shard labels.
+struct Printer<'a> {
+    format: Format,
+    name: String,
+    out: &'a mut (dyn std::io::Write + Send),
+    notes: &'a mut (dyn std::io::Write + Send),
+    shard: Option<String>,
+}
+
+impl<'a> Printer<'a> {
+    fn new(
+        opts: &TailOptions,
+        out: &'a mut (dyn std::io::Write + Send),
+        notes: &'a mut (dyn std::io::Write + Send),
+    ) -> Self {
+        Printer {
+            format: opts.format,
+            name: opts.name.clone(),
+            out,
+            notes,
+            shard: None,
+        }
+    }
+
+    /// A label or note: on `out` for `pretty`, else on `notes`.
+    fn note(&mut self, text: &str) {
+        let _ = self.out.flush();
+        let to: &mut dyn std::io::Write = match self.format {
+            Format::Pretty => &mut *self.out,
+            _ => &mut *self.notes,
+        };
+        let _ = writeln!(to, "{text}");
+        let _ = to.flush();
+    }
+
+    fn print(&mut self, read: &Read, label: bool) {
+        if label && self.shard.as_deref() != Some(read.shard.as_str()) {
+            self.shard = Some(read.shard.clone());
+            self.note(&format!("== shard {} ==", read.shard));
+        }
+        let text = String::from_utf8_lossy(&read.data);
+        let line = match self.format {
+            Format::Json => text.into_owned(),
+            Format::Pretty => pretty(&text).unwrap_or_else(|| text.into_owned()),
+            Format::Debezium => match debezium::envelope(&text, &self.name, now_ms()) {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    let _ = writeln!(self.notes, "printing a record as it is: {e}");
+                    text.into_owned()
+                }
+            },
+        };
+        let _ = writeln!(self.out, "{line}");
+    }
+
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+        let _ = self.notes.flush();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The user records of one fetched record: its data, or the data of each user record
+/// when it is a KPL aggregate. An aggregate that does not decode is passed on as it
+/// is, like the KCL passes it on, after a warning.
+fn user_records(partition_key: &str, data: &[u8]) -> Vec<Vec<u8>> {
+    match aggregate::deaggregate(partition_key, data) {
+        Ok(records) => records.into_iter().map(|r| r.data).collect(),
+        Err(e) => {
+            tracing::warn!(partition_key, "printing the record as it is: {e}");
+            vec![data.to_vec()]
         }
     }
 }
 
-/// The lines printed for one fetched record: its data as text, or the data of each
-/// user record when it is a KPL aggregate. An aggregate that does not decode is printed
-/// as it is, like the KCL passes it on, after a warning on stderr.
-fn record_lines(partition_key: &str, data: &[u8]) -> Vec<String> {
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    match aggregate::deaggregate(partition_key, data) {
-        Ok(records) => records.iter().map(|r| text(&r.data)).collect(),
-        Err(e) => {
-            tracing::warn!(partition_key, "printing the record as it is: {e}");
-            vec![text(data)]
+/// `text` indented two spaces a level, every token kept as written (a
+/// `numeric(40,10)` keeps its digits); `None` when it is not JSON.
+fn pretty(text: &str) -> Option<String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut chars = text.trim().chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push('"');
+                while let Some(s) = chars.next() {
+                    out.push(s);
+                    match s {
+                        '\\' => out.extend(chars.next()),
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.peek().is_some_and(|n| n.is_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek().is_some_and(|&n| n == '}' || n == ']') {
+                    out.extend(chars.next());
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(',');
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
         }
     }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -119,33 +394,58 @@ mod tests {
     use aggregate::Aggregator;
 
     #[test]
-    fn a_plain_record_is_one_line_of_its_data() {
+    fn a_plain_record_is_one_user_record() {
         assert_eq!(
-            record_lines("k", br#"{"kind":"insert"}"#),
-            [r#"{"kind":"insert"}"#]
+            user_records("k", br#"{"kind":"insert"}"#),
+            [br#"{"kind":"insert"}"#.to_vec()]
         );
     }
 
     #[test]
-    fn an_aggregate_is_one_line_per_user_record_in_order() {
+    fn an_aggregate_is_its_user_records_in_order() {
         let mut agg = Aggregator::new();
         agg.push("public.t|1", br#"{"seq":0}"#);
         agg.push("public.t|2", br#"{"seq":1}"#);
         agg.push("public.t|1", br#"{"seq":2}"#);
         assert_eq!(
-            record_lines("public.t|1", &agg.finish()),
-            [r#"{"seq":0}"#, r#"{"seq":1}"#, r#"{"seq":2}"#]
+            user_records("public.t|1", &agg.finish()),
+            [
+                br#"{"seq":0}"#.to_vec(),
+                br#"{"seq":1}"#.to_vec(),
+                br#"{"seq":2}"#.to_vec()
+            ]
         );
     }
 
     #[test]
-    fn a_corrupt_aggregate_is_printed_as_it_is() {
+    fn a_corrupt_aggregate_is_passed_on_as_it_is() {
         let mut agg = Aggregator::new();
         agg.push("k", b"row");
         let mut data = agg.finish();
         let last = data.len() - 1;
         data[last] ^= 0xFF;
-        let lines = record_lines("k", &data);
-        assert_eq!(lines, [String::from_utf8_lossy(&data).into_owned()]);
+        assert_eq!(user_records("k", &data), [data.clone()]);
+    }
+
+    #[test]
+    fn pretty_indents_and_keeps_every_token() {
+        let text = r#"{"kind":"insert","data":{"n":12345678901234567890.0123456789,"s":"a, {b}: \"c\"","e":{},"l":[1,2]},"old":null}"#;
+        let expect = "{\n  \"kind\": \"insert\",\n  \"data\": {\n    \"n\": 12345678901234567890.0123456789,\n    \"s\": \"a, {b}: \\\"c\\\"\",\n    \"e\": {},\n    \"l\": [\n      1,\n      2\n    ]\n  },\n  \"old\": null\n}";
+        assert_eq!(pretty(text).as_deref(), Some(expect));
+        assert_eq!(pretty("not json"), None);
+    }
+
+    #[test]
+    fn the_order_key_is_commit_lsn_then_seq() {
+        let read = |data: &str| Read {
+            shard: "s".into(),
+            data: data.as_bytes().to_vec(),
+        };
+        assert_eq!(
+            read(r#"{"commit_lsn":"0/1A","seq":3}"#).order(),
+            Some((Lsn(0x1A), 3))
+        );
+        assert_eq!(read(r#"{"seq":3}"#).order(), None);
+        assert_eq!(read("x").order(), None);
     }
 }

@@ -1,21 +1,28 @@
-//! Logging set-up and the console lines the original tool printed.
+//! Logging set-up, one-line AWS error messages, and (in `console`) the lines the
+//! original tool printed.
 //!
-//! Owns the log format (`text` for people, `json` for CloudWatch) and the
-//! rate-limited progress lines `[slot] Waiting records to process. (Queue length: N)`
-//! and `[slot] Sending changes to Kinesis: i of n chunks. (Queue length: N)`. It
-//! never decides anything about delivery.
+//! Owns the log format (`text` for people, `json` for CloudWatch, `console` for the
+//! original tool's progress lines, in `telemetry/console.rs`). It never decides anything about
+//! delivery.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// At most one progress line of each kind per slot per interval, so the console
-/// stays readable at 100k rows/s.
-const CONSOLE_INTERVAL: Duration = Duration::from_secs(1);
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+mod console;
+pub use console::{Console, CONSOLE_TARGET};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
+    /// One line per event with time, level and fields, for people.
     #[default]
     Text,
+    /// One JSON object per line, for CloudWatch.
     Json,
+    /// The original Python tool's lines, exactly: the progress lines on stdout, and
+    /// warnings and errors as plain lines on stderr; nothing else.
+    Console,
 }
 
 /// Install the global subscriber. `RUST_LOG` overrides the default `info` level.
@@ -31,7 +38,24 @@ pub fn init(format: LogFormat) {
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Console => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(console::ConsoleLayer {
+                    out: std::io::stdout,
+                    err: std::io::stderr,
+                })
+                .try_init()
+                .map_err(Into::into)
+        }
     };
+}
+
+/// A duration as a log field reads it, in seconds: `retry_in=0.63s`.
+pub fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
 }
 
 /// An error followed by each of its sources (`a: b: c`), so that a log line carries
@@ -131,67 +155,6 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The original tool's progress lines for one slot.
-#[derive(Debug)]
-pub struct Console {
-    slot: String,
-    busy: bool,
-    chunk: u64,
-    last_sending: Option<Instant>,
-    last_waiting: Option<Instant>,
-}
-
-impl Console {
-    pub fn new(slot: &str) -> Self {
-        Console {
-            slot: slot.to_string(),
-            busy: true,
-            chunk: 0,
-            last_sending: None,
-            last_waiting: None,
-        }
-    }
-
-    /// A request of `batch` records is going out; `queue` records wait behind it.
-    pub fn sending(&mut self, queue: usize, batch: usize, max_records: usize) {
-        if !self.busy {
-            self.busy = true;
-            self.chunk = 0;
-            self.last_sending = None;
-        }
-        self.chunk += 1;
-        let _ = batch;
-        let total = self.chunk + queue.div_ceil(max_records.max(1)) as u64;
-        if due(&mut self.last_sending) {
-            tracing::info!(
-                slot = %self.slot,
-                "[{}] Sending changes to Kinesis: {} of {} chunks. (Queue length: {})",
-                self.slot,
-                self.chunk,
-                total,
-                queue
-            );
-        }
-    }
-
-    /// Everything handed over so far is delivered.
-    pub fn waiting(&mut self, queue: usize) {
-        if self.busy && due(&mut self.last_waiting) {
-            self.busy = false;
-            tracing::info!(slot = %self.slot, "[{}] Waiting records to process. (Queue length: {})", self.slot, queue);
-        }
-    }
-}
-
-fn due(last: &mut Option<Instant>) -> bool {
-    let now = Instant::now();
-    if last.is_some_and(|t| now.duration_since(t) < CONSOLE_INTERVAL) {
-        return false;
-    }
-    *last = Some(now);
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,12 +217,8 @@ mod tests {
     }
 
     #[test]
-    fn console_lines_are_rate_limited() {
-        let mut last = None;
-        assert!(due(&mut last));
-        assert!(
-            !due(&mut last),
-            "a second line within the interval is suppressed"
-        );
+    fn durations_read_as_seconds() {
+        assert_eq!(secs(Duration::from_millis(630)), "0.63s");
+        assert_eq!(secs(Duration::from_secs(300)), "300.00s");
     }
 }

@@ -154,6 +154,40 @@ async fn a_wrong_ca_fails_clearly() {
     }
 }
 
+/// The certificate `openssl req -x509` makes, served as the server's own and put in
+/// `sslrootcert`: rustls refuses a CA certificate as an end entity, and the message
+/// says so in words, with the fix, instead of `Other(OtherError(CaUsedAsEndEntity))`.
+#[tokio::test]
+async fn a_self_signed_ca_certificate_as_the_servers_own_is_explained_in_words() {
+    let certs = certs::self_signed_ca_as_server(&["localhost"]);
+    let pg = certs::tls_cluster(&certs);
+    let p = params(
+        &pg,
+        "localhost",
+        "postgres",
+        SslMode::VerifyFull,
+        Some(certs.ca.clone()),
+    );
+    for e in both_connections(&p).await {
+        let text = e.to_string();
+        assert!(
+            text.contains("presents a CA certificate")
+                && text.contains("sslmode require without sslrootcert"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("OtherError") && !text.contains("Other("),
+            "{text}"
+        );
+        assert!(!e.is_transient(), "{text}");
+    }
+    // The fix it names works: encrypted, not verified.
+    let p = params(&pg, "localhost", "postgres", SslMode::Require, None);
+    source::sql_connect(&p)
+        .await
+        .unwrap_or_else(|e| panic!("sslmode require: {e}"));
+}
+
 #[tokio::test]
 async fn require_against_a_server_without_tls_fails_clearly() {
     let pg = pg::shared(); // ssl = off

@@ -21,7 +21,8 @@ struct Cli {
     /// The config file.
     #[arg(long, global = true, default_value = "configs.yml")]
     config: PathBuf,
-    /// Log format: text for people, json for CloudWatch.
+    /// Log format: text for people, json for CloudWatch, console for the original
+    /// tool's progress lines only (warnings and errors as plain lines on stderr).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
@@ -51,7 +52,8 @@ enum Command {
         #[arg(long = "where")]
         filter: Option<String>,
     },
-    /// Print the records of a Kinesis stream as they arrive.
+    /// Print the records of a Kinesis stream, shard by shard, until every shard was
+    /// read to its end (or on and on with --follow).
     Tail {
         /// The stream's name.
         #[arg(long)]
@@ -59,9 +61,25 @@ enum Command {
         /// Start from the oldest record instead of new ones.
         #[arg(long)]
         from_start: bool,
-        /// Stop after this many records.
+        /// Stop after this many records (a KPL aggregate counts as its user records).
         #[arg(long)]
         limit: Option<usize>,
+        /// Keep waiting for new records after reaching the end of every shard.
+        #[arg(long, conflicts_with = "ordered")]
+        follow: bool,
+        /// Stop after this many seconds (e.g. 10 or 0.5), whatever else.
+        #[arg(long, value_parser = parse_seconds)]
+        timeout: Option<std::time::Duration>,
+        /// Print what was read sorted by (commit_lsn, seq), the order of the changes in
+        /// the database, instead of shard by shard.
+        #[arg(long)]
+        ordered: bool,
+        /// How to print each record.
+        #[arg(long, value_enum, default_value_t = tail::Format::Json)]
+        format: tail::Format,
+        /// The Debezium envelope's source.name (default: the stream's name).
+        #[arg(long)]
+        slot: Option<String>,
     },
 }
 
@@ -161,13 +179,27 @@ async fn async_main(cli: Cli) -> ExitCode {
                 stream,
                 from_start,
                 limit,
+                follow,
+                timeout,
+                ordered,
+                format,
+                slot,
             },
             _,
         ) => {
             let client = aws_sdk_kinesis::Client::new(&aws);
-            let mut stdout = std::io::stdout();
-            match tail::tail(&client, &stream, from_start, limit, &mut stdout).await {
-                Ok(()) => ExitCode::SUCCESS,
+            let opts = tail::TailOptions {
+                from_start,
+                limit,
+                follow,
+                timeout,
+                ordered,
+                format,
+                name: slot.unwrap_or_else(|| stream.clone()),
+            };
+            let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+            match tail::tail(&client, &stream, &opts, &mut stdout, &mut stderr).await {
+                Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(1)
@@ -175,6 +207,16 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// `--timeout`: seconds, whole or not.
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.trim()
+        .trim_end_matches('s')
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("`{text}` is not a number of seconds (e.g. 10 or 0.5)"))
 }
 
 fn load(path: &std::path::Path, format: LogFormat) -> Option<Config> {

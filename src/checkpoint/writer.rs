@@ -346,7 +346,7 @@ impl Task {
                                 NO_LIMIT => String::new(),
                                 at => format!("; the slot's confirmed position stays at the final checkpoint {} until a checkpoint is written, so PostgreSQL retains WAL meanwhile", Lsn(at)),
                             };
-                            tracing::warn!(slot = %self.target.slot, retry_in_s = backoff.as_secs(), "checkpoint write failed (streaming continues; the last checkpoint is {age}{held}): {e}");
+                            tracing::warn!(slot = %self.target.slot, retry_in = %crate::telemetry::secs(backoff), "checkpoint write failed (streaming continues; the last checkpoint is {age}{held}): {e}");
                             next_write = Instant::now() + backoff;
                             backoff = (backoff * 2).min(MAX_BACKOFF);
                         }

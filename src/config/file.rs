@@ -107,26 +107,27 @@ pub(super) struct ConfigFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SlotFile {
-    /// Required (unless `secret` supplies it). PostgreSQL host name or IP address, or a
+    /// Required (unless `secret` or `PGHOST` supplies it). PostgreSQL host name or IP address, or a
     /// Unix-socket directory (starting with `/`). `${ENV}` expanded.
     /// Example: `host: ${PGHOST:-127.0.0.1}`.
     pub host: Option<Value>,
 
-    /// PostgreSQL port, 1..=65535. Default 5432. `${ENV}` expanded, so text such as
+    /// PostgreSQL port, 1..=65535. Default `PGPORT`, else 5432. `${ENV}` expanded, so text such as
     /// `port: ${PGPORT:-5432}` is accepted. Example: `port: 6432`.
     pub port: Option<Value>,
 
-    /// Required (unless `secret` supplies it). PostgreSQL user; it needs the REPLICATION
+    /// Required (unless `secret` or `PGUSER` supplies it). PostgreSQL user; it needs the REPLICATION
     /// attribute (or rds_replication on RDS). `${ENV}` expanded. Example: `user: cdc`.
     pub user: Option<Value>,
 
-    /// Optional password; omit it (or let it expand to empty) for trust or `.pgpass`-free
-    /// setups without a password. Never logged. `${ENV}` expanded (`$${` for a literal
+    /// Optional password; omitted, it is `PGPASSWORD`, else the password file's
+    /// (`PGPASSFILE` or `~/.pgpass`), as libpq does; empty (`''`) means no password
+    /// (trust). Never logged. `${ENV}` expanded (`$${` for a literal
     /// `${`); quote a literal value that starts with `*`, `&` or `!`. An unquoted
     /// number keeps its text as written (`0123`). Example: `password: ${PGPASSWORD}`.
     pub password: Option<Value>,
 
-    /// Required (unless `secret` supplies it). Database the slot decodes. `${ENV}` expanded.
+    /// Required (unless `secret` or `PGDATABASE` supplies it). Database the slot decodes. `${ENV}` expanded.
     /// Example: `db_name: shop`.
     pub db_name: Option<Value>,
 
@@ -189,14 +190,14 @@ pub(super) struct SlotFile {
     /// `disable` (never), `prefer` (TLS if the server offers it, certificate not
     /// checked), `require` (always TLS; certificate checked against `sslrootcert` only
     /// if one is given), `verify-ca` (always TLS, certificate chain checked, host name
-    /// not), `verify-full` (chain and host name checked). Default `verify-full`, or
+    /// not), `verify-full` (chain and host name checked). Default `PGSSLMODE`, else `verify-full`, or
     /// `prefer` for loopback hosts (127.0.0.0/8, ::1, `localhost`) and Unix sockets.
     /// Example: `sslmode: verify-full`.
     pub sslmode: Option<Value>,
 
     /// PEM file of CA certificates to verify the server against, e.g. the RDS global
     /// bundle (`/etc/ssl/certs/rds-global-bundle.pem` in the container image). Default:
-    /// the system trust store. `${ENV}` expanded. Example: `sslrootcert: /etc/ssl/certs/rds-global-bundle.pem`.
+    /// `PGSSLROOTCERT`, else the system trust store. `${ENV}` expanded. Example: `sslrootcert: /etc/ssl/certs/rds-global-bundle.pem`.
     pub sslrootcert: Option<Value>,
 
     /// AWS Secrets Manager secret (ARN or name) holding the credentials. An RDS-style

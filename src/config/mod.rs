@@ -16,6 +16,7 @@ mod checkpoint_keys;
 mod delivery_keys;
 mod env;
 mod file;
+mod libpq_env;
 mod ops_keys;
 mod slot;
 mod snapshot_keys;

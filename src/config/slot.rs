@@ -6,6 +6,7 @@
 
 use super::env::expand;
 use super::file::{SlotFile, Value};
+use super::libpq_env::LibpqEnv;
 use super::validate::SlotSite;
 use super::yaml::Node;
 use super::*;
@@ -20,18 +21,21 @@ pub(super) fn build(
 ) -> Result<SlotConfig, ConfigError> {
     let slot = site.name.as_str();
     let place = |key: &str| format!("replication slot `{slot}`, key `{key}`");
-    let required = |key: &str, v: &Option<Value>| -> Result<Value, ConfigError> {
-        v.clone().ok_or_else(|| {
-            src.error(
-                Some(&site.at),
-                format!(
-                    "replication slot `{slot}`: missing required key `{key}`; add `{key}: ...` \
-                     to the slot, or to the database it merges with `<<: *anchor` (or name a \
-                     Secrets Manager `secret` that holds it)"
-                ),
-            )
-        })
+    let missing = |key: &str, also: &str| {
+        src.error(
+            Some(&site.at),
+            format!(
+                "replication slot `{slot}`: missing required key `{key}`; add `{key}: ...` \
+                 to the slot, or to the database it merges with `<<: *anchor`{also}"
+            ),
+        )
     };
+    let required = |key: &str, v: &Option<Value>| -> Result<Value, ConfigError> {
+        v.clone().ok_or_else(|| missing(key, ""))
+    };
+    let env = LibpqEnv::read(lookup);
+    let env_error =
+        |msg: String| src.error(Some(&site.at), format!("replication slot `{slot}`: {msg}"));
     let non_empty = |key: &str, v: &Value| -> Result<String, ConfigError> {
         let s = text(src, v, &place(key), lookup)?;
         if s.trim().is_empty() {
@@ -45,13 +49,24 @@ pub(super) fn build(
         Some(v) => Some(non_empty("secret", v)?),
     };
     // A `secret` may supply the connection keys; an empty string means "from the secret".
-    let connection_key = |key: &str, v: &Option<Value>| match (v, &secret) {
-        (None, Some(_)) => Ok(String::new()),
-        _ => non_empty(key, &required(key, v)?),
+    // Without one, libpq's variable fills a key the config leaves out.
+    let connection_key = |key: &str, v: &Option<Value>, var: &str, from_env: &Option<String>| match (
+        v, &secret, from_env,
+    ) {
+        (None, Some(_), _) => Ok(String::new()),
+        (None, None, Some(value)) => Ok(value.clone()),
+        (None, None, None) => Err(missing(
+            key,
+            &format!(
+                ", or set the environment variable {var} (or name a Secrets Manager \
+                     `secret` that holds it)"
+            ),
+        )),
+        (Some(v), _, _) => non_empty(key, v),
     };
-    let host = connection_key("host", &raw.host)?;
-    let user = connection_key("user", &raw.user)?;
-    let db_name = connection_key("db_name", &raw.db_name)?;
+    let host = connection_key("host", &raw.host, "PGHOST", &env.host)?;
+    let user = connection_key("user", &raw.user, "PGUSER", &env.user)?;
+    let db_name = connection_key("db_name", &raw.db_name, "PGDATABASE", &env.db_name)?;
     let kns_stream = stream_name(
         src,
         &required("kns_stream", &raw.kns_stream)?,
@@ -60,6 +75,7 @@ pub(super) fn build(
     )?;
 
     let port = match &raw.port {
+        None if secret.is_none() => env.port().map_err(env_error)?.unwrap_or(DEFAULT_PORT),
         None => DEFAULT_PORT,
         Some(v) => port(src, v, &place("port"), lookup)?,
     };
@@ -149,7 +165,31 @@ pub(super) fn build(
     )?;
     let create_slot = src.flag(&raw.create_slot, &place("create_slot"), DEFAULT_CREATE_SLOT)?;
 
-    let tls = super::tls_keys::build(src, &raw, &place, lookup, &host, password.is_some())?;
+    let tls = super::tls_keys::build(
+        src,
+        &raw,
+        &place,
+        lookup,
+        &host,
+        password.is_some(),
+        (
+            match raw.sslmode {
+                None => env.sslmode().map_err(env_error)?,
+                Some(_) => None,
+            },
+            match raw.sslrootcert {
+                None => env.sslrootcert().map_err(env_error)?,
+                Some(_) => None,
+            },
+        ),
+    )?;
+    // libpq's order for a password the config leaves out (`password: ""` is a choice
+    // of no password): PGPASSWORD, then the password file. A `secret` or an IAM token
+    // supplies it otherwise.
+    let password = match (&raw.password, &secret, tls.iam_auth) {
+        (None, None, false) => env.password(&host, port, &db_name, &user).map(Secret::new),
+        _ => password,
+    };
     let checkpoint = super::checkpoint_keys::build(src, slot, &raw, &place, lookup)?;
 
     Ok(SlotConfig {

@@ -52,7 +52,14 @@ fn every_bad_fixture_is_rejected_with_its_expected_message() {
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
             .unwrap_or_else(|| panic!("{} must start with `# expect: `", file.display()));
-        let err = match Config::load(&file) {
+        // The process environment, less libpq's variables, which would fill a missing
+        // `host` or `db_name` on a developer's machine.
+        let env = |name: &str| {
+            (!name.starts_with("PG"))
+                .then(|| std::env::var(name).ok())
+                .flatten()
+        };
+        let err = match Config::from_text(&file, &text, &env) {
             Ok(c) => panic!("{} loaded: {c:?}", file.display()),
             Err(e) => e.to_string(),
         };
@@ -606,4 +613,78 @@ fn wal2json_option_values_expand_env_vars() {
         err.contains("key `options`, option `add-tables`: environment variable `NOPE` is not set"),
         "{err}"
     );
+}
+
+#[test]
+fn libpq_variables_fill_what_the_config_leaves_out_and_the_config_wins() {
+    let env = |name: &str| match name {
+        "PGHOST" => Some("env-host".to_string()),
+        "PGPORT" => Some("6543".to_string()),
+        "PGUSER" => Some("env_user".to_string()),
+        "PGPASSWORD" => Some("env-pw${NOT_EXPANDED}".to_string()),
+        "PGDATABASE" => Some("env_db".to_string()),
+        "PGSSLMODE" => Some("require".to_string()),
+        _ => None,
+    };
+    let text = "replication_slots:\n  - from_env:\n      kns_stream: s\n  - from_file:\n      \
+                host: h\n      port: 7000\n      user: u\n      password: p\n      db_name: d\n      \
+                sslmode: disable\n      kns_stream: s\n  - no_password:\n      password: ''\n      \
+                kns_stream: s\n";
+    let config =
+        Config::from_text(Path::new("env.yml"), text, &env).unwrap_or_else(|e| panic!("{e}"));
+    let [from_env, from_file, no_password] = config.slots.as_slice() else {
+        panic!("three slots expected")
+    };
+    assert_eq!(
+        (
+            from_env.host.as_str(),
+            from_env.port,
+            from_env.user.as_str(),
+            from_env.db_name.as_str()
+        ),
+        ("env-host", 6543, "env_user", "env_db")
+    );
+    assert_eq!(
+        from_env.password.as_ref().map(Secret::expose),
+        Some("env-pw${NOT_EXPANDED}"),
+        "a variable's value is taken as written"
+    );
+    assert_eq!(from_env.sslmode, Some(SslMode::Require));
+    assert_eq!(
+        (
+            from_file.host.as_str(),
+            from_file.port,
+            from_file.user.as_str(),
+            from_file.db_name.as_str()
+        ),
+        ("h", 7000, "u", "d")
+    );
+    assert_eq!(from_file.password.as_ref().map(Secret::expose), Some("p"));
+    assert_eq!(from_file.sslmode, Some(SslMode::Disable));
+    assert_eq!(
+        no_password.password, None,
+        "`password: ''` is a choice of no password"
+    );
+}
+
+#[test]
+fn a_key_neither_the_config_nor_the_environment_gives_is_reported_at_its_slot() {
+    let err = load_err(
+        "replication_slots:\n  - s:\n      user: u\n      db_name: d\n      kns_stream: k\n",
+    );
+    assert!(
+        err.starts_with("test.yml:2:")
+            && err.contains("missing required key `host`")
+            && err.contains("PGHOST"),
+        "{err}"
+    );
+    let bad_port = |name: &str| (name == "PGPORT").then(|| "x".to_string());
+    let err = Config::from_text(
+        Path::new("test.yml"),
+        "replication_slots:\n  - s: {host: h, user: u, db_name: d, kns_stream: k}\n",
+        &bad_port,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("PGPORT: `x` is not a port number"), "{err}");
 }

@@ -77,9 +77,10 @@ pub(super) fn build(
     lookup: &dyn Fn(&str) -> Option<String>,
     host: &str,
     has_password: bool,
+    (env_sslmode, env_sslrootcert): (Option<SslMode>, Option<PathBuf>),
 ) -> Result<TlsKeys, ConfigError> {
     let sslmode = match &raw.sslmode {
-        None => None,
+        None => env_sslmode,
         Some(v) => {
             let name = text(src, v, &place("sslmode"), lookup)?;
             Some(SslMode::parse(name.trim()).ok_or_else(|| {
@@ -95,7 +96,7 @@ pub(super) fn build(
         }
     };
     let sslrootcert = match &raw.sslrootcert {
-        None => None,
+        None => env_sslrootcert,
         Some(v) => {
             let path = PathBuf::from(text(src, v, &place("sslrootcert"), lookup)?);
             // Reading it now reports a wrong path before anything connects.

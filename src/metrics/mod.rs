@@ -19,6 +19,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::decode::Event;
 use crate::lsn::Lsn;
 use crate::pipeline::{SlotState, SlotStatus};
+/// Commit timestamps as wal2json prints them, for record formats that need milliseconds.
+pub(crate) use progress::parse_pg_timestamp_ms;
 use progress::Progress;
 pub use skipped::SkippedChanges;
 

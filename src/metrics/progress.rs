@@ -122,7 +122,7 @@ impl Progress {
 
 /// A timestamp as PostgreSQL prints a `timestamptz` (wal2json's `timestamp`):
 /// `2026-11-23 23:29:15.677976+00`, offsets `+05:30` or `-08`, fraction optional.
-pub(super) fn parse_pg_timestamp_ms(s: &str) -> Option<i64> {
+pub(crate) fn parse_pg_timestamp_ms(s: &str) -> Option<i64> {
     let s = s.trim();
     let (date, rest) = s.split_once(' ')?;
     let mut d = date.splitn(3, '-');

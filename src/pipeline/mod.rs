@@ -313,7 +313,7 @@ impl Worker {
                     }
                     let delay = reconnect_delay(attempt);
                     attempt = attempt.saturating_add(1);
-                    tracing::warn!(slot = %name, retry_in_s = delay.as_secs_f32(), "[{name}] {e}; reconnecting");
+                    tracing::warn!(slot = %name, retry_in = %crate::telemetry::secs(delay), "[{name}] {e}; reconnecting");
                     self.status.set_with_class(
                         SlotState::Retrying {
                             error: e.to_string(),

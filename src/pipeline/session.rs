@@ -350,7 +350,7 @@ async fn inspect_slot(
     {
         let keyless = source::keyless_tables(&options, &tables);
         if !keyless.is_empty() {
-            tracing::warn!(slot = %slot.name, tables = ?keyless, "{} table(s) without a primary key ({}): each is one partition key, so its changes go out one per round trip (about 25-50 a second at real Kinesis latencies) to keep their order. Set `aggregation: kpl` to send thousands a second in order, or add primary keys", keyless.len(), keyless.join(", "));
+            tracing::warn!(slot = %slot.name, tables = %keyless.join(", "), "{} table(s) without a primary key ({}): each is one partition key, so its changes go out one per round trip (about 25-50 a second at real Kinesis latencies) to keep their order. Set `aggregation: kpl` to send thousands a second in order, or add primary keys", keyless.len(), keyless.join(", "));
         }
     }
     let info = source::slot_info(&sql, &slot.name).await?;
@@ -370,7 +370,6 @@ async fn open_slot(
         SlotPlan::Create => {
             let at = source::create_slot(sql, &slot.name).await?;
             status.slot_created(at);
-            tracing::info!(slot = %slot.name, lsn = %at, "replication slot {:?} did not exist: created it with wal2json at {at}", slot.name);
             Ok(at)
         }
     }

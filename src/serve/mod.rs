@@ -103,7 +103,11 @@ impl Ops {
         let http_addr = match tokio::net::TcpListener::bind(ops_config.http_listen).await {
             Ok(listener) => {
                 let addr = listener.local_addr().ok();
-                tracing::info!(address = ?addr, "HTTP endpoints /healthz, /readyz and /metrics listening on http://{}", addr.map(|a| a.to_string()).unwrap_or_default());
+                tracing::info!(
+                    address = addr.map(tracing::field::display),
+                    "HTTP endpoints /healthz, /readyz and /metrics listening on http://{}",
+                    addr.map(|a| a.to_string()).unwrap_or_default()
+                );
                 tasks.push(tokio::spawn(http::serve(listener, shared)).abort_handle());
                 addr
             }

@@ -72,7 +72,7 @@ impl ReplicationStream {
     /// Connect with `replication=database` and authenticate.
     pub async fn connect(p: &ConnectParams) -> Result<Self, SourceError> {
         let conn = Connection::connect(p, &[("replication", "database")]).await?;
-        tracing::debug!(server = %conn.at, backend_pid = ?conn.backend_pid, "replication connection ready");
+        tracing::debug!(server = %conn.at, backend_pid = conn.backend_pid, "replication connection ready");
         Ok(ReplicationStream {
             conn,
             slot: None,

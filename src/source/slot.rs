@@ -175,7 +175,7 @@ pub async fn create_slot(c: &Client, slot: &str) -> Result<Lsn, SourceError> {
         .await
         .map_err(|e| sql_error(&client_at(slot), "creating the replication slot", e))?;
     let lsn = parse_lsn_column(&row, slot, "pg_create_logical_replication_slot")?;
-    tracing::info!(slot, plugin = OUTPUT_PLUGIN, %lsn, "created logical replication slot; changes are retained from here on");
+    tracing::info!(slot, plugin = OUTPUT_PLUGIN, %lsn, "created logical replication slot {slot:?} with {OUTPUT_PLUGIN} at {lsn}; changes are retained from here on");
     Ok(lsn)
 }
 

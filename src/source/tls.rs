@@ -23,6 +23,9 @@ use sha2::Digest;
 
 use crate::config::SslMode;
 
+mod explain;
+pub(crate) use explain::explain;
+
 /// Where a rustls config could not be built from.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -209,36 +212,6 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
         .map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))
 }
 
-/// The operator's reading of a failed handshake. `host` and `rootcert` name what
-/// was checked against what.
-pub(crate) fn explain(
-    e: &rustls::Error,
-    host: &str,
-    mode: SslMode,
-    rootcert: Option<&Path>,
-) -> String {
-    let trust = match rootcert {
-        Some(p) => format!("the CA bundle {}", p.display()),
-        None => "the system trust store".to_string(),
-    };
-    match e {
-        rustls::Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        ) => format!(
-            "host name mismatch: the server's certificate is not valid for {host:?} (sslmode {mode}); \
-             connect with a host name the certificate lists, or use sslmode verify-ca"
-        ),
-        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
-            "the server's certificate is not trusted: no chain to a CA in {trust} (sslmode {mode}); \
-             set sslrootcert to the CA that issued it (for RDS, the global bundle)"
-        ),
-        rustls::Error::InvalidCertificate(other) => format!(
-            "the server's certificate was rejected ({other:?}) when checked against {trust} (sslmode {mode})"
-        ),
-        other => format!("TLS handshake failed: {other}"),
-    }
-}
-
 /// The first `rustls::Error` in an error chain (tokio-rustls wraps it in io::Error).
 pub(crate) fn find_rustls_error<'a>(
     e: &'a (dyn std::error::Error + 'static),
@@ -354,22 +327,6 @@ mod tests {
         ] {
             assert_eq!(channel_binding_hash(bytes), None);
         }
-    }
-
-    #[test]
-    fn explains_name_and_trust_failures() {
-        let e = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
-        let text = explain(&e, "127.0.0.1", SslMode::VerifyFull, None);
-        assert!(
-            text.contains("host name mismatch") && text.contains("127.0.0.1"),
-            "{text}"
-        );
-        let e = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
-        let text = explain(&e, "db", SslMode::VerifyCa, Some(Path::new("/ca.pem")));
-        assert!(
-            text.contains("not trusted") && text.contains("/ca.pem"),
-            "{text}"
-        );
     }
 
     #[test]

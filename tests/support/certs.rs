@@ -60,6 +60,36 @@ pub fn generate(cn: &str, names: &[&str]) -> Certs {
     certs
 }
 
+/// A self-signed CA certificate for `names` that the server presents as its own (what
+/// `openssl req -x509` makes by default): `ca` and `server_cert` are the same file.
+pub fn self_signed_ca_as_server(names: &[&str]) -> Certs {
+    let key = KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(names).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "pg-cdc self-signed server");
+    let cert = params.self_signed(&key).expect("self-sign");
+    let dir = tempfile::Builder::new()
+        .prefix("pgcdc-certs-")
+        .tempdir()
+        .expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path
+    };
+    let certs = Certs {
+        ca: write("ca.pem", &cert.pem()),
+        server_cert: write("server.crt", &cert.pem()),
+        server_key: write("server.key", &key.serialize_pem()),
+        dir,
+    };
+    give_to_postgres(&certs);
+    certs
+}
+
 /// PostgreSQL reads the key as the `postgres` user and refuses group/world access.
 fn give_to_postgres(c: &Certs) {
     std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o755))

@@ -39,6 +39,15 @@ pub fn command(endpoint: &str, args: &[&str]) -> Command {
         .env_remove("AWS_DEFAULT_REGION")
         .env_remove("AWS_ENDPOINT_URL_KINESIS")
         .env_remove("RUST_LOG")
+        // libpq's variables fill what a config leaves out: tests name everything.
+        .env_remove("PGHOST")
+        .env_remove("PGPORT")
+        .env_remove("PGUSER")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGDATABASE")
+        .env_remove("PGSSLMODE")
+        .env_remove("PGSSLROOTCERT")
+        .env_remove("PGPASSFILE")
         .stdin(Stdio::null());
     cmd
 }

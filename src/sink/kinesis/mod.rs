@@ -303,7 +303,7 @@ impl KinesisSink {
                 }
                 console.sending(
                     sched.len() + rx.len() * CHUNK_ITEMS,
-                    units.len(),
+                    units.iter().map(|u| u.members.len()).sum(),
                     max_records,
                 );
                 stats.put_requests.fetch_add(1, Ordering::Relaxed);
@@ -367,7 +367,7 @@ impl KinesisSink {
                     .max()
                     .unwrap_or(0);
                 let delay = backoff(attempts);
-                tracing::warn!(slot = %self.slot, stream = %self.stream, records, retry_in_ms = delay.as_millis() as u64, "PutRecords not accepted, will retry: {reason}");
+                tracing::warn!(slot = %self.slot, stream = %self.stream, records, retry_in = %crate::telemetry::secs(delay), "PutRecords not accepted, will retry: {reason}");
                 if throttled {
                     stats
                         .throttled_records
