@@ -6,8 +6,29 @@
  * Owns only the reasons. A new finding must be fixed, or acknowledged here with a
  * reason a reviewer can check.
  */
+import type { IConstruct } from 'constructs';
 import { Stack } from 'aws-cdk-lib';
 import { NagSuppressions } from 'cdk-nag';
+
+/**
+ * A task that pulls an image the stack built (an ECR asset) gets
+ * `ecr:GetAuthorizationToken` on `*` in its execution role: the action has no
+ * resource ARNs. Acknowledged on that role's policy only, never stack-wide.
+ */
+export function acknowledgeEcrAuthorization(executionRole: IConstruct): void {
+  NagSuppressions.addResourceSuppressions(
+    executionRole,
+    [
+      {
+        id: 'AwsSolutions-IAM5',
+        reason:
+          'ecr:GetAuthorizationToken has no resource ARNs, so ECS needs it on "*" to pull the image the stack built; every other ECR action in this policy names the asset repository.',
+        appliesTo: ['Resource::*'],
+      },
+    ],
+    true,
+  );
+}
 
 const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 

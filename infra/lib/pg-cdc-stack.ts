@@ -26,7 +26,7 @@ import { type CdcConfig, distinctSecrets, distinctStreams, explicitCheckpointPar
 import { Dashboard } from './dashboard.ts';
 import { type CpuArchitecture, refuseDeployWithPlaceholder, resolveLambdaCode } from './lambda-code.ts';
 import { DEFAULT_NAMESPACE } from './metrics.ts';
-import { acknowledgeNagFindings } from './nag.ts';
+import { acknowledgeEcrAuthorization, acknowledgeNagFindings } from './nag.ts';
 import { type ExistingNetwork, Network } from './network.ts';
 import {
   defaultCheckpointPrefix,
@@ -207,6 +207,7 @@ export class PgCdcStack extends Stack {
         ...(props.logRetention ? { logRetention: props.logRetention } : {}),
       });
       services.set(spec.name, service);
+      if (!('uri' in props.image)) acknowledgeEcrAuthorization(service.taskDefinition.obtainExecutionRole());
       const admin = new AdminFunction(this, `Admin-${spec.name}`, {
         codeDir: code.dir,
         architecture: lambdaArch,

@@ -57,6 +57,7 @@ export class StreamerService extends Construct {
   public readonly service: ecs.FargateService;
   public readonly logGroup: logs.LogGroup;
   public readonly taskRole: iam.IRole;
+  public readonly taskDefinition: ecs.FargateTaskDefinition;
 
   constructor(scope: Construct, id: string, props: StreamerServiceProps) {
     super(scope, id);
@@ -101,6 +102,7 @@ export class StreamerService extends Construct {
       },
     });
     this.taskRole = task.taskRole;
+    this.taskDefinition = task;
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: props.cluster,
       taskDefinition: task,

@@ -247,6 +247,17 @@ test('cdk-nag AwsSolutions: no unacknowledged finding, and every acknowledgement
   for (const ack of acks) assert.ok(ack.reason.length >= 40, `${ack.id}: the acknowledgement needs a real reason`);
 });
 
+test('cdk-nag with an image the stack builds: only ecr:GetAuthorizationToken has resource *, and only it is acknowledged', () => {
+  const s = buildStack({ image: { directory: new URL('../../', import.meta.url).pathname } });
+  const errors = Annotations.fromStack(s).findError('*', Match.stringLikeRegexp('AwsSolutions-.*'));
+  assert.deepEqual(errors.map((e) => `${e.id}: ${String(e.entry.data)}`), []);
+  const star = Object.values(Template.fromStack(s).findResources('AWS::IAM::Policy')).flatMap((p) =>
+    (p['Properties']['PolicyDocument']['Statement'] as { Action: unknown; Resource: unknown }[]).filter((st) => st.Resource === '*'),
+  );
+  assert.ok(star.length >= 1);
+  for (const st of star) assert.equal(st.Action, 'ecr:GetAuthorizationToken');
+});
+
 test('cdk-nag is live: an unencrypted, non-TLS topic added to the stack is reported', () => {
   const s = buildStack({}, false);
   new sns.Topic(s, 'Careless');
