@@ -2,15 +2,18 @@
  * The admin Lambda (`pg-cdc-admin`): `provision`, `health` and `drop` events, plus the
  * EventBridge rule that runs `health` every minute.
  *
- * Owns the function's runtime (`provided.al2023`, x86_64, the prebuilt `bootstrap`),
- * its network placement (the streamer's VPC and security group, so it reaches the same
- * databases), the SSM parameter that holds its copy of configs.yml, and its
- * permissions. It never writes Kinesis records; the only checkpoint it writes is the
- * mark `drop` leaves on the dropped slot's checkpoint.
+ * Owns the function's runtime (`provided.al2023`, arm64 unless told otherwise, the
+ * prebuilt `bootstrap` or a marked placeholder), its network placement (the streamer's
+ * VPC and security group, so it reaches the same databases), the RDS CA bundle layer,
+ * the SSM parameter that holds its copy of configs.yml, and its permissions. It never
+ * writes Kinesis records; the only checkpoint it writes is the mark `drop` leaves on
+ * the dropped slot's checkpoint. Its metrics are EMF lines in its log, so it needs no
+ * CloudWatch permission.
  */
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
@@ -19,7 +22,7 @@ import { Construct } from 'constructs';
 import {
   adminCheckpointDropMarkStatement,
   adminParameterReadStatement,
-  putMetricDataStatement,
+  type CheckpointLocation,
   secretsStatement,
 } from './permissions.ts';
 
@@ -27,8 +30,11 @@ import {
 const STANDARD_PARAMETER_MAX_BYTES = 4096;
 
 export interface AdminFunctionProps {
-  /** Directory holding the Lambda's `bootstrap` (`scripts/build-lambda` writes it). */
+  /** Directory holding the Lambda's `bootstrap` (the build, or the placeholder). */
   readonly codeDir: string;
+  readonly architecture: lambda.Architecture;
+  /** Layers for the function (the RDS CA bundle). */
+  readonly layers?: readonly lambda.ILayerVersion[];
   /** The whole configs.yml, stored in SSM for the function. */
   readonly configText: string;
   /** SSM parameter name for it, outside the checkpoint prefix. */
@@ -38,6 +44,10 @@ export interface AdminFunctionProps {
   readonly securityGroup: ec2.ISecurityGroup;
   /** `secret:` values of the slots (names or ARNs). */
   readonly secrets: readonly string[];
+  /** Where the checkpoints are (read by `health`, marked by `drop`). */
+  readonly checkpoints: CheckpointLocation;
+  /** Further statements (RDS IAM sign-in, KMS keys of the secrets). */
+  readonly extraStatements?: readonly iam.PolicyStatement[];
   /** CloudWatch namespace of the health metrics. */
   readonly metricsNamespace: string;
   /** Extra environment (e.g. `PGHOST` for `${PGHOST}` in configs.yml). */
@@ -73,9 +83,10 @@ export class AdminFunction extends Construct {
     this.function = new lambda.Function(this, 'Function', {
       description: 'pg-cdc-to-kinesis admin: {"action":"provision"|"health"|"drop"}',
       runtime: lambda.Runtime.PROVIDED_AL2023,
-      architecture: lambda.Architecture.X86_64,
+      architecture: props.architecture,
       handler: 'bootstrap',
       code: lambda.Code.fromAsset(props.codeDir),
+      layers: [...(props.layers ?? [])],
       memorySize: 256,
       // Creating a slot waits for the transactions running at that moment.
       timeout: Duration.minutes(5),
@@ -90,11 +101,11 @@ export class AdminFunction extends Construct {
         ...(props.environment ?? {}),
       },
     });
-    this.function.addToRolePolicy(adminParameterReadStatement(stack, this.configParameter.parameterArn));
-    this.function.addToRolePolicy(adminCheckpointDropMarkStatement(stack));
-    this.function.addToRolePolicy(putMetricDataStatement(props.metricsNamespace));
+    this.function.addToRolePolicy(adminParameterReadStatement(stack, props.checkpoints, this.configParameter.parameterArn));
+    this.function.addToRolePolicy(adminCheckpointDropMarkStatement(stack, props.checkpoints));
     const secrets = secretsStatement(stack, props.secrets);
     if (secrets) this.function.addToRolePolicy(secrets);
+    for (const s of props.extraStatements ?? []) this.function.addToRolePolicy(s);
     this.healthRule = new events.Rule(this, 'HealthSchedule', {
       description: 'pg-cdc-to-kinesis: slot health metrics every minute',
       schedule: events.Schedule.rate(props.healthSchedule ?? Duration.minutes(1)),

@@ -3,8 +3,14 @@
  *
  * Owns reading the streamer's own config file (the same YAML, with `<<:` merge keys and
  * `${VAR:-default}` expansion) and extracting the deploy-relevant facts: slot names, the
- * Kinesis stream each writes to, and the Secrets Manager secrets it reads. It never
- * validates the rest of the file: the streamer does that, with better messages.
+ * Kinesis stream each writes to, the Secrets Manager secrets it reads, where its
+ * checkpoint lives, the CA file it trusts, whether it signs in with IAM, and the
+ * metrics namespace. It never validates the rest of the file: the streamer does that,
+ * with better messages.
+ *
+ * `${VAR}` is expanded from the environment the stack gives the containers and the
+ * Lambda (the `environment` context plus the variables the stack sets itself), not
+ * from the shell running `cdk`: that is the environment the streamer will see.
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
@@ -17,6 +23,18 @@ export interface SlotSpec {
   readonly stream: string;
   /** The Secrets Manager secret (name or ARN) holding the credentials, if any. */
   readonly secret?: string;
+  /** `kns_stream` as written, before `${VAR}` expansion. */
+  readonly streamTemplate: string;
+  /** `checkpoint_parameter` when set (expanded); unset means the default under the prefix. */
+  readonly checkpointParameter?: string;
+  /** `checkpoint` (default true). */
+  readonly checkpoint: boolean;
+  /** `sslrootcert` (expanded), if any. */
+  readonly sslrootcert?: string;
+  /** `iam_auth: true`. */
+  readonly iamAuth: boolean;
+  /** `user` (expanded), if any and expandable. */
+  readonly user?: string;
 }
 
 /** The deploy-relevant content of one configs.yml. */
@@ -26,6 +44,8 @@ export interface CdcConfig {
   readonly slots: readonly SlotSpec[];
   /** Seconds the streamer may spend draining on SIGTERM (`shutdown_timeout_secs`). */
   readonly shutdownTimeoutSecs: number;
+  /** `metrics_namespace` (expanded), unset when the file leaves the default. */
+  readonly metricsNamespace?: string;
 }
 
 /** The streamer's default `shutdown_timeout_secs`. */
@@ -64,19 +84,50 @@ export function parseConfig(text: string, file: string, env: Record<string, stri
     if (typeof streamRaw !== 'string' || streamRaw === '') {
       throw new Error(`${where}, key \`kns_stream\`: required, the Kinesis stream's name`);
     }
-    const secretRaw = slot['secret'];
-    const secret = typeof secretRaw === 'string' && secretRaw !== '' ? expandEnv(secretRaw, env, `${where}, key \`secret\``) : undefined;
-    slots.push({ name, stream: expandEnv(streamRaw, env, `${where}, key \`kns_stream\``), ...(secret ? { secret } : {}) });
+    const text = (key: string): string | undefined => {
+      const raw = slot[key];
+      return typeof raw === 'string' && raw !== '' ? expandEnv(raw, env, `${where}, key \`${key}\``) : undefined;
+    };
+    const flag = (key: string, def: boolean): boolean => {
+      const raw = slot[key];
+      if (raw === undefined || raw === null) return def;
+      if (typeof raw === 'boolean') return raw;
+      return /^(true|yes|on|1)$/i.test(String(raw).trim());
+    };
+    const secret = text('secret');
+    const checkpointParameter = text('checkpoint_parameter');
+    const sslrootcert = text('sslrootcert');
+    let user: string | undefined;
+    try {
+      user = text('user');
+    } catch {
+      user = undefined; // a user from the secret or an unset variable: not needed here
+    }
+    slots.push({
+      name,
+      stream: expandEnv(streamRaw, env, `${where}, key \`kns_stream\``),
+      streamTemplate: streamRaw,
+      checkpoint: flag('checkpoint', true),
+      iamAuth: flag('iam_auth', false),
+      ...(secret ? { secret } : {}),
+      ...(checkpointParameter ? { checkpointParameter } : {}),
+      ...(sslrootcert ? { sslrootcert } : {}),
+      ...(user ? { user } : {}),
+    });
   }
   const names = new Set(slots.map((s) => s.name));
   if (names.size !== slots.length) {
     throw new Error(`${file}: slot names must be unique`);
   }
   const timeout = root['shutdown_timeout_secs'];
+  const nsRaw = root['metrics_namespace'];
+  const metricsNamespace =
+    typeof nsRaw === 'string' && nsRaw !== '' ? expandEnv(nsRaw, env, `${file}: key \`metrics_namespace\``) : undefined;
   return {
     text,
     slots,
     shutdownTimeoutSecs: typeof timeout === 'number' ? timeout : DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+    ...(metricsNamespace ? { metricsNamespace } : {}),
   };
 }
 
@@ -88,6 +139,11 @@ export function loadConfig(path: string, env: Record<string, string | undefined>
 /** The distinct stream names, in first-seen order. */
 export function distinctStreams(slots: readonly SlotSpec[]): string[] {
   return [...new Set(slots.map((s) => s.stream))];
+}
+
+/** The explicit `checkpoint_parameter`s of the slots that checkpoint. */
+export function explicitCheckpointParameters(slots: readonly SlotSpec[]): string[] {
+  return [...new Set(slots.flatMap((s) => (s.checkpoint && s.checkpointParameter ? [s.checkpointParameter] : [])))];
 }
 
 /** The distinct secrets, in first-seen order. */

@@ -1,5 +1,5 @@
 /**
- * The metric names the streamer (EMF) and the admin Lambda (PutMetricData) publish,
+ * The metric names the streamer and the admin Lambda publish (both as EMF lines),
  * and helpers that build them with the right dimensions.
  *
  * Owns the contract with `src/metrics/` and `src/admin/health.rs`: a renamed metric

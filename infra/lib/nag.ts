@@ -6,10 +6,35 @@
  * Owns only the reasons. A new finding must be fixed, or acknowledged here with a
  * reason a reviewer can check.
  */
+import type { IConstruct } from 'constructs';
 import { Stack } from 'aws-cdk-lib';
 import { NagSuppressions } from 'cdk-nag';
 
-export function acknowledgeNagFindings(stack: Stack): void {
+/**
+ * A task that pulls an image the stack built (an ECR asset) gets
+ * `ecr:GetAuthorizationToken` on `*` in its execution role: the action has no
+ * resource ARNs. Acknowledged on that role's policy only, never stack-wide.
+ */
+export function acknowledgeEcrAuthorization(executionRole: IConstruct): void {
+  NagSuppressions.addResourceSuppressions(
+    executionRole,
+    [
+      {
+        id: 'AwsSolutions-IAM5',
+        reason:
+          'ecr:GetAuthorizationToken has no resource ARNs, so ECS needs it on "*" to pull the image the stack built; every other ECR action in this policy names the asset repository.',
+        appliesTo: ['Resource::*'],
+      },
+    ],
+    true,
+  );
+}
+
+const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+/** `checkpointPrefix` is the stack's checkpoint prefix, e.g. `/pg-cdc-to-kinesis/MyStack`. */
+export function acknowledgeNagFindings(stack: Stack, checkpointPrefix: string): void {
+  const prefix = escapeRegex(checkpointPrefix.replace(/^\//, '').replace(/\/$/, ''));
   NagSuppressions.addStackSuppressions(stack, [
     {
       id: 'AwsSolutions-IAM4',
@@ -22,21 +47,14 @@ export function acknowledgeNagFindings(stack: Stack): void {
     },
     {
       id: 'AwsSolutions-IAM5',
-      reason:
-        'Checkpoint parameters are created at run time, one per slot, all under /pg-cdc-to-kinesis/: the prefix is the narrowest fixed resource.',
-      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:ssm:.*:parameter\\/pg-cdc-to-kinesis\\/\\*$/' }],
+      reason: `Checkpoint parameters are created at run time, one per slot, all under the stack's prefix ${checkpointPrefix}/: that prefix is the narrowest fixed resource.`,
+      appliesTo: [{ regex: `/^Resource::arn:<AWS::Partition>:ssm:.*:parameter\\/${prefix}\\/\\*$/` }],
     },
     {
       id: 'AwsSolutions-IAM5',
       reason:
         'Secrets Manager appends "-" and six random characters to a secret name in its ARN; "-??????" matches exactly that suffix of the configured secret.',
       appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:secretsmanager:.*-\\?\\?\\?\\?\\?\\?$/' }],
-    },
-    {
-      id: 'AwsSolutions-IAM5',
-      reason:
-        'Resource "*" appears only where the action has no resource ARNs: cloudwatch:PutMetricData (confined by a cloudwatch:namespace condition) and, for a built image, ecr:GetAuthorizationToken.',
-      appliesTo: ['Resource::*'],
     },
     {
       id: 'AwsSolutions-ECS2',

@@ -2,19 +2,42 @@
  * The IAM statements of the streamer and the admin Lambda, in one place so that what
  * each may do reads as a list and tests can compare it statement by statement.
  *
- * Owns least privilege: Kinesis on the configured streams only, SSM under the
- * checkpoint prefix only, Secrets Manager on the configured secrets only, and
- * CloudWatch metrics in one namespace only. It never grants `*` on an action.
+ * Owns least privilege: Kinesis on the configured streams only, SSM under the stack's
+ * checkpoint prefix (and the explicitly configured parameters) only, Secrets Manager on
+ * the configured secrets only, KMS on the given keys through Secrets Manager only, and
+ * `rds-db:connect` as the given user only. No statement has resource `*`: metrics are
+ * EMF lines in the logs, so no `cloudwatch:PutMetricData`.
  */
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ArnFormat, Stack } from 'aws-cdk-lib';
 
-/** Every checkpoint parameter lives under this path (`/pg-cdc-to-kinesis/<slot>/checkpoint`). */
-export const CHECKPOINT_PREFIX = '/pg-cdc-to-kinesis';
+/** The streamer's own default prefix (`/pg-cdc-to-kinesis/<slot>/checkpoint`). */
+export const CHECKPOINT_ROOT = '/pg-cdc-to-kinesis';
 
-/** `arn:...:parameter/pg-cdc-to-kinesis/*`. */
-export function checkpointParametersArn(stack: Stack): string {
-  return stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${CHECKPOINT_PREFIX.slice(1)}/*` });
+/**
+ * The stack's checkpoint prefix, `/pg-cdc-to-kinesis/<stack>`: given to the streamer
+ * and the Lambda as `PG_CDC_CHECKPOINT_PREFIX`, so each stack's checkpoints sit under
+ * their own path and two stacks in one account cannot overwrite each other's.
+ */
+export function defaultCheckpointPrefix(stackName: string): string {
+  return `${CHECKPOINT_ROOT}/${stackName}`;
+}
+
+/** The environment variable the streamer reads its default checkpoint prefix from. */
+export const ENV_CHECKPOINT_PREFIX = 'PG_CDC_CHECKPOINT_PREFIX';
+
+/** Where the checkpoints are: the stack's prefix, plus any `checkpoint_parameter` set explicitly. */
+export interface CheckpointLocation {
+  /** E.g. `/pg-cdc-to-kinesis/MyStack`; parameters `<prefix>/<slot>/checkpoint`. */
+  readonly prefix: string;
+  /** Explicit `checkpoint_parameter` values (full names). */
+  readonly explicit: readonly string[];
+}
+
+/** `arn:...:parameter/<prefix>/*` and the explicit parameters' ARNs. */
+export function checkpointParameterArns(stack: Stack, where: CheckpointLocation): string[] {
+  const arn = (name: string) => stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: name.replace(/^\//, '') });
+  return [arn(`${where.prefix.replace(/\/$/, '')}/*`), ...where.explicit.map(arn)];
 }
 
 /**
@@ -39,29 +62,29 @@ export function kinesisStatement(streamArns: readonly string[]): iam.PolicyState
 }
 
 /** SSM: the streamer reads and writes its checkpoints. */
-export function checkpointReadWriteStatement(stack: Stack): iam.PolicyStatement {
+export function checkpointReadWriteStatement(stack: Stack, where: CheckpointLocation): iam.PolicyStatement {
   return new iam.PolicyStatement({
     sid: 'CheckpointsReadWrite',
     actions: ['ssm:GetParameter', 'ssm:PutParameter'],
-    resources: [checkpointParametersArn(stack)],
+    resources: checkpointParameterArns(stack, where),
   });
 }
 
 /** SSM: the admin Lambda reads checkpoints and its config parameter. */
-export function adminParameterReadStatement(stack: Stack, configParameterArn: string): iam.PolicyStatement {
+export function adminParameterReadStatement(stack: Stack, where: CheckpointLocation, configParameterArn: string): iam.PolicyStatement {
   return new iam.PolicyStatement({
     sid: 'CheckpointsAndConfigRead',
     actions: ['ssm:GetParameter'],
-    resources: [checkpointParametersArn(stack), configParameterArn],
+    resources: [...checkpointParameterArns(stack, where), configParameterArn],
   });
 }
 
 /** SSM: the admin Lambda's `drop` marks the dropped slot's checkpoint (never the config). */
-export function adminCheckpointDropMarkStatement(stack: Stack): iam.PolicyStatement {
+export function adminCheckpointDropMarkStatement(stack: Stack, where: CheckpointLocation): iam.PolicyStatement {
   return new iam.PolicyStatement({
     sid: 'CheckpointsDropMark',
     actions: ['ssm:PutParameter'],
-    resources: [checkpointParametersArn(stack)],
+    resources: checkpointParameterArns(stack, where),
   });
 }
 
@@ -75,12 +98,40 @@ export function secretsStatement(stack: Stack, secrets: readonly string[]): iam.
   });
 }
 
-/** CloudWatch: PutMetricData has no resource ARNs; the namespace condition confines it. */
-export function putMetricDataStatement(namespace: string): iam.PolicyStatement {
+/** An RDS database user that signs in with IAM (`iam_auth: true`). */
+export interface IamDbUser {
+  /** The instance's or cluster's resource id (`db-ABC...` / `cluster-ABC...`), not its name. */
+  readonly dbResourceId: string;
+  /** The database user, e.g. `cdc`. */
+  readonly dbUser: string;
+}
+
+/** RDS IAM authentication: `rds-db:connect` as exactly that user of exactly that database. */
+export function rdsConnectStatement(stack: Stack, user: IamDbUser): iam.PolicyStatement {
   return new iam.PolicyStatement({
-    sid: 'PutMetricDataInNamespace',
-    actions: ['cloudwatch:PutMetricData'],
-    resources: ['*'],
-    conditions: { StringEquals: { 'cloudwatch:namespace': namespace } },
+    sid: 'RdsIamConnect',
+    actions: ['rds-db:connect'],
+    resources: [
+      stack.formatArn({
+        service: 'rds-db',
+        resource: 'dbuser',
+        resourceName: `${user.dbResourceId}/${user.dbUser}`,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      }),
+    ],
+  });
+}
+
+/**
+ * KMS: decrypt the configured secrets when they are under customer-managed keys, and
+ * only through Secrets Manager in this region (`kms:ViaService`).
+ */
+export function secretKeysStatement(stack: Stack, keyArns: readonly string[]): iam.PolicyStatement | undefined {
+  if (keyArns.length === 0) return undefined;
+  return new iam.PolicyStatement({
+    sid: 'DecryptConfiguredSecrets',
+    actions: ['kms:Decrypt'],
+    resources: [...keyArns],
+    conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
   });
 }

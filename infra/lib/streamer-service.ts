@@ -15,7 +15,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { checkpointReadWriteStatement, kinesisStatement, secretsStatement } from './permissions.ts';
+import type { CpuArchitecture } from './lambda-code.ts';
+import { type CheckpointLocation, checkpointReadWriteStatement, kinesisStatement, secretsStatement } from './permissions.ts';
 
 /** The port of `/healthz`, `/readyz` and `/metrics` (the streamer's `http_listen` default). */
 export const HEALTH_PORT = 8080;
@@ -35,6 +36,12 @@ export interface StreamerServiceProps {
   readonly streamArns: readonly string[];
   /** `secret:` values of this service's slots (names or ARNs). */
   readonly secrets: readonly string[];
+  /** Where the checkpoints are. */
+  readonly checkpoints: CheckpointLocation;
+  /** Further statements (RDS IAM sign-in, KMS keys of the secrets). */
+  readonly extraStatements?: readonly iam.PolicyStatement[];
+  /** The task's CPU (default arm64, Graviton). */
+  readonly architecture?: CpuArchitecture;
   /** The streamer's `shutdown_timeout_secs`; the stop timeout is set above it. */
   readonly shutdownTimeoutSecs: number;
   /** Log retention (default one month). */
@@ -50,6 +57,7 @@ export class StreamerService extends Construct {
   public readonly service: ecs.FargateService;
   public readonly logGroup: logs.LogGroup;
   public readonly taskRole: iam.IRole;
+  public readonly taskDefinition: ecs.FargateTaskDefinition;
 
   constructor(scope: Construct, id: string, props: StreamerServiceProps) {
     super(scope, id);
@@ -67,12 +75,16 @@ export class StreamerService extends Construct {
     const task = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu ?? 512,
       memoryLimitMiB: props.memoryLimitMiB ?? 1024,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.X86_64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      runtimePlatform: {
+        cpuArchitecture: props.architecture === 'x86_64' ? ecs.CpuArchitecture.X86_64 : ecs.CpuArchitecture.ARM64,
+        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+      },
     });
     task.addToTaskRolePolicy(kinesisStatement(props.streamArns));
-    task.addToTaskRolePolicy(checkpointReadWriteStatement(stack));
+    task.addToTaskRolePolicy(checkpointReadWriteStatement(stack, props.checkpoints));
     const secrets = secretsStatement(stack, props.secrets);
     if (secrets) task.addToTaskRolePolicy(secrets);
+    for (const s of props.extraStatements ?? []) task.addToTaskRolePolicy(s);
     task.addContainer('streamer', {
       image: props.image,
       // The image's entrypoint is `pg-cdc-to-kinesis run --log-format json`.
@@ -90,6 +102,7 @@ export class StreamerService extends Construct {
       },
     });
     this.taskRole = task.taskRole;
+    this.taskDefinition = task;
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: props.cluster,
       taskDefinition: task,
@@ -100,6 +113,9 @@ export class StreamerService extends Construct {
       vpcSubnets: props.subnets,
       securityGroups: [props.securityGroup],
       assignPublicIp: false,
+      // The stack's tags (-c tags=...) on every task, for cost allocation.
+      propagateTags: ecs.PropagatedTagSource.SERVICE,
+      enableECSManagedTags: true,
     });
   }
 }

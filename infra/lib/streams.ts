@@ -1,12 +1,16 @@
 /**
  * The Kinesis streams: one per distinct `kns_stream` in configs.yml.
  *
- * Owns stream capacity (on-demand by default, provisioned shards when asked) and
+ * Owns stream capacity (on-demand by default, provisioned shards when asked),
  * encryption at rest (KMS, the AWS-managed `aws/kinesis` key, so producers need no
- * key grants). It never grants access: the services ask for exactly what they need.
+ * key grants) and what happens to a stream when the stack lets go of it: it is kept
+ * (its records may be the only copy of changes) on a replacement or `cdk destroy`, but
+ * deleted when the stack's own creation rolls back, so that a failed first deploy
+ * leaves no orphan stream that blocks the next one with "already exists" and keeps
+ * billing. It never grants access: the services ask for exactly what they need.
  */
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
-import { Duration } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 
 export interface StreamsProps {
@@ -38,6 +42,7 @@ export class Streams extends Construct {
           streamName: name,
           encryption: kinesis.StreamEncryption.MANAGED,
           retentionPeriod: props.retention ?? Duration.hours(24),
+          removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
           ...(shards === undefined
             ? { streamMode: kinesis.StreamMode.ON_DEMAND }
             : { streamMode: kinesis.StreamMode.PROVISIONED, shardCount: shards }),

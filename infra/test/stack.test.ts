@@ -16,8 +16,9 @@ function streamArn(s: Stack, name: string): unknown {
   return { 'Fn::GetAtt': [s.getLogicalId(stream.node.defaultChild as CfnElement), 'Arn'] };
 }
 
+// The stack's own checkpoint prefix: two stacks in one account never share checkpoints.
 const ssmPrefixArn = {
-  'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:eu-west-1:123456789012:parameter/pg-cdc-to-kinesis/*']],
+  'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:eu-west-1:123456789012:parameter/pg-cdc-to-kinesis/TestStack/*']],
 };
 
 test('one encrypted on-demand stream per distinct kns_stream', () => {
@@ -74,7 +75,7 @@ test('streamer task roles: exactly their streams, the checkpoint prefix and thei
   });
 });
 
-test('admin Lambda role: reads SSM, marks checkpoints on drop, PutMetricData only in its namespace, its secrets', () => {
+test('admin Lambda role: reads SSM, marks checkpoints on drop, its secrets, and no CloudWatch or * resource', () => {
   template.hasResourceProperties('AWS::IAM::Policy', {
     Roles: [{ Ref: Match.stringLikeRegexp('^AdminordersFunctionServiceRole') }],
     PolicyDocument: {
@@ -85,25 +86,24 @@ test('admin Lambda role: reads SSM, marks checkpoints on drop, PutMetricData onl
           Resource: [ssmPrefixArn, Match.anyValue()],
         }),
         Match.objectLike({ Sid: 'CheckpointsDropMark', Action: 'ssm:PutParameter', Resource: ssmPrefixArn }),
-        Match.objectLike({
-          Sid: 'PutMetricDataInNamespace',
-          Action: 'cloudwatch:PutMetricData',
-          Resource: '*',
-          Condition: { StringEquals: { 'cloudwatch:namespace': 'PgCdcToKinesis' } },
-        }),
         Match.objectLike({ Sid: 'ReadConfiguredSecrets', Action: 'secretsmanager:GetSecretValue' }),
       ]),
     },
   });
+  for (const policy of Object.values(template.findResources('AWS::IAM::Policy'))) {
+    const text = JSON.stringify(policy);
+    assert.ok(!text.includes('cloudwatch:PutMetricData'), 'no PutMetricData: the metrics are EMF lines');
+  }
   template.hasResourceProperties('AWS::Lambda::Function', {
     Runtime: 'provided.al2023',
-    Architectures: ['x86_64'],
+    Architectures: ['arm64'],
     Handler: 'bootstrap',
     VpcConfig: Match.objectLike({ SecurityGroupIds: Match.anyValue() }),
     Environment: {
       Variables: Match.objectLike({
         PG_CDC_CONFIG_SSM_PARAMETER: '/pg-cdc-to-kinesis-config/TestStack/orders',
         PG_CDC_METRICS_NAMESPACE: 'PgCdcToKinesis',
+        PG_CDC_CHECKPOINT_PREFIX: '/pg-cdc-to-kinesis/TestStack',
       }),
     },
   });
@@ -157,7 +157,7 @@ test('EventBridge runs the health check every minute', () => {
 
 test('every alarm exists and notifies the topic', () => {
   const slots = ['orders_slot', 'payments_slot', 'customers_slot'];
-  const bySlot = ['ReplicationLagBytes', 'ReplicationLagMs', 'SlotActive', 'CheckpointAgeSeconds'];
+  const bySlot = ['ReplicationLagBytes', 'ReplicationLagMs', 'SlotActive', 'CheckpointAgeSeconds', 'SlotRetainedWalBytes'];
   for (const slot of slots) {
     for (const metric of bySlot) {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
@@ -189,7 +189,8 @@ test('every alarm exists and notifies the topic', () => {
     TreatMissingData: 'breaching',
   });
   template.hasResourceProperties('AWS::CloudWatch::Alarm', { Namespace: 'AWS/Lambda', MetricName: 'Errors' });
-  template.resourceCountIs('AWS::CloudWatch::Alarm', slots.length * 4 + 2 * 2 + 2 + 2);
+  // Per slot 5, per stream 2, per service 2 (no task, memory), per admin function 2 (errors, throttles).
+  template.resourceCountIs('AWS::CloudWatch::Alarm', slots.length * 5 + 2 * 2 + 2 * 2 + 2 * 2);
   template.resourceCountIs('AWS::SNS::Subscription', 0);
   Template.fromStack(buildStack({ alarmEmail: 'ops@example.com' }, false)).hasResourceProperties('AWS::SNS::Subscription', {
     Protocol: 'email',
@@ -244,6 +245,17 @@ test('cdk-nag AwsSolutions: no unacknowledged finding, and every acknowledgement
   const acks = (stack.templateOptions.metadata?.['cdk_nag']?.['rules_to_suppress'] ?? []) as { id: string; reason: string }[];
   assert.ok(acks.length >= 1);
   for (const ack of acks) assert.ok(ack.reason.length >= 40, `${ack.id}: the acknowledgement needs a real reason`);
+});
+
+test('cdk-nag with an image the stack builds: only ecr:GetAuthorizationToken has resource *, and only it is acknowledged', () => {
+  const s = buildStack({ image: { directory: new URL('../../', import.meta.url).pathname } });
+  const errors = Annotations.fromStack(s).findError('*', Match.stringLikeRegexp('AwsSolutions-.*'));
+  assert.deepEqual(errors.map((e) => `${e.id}: ${String(e.entry.data)}`), []);
+  const star = Object.values(Template.fromStack(s).findResources('AWS::IAM::Policy')).flatMap((p) =>
+    (p['Properties']['PolicyDocument']['Statement'] as { Action: unknown; Resource: unknown }[]).filter((st) => st.Resource === '*'),
+  );
+  assert.ok(star.length >= 1);
+  for (const st of star) assert.equal(st.Action, 'ecr:GetAuthorizationToken');
 });
 
 test('cdk-nag is live: an unencrypted, non-TLS topic added to the stack is reported', () => {

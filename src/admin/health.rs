@@ -1,17 +1,17 @@
 //! `health`: each slot's state, its SSM checkpoint, and CloudWatch metrics of both.
 //!
 //! Owns the per-slot health report (exists, active, walsender pid, `wal_status`, lag
-//! and retained WAL in bytes, checkpoint LSN and age) and its publication as
-//! CloudWatch metrics (dimension `Slot`). It only reads PostgreSQL and SSM; it never
-//! changes a slot or a checkpoint.
+//! and retained WAL in bytes, checkpoint LSN and age) and the values it publishes as
+//! EMF lines (dimension `Slot`, see [`super::emf`]). It only reads PostgreSQL and SSM;
+//! it never changes a slot or a checkpoint.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_ssm::primitives::{DateTime, DateTimeFormat};
 use serde::Serialize;
 
-use super::{cloudwatch, AdminContext, AdminError};
+use super::emf::{self, Datum};
+use super::{AdminContext, AdminError};
 use crate::checkpoint::{ssm_client, CheckpointStore, SsmStore};
 use crate::config::{Config, SlotConfig};
 use crate::lsn::Lsn;
@@ -71,8 +71,12 @@ pub async fn health(config: &Config, ctx: &AdminContext) -> Result<HealthReport,
         h
     }))
     .await;
-    let data: Vec<MetricDatum> = slots.iter().flat_map(datums).collect();
-    cloudwatch::put_metric_data(&ctx.aws, &ctx.namespace, &data).await?;
+    let at = SystemTime::now();
+    let lines: Vec<String> = slots
+        .iter()
+        .map(|h| emf::line(&ctx.namespace, DIMENSION_SLOT, &h.slot, &datums(h), at))
+        .collect();
+    emf::publish(&ctx.metrics_out, &lines)?;
     Ok(HealthReport {
         action: "health",
         namespace: ctx.namespace.clone(),
@@ -175,46 +179,27 @@ fn now_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The datums for one slot: only values that are known, except `SlotActive`, which
+/// The values for one slot: only those that are known, except `SlotActive`, which
 /// is 0 whenever activity cannot be confirmed so that an unreachable server alarms.
-fn datums(h: &SlotHealth) -> Vec<MetricDatum> {
-    let dim = Dimension::builder()
-        .name(DIMENSION_SLOT)
-        .value(&h.slot)
-        .build();
-    let datum = |name: &str, value: f64, unit: StandardUnit| {
-        MetricDatum::builder()
-            .metric_name(name)
-            .dimensions(dim.clone())
-            .value(value)
-            .unit(unit)
-            .build()
-    };
+fn datums(h: &SlotHealth) -> Vec<Datum> {
+    let datum = |name, unit, value| Datum { name, unit, value };
     let mut out = vec![datum(
         METRIC_SLOT_ACTIVE,
+        "Count",
         if h.active { 1.0 } else { 0.0 },
-        StandardUnit::Count,
     )];
     if let Some(lag) = h.lag_bytes {
-        out.push(datum(
-            METRIC_REPLICATION_LAG_BYTES,
-            lag as f64,
-            StandardUnit::Bytes,
-        ));
+        out.push(datum(METRIC_REPLICATION_LAG_BYTES, "Bytes", lag as f64));
     }
     if let Some(retained) = h.retained_wal_bytes {
         out.push(datum(
             METRIC_SLOT_RETAINED_WAL_BYTES,
+            "Bytes",
             retained as f64,
-            StandardUnit::Bytes,
         ));
     }
     if let Some(age) = h.checkpoint_age_seconds {
-        out.push(datum(
-            METRIC_CHECKPOINT_AGE_SECONDS,
-            age,
-            StandardUnit::Seconds,
-        ));
+        out.push(datum(METRIC_CHECKPOINT_AGE_SECONDS, "Seconds", age));
     }
     out
 }
@@ -245,12 +230,9 @@ mod tests {
             slot: "s".into(),
             ..SlotHealth::default()
         };
-        let names: Vec<_> = datums(&unknown)
-            .iter()
-            .map(|d| d.metric_name().unwrap_or_default().to_string())
-            .collect();
+        let names: Vec<_> = datums(&unknown).iter().map(|d| d.name).collect();
         assert_eq!(names, [METRIC_SLOT_ACTIVE]);
-        assert_eq!(datums(&unknown)[0].value(), Some(0.0));
+        assert_eq!(datums(&unknown)[0].value, 0.0);
 
         let known = SlotHealth {
             slot: "s".into(),
@@ -262,9 +244,18 @@ mod tests {
         };
         let d = datums(&known);
         assert_eq!(d.len(), 4);
-        assert!(d.iter().all(|m| m.dimensions()[0].value() == Some("s")));
-        assert_eq!(d[1].value(), Some(10.0));
-        assert_eq!(d[2].value(), Some(20.0));
-        assert_eq!(d[3].unit(), Some(&StandardUnit::Seconds));
+        assert_eq!((d[0].name, d[0].value), (METRIC_SLOT_ACTIVE, 1.0));
+        assert_eq!(
+            (d[1].name, d[1].value),
+            (METRIC_REPLICATION_LAG_BYTES, 10.0)
+        );
+        assert_eq!(
+            (d[2].name, d[2].value),
+            (METRIC_SLOT_RETAINED_WAL_BYTES, 20.0)
+        );
+        assert_eq!(
+            (d[3].name, d[3].unit),
+            (METRIC_CHECKPOINT_AGE_SECONDS, "Seconds")
+        );
     }
 }

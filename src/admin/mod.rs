@@ -10,8 +10,8 @@
 //! confirmation, while the slot is inactive (and its streamer not seen lately,
 //! unless forced); the only checkpoint it writes is the mark a drop leaves.
 
-mod cloudwatch;
 mod drop;
+mod emf;
 mod health;
 mod provision;
 mod restart;
@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use crate::config::{Config, ConfigError, SlotConfig};
 use crate::credentials::Credentials;
+use crate::serve::EmfOut;
 use crate::source::{self, ConnectParams};
 
 pub use drop::{drop_slot, DropReport};
@@ -49,7 +50,7 @@ pub const BUNDLED_CONFIG_PATH: &str = "configs.yml";
 pub enum AdminEvent {
     /// Check each slot's prerequisites and create the missing slots.
     Provision,
-    /// Report each slot's state and publish it as CloudWatch metrics.
+    /// Report each slot's state and publish it as CloudWatch metrics (EMF on stdout).
     Health,
     /// Drop one inactive slot; `confirm` must repeat the slot's name. `force` drops
     /// it even though its streamer was seen within `ready_retry_budget_secs`.
@@ -72,22 +73,37 @@ pub enum AdminEvent {
 }
 
 /// What the commands need besides the config.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminContext {
-    /// For SSM (checkpoints) and CloudWatch (metrics).
+    /// For SSM (checkpoints) and Secrets Manager.
     pub aws: aws_config::SdkConfig,
     /// The CloudWatch namespace of the health metrics.
     pub namespace: String,
+    /// Where `health` writes its EMF lines: stdout in the Lambda, a buffer in tests.
+    pub metrics_out: EmfOut,
+}
+
+impl std::fmt::Debug for AdminContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminContext")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminContext {
-    /// The namespace from [`ENV_METRICS_NAMESPACE`], else [`DEFAULT_METRICS_NAMESPACE`].
+    /// The namespace from [`ENV_METRICS_NAMESPACE`], else [`DEFAULT_METRICS_NAMESPACE`];
+    /// metrics on stdout.
     pub fn from_env(aws: aws_config::SdkConfig) -> Self {
         let namespace = std::env::var(ENV_METRICS_NAMESPACE)
             .ok()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_string());
-        AdminContext { aws, namespace }
+        AdminContext {
+            aws,
+            namespace,
+            metrics_out: std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout())),
+        }
     }
 }
 
@@ -100,8 +116,8 @@ pub enum AdminError {
     Config(#[from] ConfigError),
     #[error("SSM parameter {name}: {reason}; check that it exists, holds configs.yml, and that the Lambda's role may ssm:GetParameter it")]
     ConfigParameter { name: String, reason: String },
-    #[error("CloudWatch PutMetricData to namespace {namespace}: {reason}; check the Lambda's cloudwatch:PutMetricData permission and its network path to CloudWatch")]
-    Metrics { namespace: String, reason: String },
+    #[error("cannot write the health metrics (EMF lines) to stdout: {reason}")]
+    Metrics { reason: String },
     #[error("cannot serialize the report: {0}")]
     Report(#[from] serde_json::Error),
 }

@@ -12,6 +12,12 @@ use super::{
     MAX_CHECKPOINT_INTERVAL_SECS, SSM_MAX_PARAMETER_NAME_LEN,
 };
 
+/// Environment variable that moves the default checkpoint parameters from
+/// `/pg-cdc-to-kinesis/<slot>/checkpoint` to `<prefix>/<slot>/checkpoint`. The CDK
+/// stack sets `/pg-cdc-to-kinesis/<stack>`, so two stacks in one account never write
+/// each other's checkpoints; `checkpoint_parameter` still wins.
+pub const ENV_CHECKPOINT_PREFIX: &str = "PG_CDC_CHECKPOINT_PREFIX";
+
 /// `accept_checkpoint_gap` default: a gap stops the slot.
 pub const DEFAULT_ACCEPT_CHECKPOINT_GAP: bool = false;
 
@@ -53,7 +59,22 @@ pub(super) fn build(
         )?,
     };
     let parameter = match &raw.checkpoint_parameter {
-        None => crate::checkpoint::default_parameter(slot),
+        None => match lookup(ENV_CHECKPOINT_PREFIX).filter(|p| !p.trim().is_empty()) {
+            None => crate::checkpoint::default_parameter(slot),
+            Some(prefix) => {
+                let name = format!("{}/{slot}/checkpoint", prefix.trim_end_matches('/'));
+                if !valid_parameter_name(&name) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{}: environment variable {ENV_CHECKPOINT_PREFIX}={prefix:?} makes the \
+                         invalid SSM parameter name `{name}`; use a path that starts with `/` \
+                         followed by letters, digits, `_`, `.`, `-` or `/`, e.g. \
+                         `/pg-cdc-to-kinesis/MyStack`",
+                        place("checkpoint_parameter")
+                    )));
+                }
+                name
+            }
+        },
         Some(v) => {
             let name = text(src, v, &place("checkpoint_parameter"), lookup)?;
             if !valid_parameter_name(&name) {
@@ -97,6 +118,45 @@ fn valid_parameter_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn parameter(env: &[(&str, &str)], extra: &str) -> Result<String, ConfigError> {
+        let text = format!(
+            "replication_slots:\n  - s1:\n      host: h\n      user: u\n      db_name: d\n      kns_stream: k\n{extra}"
+        );
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        Config::from_text(Path::new("c.yml"), &text, &lookup)
+            .map(|c| c.slots[0].checkpoint.parameter.clone())
+    }
+
+    #[test]
+    fn checkpoint_prefix_from_the_environment_moves_only_the_default() {
+        assert_eq!(
+            parameter(&[], "").unwrap(),
+            "/pg-cdc-to-kinesis/s1/checkpoint"
+        );
+        let stack = [(ENV_CHECKPOINT_PREFIX, "/pg-cdc-to-kinesis/Prod/")];
+        assert_eq!(
+            parameter(&stack, "").unwrap(),
+            "/pg-cdc-to-kinesis/Prod/s1/checkpoint"
+        );
+        assert_eq!(
+            parameter(&stack, "      checkpoint_parameter: /mine/s1\n").unwrap(),
+            "/mine/s1"
+        );
+        let err = parameter(&[(ENV_CHECKPOINT_PREFIX, "no-slash")], "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PG_CDC_CHECKPOINT_PREFIX") && err.contains("invalid SSM parameter name"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn parameter_names_follow_ssm_rules() {

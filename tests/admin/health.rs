@@ -1,36 +1,23 @@
-//! `health`: the slot report, the SSM checkpoint, and the metrics as moto's CloudWatch
-//! stores them.
+//! `health`: the slot report, the SSM checkpoint, and the metrics as the EMF lines the
+//! function writes.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use pg_cdc_to_kinesis::admin;
 use serde_json::{json, Value};
 
-use super::{admin_case, consume, ctx, drop_if_exists, wait_active};
+use super::{admin_case, consume, ctx_with_metrics, drop_if_exists, wait_active};
 use crate::support::moto;
 use crate::support::pg::{self, unique_name};
 
-/// Call one CloudWatch API on moto with boto3 from `.tools/venv`; returns its JSON.
-fn boto3_cloudwatch(endpoint: &str, operation: &str, args: Value) -> Value {
-    let python = std::env::var_os("MOTO_SERVER_BIN")
-        .map(|b| PathBuf::from(b).with_file_name("python"))
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/python")
-        });
-    let script = "import boto3, json, sys\n\
-        c = boto3.client('cloudwatch', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t')\n\
-        print(json.dumps(getattr(c, sys.argv[2])(**json.loads(sys.argv[3])), default=str))\n";
-    let out = Command::new(&python)
-        .args(["-c", script, endpoint, operation, &args.to_string()])
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
-    assert!(
-        out.status.success(),
-        "boto3 {operation}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("boto3 output is JSON")
+/// The EMF lines written to `buf`, parsed, by slot.
+fn emf_by_slot(buf: &Mutex<Vec<u8>>) -> HashMap<String, Value> {
+    let text = String::from_utf8(buf.lock().unwrap().clone()).expect("EMF lines are UTF-8");
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .map(|v| (v["Slot"].as_str().unwrap_or_default().to_string(), v))
+        .collect()
 }
 
 #[tokio::test]
@@ -71,7 +58,8 @@ async fn health_reports_slot_state_and_checkpoint_and_publishes_metrics() {
         .expect("put checkpoint");
 
     let namespace = unique_name("AdminHealth");
-    let out = admin::handle(&case.config, &ctx(&namespace), json!({"action": "health"}))
+    let (ctx, metrics) = ctx_with_metrics(&namespace);
+    let out = admin::handle(&case.config, &ctx, json!({"action": "health"}))
         .await
         .expect("health");
     let _ = consumer.kill();
@@ -100,76 +88,45 @@ async fn health_reports_slot_state_and_checkpoint_and_publishes_metrics() {
         "{m:#}"
     );
 
-    // The values landed in CloudWatch, per slot. Read back with boto3: this SDK's
-    // CloudWatch client speaks only RPC-v2 CBOR, which moto does not.
-    let listed = boto3_cloudwatch(
-        &moto.endpoint,
-        "list_metrics",
-        json!({"Namespace": namespace}),
-    );
-    let mut seen: Vec<(String, String)> = listed["Metrics"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .map(|m| {
-                    (
-                        m["MetricName"].as_str().unwrap_or_default().to_string(),
-                        m["Dimensions"][0]["Value"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    seen.sort();
-    seen.dedup();
-    for (metric, slot) in [
-        ("SlotActive", &active),
-        ("SlotActive", &idle),
-        ("SlotActive", &missing),
-        ("ReplicationLagBytes", &idle),
-        ("SlotRetainedWalBytes", &idle),
-        ("CheckpointAgeSeconds", &idle),
+    // One EMF line per slot, in the namespace, with the report's values.
+    let lines = emf_by_slot(&metrics);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    for (slot, expected) in [
+        (
+            &active,
+            vec!["SlotActive", "ReplicationLagBytes", "SlotRetainedWalBytes"],
+        ),
+        (
+            &idle,
+            vec![
+                "SlotActive",
+                "ReplicationLagBytes",
+                "SlotRetainedWalBytes",
+                "CheckpointAgeSeconds",
+            ],
+        ),
+        (&missing, vec!["SlotActive"]),
     ] {
-        assert!(
-            seen.contains(&(metric.to_string(), slot.to_string())),
-            "{metric} for {slot} missing from {seen:?}"
-        );
-    }
-    assert!(!seen.contains(&("CheckpointAgeSeconds".into(), active.clone())));
-    let stats = |slot: &str| {
-        boto3_cloudwatch(
-            &moto.endpoint,
-            "get_metric_statistics",
-            json!({"Namespace": namespace, "MetricName": "SlotActive",
-                   "Dimensions": [{"Name": "Slot", "Value": slot}],
-                   "StartTime": "2000-01-01T00:00:00Z", "EndTime": "2100-01-01T00:00:00Z",
-                   "Period": 60, "Statistics": ["Maximum"]}),
-        )["Datapoints"]
+        let line = &lines[slot.as_str()];
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], namespace.as_str(), "{line}");
+        assert_eq!(directive["Dimensions"], json!([["Slot"]]), "{line}");
+        let declared: Vec<&str> = directive["Metrics"]
             .as_array()
-            .map(|d| {
-                d.iter()
-                    .filter_map(|p| p["Maximum"].as_f64())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-    };
-    assert_eq!(stats(&active), [1.0]);
-    assert_eq!(stats(&idle), [0.0]);
-    let lag = boto3_cloudwatch(
-        &moto.endpoint,
-        "get_metric_statistics",
-        json!({"Namespace": namespace, "MetricName": "ReplicationLagBytes",
-               "Dimensions": [{"Name": "Slot", "Value": idle}],
-               "StartTime": "2000-01-01T00:00:00Z", "EndTime": "2100-01-01T00:00:00Z",
-               "Period": 60, "Statistics": ["Maximum"]}),
-    );
+            .map(|ms| ms.iter().filter_map(|m| m["Name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(declared, expected, "{line}");
+        for name in expected {
+            assert!(line[name].is_number(), "{name} has no value: {line}");
+        }
+    }
+    assert_eq!(lines[active.as_str()]["SlotActive"], 1);
+    assert_eq!(lines[idle.as_str()]["SlotActive"], 0);
+    assert_eq!(lines[missing.as_str()]["SlotActive"], 0);
+    assert_eq!(lines[idle.as_str()]["ReplicationLagBytes"], i["lag_bytes"]);
     assert_eq!(
-        lag["Datapoints"][0]["Maximum"].as_f64(),
-        i["lag_bytes"].as_f64(),
-        "{lag}"
+        lines[idle.as_str()]["SlotRetainedWalBytes"],
+        i["retained_wal_bytes"]
     );
 
     wait_active(pg, &active, false).await;

@@ -14,7 +14,11 @@ async fn the_lambda_binary_answers_through_the_runtime_api() {
     let pg = pg::shared();
     let slot = unique_name("adm_lambda");
     let case = admin_case(pg, &[&slot]);
-    let api = RuntimeApi::start(&[r#"{"action":"provision"}"#, r#"{"action":"nonsense"}"#]);
+    let api = RuntimeApi::start(&[
+        r#"{"action":"provision"}"#,
+        r#"{"action":"nonsense"}"#,
+        r#"{"action":"health"}"#,
+    ]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_pg-cdc-admin"))
         .env("AWS_LAMBDA_RUNTIME_API", api.address())
         .env("AWS_LAMBDA_FUNCTION_NAME", "pg-cdc-admin")
@@ -22,20 +26,21 @@ async fn the_lambda_binary_answers_through_the_runtime_api() {
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("PG_CDC_CONFIG", case.path())
         .env_remove("PG_CDC_CONFIG_SSM_PARAMETER")
+        .env("PG_CDC_METRICS_NAMESPACE", "AdminLambdaTest")
         .env("AWS_ENDPOINT_URL", &moto::shared().endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start pg-cdc-admin");
-    let outcomes = api.wait_outcomes(2, Duration::from_secs(60));
+    let outcomes = api.wait_outcomes(3, Duration::from_secs(60));
     let _ = child.kill();
     let output = child.wait_with_output().expect("wait");
     let logs = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(outcomes.len(), 2, "outcomes {outcomes:?}; logs:\n{logs}");
+    assert_eq!(outcomes.len(), 3, "outcomes {outcomes:?}; logs:\n{logs}");
     match &outcomes[0] {
         (id, Outcome::Response(body)) => {
             assert_eq!(id, "req-0");
@@ -57,6 +62,29 @@ async fn the_lambda_binary_answers_through_the_runtime_api() {
         }
         other => panic!("expected an error, got {other:?}"),
     }
+    assert!(
+        matches!(&outcomes[2], (_, Outcome::Response(body)) if body["slots"][0]["exists"] == true),
+        "{:?}",
+        outcomes[2]
+    );
+    // health's metrics are EMF lines on stdout, which Lambda turns into metrics.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let emf: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(
+        emf.len(),
+        1,
+        "one EMF line for the one slot; stdout:\n{stdout}"
+    );
+    assert_eq!(emf[0]["Slot"], slot.as_str());
+    assert_eq!(emf[0]["SlotActive"], 0, "{}", emf[0]);
+    assert_eq!(
+        emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "AdminLambdaTest"
+    );
     assert!(
         logs.lines().any(|l| l.starts_with('{')),
         "JSON logs expected:\n{logs}"

@@ -1,5 +1,4 @@
-//! The admin Lambda's commands against a real PostgreSQL 15 (wal2json) and moto (SSM,
-//! CloudWatch), called directly (`provision`, `drop`, the config source here; `health`
+//! The admin Lambda's commands against a real PostgreSQL 15 (wal2json) and moto (SSM), called directly (`provision`, `drop`, the config source here; `health`
 //! in `health.rs`) and once through the Lambda runtime API (`lambda.rs`).
 
 mod health;
@@ -8,6 +7,7 @@ mod restart;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pg_cdc_to_kinesis::admin::{self, AdminContext};
@@ -56,10 +56,18 @@ fn admin_case(pg: &Pg, slots: &[&str]) -> Case {
 }
 
 fn ctx(namespace: &str) -> AdminContext {
-    AdminContext {
+    ctx_with_metrics(namespace).0
+}
+
+/// A context whose EMF lines go to the returned buffer.
+fn ctx_with_metrics(namespace: &str) -> (AdminContext, Arc<Mutex<Vec<u8>>>) {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let ctx = AdminContext {
         aws: moto::shared().sdk_config(),
         namespace: namespace.to_string(),
-    }
+        metrics_out: buf.clone(),
+    };
+    (ctx, buf)
 }
 
 fn slot_row(pg: &Pg, slot: &str) -> String {
