@@ -31,6 +31,8 @@ pub struct Record {
     /// A TRUNCATE: the sink delivers it only after every earlier record of its table
     /// was accepted, and holds every later record of the table until it is.
     pub barrier: bool,
+    /// A backfilled row: the sink sends other keys' live changes first.
+    pub background: bool,
 }
 
 impl Record {
@@ -41,6 +43,7 @@ impl Record {
             data,
             table: 0,
             barrier: false,
+            background: false,
         }
     }
 
@@ -52,6 +55,7 @@ impl Record {
             data,
             table: table_hash(&change.schema, &change.table),
             barrier: kind == Kind::Truncate,
+            background: kind == Kind::Read,
         }
     }
 
@@ -698,6 +702,7 @@ mod tests {
             "same key as the row's changes"
         );
         assert!(!rec.barrier);
+        assert!(rec.background, "the sink sends live changes first");
     }
 
     #[test]

@@ -45,6 +45,13 @@ pub struct Entry {
     enqueued: Instant,
 }
 
+/// A ready key's place in its shard's heap: its head's sequence number, with
+/// backfilled rows after every live change (the top bit), so a backfill never
+/// delays the slot's changes of other keys. A key's own records keep their order.
+fn rank(head: &Entry) -> u64 {
+    head.seq | (u64::from(head.record.background) << 63)
+}
+
 impl Entry {
     pub fn new(seq: u64, record: Record) -> Self {
         Entry {
@@ -284,7 +291,7 @@ impl Scheduler {
             Some(table) if !table.admits(head) => table.blocked.push(hash),
             _ => self.shards[queue.shard]
                 .ready
-                .push(Reverse((head.seq, hash))),
+                .push(Reverse((rank(head), hash))),
         }
     }
 
@@ -373,7 +380,7 @@ impl Scheduler {
                     && !q.delayed
                     && q.shard == shard
                     && q.entries.front().is_some_and(|e| {
-                        e.seq == seq && self.tables.get(&e.record.table).is_none_or(|t| t.admits(e))
+                        rank(e) == seq && self.tables.get(&e.record.table).is_none_or(|t| t.admits(e))
                     })
             });
             if valid {

@@ -88,6 +88,29 @@ fn one_record_per_key_in_flight() {
 }
 
 #[test]
+fn live_changes_go_before_backfilled_rows_and_a_keys_own_order_holds() {
+    let mut s = Scheduler::new(ShardMap::unknown(), UNPACED);
+    let read = |seq: u64, key: &str| {
+        let mut record = Record::new(key, format!("r{seq}").into_bytes());
+        record.background = true;
+        Entry::new(seq, record)
+    };
+    // Backfilled rows of a and b, then live changes of c, d and a.
+    s.push(read(0, "a"));
+    s.push(read(1, "b"));
+    s.push(entry(2, "c"));
+    s.push(entry(3, "d"));
+    s.push(entry(4, "a"));
+    let now = Instant::now();
+    let first = s.next_request(now, plain(3));
+    assert_eq!(seqs(&first), vec![2, 3, 0], "live c and d first; a's read before a's change");
+    for u in first {
+        s.accepted(u);
+    }
+    assert_eq!(seqs(&s.next_request(now, plain(500))), vec![4, 1]);
+}
+
+#[test]
 fn failed_record_goes_before_later_records_of_its_key() {
     let mut s = Scheduler::new(ShardMap::unknown(), UNPACED);
     s.push(entry(0, "a"));
