@@ -135,7 +135,10 @@ impl Backfiller<'_> {
                 Ok(()) => {}
                 Err(ChunkError::Table(e)) => {
                     tracing::error!(slot = %self.slot.name, "backfill: {e}; the other tables go on");
-                    self.update(job, table, |t| t.state = TableState::Failed);
+                    self.update(job, table, |t| {
+                        t.state = TableState::Failed;
+                        t.error = Some(e.to_string());
+                    });
                 }
                 Err(ChunkError::Retry(why)) => {
                     tracing::warn!(slot = %self.slot.name, "backfill: {why}; retrying the chunk in {}s", RETRY_AFTER.as_secs());
@@ -327,8 +330,9 @@ impl Backfiller<'_> {
 
 /// One line per table of the queued jobs, for `status`.
 pub fn status_lines(s: &BackfillState) -> Vec<String> {
-    s.jobs
+    s.last
         .iter()
+        .chain(&s.jobs)
         .flat_map(|j| j.tables.iter().map(move |t| (j, t)))
         .map(|(j, t)| {
             let state = match t.state {
@@ -341,7 +345,10 @@ pub fn status_lines(s: &BackfillState) -> Vec<String> {
                     t.rows * 100 / t.estimate.max(t.rows).max(1)
                 ),
                 TableState::Done => format!("done, {} rows", t.rows),
-                TableState::Failed => "failed (see the log)".to_string(),
+                TableState::Failed => format!(
+                    "failed: {}",
+                    t.error.as_deref().unwrap_or("see the log")
+                ),
             };
             let kind = if j.initial { "snapshot" } else { "backfill" };
             format!("{kind} {}: {state}", t.table)

@@ -21,6 +21,9 @@ pub struct BackfillState {
     /// Ids of jobs taken (running or ended), newest last.
     #[serde(default)]
     pub seen: Vec<String>,
+    /// The job that ended last, for `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<BackfillJob>,
 }
 
 /// One request: tables to read, with an optional SQL filter.
@@ -55,6 +58,9 @@ pub struct TableProgress {
     pub estimate: u64,
     #[serde(default)]
     pub state: TableState,
+    /// Why a failed table was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +82,7 @@ impl TableProgress {
             rows: 0,
             estimate: 0,
             state: TableState::Pending,
+            error: None,
         }
     }
 }
@@ -83,7 +90,7 @@ impl TableProgress {
 impl BackfillState {
     /// Take a job unless its id was taken before; true when it was added.
     pub fn add(&mut self, job: BackfillJob) -> bool {
-        if self.seen.iter().any(|id| *id == job.id) || self.jobs.iter().any(|j| j.id == job.id) {
+        if self.seen.contains(&job.id) || self.jobs.iter().any(|j| j.id == job.id) {
             return false;
         }
         self.seen.push(job.id.clone());
@@ -117,6 +124,7 @@ impl BackfillState {
         if job.initial {
             self.snapshot_done = true;
         }
+        self.last = Some(job.clone());
         Some(job)
     }
 
