@@ -16,7 +16,7 @@ use crate::monitor::{human_bytes, sample};
 use crate::source;
 
 /// One slot's status.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct StatusRow {
     pub slot: String,
     pub database: String,
@@ -36,6 +36,10 @@ pub struct StatusRow {
     pub checkpoint_lsn: Option<String>,
     pub checkpoint_time: Option<String>,
     pub checkpoint_age_secs: Option<u64>,
+    /// Each backfilled table's progress, from the checkpoint (running jobs and the
+    /// one that ended last).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub backfill: Vec<String>,
     /// What could not be read (connection, SSM), if anything.
     pub error: Option<String>,
 }
@@ -72,6 +76,7 @@ async fn slot_status(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> StatusRo
         checkpoint_lsn: None,
         checkpoint_time: None,
         checkpoint_age_secs: None,
+        backfill: Vec::new(),
         error: None,
     };
     let mut errors = Vec::new();
@@ -117,6 +122,9 @@ async fn slot_status(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> StatusRo
                 });
                 row.checkpoint_lsn = Some(c.lsn);
                 row.checkpoint_time = Some(c.time);
+                if let Some(b) = &c.backfill {
+                    row.backfill = crate::backfill::status_lines(b);
+                }
             }
             Ok(None) => {}
             Err(e) => errors.push(e.to_string()),
@@ -182,6 +190,9 @@ pub fn render(rows: &[StatusRow]) -> String {
         out.push('\n');
     }
     for r in rows {
+        for line in &r.backfill {
+            out += &format!("{}: {line}\n", r.slot);
+        }
         if let Some(e) = &r.error {
             out += &format!("{}: {e}\n", r.slot);
         }
@@ -218,6 +229,7 @@ mod tests {
             checkpoint_lsn: None,
             checkpoint_time: None,
             checkpoint_age_secs: None,
+            backfill: Vec::new(),
             error: None,
         };
         let text = render(std::slice::from_ref(&row));
@@ -231,8 +243,39 @@ mod tests {
                 "-"
             ]
         );
-        let json: serde_json::Value = serde_json::from_str(&render_json(&[row])).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&render_json(&[row.clone()])).unwrap();
         assert_eq!(json[0]["lag_bytes"], 12_897_485);
         assert_eq!(json[0]["lag"], "12.3 MiB");
+        assert!(json[0].get("backfill").is_none());
+    }
+
+    #[test]
+    fn shows_each_backfilled_tables_progress_from_the_checkpoint() {
+        use crate::checkpoint::backfill::{BackfillJob, BackfillState, TableProgress, TableState};
+        let mut state = BackfillState::default();
+        let mut orders = TableProgress::new("public.orders");
+        (orders.chunks, orders.rows, orders.estimate) = (12, 120_000, 1_000_000);
+        let mut items = TableProgress::new("public.items");
+        (items.state, items.rows) = (TableState::Done, 5);
+        state.add(BackfillJob {
+            id: "x".into(),
+            initial: false,
+            filter: None,
+            tables: vec![items, orders],
+        });
+        let row = StatusRow {
+            slot: "orders".into(),
+            backfill: crate::backfill::status_lines(&state),
+            ..Default::default()
+        };
+        let text = render(&[row]);
+        assert!(
+            text.contains("orders: backfill public.orders: 120000 of ~1000000 rows (12%)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orders: backfill public.items: done, 5 rows"),
+            "{text}"
+        );
     }
 }

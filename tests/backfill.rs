@@ -520,8 +520,14 @@ fn reads_by_table(records: &[ReadRecord]) -> BTreeMap<String, Vec<i64>> {
     let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for (_, v) in user_records(records) {
         if v["kind"] == "read" {
-            let table = format!("{}.{}", v["schema"].as_str().unwrap(), v["table"].as_str().unwrap());
-            out.entry(table).or_default().push(v["data"]["id"].as_i64().unwrap());
+            let table = format!(
+                "{}.{}",
+                v["schema"].as_str().unwrap(),
+                v["table"].as_str().unwrap()
+            );
+            out.entry(table)
+                .or_default()
+                .push(v["data"]["id"].as_i64().unwrap());
         }
     }
     out
@@ -534,7 +540,12 @@ async fn backfill_from_the_cli_and_the_lambda_reaches_the_streamer_for_the_named
     // A table with neither a primary key nor a unique index on NOT NULL columns.
     pg.execute(&f.db, "ALTER TABLE nokey DROP CONSTRAINT nokey_pkey");
     let (config, dir) = f.config("      checkpoint: false\n      snapshot_chunk_rows: 100\n");
-    let pipeline = Pipeline::start(&config, &RunEnv { aws: kinesalite().sdk_config() });
+    let pipeline = Pipeline::start(
+        &config,
+        &RunEnv {
+            aws: kinesalite().sdk_config(),
+        },
+    );
     let state = wait_state(&pipeline.slots[0], STARTUP, |s| *s == SlotState::Streaming).await;
     assert_eq!(state, SlotState::Streaming);
 
@@ -544,14 +555,27 @@ async fn backfill_from_the_cli_and_the_lambda_reaches_the_streamer_for_the_named
         crate::support::process::command(
             &kinesalite().endpoint,
             &[
-                "backfill", "--config", path.to_str().unwrap(), "--slot", &f.slot,
-                "--table", "public.nokey", "--table", "public.a", "--where", "id > 250",
+                "backfill",
+                "--config",
+                path.to_str().unwrap(),
+                "--slot",
+                &f.slot,
+                "--table",
+                "public.nokey",
+                "--table",
+                "public.a",
+                "--where",
+                "id > 250",
             ],
         ),
         Duration::from_secs(60),
     );
     assert_eq!(done.code, Some(0), "{}", done.describe());
-    assert!(done.stdout.contains("backfill signalled"), "{}", done.describe());
+    assert!(
+        done.stdout.contains("backfill signalled"),
+        "{}",
+        done.describe()
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut reads = BTreeMap::new();
     while Instant::now() < deadline {
@@ -563,9 +587,16 @@ async fn backfill_from_the_cli_and_the_lambda_reaches_the_streamer_for_the_named
     }
     let mut a = reads.get("public.a").cloned().unwrap_or_default();
     a.sort();
-    assert_eq!(a, (251..=300).collect::<Vec<_>>(), "only table a's rows with id > 250");
+    assert_eq!(
+        a,
+        (251..=300).collect::<Vec<_>>(),
+        "only table a's rows with id > 250"
+    );
     assert!(!reads.contains_key("public.b"), "b was not named");
-    assert!(!reads.contains_key("public.nokey"), "nokey cannot be read in key order");
+    assert!(
+        !reads.contains_key("public.nokey"),
+        "nokey cannot be read in key order"
+    );
     let lines = pipeline.slots[0].metrics.backfill_lines();
     assert!(
         lines.iter().any(|l| l.contains("public.nokey")
@@ -610,7 +641,10 @@ async fn backfill_from_the_cli_and_the_lambda_reaches_the_streamer_for_the_named
     .await
     .unwrap();
     assert_eq!(refused["requested"], false);
-    assert!(refused["error"].as_str().unwrap().contains("no slot"), "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("no slot"),
+        "{refused}"
+    );
     pipeline.stop();
     pipeline.wait().await.unwrap();
     drop_slot(&f.db, &f.slot);
@@ -628,9 +662,17 @@ async fn checkpointed_chunks(
     let v: Value = serde_json::from_str(text).unwrap();
     let b = &v["backfill"];
     let mut out = BTreeMap::new();
-    for job in b["jobs"].as_array().into_iter().flatten().chain(b["last"].as_object().map(|_| &b["last"])) {
+    for job in b["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(b["last"].as_object().map(|_| &b["last"]))
+    {
         for t in job["tables"].as_array().into_iter().flatten() {
-            out.insert(t["table"].as_str().unwrap().to_string(), t["chunks"].as_u64().unwrap_or(0));
+            out.insert(
+                t["table"].as_str().unwrap().to_string(),
+                t["chunks"].as_u64().unwrap_or(0),
+            );
         }
     }
     (out, b["snapshot_done"] == Value::Bool(true))
@@ -658,7 +700,13 @@ async fn a_snapshot_killed_twice_resumes_from_its_last_accepted_chunk() {
     let ssm = aws_sdk_ssm::Client::new(&m.sdk_config());
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let load = tokio::spawn(workload(f.client().await, f.tables.clone(), ROWS, stop.clone(), done.clone()));
+    let load = tokio::spawn(workload(
+        f.client().await,
+        f.tables.clone(),
+        ROWS,
+        stop.clone(),
+        done.clone(),
+    ));
 
     let mut resumed_at = Vec::new();
     for kill in 0..2 {
@@ -671,19 +719,30 @@ async fn a_snapshot_killed_twice_resumes_from_its_last_accepted_chunk() {
             if now >= before + 3 {
                 break;
             }
-            assert!(Instant::now() < deadline, "no progress before kill {kill}: {}", streamer.log());
+            assert!(
+                Instant::now() < deadline,
+                "no progress before kill {kill}: {}",
+                streamer.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         streamer.signal(libc::SIGKILL);
         let _ = streamer.wait_exit(Duration::from_secs(10));
         let (at_kill, finished) = checkpointed_chunks(&ssm, &parameter).await;
-        assert!(!finished, "the snapshot ended before kill {kill}: make it slower");
+        assert!(
+            !finished,
+            "the snapshot ended before kill {kill}: make it slower"
+        );
         resumed_at.push((at_kill, chunk_reads(&f).await));
     }
     let mut streamer = Streamer::start_with_env(&m.endpoint, &path, &env);
     let deadline = Instant::now() + Duration::from_secs(180);
     while !checkpointed_chunks(&ssm, &parameter).await.1 {
-        assert!(Instant::now() < deadline, "the snapshot did not finish: {}", streamer.log());
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot did not finish: {}",
+            streamer.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -710,7 +769,12 @@ async fn a_snapshot_killed_twice_resumes_from_its_last_accepted_chunk() {
         }
         later = before.clone();
     }
-    let again: u64 = r.chunks.values().filter(|n| **n > 0).map(|n| n.saturating_sub(CHUNK)).sum();
+    let again: u64 = r
+        .chunks
+        .values()
+        .filter(|n| **n > 0)
+        .map(|n| n.saturating_sub(CHUNK))
+        .sum();
     let total: u64 = r.chunks.values().sum();
     eprintln!("snapshot killed twice: resumed at {:?}; {total} read records for {} rows, {again} sent twice", resumed_at.iter().map(|(a, _)| a.clone()).collect::<Vec<_>>(), 2 * ROWS);
     assert!(
@@ -733,10 +797,21 @@ async fn kinesis_throttling_during_a_backfill_loses_nothing_and_keeps_key_order(
     stub.fail_records(0.3, RecordError::Throughput);
     stub.throttle_next(5);
     stub.throttle_shard(&f.stream, 0, Duration::from_secs(3));
-    let pipeline = Pipeline::start(&config, &RunEnv { aws: stub.sdk_config() });
+    let pipeline = Pipeline::start(
+        &config,
+        &RunEnv {
+            aws: stub.sdk_config(),
+        },
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let load = tokio::spawn(workload(f.client().await, f.tables.clone(), ROWS, stop.clone(), done.clone()));
+    let load = tokio::spawn(workload(
+        f.client().await,
+        f.tables.clone(),
+        ROWS,
+        stop.clone(),
+        done.clone(),
+    ));
     wait_backfilled(&pipeline, Duration::from_secs(240)).await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
@@ -754,11 +829,17 @@ async fn kinesis_throttling_during_a_backfill_loses_nothing_and_keeps_key_order(
         user_records(&records)
     })
     .await;
-    let throttled = pipeline.slots[0].stats.throttled_records.load(Ordering::Relaxed);
+    let throttled = pipeline.slots[0]
+        .stats
+        .throttled_records
+        .load(Ordering::Relaxed);
     pipeline.stop();
     pipeline.wait().await.unwrap();
     drop_slot(&f.db, &f.slot);
-    eprintln!("backfill under throttling: {} reads, {} changes, {throttled} records throttled", r.reads, r.changes);
+    eprintln!(
+        "backfill under throttling: {} reads, {} changes, {throttled} records throttled",
+        r.reads, r.changes
+    );
     assert!(throttled > 0, "the stub throttled");
     assert_consistent(&r, &diff, "backfill under throttling");
 }

@@ -345,10 +345,9 @@ pub fn status_lines(s: &BackfillState) -> Vec<String> {
                     t.rows * 100 / t.estimate.max(t.rows).max(1)
                 ),
                 TableState::Done => format!("done, {} rows", t.rows),
-                TableState::Failed => format!(
-                    "failed: {}",
-                    t.error.as_deref().unwrap_or("see the log")
-                ),
+                TableState::Failed => {
+                    format!("failed: {}", t.error.as_deref().unwrap_or("see the log"))
+                }
             };
             let kind = if j.initial { "snapshot" } else { "backfill" };
             format!("{kind} {}: {state}", t.table)

@@ -380,7 +380,8 @@ impl Scheduler {
                     && !q.delayed
                     && q.shard == shard
                     && q.entries.front().is_some_and(|e| {
-                        rank(e) == seq && self.tables.get(&e.record.table).is_none_or(|t| t.admits(e))
+                        rank(e) == seq
+                            && self.tables.get(&e.record.table).is_none_or(|t| t.admits(e))
                     })
             });
             if valid {

@@ -103,7 +103,11 @@ fn live_changes_go_before_backfilled_rows_and_a_keys_own_order_holds() {
     s.push(entry(4, "a"));
     let now = Instant::now();
     let first = s.next_request(now, plain(3));
-    assert_eq!(seqs(&first), vec![2, 3, 0], "live c and d first; a's read before a's change");
+    assert_eq!(
+        seqs(&first),
+        vec![2, 3, 0],
+        "live c and d first; a's read before a's change"
+    );
     for u in first {
         s.accepted(u);
     }
