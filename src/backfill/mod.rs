@@ -24,6 +24,7 @@ use crate::lsn::Lsn;
 use crate::metrics::SlotMetrics;
 use crate::signal::{self, Mark, Signal};
 use crate::source::{self, ConnectParams};
+use crate::telemetry::CONSOLE_TARGET;
 use table::{key_text, TableError, TableShape, ValueStyle};
 use window::{BufferedChunk, ChunkRows};
 
@@ -172,7 +173,7 @@ impl Backfiller<'_> {
         if progress.chunks == 0 && progress.estimate == 0 {
             let estimate = shape.estimate;
             self.update(job, table, |t| t.estimate = estimate);
-            tracing::info!(slot = %self.slot.name, "[{}] Backfilling {}: starting, ~{} rows, {} per chunk.", self.slot.name, progress.table, shape.estimate, self.slot.snapshot.chunk_rows);
+            tracing::info!(target: CONSOLE_TARGET, slot = %self.slot.name, "[{}] Backfilling {}: starting, ~{} rows, {} per chunk.", self.slot.name, progress.table, shape.estimate, self.slot.snapshot.chunk_rows);
         }
         let chunk = progress.chunks + 1;
         let mark = |mark| Signal::Watermark {
@@ -265,12 +266,12 @@ impl Backfiller<'_> {
             *last_line = Instant::now();
             let estimate = progress.estimate.max(shape.estimate).max(read_so_far);
             if done {
-                tracing::info!(slot = %self.slot.name, "[{}] Backfilled {}: {} rows in {} chunks.", self.slot.name, progress.table, read_so_far, chunk);
+                tracing::info!(target: CONSOLE_TARGET, slot = %self.slot.name, "[{}] Backfilled {}: {} rows in {} chunks.", self.slot.name, progress.table, read_so_far, chunk);
             } else if progress.estimate.max(shape.estimate) == 0 {
                 // Never analyzed: no estimate to compare with.
-                tracing::info!(slot = %self.slot.name, "[{}] Backfilling {}: {} rows so far.", self.slot.name, progress.table, read_so_far);
+                tracing::info!(target: CONSOLE_TARGET, slot = %self.slot.name, "[{}] Backfilling {}: {} rows so far.", self.slot.name, progress.table, read_so_far);
             } else {
-                tracing::info!(slot = %self.slot.name, "[{}] Backfilling {}: {} of ~{} rows ({}%).", self.slot.name, progress.table, read_so_far, estimate, read_so_far * 100 / estimate.max(1));
+                tracing::info!(target: CONSOLE_TARGET, slot = %self.slot.name, "[{}] Backfilling {}: {} of ~{} rows ({}%).", self.slot.name, progress.table, read_so_far, estimate, read_so_far * 100 / estimate.max(1));
             }
         }
         if let Some(rate) = self.slot.snapshot.max_rows_per_sec {

@@ -7,6 +7,7 @@
 //! or stop. The set of workers and the process-level outcome are `supervise`'s.
 
 pub(crate) mod preflight;
+mod reader;
 mod restart;
 mod session;
 mod supervise;

@@ -1,0 +1,471 @@
+//! The reader of one replication session: decoded events → records in stream order,
+//! with the backfill windows and the signals the stream carries.
+//!
+//! Owns what the session holds between messages (records not yet handed to the
+//! sink, the open transaction, events waiting for a backfill chunk's rows) and what
+//! may be confirmed given what Kinesis accepted. The session drives it; it never
+//! talks to the network itself.
+
+use std::collections::VecDeque;
+
+use tokio::sync::mpsc;
+
+use super::SlotError;
+use crate::ack::AcceptedCount;
+use crate::backfill::window::{Emit, Step, Windows};
+use crate::backfill::{self, Note};
+use crate::checkpoint::Checkpointer;
+use crate::config::SlotConfig;
+use crate::decode::Event;
+use crate::lsn::Lsn;
+use crate::record::{Record, RecordEncoder, TxnContext};
+use crate::signal::{self, Signal};
+use crate::sink::{Item, CHUNK_BYTES, CHUNK_ITEMS};
+
+/// Queue the backfills a start asks for: the initial snapshot (`snapshot: initial`)
+/// of a new slot or of one whose checkpoint records none, and the backfill after an
+/// accepted gap (`accept_checkpoint_gap: backfill`).
+pub(super) async fn queue_start_backfills(
+    slot: &SlotConfig,
+    checkpoints: &Checkpointer,
+    sql: &tokio_postgres::Client,
+    options: &[(String, String)],
+    created: bool,
+    start: Lsn,
+) -> Result<(), SlotError> {
+    let state = checkpoints.backfill();
+    let has_initial = state.lock().map(|s| s.has_initial()).unwrap_or(true);
+    // Without checkpoints nothing records a finished snapshot across restarts: only
+    // a new slot gets one.
+    let initial = slot.snapshot.mode == crate::config::Snapshot::Initial
+        && !has_initial
+        && (created || slot.checkpoint.enabled);
+    let gap = slot.checkpoint.backfill_gap && checkpoints.gap_accepted();
+    if !initial && !gap {
+        return Ok(());
+    }
+    let tables = backfill::streamed_tables(sql, options).await?;
+    if initial {
+        backfill::request(&state, "initial".into(), tables.clone(), None, true);
+        tracing::info!(slot = %slot.name, "initial snapshot of {} table(s) queued: {}", tables.len(), tables.join(", "));
+    }
+    if gap {
+        backfill::request(&state, format!("gap-{start}"), tables.clone(), None, false);
+        tracing::warn!(slot = %slot.name, "checkpoint gap accepted (accept_checkpoint_gap: backfill): backfilling {} table(s): {}", tables.len(), tables.join(", "));
+    }
+    checkpoints.backfill_changed();
+    Ok(())
+}
+
+/// Whether wal2json prints numbers as strings (a backfill must print them alike).
+pub(super) fn numeric_as_string(options: &[(String, String)]) -> bool {
+    options
+        .iter()
+        .rev()
+        .find(|(n, _)| n == "numeric-data-types-as-string")
+        .is_some_and(|(_, v)| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "true" | "t" | "1" | "on" | "yes" | "y"
+            )
+        })
+}
+
+/// Backfill requests the reader saw: queue each (once per id), keep the slot from
+/// being confirmed past the request until a checkpoint holds it, wake the task.
+pub(super) fn take_requests(
+    reader: &mut Reader,
+    checkpoints: &Checkpointer,
+    notes: &mpsc::UnboundedSender<Note>,
+) {
+    for (signal, lsn) in reader.requests.drain(..) {
+        let Signal::Backfill {
+            id, tables, filter, ..
+        } = signal
+        else {
+            continue;
+        };
+        let state = checkpoints.backfill();
+        let what = format!(
+            "{} table(s): {}{}",
+            tables.len(),
+            tables.join(", "),
+            filter
+                .as_deref()
+                .map(|f| format!(" where {f}"))
+                .unwrap_or_default()
+        );
+        if backfill::request(&state, id.clone(), tables, filter, false) {
+            checkpoints.hold(lsn);
+            tracing::info!(slot = %reader.windows.slot(), lsn = %lsn, "backfill {id} requested: {what}");
+            let _ = notes.send(Note::Requested);
+        } else {
+            tracing::info!(slot = %reader.windows.slot(), lsn = %lsn, "backfill {id} was already taken; ignoring the repeated request");
+        }
+    }
+}
+
+/// Pass the restart signals the reader read to the worker register.
+pub(super) fn pass_restarts(
+    reader: &mut Reader,
+    restarts: &super::restart::Restarts,
+    slot: &SlotConfig,
+) {
+    for (target, id) in reader.restarts.drain(..) {
+        super::restart::note(restarts, slot, &target, &id);
+    }
+}
+
+/// The reader's state between messages.
+pub(super) struct Reader {
+    pub(super) out: VecDeque<Item>,
+    /// Record bytes in `out`: chunks are bounded by bytes as well as by count, so a
+    /// queue of wide rows stays small.
+    pub(super) out_bytes: usize,
+    pub(super) txn: TxnContext,
+    pub(super) seq: u64,
+    /// Scratch space for the one or two records of a change.
+    pub(super) encoded: Vec<Record>,
+    pub(super) in_txn: bool,
+    /// Records handed to the sink, against `accepted`: nothing is in flight when
+    /// the two are equal.
+    pub(super) records_handed: u64,
+    /// Records the sink's tracker has seen accepted.
+    pub(super) accepted: AcceptedCount,
+    /// The walsender's position from its latest keepalive.
+    pub(super) server_wal_end: Lsn,
+    /// Decoded events not yet absorbed: the reader stops at a backfill chunk's low
+    /// watermark until the chunk's rows arrive.
+    pub(super) pending: VecDeque<Event>,
+    /// The backfill windows of this session.
+    pub(super) windows: Windows,
+    /// Where the backfill task hears of closed chunks.
+    pub(super) notes: Option<mpsc::UnboundedSender<Note>>,
+    /// Backfill requests read (signal, its LSN), taken by the session.
+    pub(super) requests: Vec<(Signal, Lsn)>,
+    /// Restart signals read (slot, id), for the session to pass on.
+    pub(super) restarts: Vec<(String, String)>,
+}
+
+impl Reader {
+    pub(super) fn new(start: Lsn) -> Self {
+        Reader {
+            out: VecDeque::new(),
+            out_bytes: 0,
+            txn: TxnContext::default(),
+            seq: 0,
+            encoded: Vec::with_capacity(2),
+            in_txn: false,
+            records_handed: 0,
+            accepted: AcceptedCount::default(),
+            server_wal_end: start,
+            pending: VecDeque::new(),
+            windows: Windows::default(),
+            notes: None,
+            requests: Vec::new(),
+            restarts: Vec::new(),
+        }
+    }
+
+    /// Encode and queue a backfill's rows as `read` records of the current transaction.
+    fn push_reads(
+        &mut self,
+        emit: Emit,
+        encoder: &RecordEncoder,
+        max_record_bytes: usize,
+    ) -> Result<(), SlotError> {
+        for row in &emit.rows {
+            let record = encoder.encode_read(row, &self.txn, self.seq, emit.chunk);
+            if record.billed_size() > max_record_bytes {
+                return Err(SlotError::RecordTooLarge {
+                    table: format!("{}.{}", row.schema, row.table),
+                    lsn: self.txn.commit_lsn.unwrap_or_default(),
+                    size: record.billed_size(),
+                    max: max_record_bytes,
+                });
+            }
+            self.seq += 1;
+            self.out_bytes += record.billed_size();
+            self.out.push_back(Item::Record(record));
+        }
+        Ok(())
+    }
+
+    /// Absorb the pending events, stopping early at a low watermark whose rows
+    /// have not arrived.
+    pub(super) fn absorb(
+        &mut self,
+        encoder: &mut RecordEncoder,
+        max_record_bytes: usize,
+    ) -> Result<(), SlotError> {
+        while let Some(event) = self.pending.pop_front() {
+            match event {
+                Event::Begin {
+                    xid,
+                    timestamp,
+                    txn_lsn,
+                } => {
+                    self.txn = TxnContext {
+                        xid,
+                        timestamp,
+                        commit_lsn: txn_lsn,
+                    };
+                    self.seq = 0;
+                    self.in_txn = true;
+                }
+                Event::Change(change) => {
+                    // A backfill row this change overtakes and whose TOASTed value it
+                    // leaves out goes first.
+                    if let Some(first) = self.windows.on_change(&change) {
+                        self.push_reads(first, encoder, max_record_bytes)?;
+                    }
+                    // A key change is two records; both must fit before either is queued.
+                    self.encoded.clear();
+                    let n = encoder.encode_into(&change, &self.txn, self.seq, &mut self.encoded)?;
+                    if let Some(record) = self
+                        .encoded
+                        .iter()
+                        .find(|r| r.billed_size() > max_record_bytes)
+                    {
+                        return Err(SlotError::RecordTooLarge {
+                            table: format!("{}.{}", change.schema, change.table),
+                            lsn: change.lsn.or(self.txn.commit_lsn).unwrap_or_default(),
+                            size: record.billed_size(),
+                            max: max_record_bytes,
+                        });
+                    }
+                    self.seq += n as u64;
+                    for record in self.encoded.drain(..) {
+                        self.out_bytes += record.billed_size();
+                        self.out.push_back(Item::Record(record));
+                    }
+                }
+                Event::Commit { end_lsn } => {
+                    self.in_txn = false;
+                    self.out.push_back(Item::Commit(end_lsn));
+                    if let Some((table, chunk, rows)) = self.windows.on_commit() {
+                        if let Some(notes) = &self.notes {
+                            let _ = notes.send(Note::Closed {
+                                table,
+                                chunk,
+                                rows,
+                                end_lsn,
+                            });
+                        }
+                    }
+                }
+                Event::Message {
+                    prefix,
+                    content,
+                    lsn,
+                    ..
+                } if prefix == signal::PREFIX => {
+                    let signal = match signal::parse(&content, lsn) {
+                        // Any slot's restart: a stopped slot of this database reads
+                        // no WAL, so its signal is passed on from here.
+                        Ok(Signal::Restart { slot, id }) => {
+                            self.restarts.push((slot, id));
+                            continue;
+                        }
+                        Ok(s) if s.slot() == self.windows.slot() => s,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::warn!(slot = %self.windows.slot(), "{e}");
+                            continue;
+                        }
+                    };
+                    match &signal {
+                        Signal::Backfill { .. } => self.requests.push((signal, lsn)),
+                        Signal::Restart { .. } => {}
+                        Signal::Watermark { .. } => {
+                            let (step, emit) = self.windows.on_signal(&signal);
+                            if let Some(emit) = emit {
+                                self.push_reads(emit, encoder, max_record_bytes)?;
+                            }
+                            if step == Step::NeedRows {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                Event::Message { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The next chunk for the sink: up to CHUNK_ITEMS items and about CHUNK_BYTES.
+    pub(super) fn take_chunk(&mut self) -> Vec<Item> {
+        let mut chunk = Vec::with_capacity(self.out.len().min(CHUNK_ITEMS));
+        let mut bytes = 0;
+        while chunk.len() < CHUNK_ITEMS && (chunk.is_empty() || bytes < CHUNK_BYTES) {
+            let Some(item) = self.out.pop_front() else {
+                break;
+            };
+            if let Item::Record(record) = &item {
+                bytes += record.billed_size();
+                self.records_handed += 1;
+            }
+            chunk.push(item);
+        }
+        self.out_bytes -= bytes;
+        chunk
+    }
+
+    /// What may be confirmed: what Kinesis accepted; and when nothing at all is
+    /// pending, the walsender's keepalive position, so an idle or filtered slot does
+    /// not hold WAL. Transactions that commit after that position are still sent in
+    /// full after a restart, because PostgreSQL skips only those that committed
+    /// before the confirmed position.
+    ///
+    /// "Nothing pending" is judged by counting records, never by comparing LSNs:
+    /// format-version 1 without `write-in-chunks` and `include-lsn` labels each
+    /// transaction with its *first* LSN, which is not in commit order, so a
+    /// transaction still in flight can carry a label below one already accepted.
+    pub(super) fn confirmable(&self, acked: Lsn) -> Lsn {
+        let idle = !self.in_txn
+            && self.out.is_empty()
+            && self.pending.is_empty()
+            && self.records_handed == self.accepted.get();
+        if idle {
+            acked.max(self.server_wal_end)
+        } else {
+            acked
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::{AckTracker, Confirmed};
+    use crate::decode;
+
+    #[test]
+    fn chunks_are_bounded_by_count_and_bytes() {
+        let record = |size: usize| Item::Record(Record::new("k", vec![b'x'; size]));
+        let mut r = Reader::new(Lsn(0));
+        for _ in 0..5 {
+            r.out_bytes += 600 * 1024 + 1;
+            r.out.push_back(record(600 * 1024));
+        }
+        r.out.push_back(Item::Commit(Lsn(9)));
+        // Two wide records pass 1 MiB: the chunk closes there.
+        assert_eq!(r.take_chunk().len(), 2);
+        assert_eq!(r.out_bytes, 3 * (600 * 1024 + 1));
+        let mut small = Reader::new(Lsn(0));
+        for _ in 0..(CHUNK_ITEMS + 10) {
+            small.out_bytes += 11;
+            small.out.push_back(record(10));
+        }
+        assert_eq!(small.take_chunk().len(), CHUNK_ITEMS);
+        assert_eq!(small.take_chunk().len(), 10);
+        assert_eq!(small.out_bytes, 0);
+    }
+
+    #[test]
+    fn confirms_keepalive_position_only_when_nothing_is_pending() {
+        let mut tracker = AckTracker::new(Lsn(100));
+        let mut r = Reader::new(Lsn(100));
+        r.accepted = tracker.accepted_count();
+        r.server_wal_end = Lsn(500);
+        assert_eq!(
+            r.confirmable(Lsn(100)),
+            Lsn(500),
+            "idle slot follows the server"
+        );
+        r.in_txn = true;
+        assert_eq!(
+            r.confirmable(Lsn(100)),
+            Lsn(100),
+            "an open transaction holds the position"
+        );
+        r.in_txn = false;
+        r.records_handed = 1;
+        let seq = tracker.register_record();
+        tracker.register_commit(Lsn(300));
+        assert_eq!(
+            r.confirmable(tracker.acked()),
+            Lsn(100),
+            "an unaccepted record holds the position"
+        );
+        tracker.accept(seq);
+        assert_eq!(r.confirmable(tracker.acked()), Lsn(500));
+    }
+
+    /// Hands the reader's next chunk to `tracker` as the sink does; the records' seqs.
+    fn hand_over(r: &mut Reader, tracker: &mut AckTracker) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        for item in r.take_chunk() {
+            match item {
+                Item::Record(_) => seqs.push(tracker.register_record()),
+                Item::Commit(lsn) => tracker.register_commit(lsn),
+            }
+        }
+        seqs
+    }
+
+    #[test]
+    fn keepalive_is_not_confirmed_past_a_v1_transaction_labelled_below_an_accepted_one() {
+        use crate::decode::FormatVersion;
+        // format-version 1 without write-in-chunks and include-lsn: the walsender
+        // labels each whole transaction with its first LSN. T1 began at 0/100 and
+        // committed after T2, which began at 0/200: T2 arrives first.
+        let doc = |xid: u32| {
+            format!(
+                r#"{{"xid":{xid},"timestamp":"2026-01-01 00:00:00+00","change":[{{"kind":"insert","schema":"public","table":"t","columnnames":["id"],"columntypes":["integer"],"columnvalues":[{xid}]}}]}}"#
+            )
+        };
+        let mut decoder = decode::decoder_for(FormatVersion::V1);
+        let mut encoder = RecordEncoder::new("db", Default::default());
+        let mut tracker = AckTracker::new(Lsn(0x50));
+        let mut r = Reader::new(Lsn(0x50));
+        r.accepted = tracker.accepted_count();
+        let mut events = Vec::new();
+        let mut read = |r: &mut Reader, label: u64, xid: u32| {
+            decoder
+                .feed(Lsn(label), doc(xid).as_bytes(), &mut events)
+                .unwrap();
+            r.pending.extend(events.drain(..));
+            r.absorb(&mut encoder, 1 << 20).unwrap();
+        };
+        read(&mut r, 0x200, 2);
+        for seq in hand_over(&mut r, &mut tracker) {
+            tracker.accept(seq);
+        }
+        read(&mut r, 0x100, 1);
+        let in_flight = hand_over(&mut r, &mut tracker);
+        r.server_wal_end = Lsn(0x500);
+        assert_eq!(tracker.acked(), Lsn(0x200));
+        assert_eq!(
+            r.confirmable(tracker.acked()),
+            Lsn(0x200),
+            "T1's record is still in flight: the keepalive position would skip it after a restart"
+        );
+        tracker.accept(in_flight[0]);
+        assert_eq!(r.confirmable(tracker.acked()), Lsn(0x500), "now idle");
+    }
+
+    #[test]
+    fn status_updates_never_go_below_an_idle_keepalive_confirmation() {
+        let mut tracker = AckTracker::new(Lsn(100));
+        let mut r = Reader::new(Lsn(100));
+        r.accepted = tracker.accepted_count();
+        let mut sent = Confirmed::new(Lsn(100));
+        // Idle: the server's position is confirmed.
+        r.server_wal_end = Lsn(500);
+        assert_eq!(sent.next(r.confirmable(tracker.acked()), None), Lsn(500));
+        // A transaction arrives and is in flight: the tracker still says 100.
+        r.records_handed = 1;
+        let seq = tracker.register_record();
+        tracker.register_commit(Lsn(700));
+        assert_eq!(r.confirmable(tracker.acked()), Lsn(100));
+        assert_eq!(
+            sent.next(r.confirmable(tracker.acked()), None),
+            Lsn(500),
+            "a status update below an earlier one moves the slot backwards"
+        );
+        tracker.accept(seq);
+        assert_eq!(sent.next(r.confirmable(tracker.acked()), None), Lsn(700));
+    }
+}
