@@ -310,6 +310,35 @@ async fn workload(
     }
 }
 
+/// The workload, running in the background.
+struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    async fn start(f: &Fixture, rows: i64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(workload(
+            f.client().await,
+            f.tables.clone(),
+            rows,
+            stop.clone(),
+            done.clone(),
+        ));
+        Load { stop, done, task }
+    }
+
+    /// Stops it; the statements it ran.
+    async fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.done.load(Ordering::Relaxed)
+    }
+}
+
 /// Waits until the slot's backfills read rows and none remains.
 async fn wait_backfilled(pipeline: &Pipeline, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -399,24 +428,14 @@ async fn initial_snapshot_under_a_concurrent_workload_replays_to_the_tables() {
     let state = wait_state(&pipeline.slots[0], STARTUP, |s| *s == SlotState::Streaming).await;
     assert_eq!(state, SlotState::Streaming);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let load = tokio::spawn(workload(
-        f.client().await,
-        f.tables.clone(),
-        ROWS,
-        stop.clone(),
-        done.clone(),
-    ));
+    let load = Load::start(&f, ROWS).await;
     wait_backfilled(&pipeline, Duration::from_secs(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
+    let statements = load.finish().await;
     let (r, diff) = settled(&f).await;
     pipeline.stop();
     pipeline.wait().await.unwrap();
     drop_slot(&f.db, &f.slot);
 
-    let statements = done.load(Ordering::Relaxed);
     eprintln!(
         "initial snapshot: {} read records in {} chunks, {} changes, {statements} workload statements",
         r.reads,
@@ -698,15 +717,7 @@ async fn a_snapshot_killed_twice_resumes_from_its_last_accepted_chunk() {
     let path = dir.path().join("configs.yml");
     let env = [("AWS_ENDPOINT_URL_KINESIS", kinesalite().endpoint.as_str())];
     let ssm = aws_sdk_ssm::Client::new(&m.sdk_config());
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let load = tokio::spawn(workload(
-        f.client().await,
-        f.tables.clone(),
-        ROWS,
-        stop.clone(),
-        done.clone(),
-    ));
+    let load = Load::start(&f, ROWS).await;
 
     let mut resumed_at = Vec::new();
     for kill in 0..2 {
@@ -745,8 +756,11 @@ async fn a_snapshot_killed_twice_resumes_from_its_last_accepted_chunk() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
+    let statements = load.finish().await;
+    assert!(
+        statements > 100,
+        "the workload ran during the snapshot ({statements})"
+    );
     let (r, diff) = settled(&f).await;
     streamer.signal(libc::SIGTERM);
     let _ = streamer.wait_exit(Duration::from_secs(30));
@@ -803,18 +817,13 @@ async fn kinesis_throttling_during_a_backfill_loses_nothing_and_keeps_key_order(
             aws: stub.sdk_config(),
         },
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let load = tokio::spawn(workload(
-        f.client().await,
-        f.tables.clone(),
-        ROWS,
-        stop.clone(),
-        done.clone(),
-    ));
+    let load = Load::start(&f, ROWS).await;
     wait_backfilled(&pipeline, Duration::from_secs(240)).await;
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
+    let statements = load.finish().await;
+    assert!(
+        statements > 100,
+        "the workload ran during the backfill ({statements})"
+    );
     let (r, diff) = settled_from(&f, || async {
         let records: Vec<ReadRecord> = stub
             .records(&f.stream)
