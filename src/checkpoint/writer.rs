@@ -177,6 +177,12 @@ impl Checkpointer {
         }
     }
 
+    /// Whether the backfill state is known: read from the store (or held in memory
+    /// when checkpoints are off). False while the store could not be read.
+    pub fn backfill_known(&self) -> bool {
+        self.loaded.load(Ordering::Relaxed)
+    }
+
     /// Whether the last start went ahead over a checkpoint gap the config accepts.
     pub fn gap_accepted(&self) -> bool {
         self.gap_accepted.load(Ordering::Relaxed)
@@ -458,6 +464,57 @@ mod tests {
         wait_for("the limit to lift", || cp.confirm_limit().is_none()).await;
         let last = store.writes().pop().unwrap();
         assert_eq!((last.lsn(), last.is_final), (Some(at), false));
+    }
+
+    #[tokio::test]
+    async fn backfill_state_is_loaded_once_and_a_request_holds_confirmation_until_stored() {
+        use crate::checkpoint::backfill::{BackfillJob, TableProgress};
+        let slot = slot_config();
+        let store = Arc::new(MemoryStore::default());
+        let mut planted = stored(Lsn(0x100), false);
+        let mut state = BackfillState::default();
+        state.add(BackfillJob {
+            id: "a".into(),
+            initial: true,
+            filter: None,
+            tables: vec![TableProgress::new("public.t")],
+        });
+        planted.backfill = Some(state.clone());
+        store
+            .write(&slot.checkpoint.parameter, &planted)
+            .await
+            .unwrap();
+        let stats = Arc::new(CheckpointStats::default());
+        let cp = Checkpointer::with_store(&slot, store.clone(), stats.clone());
+        // Unreadable: the state is unknown (no snapshot may be assumed missing).
+        store.set_failing(true);
+        cp.verify_start(SlotSeen::At(Lsn(0x100))).await.unwrap();
+        assert!(!cp.backfill_known());
+        store.set_failing(false);
+        cp.verify_start(SlotSeen::At(Lsn(0x100))).await.unwrap();
+        assert!(cp.backfill_known());
+        assert_eq!(*cp.backfill().lock().unwrap(), state);
+        // A request at 0x180: nothing past it is confirmed until a checkpoint holding
+        // it is stored.
+        cp.backfill().lock().unwrap().add(BackfillJob {
+            id: "b".into(),
+            initial: false,
+            filter: None,
+            tables: vec![TableProgress::new("public.u")],
+        });
+        cp.hold(Lsn(0x180));
+        assert_eq!(cp.confirm_limit(), Some(Lsn(0x180)));
+        cp.confirmed(Lsn(0x180));
+        wait_for("the limit to lift", || cp.confirm_limit().is_none()).await;
+        let last = store.writes().pop().unwrap();
+        let jobs: Vec<String> = last
+            .backfill
+            .unwrap()
+            .jobs
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(jobs, ["a", "b"], "the stored checkpoint holds the request");
     }
 
     #[tokio::test]

@@ -37,9 +37,11 @@ pub(super) async fn queue_start_backfills(
     let has_initial = state.lock().map(|s| s.has_initial()).unwrap_or(true);
     // Without checkpoints nothing records a finished snapshot across restarts: only
     // a new slot gets one.
+    // An unreadable store says nothing about a finished snapshot: only a new slot
+    // gets one then, rather than every table again.
     let initial = slot.snapshot.mode == crate::config::Snapshot::Initial
         && !has_initial
-        && (created || slot.checkpoint.enabled);
+        && (created || (slot.checkpoint.enabled && checkpoints.backfill_known()));
     let gap = slot.checkpoint.backfill_gap && checkpoints.gap_accepted();
     if !initial && !gap {
         return Ok(());
