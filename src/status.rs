@@ -243,7 +243,8 @@ mod tests {
                 "-"
             ]
         );
-        let json: serde_json::Value = serde_json::from_str(&render_json(&[row.clone()])).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&render_json(std::slice::from_ref(&row))).unwrap();
         assert_eq!(json[0]["lag_bytes"], 12_897_485);
         assert_eq!(json[0]["lag"], "12.3 MiB");
         assert!(json[0].get("backfill").is_none());
