@@ -20,10 +20,11 @@ use tokio_postgres::Client;
 use crate::checkpoint::backfill::{BackfillJob, BackfillState, TableProgress, TableState};
 use crate::checkpoint::{Checkpointer, SharedBackfill};
 use crate::config::SlotConfig;
+use crate::credentials::Credentials;
 use crate::lsn::Lsn;
 use crate::metrics::SlotMetrics;
 use crate::signal::{self, Mark, Signal};
-use crate::source::{self, ConnectParams};
+use crate::source;
 use crate::telemetry::CONSOLE_TARGET;
 use table::{key_text, TableError, TableShape, ValueStyle};
 use window::{BufferedChunk, ChunkRows};
@@ -90,7 +91,8 @@ pub async fn streamed_tables(
 /// The backfill task of one session.
 pub struct Backfiller<'a> {
     pub slot: &'a SlotConfig,
-    pub params: ConnectParams,
+    /// Fresh parameters for each connect (a rotated secret, a new IAM token).
+    pub credentials: &'a Credentials,
     /// This session's id, written into its watermarks.
     pub run: String,
     pub state: SharedBackfill,
@@ -120,7 +122,7 @@ impl Backfiller<'_> {
             };
             let client = match &mut sql {
                 Some(c) if !c.is_closed() => c,
-                _ => match source::sql_connect(&self.params).await {
+                _ => match self.connect().await {
                     Ok(c) => sql.insert(c),
                     Err(e) => {
                         tracing::warn!(slot = %self.slot.name, "backfill: cannot connect, retrying in {}s: {e}", RETRY_AFTER.as_secs());
@@ -149,6 +151,17 @@ impl Backfiller<'_> {
                 Err(ChunkError::SessionEnded) => return,
             }
         }
+    }
+
+    async fn connect(&self) -> Result<Client, String> {
+        let params = self
+            .credentials
+            .connect_params()
+            .await
+            .map_err(|e| e.to_string())?;
+        source::sql_connect(&params)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// One chunk of `table` of `job`: watermarks, read, wait for acceptance, record.

@@ -128,7 +128,7 @@ impl Session<'_> {
         let status: &SlotStatus = self.status;
         let backfiller = Backfiller {
             slot,
-            params: params.clone(),
+            credentials: self.credentials,
             run,
             state: self.checkpoints.backfill(),
             checkpoints: self.checkpoints,
