@@ -226,7 +226,15 @@ async fn one_hot_partition_key_arrives_complete_and_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpl_aggregates_carry_every_change_in_key_order() {
     let schema = format!("{}{}", table("agg_hot", false), table("agg_rows", true));
-    let d = Delivery::start("kpl", &schema, "      aggregation: kpl\n").await;
+    // Paced at the model's scale: an aggregate carries a hot key's backlog up to the
+    // shard's byte allowance, and one larger than the model's shard takes in a second
+    // would be throttled each time it is resent.
+    let d = Delivery::start(
+        "kpl",
+        &schema,
+        "      aggregation: kpl\n      shard_records_per_sec: 250\n      shard_bytes_per_sec: 262144\n",
+    )
+    .await;
     let (hot_sql, mut truth) = versions("agg_hot", 300, 3);
     let (rows_sql, rows_truth) = versions("agg_rows", 500, 2);
     d.execute(&hot_sql);
