@@ -127,6 +127,8 @@ pub enum SendError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sent {
     pub slot: String,
+    /// The server it was written to (`host:port`, no secrets).
+    pub server: String,
     pub lsn: String,
     pub signal: Signal,
 }
@@ -155,6 +157,7 @@ pub async fn send(
     })?;
     Ok(Sent {
         slot: slot.name.clone(),
+        server: params.endpoint(),
         lsn: lsn.to_string(),
         signal,
     })

@@ -10,6 +10,7 @@
 //! confirmation, while the slot is inactive (and its streamer not seen lately,
 //! unless forced); the only checkpoint it writes is the mark a drop leaves.
 
+mod backfill;
 mod drop;
 mod emf;
 mod health;
@@ -25,6 +26,7 @@ use crate::credentials::Credentials;
 use crate::serve::EmfOut;
 use crate::source::{self, ConnectParams};
 
+pub use backfill::{backfill, BackfillReport};
 pub use drop::{drop_slot, DropReport};
 pub use health::{
     health, HealthReport, SlotHealth, DEFAULT_METRICS_NAMESPACE, METRIC_CHECKPOINT_AGE_SECONDS,
@@ -151,59 +153,6 @@ pub async fn handle(
             serde_json::to_value(restart_slot(config, &ctx.aws, &slot).await)?
         }
     })
-}
-
-/// What `backfill` returns: the signal written, or why not.
-#[derive(Debug, serde::Serialize)]
-pub struct BackfillReport {
-    pub slot: String,
-    pub requested: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sent: Option<crate::signal::Sent>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Signal `slot`'s streamer to backfill `tables`, through the slot's database.
-pub async fn backfill(
-    config: &Config,
-    aws: &aws_config::SdkConfig,
-    slot: &str,
-    tables: Vec<String>,
-    filter: Option<String>,
-) -> BackfillReport {
-    let report = |sent: Option<crate::signal::Sent>, error: Option<String>| BackfillReport {
-        slot: slot.to_string(),
-        requested: sent.is_some(),
-        sent,
-        error,
-    };
-    let Some(cfg) = find_slot(config, slot) else {
-        let known: Vec<&str> = config.slots.iter().map(|s| s.name.as_str()).collect();
-        return report(
-            None,
-            Some(format!(
-                "no slot {slot:?} in the config; configured: {}",
-                known.join(", ")
-            )),
-        );
-    };
-    if tables.is_empty() {
-        return report(
-            None,
-            Some("no tables named: give \"tables\": [\"schema.table\", ...]".into()),
-        );
-    }
-    let signal = crate::signal::Signal::Backfill {
-        slot: slot.to_string(),
-        id: crate::signal::new_id(),
-        tables,
-        filter: filter.filter(|f| !f.trim().is_empty()),
-    };
-    match crate::signal::send(cfg, aws, signal).await {
-        Ok(sent) => report(Some(sent), None),
-        Err(e) => report(None, Some(e.to_string())),
-    }
 }
 
 /// Where the config comes from, decided by the environment.

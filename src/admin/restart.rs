@@ -52,42 +52,25 @@ pub async fn restart_slot(
         tracing::warn!(slot, %reason, "restart refused");
         return report(false, None, None, reason);
     };
-    let (server, connected) = super::connect(cfg, aws).await;
-    let sql = match connected {
-        Ok(sql) => sql,
-        Err(e) => return report(false, None, None, e),
-    };
     let id = signal::new_id();
     let request = Signal::Restart {
         slot: slot.to_string(),
         id: id.clone(),
     };
-    match signal::emit(&sql, &request).await {
-        Ok(lsn) => {
+    match signal::send(cfg, aws, request).await {
+        Ok(sent) => {
+            let (server, lsn) = (sent.server, sent.lsn);
             tracing::info!(slot, signal = %id, %lsn, "restart signal written");
             report(
                 true,
                 Some(id.clone()),
-                Some(lsn.to_string()),
+                Some(lsn.clone()),
                 format!(
                     "restart signal {id} written into database {} on {server} at {lsn}: the streamer restarts the slot's session when it reads it (its log says \"restart signal {id} read\"); a stopped slot is restarted when another running slot of the same database reads it, else at its next retry",
                     cfg.db_name
                 ),
             )
         }
-        Err(e) => {
-            let why = e
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string());
-            report(
-                false,
-                None,
-                None,
-                format!(
-                    "cannot write the restart signal on {server}: {why}; the role needs EXECUTE on pg_logical_emit_message (GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO <user>)"
-                ),
-            )
-        }
+        Err(e) => report(false, None, None, e.to_string()),
     }
 }

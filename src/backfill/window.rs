@@ -137,10 +137,6 @@ impl Windows {
         }
     }
 
-    pub fn run(&self) -> &str {
-        &self.run
-    }
-
     pub fn slot(&self) -> &str {
         &self.slot
     }

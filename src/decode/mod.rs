@@ -64,7 +64,7 @@ pub mod tables;
 mod v1;
 mod v2;
 
-pub use options::{check_options, effective_options, OptionError};
+pub use options::{check_options, effective_options, numbers_as_strings, OptionError};
 pub use tables::{table_patterns, TableFilter, TablePattern, TABLE_LIST_OPTIONS};
 
 /// The wal2json output format in effect for a stream.

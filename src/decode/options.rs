@@ -132,6 +132,12 @@ fn prefixes(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|p| !p.is_empty())
 }
 
+/// Whether wal2json prints numbers as JSON strings (`numeric-data-types-as-string`),
+/// by PostgreSQL's boolean rules; a backfill must print them alike.
+pub fn numbers_as_strings(options: &[(String, String)]) -> bool {
+    lookup(options, "numeric-data-types-as-string").and_then(parse_bool) == Some(true)
+}
+
 fn lookup<'a>(user: &'a [(String, String)], name: &str) -> Option<&'a str> {
     // wal2json applies options in order, so the last occurrence wins.
     user.iter()
@@ -167,6 +173,19 @@ mod tests {
 
     fn get<'a>(o: &'a [(String, String)], name: &str) -> Option<&'a str> {
         lookup(o, name)
+    }
+
+    #[test]
+    fn numbers_as_strings_reads_the_last_value_as_postgresql_does() {
+        assert!(!numbers_as_strings(&[]));
+        assert!(numbers_as_strings(&opts(&[(
+            "numeric-data-types-as-string",
+            " On "
+        )])));
+        assert!(!numbers_as_strings(&opts(&[
+            ("numeric-data-types-as-string", "1"),
+            ("numeric-data-types-as-string", "off"),
+        ])));
     }
 
     #[test]

@@ -59,27 +59,9 @@ pub(super) async fn queue_start_backfills(
     Ok(())
 }
 
-/// Whether wal2json prints numbers as strings (a backfill must print them alike).
-pub(super) fn numeric_as_string(options: &[(String, String)]) -> bool {
-    options
-        .iter()
-        .rev()
-        .find(|(n, _)| n == "numeric-data-types-as-string")
-        .is_some_and(|(_, v)| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "true" | "t" | "1" | "on" | "yes" | "y"
-            )
-        })
-}
-
 /// Backfill requests the reader saw: queue each (once per id), keep the slot from
 /// being confirmed past the request until a checkpoint holds it, wake the task.
-pub(super) fn take_requests(
-    reader: &mut Reader,
-    checkpoints: &Checkpointer,
-    notes: &mpsc::UnboundedSender<Note>,
-) {
+pub(super) fn take_requests(reader: &mut Reader, checkpoints: &Checkpointer) {
     for (signal, lsn) in reader.requests.drain(..) {
         let Signal::Backfill {
             id, tables, filter, ..
@@ -100,7 +82,9 @@ pub(super) fn take_requests(
         if backfill::request(&state, id.clone(), tables, filter, false) {
             checkpoints.hold(lsn);
             tracing::info!(slot = %reader.windows.slot(), lsn = %lsn, "backfill {id} requested: {what}");
-            let _ = notes.send(Note::Requested);
+            if let Some(notes) = &reader.notes {
+                let _ = notes.send(Note::Requested);
+            }
         } else {
             tracing::info!(slot = %reader.windows.slot(), lsn = %lsn, "backfill {id} was already taken; ignoring the repeated request");
         }

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::preflight::{self, SlotPlan};
-use super::reader::{
-    numeric_as_string, pass_restarts, queue_start_backfills, take_requests, Reader,
-};
+use super::reader::{pass_restarts, queue_start_backfills, take_requests, Reader};
 use super::{SlotError, SlotState, SlotStatus};
 use crate::ack::{AckTracker, Confirmed};
 use crate::backfill::window::Windows;
@@ -124,7 +122,7 @@ impl Session<'_> {
         let (rows_tx, mut rows_rx) = mpsc::channel(1);
         let (notes_tx, notes_rx) = mpsc::unbounded_channel();
         reader.windows = Windows::new(slot.name.clone(), run.clone());
-        reader.notes = Some(notes_tx.clone());
+        reader.notes = Some(notes_tx);
         let status: &SlotStatus = self.status;
         let backfiller = Backfiller {
             slot,
@@ -135,7 +133,7 @@ impl Session<'_> {
             metrics: &status.metrics,
             acked: ack_rx.clone(),
             style: crate::backfill::table::ValueStyle {
-                numeric_as_string: numeric_as_string(&options),
+                numeric_as_string: decode::numbers_as_strings(&options),
             },
         };
         let backfill_task = backfiller.run(Links { rows_tx, notes_rx });
@@ -186,7 +184,7 @@ impl Session<'_> {
                         None => reader.windows.abandon(),
                     }
                     reader.absorb(&mut encoder, max_record_bytes)?;
-                    take_requests(&mut reader, self.checkpoints, &notes_tx);
+                    take_requests(&mut reader, self.checkpoints);
                     pass_restarts(&mut reader, self.restarts, slot);
                 }
                 joined = &mut sink_task => {
@@ -241,7 +239,7 @@ impl Session<'_> {
                             self.status.metrics.observe(&events);
                             reader.pending.extend(events.drain(..));
                             reader.absorb(&mut encoder, max_record_bytes)?;
-                            take_requests(&mut reader, self.checkpoints, &notes_tx);
+                            take_requests(&mut reader, self.checkpoints);
                             pass_restarts(&mut reader, self.restarts, slot);
                         }
                         ReplicationMessage::Keepalive { wal_end, reply_requested } => {
