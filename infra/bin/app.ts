@@ -27,6 +27,9 @@
  *   `target/lambda/pg-cdc-admin`, written by `scripts/build-lambda`); without a build,
  *   synth and diff use a placeholder and deploy refuses.
  * - `environment`: JSON object of environment variables for `${VAR}` in configs.yml.
+ * - `oversizeBucketName`: an existing bucket for `oversize: s3` (default: the stack
+ *   creates one when a slot uses it); `oversizeExpirationDays` (default 30) for a
+ *   created one. configs.yml writes `oversize_bucket: ${PG_CDC_OVERSIZE_BUCKET}`.
  * - `nag` (default true): run cdk-nag's AwsSolutions checks.
  */
 import { existsSync } from 'node:fs';
@@ -98,6 +101,8 @@ if ((dbResourceId === undefined) !== (dbUser === undefined)) {
   throw new Error('-c dbResourceId and -c dbUser go together: the rds-db:connect grant names both');
 }
 const tags = json('tags');
+const oversizeBucketName = ctx('oversizeBucketName');
+const oversizeExpirationDays = ctx('oversizeExpirationDays');
 
 // Given zones fill CDK's lookup cache, so a new VPC in a concrete account synthesizes
 // without AWS credentials (tests, CI).
@@ -139,6 +144,8 @@ const stack = new PgCdcStack(app, stackName, {
   ...(retention ? { logRetention: Number(retention) as logs.RetentionDays } : {}),
   ...(environment ? { environment } : {}),
   ...(tags ? { tags } : {}),
+  ...(oversizeBucketName ? { oversizeBucketName } : {}),
+  ...(oversizeExpirationDays ? { oversizeExpirationDays: Number(oversizeExpirationDays) } : {}),
 });
 
 if (ctx('nag') !== 'false') Aspects.of(stack).add(new AwsSolutionsChecks({ verbose: true }));

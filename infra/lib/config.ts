@@ -35,7 +35,12 @@ export interface SlotSpec {
   readonly iamAuth: boolean;
   /** `user` (expanded), if any and expandable. */
   readonly user?: string;
+  /** Set when `oversize: s3`: `oversize_bucket` as written, and `oversize_prefix` (expanded). */
+  readonly oversize?: { readonly bucketTemplate?: string; readonly prefix: string };
 }
+
+/** The streamer's default `oversize_prefix`. */
+export const DEFAULT_OVERSIZE_PREFIX = 'pg-cdc-to-kinesis/';
 
 /** The deploy-relevant content of one configs.yml. */
 export interface CdcConfig {
@@ -103,8 +108,14 @@ export function parseConfig(text: string, file: string, env: Record<string, stri
     } catch {
       user = undefined; // a user from the secret or an unset variable: not needed here
     }
+    const bucketTemplate = typeof slot['oversize_bucket'] === 'string' ? slot['oversize_bucket'] : undefined;
+    const oversize =
+      slot['oversize'] === 's3'
+        ? { ...(bucketTemplate ? { bucketTemplate } : {}), prefix: text('oversize_prefix') ?? DEFAULT_OVERSIZE_PREFIX }
+        : undefined;
     slots.push({
       name,
+      ...(oversize ? { oversize } : {}),
       stream: expandEnv(streamRaw, env, `${where}, key \`kns_stream\``),
       streamTemplate: streamRaw,
       checkpoint: flag('checkpoint', true),

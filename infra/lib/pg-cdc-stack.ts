@@ -35,6 +35,7 @@ import {
   rdsConnectStatement,
   secretKeysStatement,
 } from './permissions.ts';
+import { ENV_OVERSIZE_BUCKET, OversizeBucket } from './oversize-bucket.ts';
 import { Streams } from './streams.ts';
 import { StreamerService } from './streamer-service.ts';
 
@@ -101,6 +102,10 @@ export interface PgCdcStackProps extends StackProps {
   readonly logRetention?: logs.RetentionDays;
   /** Environment for `${VAR}` in configs.yml, given to the containers and the Lambdas. */
   readonly environment?: Readonly<Record<string, string>>;
+  /** An existing bucket for `oversize: s3`; unset creates one when a slot uses it. */
+  readonly oversizeBucketName?: string;
+  /** Days before a created oversize bucket's objects expire (default 30). */
+  readonly oversizeExpirationDays?: number;
 }
 
 /** The namespace every config file and the context agree on, or an error saying who disagrees. */
@@ -130,6 +135,8 @@ export class PgCdcStack extends Stack {
   public readonly network: Network;
   public readonly checkpointPrefix: string;
   public readonly namespace: string;
+  /** The bucket of oversized rows, when a slot has `oversize: s3`. */
+  public readonly oversize?: OversizeBucket;
 
   constructor(scope: Construct, id: string, props: PgCdcStackProps) {
     super(scope, id, props);
@@ -156,6 +163,14 @@ export class PgCdcStack extends Stack {
       [ENV_CHECKPOINT_PREFIX]: checkpoints.prefix,
       ...(props.namePrefix ? { [ENV_STREAM_PREFIX]: props.namePrefix } : {}),
     };
+    if (allSlots.some((s) => s.oversize) || props.oversizeBucketName) {
+      this.oversize = new OversizeBucket(this, 'OversizeBucket', {
+        ...(props.oversizeBucketName ? { existingBucketName: props.oversizeBucketName } : {}),
+        ...(props.oversizeExpirationDays !== undefined ? { expirationDays: props.oversizeExpirationDays } : {}),
+      });
+      environment[ENV_OVERSIZE_BUCKET] = this.oversize.bucket.bucketName;
+      new CfnOutput(this, 'OversizeBucketName', { value: this.oversize.bucket.bucketName });
+    }
     const extraStatements: iam.PolicyStatement[] = [];
     if (props.iamDbUser) extraStatements.push(rdsConnectStatement(this, props.iamDbUser));
     const keys = secretKeysStatement(this, props.secretKmsKeyArns ?? []);
@@ -201,7 +216,7 @@ export class PgCdcStack extends Stack {
         streamArns,
         secrets,
         checkpoints,
-        extraStatements,
+        extraStatements: [...extraStatements, ...this.oversizeStatements(spec)],
         shutdownTimeoutSecs: spec.config.shutdownTimeoutSecs,
         environment,
         ...(props.logRetention ? { logRetention: props.logRetention } : {}),
@@ -264,6 +279,12 @@ export class PgCdcStack extends Stack {
     acknowledgeNagFindings(this, checkpoints.prefix);
   }
 
+  /** `s3:PutObject` under the prefixes of the service's `oversize: s3` slots. */
+  private oversizeStatements(spec: ServiceSpec): iam.PolicyStatement[] {
+    const slots = spec.config.slots.flatMap((s) => (s.oversize ? [{ name: s.name, prefix: s.oversize.prefix }] : []));
+    return this.oversize && slots.length ? [this.oversize.putStatement(slots)] : [];
+  }
+
   /** Refuse, at synth, what would only fail once deployed. */
   private checkSlots(props: PgCdcStackProps): void {
     for (const spec of props.services) {
@@ -281,6 +302,13 @@ export class PgCdcStack extends Stack {
         }
         if (slot.iamAuth && props.iamDbUser && slot.user !== undefined && slot.user !== props.iamDbUser.dbUser) {
           throw new Error(`${where}: signs in as ${slot.user} but -c dbUser=${props.iamDbUser.dbUser}; they must be the same user`);
+        }
+        const bucket = slot.oversize?.bucketTemplate;
+        const stackBucket = bucket !== undefined && (bucket.includes(`\${${ENV_OVERSIZE_BUCKET}`) || bucket === props.oversizeBucketName);
+        if (slot.oversize && !stackBucket) {
+          throw new Error(
+            `${where}: oversize is s3 but oversize_bucket ${bucket ?? '(unset)'} is not the stack's bucket, so the task could not write to it: write oversize_bucket: \${${ENV_OVERSIZE_BUCKET}} (the bucket the stack creates, or -c oversizeBucketName)`,
+          );
         }
         if (props.namePrefix) {
           if (!slot.streamTemplate.includes(`\${${ENV_STREAM_PREFIX}`) || !slot.stream.startsWith(props.namePrefix)) {
