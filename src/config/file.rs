@@ -297,4 +297,19 @@ pub(super) struct SlotFile {
     /// as Kinesis accepts them (live changes keep priority either way).
     /// Example: `snapshot_max_rows_per_sec: 2000`.
     pub snapshot_max_rows_per_sec: Option<Value>,
+
+    /// What a row whose record is larger than the stream takes (`max_record_bytes`)
+    /// does: `fail` stops the slot with an error naming the row; `s3` puts the full
+    /// record into `oversize_bucket` and a small claim-check record on the stream in
+    /// its place, in order. Default `fail`. Example: `oversize: s3`.
+    pub oversize: Option<Value>,
+
+    /// S3 bucket for `oversize: s3` (required with it): a bucket name, not an ARN.
+    /// `${ENV}` expanded. Example: `oversize_bucket: my-cdc-oversize`.
+    pub oversize_bucket: Option<Value>,
+
+    /// Start of every object key; the key is `<prefix><slot>/<commit_lsn>/<seq>.json`.
+    /// Not starting with `/`, at most 512 bytes. Default `pg-cdc-to-kinesis/`.
+    /// `${ENV}` expanded. Example: `oversize_prefix: cdc/oversize/`.
+    pub oversize_prefix: Option<Value>,
 }

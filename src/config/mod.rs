@@ -18,6 +18,7 @@ mod env;
 mod file;
 mod libpq_env;
 mod ops_keys;
+mod oversize_keys;
 mod slot;
 mod snapshot_keys;
 mod tls;
@@ -34,6 +35,7 @@ pub use delivery_keys::{
     DEFAULT_SHARD_RECORDS_PER_SEC,
 };
 pub use ops_keys::OpsConfig;
+pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
 pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
 pub use tls::{is_local_host, SslMode};
 pub use tls_keys::iam_peer_problem;
@@ -241,6 +243,8 @@ pub struct SlotConfig {
     pub heartbeat_interval_secs: Option<u64>,
     /// Initial snapshot and backfill chunking.
     pub snapshot: SnapshotConfig,
+    /// Records larger than the stream takes: stop, or claim checks via S3.
+    pub oversize: OversizeConfig,
 }
 
 /// Where and how often a slot's confirmed LSN is checkpointed (see `checkpoint`).

@@ -218,6 +218,7 @@ pub(super) fn build(
         checkpoint,
         heartbeat_interval_secs: super::ops_keys::heartbeat(src, &raw, &place)?,
         snapshot: super::snapshot_keys::build(src, &raw, &place)?,
+        oversize: super::oversize_keys::build(src, &raw, &place, lookup)?,
     })
 }
 

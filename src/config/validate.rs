@@ -64,6 +64,9 @@ pub(super) const SLOT_KEYS: &[&str] = &[
     "snapshot",
     "snapshot_chunk_rows",
     "snapshot_max_rows_per_sec",
+    "oversize",
+    "oversize_bucket",
+    "oversize_prefix",
 ];
 
 /// A slot that passed the shape checks: its name and where the name is written.
