@@ -14,6 +14,8 @@ use crate::lsn::Lsn;
 
 /// A native record as the Debezium connector's envelope (`tail --format debezium`).
 pub mod debezium;
+/// Records over the stream's limit: the error, or a claim check with its S3 object.
+pub mod oversize;
 
 /// Kinesis documents partition keys of at most 256 Unicode characters, but it
 /// measures the key's encoded length: a key of 129 two-byte characters is refused.
@@ -33,6 +35,8 @@ pub struct Record {
     pub barrier: bool,
     /// A backfilled row: the sink sends other keys' live changes first.
     pub background: bool,
+    /// A claim check's full record: the sink puts it into S3 before `data` may go.
+    pub offload: Option<Box<oversize::Offload>>,
 }
 
 impl Record {
@@ -44,6 +48,7 @@ impl Record {
             table: 0,
             barrier: false,
             background: false,
+            offload: None,
         }
     }
 
@@ -56,6 +61,7 @@ impl Record {
             table: table_hash(&change.schema, &change.table),
             barrier: kind == Kind::Truncate,
             background: kind == Kind::Read,
+            offload: None,
         }
     }
 
@@ -63,6 +69,11 @@ impl Record {
     /// blob plus the partition key.
     pub fn billed_size(&self) -> usize {
         self.data.len() + self.partition_key.len()
+    }
+
+    /// The memory the record holds: its billed size plus a claim check's full record.
+    pub fn held_bytes(&self) -> usize {
+        self.billed_size() + self.offload.as_ref().map_or(0, |o| o.body.len())
     }
 }
 

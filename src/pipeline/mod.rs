@@ -39,13 +39,8 @@ pub enum SlotError {
     Sink(#[from] SinkError),
     #[error("{0}; this is a bug in the wal2json decoder or an unsupported wal2json version: report it with this message")]
     Decode(#[from] DecodeError),
-    #[error("a change to {table} at LSN {lsn} encodes to a {size}-byte record, over the stream's {max}-byte limit; it was not dropped: exclude the table or its large columns (wal2json option filter-tables / add-tables), or raise max_record_bytes if the stream allows larger records")]
-    RecordTooLarge {
-        table: String,
-        lsn: Lsn,
-        size: usize,
-        max: usize,
-    },
+    #[error(transparent)]
+    RecordTooLarge(#[from] crate::record::oversize::OversizeError),
     #[error("replication slot {slot:?} does not exist on {endpoint} and create_slot is false: create it with SELECT pg_create_logical_replication_slot('{slot}', 'wal2json'), or set create_slot: true")]
     SlotMissing { slot: String, endpoint: String },
     #[error("replication slot {slot:?} uses the output plugin {plugin}, not wal2json: drop it or pick another slot name")]
@@ -86,7 +81,7 @@ impl SlotError {
             SlotError::Credentials(e) => e.is_transient(),
             SlotError::Internal(_) | SlotError::Silent { .. } => true,
             SlotError::Decode(_)
-            | SlotError::RecordTooLarge { .. }
+            | SlotError::RecordTooLarge(_)
             | SlotError::SlotMissing { .. }
             | SlotError::WrongPlugin { .. }
             | SlotError::WrongDatabase { .. }
@@ -121,7 +116,7 @@ impl SlotError {
             },
             SlotError::Sink(_) => "kinesis",
             SlotError::Decode(_) => "decode",
-            SlotError::RecordTooLarge { .. } => "record_too_large",
+            SlotError::RecordTooLarge(_) => "record_too_large",
             SlotError::SlotMissing { .. } => "slot_missing",
             SlotError::WrongPlugin { .. } => "wrong_plugin",
             SlotError::SlotLost { .. } => "slot_lost",

@@ -18,6 +18,7 @@ use crate::checkpoint::Checkpointer;
 use crate::config::SlotConfig;
 use crate::decode::Event;
 use crate::lsn::Lsn;
+use crate::record::oversize::{Oversize, Place};
 use crate::record::{Record, RecordEncoder, TxnContext};
 use crate::signal::{self, Signal};
 use crate::sink::{Item, CHUNK_BYTES, CHUNK_ITEMS};
@@ -131,6 +132,8 @@ pub(super) struct Reader {
     pub(super) requests: Vec<(Signal, Lsn)>,
     /// Restart signals read (slot, id), for the session to pass on.
     pub(super) restarts: Vec<(String, String)>,
+    /// What a record over the stream's limit does (stop, or a claim check).
+    pub(super) oversize: Oversize,
 }
 
 impl Reader {
@@ -150,6 +153,7 @@ impl Reader {
             notes: None,
             requests: Vec::new(),
             restarts: Vec::new(),
+            oversize: Oversize::default(),
         }
     }
 
@@ -161,17 +165,17 @@ impl Reader {
         max_record_bytes: usize,
     ) -> Result<(), SlotError> {
         for row in &emit.rows {
-            let record = encoder.encode_read(row, &self.txn, self.seq, emit.chunk);
-            if record.billed_size() > max_record_bytes {
-                return Err(SlotError::RecordTooLarge {
-                    table: format!("{}.{}", row.schema, row.table),
-                    lsn: self.txn.commit_lsn.unwrap_or_default(),
-                    size: record.billed_size(),
-                    max: max_record_bytes,
-                });
-            }
+            let mut record = encoder.encode_read(row, &self.txn, self.seq, emit.chunk);
+            let at = Place {
+                schema: &row.schema,
+                table: &row.table,
+                commit_lsn: self.txn.commit_lsn,
+                lsn: None,
+                seq: self.seq,
+            };
+            self.oversize.admit(&mut record, at, max_record_bytes)?;
             self.seq += 1;
-            self.out_bytes += record.billed_size();
+            self.out_bytes += record.held_bytes();
             self.out.push_back(Item::Record(record));
         }
         Ok(())
@@ -205,24 +209,23 @@ impl Reader {
                     if let Some(first) = self.windows.on_change(&change) {
                         self.push_reads(first, encoder, max_record_bytes)?;
                     }
-                    // A key change is two records; both must fit before either is queued.
+                    // A key change is two records; both must fit (or become claim
+                    // checks) before either is queued.
                     self.encoded.clear();
                     let n = encoder.encode_into(&change, &self.txn, self.seq, &mut self.encoded)?;
-                    if let Some(record) = self
-                        .encoded
-                        .iter()
-                        .find(|r| r.billed_size() > max_record_bytes)
-                    {
-                        return Err(SlotError::RecordTooLarge {
-                            table: format!("{}.{}", change.schema, change.table),
-                            lsn: change.lsn.or(self.txn.commit_lsn).unwrap_or_default(),
-                            size: record.billed_size(),
-                            max: max_record_bytes,
-                        });
+                    for (i, record) in self.encoded.iter_mut().enumerate() {
+                        let at = Place {
+                            schema: &change.schema,
+                            table: &change.table,
+                            commit_lsn: self.txn.commit_lsn,
+                            lsn: change.lsn,
+                            seq: self.seq + i as u64,
+                        };
+                        self.oversize.admit(record, at, max_record_bytes)?;
                     }
                     self.seq += n as u64;
                     for record in self.encoded.drain(..) {
-                        self.out_bytes += record.billed_size();
+                        self.out_bytes += record.held_bytes();
                         self.out.push_back(Item::Record(record));
                     }
                 }
@@ -289,7 +292,7 @@ impl Reader {
                 break;
             };
             if let Item::Record(record) = &item {
-                bytes += record.billed_size();
+                bytes += record.held_bytes();
                 self.records_handed += 1;
             }
             chunk.push(item);
