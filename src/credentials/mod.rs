@@ -109,6 +109,11 @@ impl Credentials {
         }
     }
 
+    /// The AWS settings the slot's clients are built from.
+    pub fn aws(&self) -> &aws_config::SdkConfig {
+        &self.aws
+    }
+
     /// The parameters to connect with now: config values, filled from the (cached)
     /// secret, with a fresh-enough IAM token as the password when `iam_auth` is on.
     pub async fn connect_params(&self) -> Result<ConnectParams, CredentialsError> {

@@ -84,12 +84,20 @@ impl Session<'_> {
         // Kinesis before the slot is created: a wrong stream name or a missing region
         // must stop the slot before a new replication slot starts holding WAL.
         preflight::require_region(slot, &self.kinesis)?;
-        let sink = KinesisSink::new(
+        let mut sink = KinesisSink::new(
             self.kinesis.clone(),
             &slot.name,
             &slot.kns_stream,
             slot.batch.clone(),
         );
+        let oversize = crate::record::oversize::Oversize::new(slot);
+        if oversize.may_offload() {
+            let aws = self.credentials.aws();
+            sink = sink.with_s3(crate::sink::oversize::s3_client(
+                aws,
+                slot.region.as_deref(),
+            ));
+        }
         let max_record_bytes = sink.prepare().await?;
         if let Some(warning) =
             crate::sink::kinesis::coarse_key_warning(&slot.partition_key, slot.batch.aggregation)
@@ -117,6 +125,7 @@ impl Session<'_> {
         let tracker = AckTracker::new(start);
         let mut reader = Reader::new(start);
         reader.accepted = tracker.accepted_count();
+        reader.oversize = oversize;
         // Backfills: this session's task beside the reader, linked by two channels.
         let run = signal::new_id();
         let (rows_tx, mut rows_rx) = mpsc::channel(1);

@@ -4,6 +4,7 @@
 //! reports accepted records to the acknowledgement tracker (`crate::ack`).
 
 pub mod kinesis;
+pub mod oversize;
 
 use crate::lsn::Lsn;
 use crate::record::Record;

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use crate::ack::AckTracker;
 use crate::config::{Aggregation, BatchConfig};
 use crate::lsn::Lsn;
+use crate::sink::oversize::Uploads;
 use crate::sink::{Item, CHUNK_ITEMS};
 use crate::telemetry::Console;
 pub use pace::ShardLimits;
@@ -93,6 +94,8 @@ pub struct KinesisSink {
     batch: BatchConfig,
     /// The largest record the stream takes, once `prepare` learned it.
     record_limit: std::sync::OnceLock<usize>,
+    /// Where claim checks' full records go (`oversize: s3`).
+    s3: Option<aws_sdk_s3::Client>,
 }
 
 impl KinesisSink {
@@ -108,7 +111,14 @@ impl KinesisSink {
             stream: stream.to_string(),
             batch,
             record_limit: std::sync::OnceLock::new(),
+            s3: None,
         }
+    }
+
+    /// Store claim checks' full records with this client before sending them.
+    pub fn with_s3(mut self, client: aws_sdk_s3::Client) -> Self {
+        self.s3 = Some(client);
+        self
     }
 
     pub fn stream(&self) -> &str {
@@ -217,6 +227,7 @@ impl KinesisSink {
             }),
         };
         let mut sched = Scheduler::new(self.shard_map(&stats).await, shard_limits);
+        let mut uploads = Uploads::new(self.s3.clone(), &self.slot);
         let mut in_flight: JoinSet<(Vec<Unit>, usize, Outcome)> = JoinSet::new();
         let mut wire_bytes = 0usize;
         let mut refresh: JoinSet<ShardMap> = JoinSet::new();
@@ -239,6 +250,13 @@ impl KinesisSink {
                     refresh_wanted |= self.settle(units, outcome, &mut sched, &mut tracker, &stats)?;
                     acked.send_if_modified(|a| replace_if_moved(a, tracker.acked()));
                 }
+                stored = uploads.next(), if !uploads.is_empty() => {
+                    let (partition_key, seq) = stored.map_err(|reason| SinkError::Permanent {
+                        stream: self.stream.clone(),
+                        reason,
+                    })?;
+                    sched.stored(&partition_key, seq);
+                }
                 Some(map) = refresh.join_next(), if !refresh.is_empty() => {
                     if let Ok(map) = map {
                         if map.is_known() && map != *sched.map() {
@@ -247,16 +265,20 @@ impl KinesisSink {
                         }
                     }
                 }
-                chunk = rx.recv(), if !closed && sched.held_bytes() + wire_bytes < budget => {
+                chunk = rx.recv(), if !closed && sched.held_bytes() + wire_bytes + uploads.bytes() < budget => {
                     match chunk {
                         None => closed = true,
                         Some(chunk) => {
                             for item in chunk {
-                                absorb(item, &mut sched, &mut tracker);
+                                self.absorb(item, &mut sched, &mut tracker, &mut uploads)?;
                             }
-                            while sched.held_bytes() + wire_bytes < budget {
+                            while sched.held_bytes() + wire_bytes + uploads.bytes() < budget {
                                 match rx.try_recv() {
-                                    Ok(chunk) => chunk.into_iter().for_each(|item| absorb(item, &mut sched, &mut tracker)),
+                                    Ok(chunk) => {
+                                        for item in chunk {
+                                            self.absorb(item, &mut sched, &mut tracker, &mut uploads)?;
+                                        }
+                                    }
                                     Err(_) => break,
                                 }
                             }
@@ -325,7 +347,8 @@ impl KinesisSink {
                     (units, wire, outcome)
                 });
             }
-            if in_flight.is_empty() && !sched.is_empty() && next_due.is_none() {
+            if in_flight.is_empty() && !sched.is_empty() && next_due.is_none() && uploads.is_empty()
+            {
                 // Records wait, nothing is in flight and nothing will wake the loop:
                 // that should not happen; look again shortly rather than stall.
                 tracing::debug!(slot = %self.slot, queued = sched.len(), "nothing sendable and nothing in flight; polling");
@@ -478,13 +501,35 @@ fn replace_if_moved(current: &mut Lsn, acked: Lsn) -> bool {
     true
 }
 
-fn absorb(item: Item, sched: &mut Scheduler, tracker: &mut AckTracker) {
-    match item {
-        Item::Record(record) => {
-            let seq = tracker.register_record();
-            sched.push(Entry::new(seq, record));
+impl KinesisSink {
+    /// Take one item in delivery order. A claim check enters its key's queue at once
+    /// (its place in the key's order) but waits there until its object is stored.
+    fn absorb(
+        &self,
+        item: Item,
+        sched: &mut Scheduler,
+        tracker: &mut AckTracker,
+        uploads: &mut Uploads,
+    ) -> Result<(), SinkError> {
+        match item {
+            Item::Record(mut record) => {
+                let seq = tracker.register_record();
+                let offload = record.offload.take();
+                let mut entry = Entry::new(seq, record);
+                if let Some(offload) = offload {
+                    entry.waiting = true;
+                    uploads
+                        .start(seq, entry.record.partition_key.clone(), *offload)
+                        .map_err(|reason| SinkError::Permanent {
+                            stream: self.stream.clone(),
+                            reason,
+                        })?;
+                }
+                sched.push(entry);
+            }
+            Item::Commit(lsn) => tracker.register_commit(lsn),
         }
-        Item::Commit(lsn) => tracker.register_commit(lsn),
+        Ok(())
     }
 }
 

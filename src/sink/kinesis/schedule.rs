@@ -43,6 +43,9 @@ pub struct Entry {
     pub attempts: u32,
     /// When the record entered the sink.
     enqueued: Instant,
+    /// A claim check whose S3 object is not stored yet: its key waits (see
+    /// [`Scheduler::stored`]), later keys' records do not.
+    pub waiting: bool,
 }
 
 /// A ready key's place in its shard's heap: its head's sequence number, with
@@ -60,6 +63,7 @@ impl Entry {
             record,
             attempts: 0,
             enqueued: Instant::now(),
+            waiting: false,
         }
     }
 
@@ -287,6 +291,9 @@ impl Scheduler {
         let Some(head) = queue.entries.front() else {
             return;
         };
+        if head.waiting {
+            return;
+        }
         match self.tables.get_mut(&head.record.table) {
             Some(table) if !table.admits(head) => table.blocked.push(hash),
             _ => self.shards[queue.shard]
@@ -380,7 +387,8 @@ impl Scheduler {
                     && !q.delayed
                     && q.shard == shard
                     && q.entries.front().is_some_and(|e| {
-                        rank(e) == seq
+                        !e.waiting
+                            && rank(e) == seq
                             && self.tables.get(&e.record.table).is_none_or(|t| t.admits(e))
                     })
             });
@@ -461,6 +469,10 @@ impl Scheduler {
             };
             let mut took = false;
             while let Some(entry) = queue.entries.front() {
+                // A claim check whose object is not stored yet ends the key's run.
+                if entry.waiting {
+                    break;
+                }
                 // A record the table's gate holds (a barrier, or a record behind one)
                 // ends the key's run in this aggregate.
                 if took
@@ -531,6 +543,22 @@ impl Scheduler {
             .filter(|t| *t > now)
             .min();
         [delayed, paced].into_iter().flatten().min()
+    }
+
+    /// The S3 object of the claim check `seq` (of `partition_key`) is stored: it
+    /// may go once it heads its key's queue.
+    pub fn stored(&mut self, partition_key: &str, seq: u64) {
+        let hash = hash_key(partition_key);
+        let Some(queue) = self.keys.get_mut(&hash) else {
+            return;
+        };
+        let Some(entry) = queue.entries.iter_mut().find(|e| e.seq == seq) else {
+            return;
+        };
+        entry.waiting = false;
+        if queue.entries.front().is_some_and(|e| e.seq == seq) {
+            self.make_ready(hash);
+        }
     }
 
     /// Kinesis accepted this unit's records.

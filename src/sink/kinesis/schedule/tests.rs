@@ -584,3 +584,46 @@ fn random_walks_keep_per_key_order_and_truncate_barriers_and_lose_nothing() {
         random_walk(seed, four_shards(), true);
     }
 }
+
+#[test]
+fn a_claim_check_waits_for_its_object_holding_its_key_only() {
+    for limits in [plain(500), kpl(500, 1 << 20)] {
+        let mut s = Scheduler::new(ShardMap::unknown(), UNPACED);
+        s.push(entry(0, "a"));
+        let mut claim = entry(1, "a");
+        claim.waiting = true;
+        s.push(claim);
+        s.push(entry(2, "a"));
+        s.push(entry(3, "b"));
+        let now = Instant::now();
+        let first = s.next_request(now, limits);
+        assert_eq!(
+            seqs(&first),
+            [0, 3],
+            "the key's earlier record and other keys go"
+        );
+        for unit in first {
+            s.accepted(unit);
+        }
+        assert!(
+            s.next_request(now, limits).is_empty(),
+            "nothing of `a` passes its claim check while the object is not stored"
+        );
+        assert_eq!(s.len(), 2);
+        s.stored("a", 1);
+        let mut sent = Vec::new();
+        while !s.is_empty() {
+            let units = s.next_request(now, limits);
+            assert!(!units.is_empty(), "stalled with {} queued", s.len());
+            sent.extend(seqs(&units));
+            for unit in units {
+                s.accepted(unit);
+            }
+        }
+        assert_eq!(
+            sent,
+            [1, 2],
+            "then the claim check, then the key's later record"
+        );
+    }
+}
