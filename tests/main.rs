@@ -19,6 +19,7 @@ mod libpq_env;
 mod messages;
 mod metrics;
 mod ops;
+mod oversize;
 mod preflight;
 mod reload;
 mod secrets;
