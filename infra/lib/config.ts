@@ -35,7 +35,10 @@ export interface SlotSpec {
   readonly iamAuth: boolean;
   /** `user` (expanded), if any and expandable. */
   readonly user?: string;
-  /** Set when `oversize: s3`: `oversize_bucket` as written, and `oversize_prefix` (expanded). */
+  /**
+   * Set when `oversize: s3`, for the slot or any of its `tables:` entries: `oversize_bucket`
+   * as written, and `oversize_prefix` (expanded).
+   */
   readonly oversize?: { readonly bucketTemplate?: string; readonly prefix: string };
 }
 
@@ -109,8 +112,10 @@ export function parseConfig(text: string, file: string, env: Record<string, stri
       user = undefined; // a user from the secret or an unset variable: not needed here
     }
     const bucketTemplate = typeof slot['oversize_bucket'] === 'string' ? slot['oversize_bucket'] : undefined;
+    const tables = Array.isArray(slot['tables']) ? (slot['tables'] as unknown[]) : [];
+    const tableOversize = tables.some((t) => typeof t === 'object' && t !== null && (t as Record<string, unknown>)['oversize'] === 's3');
     const oversize =
-      slot['oversize'] === 's3'
+      slot['oversize'] === 's3' || tableOversize
         ? { ...(bucketTemplate ? { bucketTemplate } : {}), prefix: text('oversize_prefix') ?? DEFAULT_OVERSIZE_PREFIX }
         : undefined;
     slots.push({

@@ -117,6 +117,32 @@ test('an existing bucket is accepted by name and granted the same way', () => {
   });
 });
 
+test('a tables: entry with oversize: s3 makes its slot use the bucket too', () => {
+  const config = parseConfig(
+    `
+replication_slots:
+  - docs_slot:
+      host: h
+      user: u
+      db_name: d
+      kns_stream: customers-cdc
+      oversize_bucket: \${PG_CDC_OVERSIZE_BUCKET}
+      tables:
+        - match: public.docs
+          oversize: s3
+  - other_slot:
+      host: h
+      user: u
+      db_name: d
+      kns_stream: customers-cdc
+`,
+    'configs-docs.yml',
+    {},
+  );
+  assert.deepEqual(config.slots[0]!.oversize, { bucketTemplate: '\${PG_CDC_OVERSIZE_BUCKET}', prefix: 'pg-cdc-to-kinesis/' });
+  assert.equal(config.slots[1]!.oversize, undefined);
+});
+
 test('a slot writing to another bucket is refused at synth', () => {
   assert.throws(
     () => withOversize({}, OVERSIZE_CONFIG.replace('${PG_CDC_OVERSIZE_BUCKET}', 'someone-elses')),
