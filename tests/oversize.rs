@@ -233,6 +233,12 @@ async fn a_2_mib_row_goes_to_s3_and_its_claim_check_keeps_its_place_in_the_key_o
         .expect("the live claim check");
     let claim: serde_json::Value = live.json().unwrap();
     let object = check_object(&moto.endpoint, &bucket, live).await;
+    eprintln!(
+        "oversize: a {}-byte record became a {}-byte claim check and a {}-byte object",
+        claim["claim_check"]["bytes"],
+        live.data.len(),
+        claim["claim_check"]["bytes"]
+    );
     assert_eq!(object["data"]["v"], 3);
     assert_eq!(object["data"]["body"].as_str().map(str::len), Some(BIG));
     assert!(object["data"]["body"]
