@@ -15,8 +15,10 @@
 //!   `PutRecords` with partial-failure retry.
 //! - [`ack`]: which LSN may be confirmed, given what Kinesis accepted.
 //! - [`checkpoint`]: the confirmed LSN kept in SSM, checked against the slot at startup.
-//! - [`pipeline`]: one worker per slot, backpressure, acknowledgement, shutdown; stopped-slot
-//!   retries, restart signals and SIGHUP reloads.
+//! - [`pipeline`]: one slot's worker: its sessions, backpressure, acknowledgement,
+//!   reconnects, stopped-slot retries and restart signals.
+//! - [`run`]: the process wiring above it all: one worker per slot, the operations
+//!   server and WAL monitors ([`serve`]), SIGHUP reloads and shutdown.
 //! - [`lsn`]: the WAL-position newtype used everywhere.
 //! - [`telemetry`]: logging, the console progress lines, one-line AWS error messages.
 //! - [`check`], [`tail`], [`status`]: the operator commands besides `run`.
@@ -39,6 +41,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod pipeline;
 pub mod record;
+pub mod run;
 pub mod serve;
 pub mod signal;
 pub mod sink;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::lsn::Lsn;
-use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState};
+use pg_cdc_to_kinesis::pipeline::SlotState;
+use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use pg_cdc_to_kinesis::sink::kinesis::aggregate::deaggregate;
 use pg_cdc_to_kinesis::source;
 use serde_json::{Map, Value};

@@ -11,7 +11,8 @@ use pg_cdc_to_kinesis::checkpoint::{
 };
 use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::lsn::Lsn;
-use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState, SlotStatus};
+use pg_cdc_to_kinesis::pipeline::{SlotState, SlotStatus};
+use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use pg_cdc_to_kinesis::source;
 
 use crate::support::kinesis::{self, kinesalite, unique_stream_name};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::checkpoint::MemoryStore;
 use pg_cdc_to_kinesis::metrics::{Kind, METRICS, PROMETHEUS_PREFIX};
-use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv};
+use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use pg_cdc_to_kinesis::serve::Ops;
 use serde_json::Value;
 

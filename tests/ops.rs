@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::config::Config;
-use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState};
+use pg_cdc_to_kinesis::pipeline::SlotState;
+use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use pg_cdc_to_kinesis::serve::{EmfOut, Ops};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

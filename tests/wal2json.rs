@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::config::Config;
-use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState};
+use pg_cdc_to_kinesis::pipeline::SlotState;
+use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 
 use crate::support::kinesis::{self, kinesalite, unique_stream_name, ReadRecord};
 use crate::support::pg::{self, password_for, unique_name, SUPERUSER};

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::telemetry::{self, LogFormat};
-use pg_cdc_to_kinesis::{check, pipeline, tail};
+use pg_cdc_to_kinesis::{check, run, tail};
 
 #[derive(Parser)]
 #[command(
@@ -116,9 +116,9 @@ async fn async_main(cli: Cli) -> ExitCode {
         .await;
     match (command, config) {
         (Command::Run, Some(config)) => {
-            let env = pipeline::RunEnv { aws };
+            let env = run::RunEnv { aws };
             let reloads = reload_on_sighup(cli.config.clone(), cli.log_format);
-            match pipeline::run_with_reloads(&config, &env, shutdown_signal(), reloads).await {
+            match run::run_with_reloads(&config, &env, shutdown_signal(), reloads).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

@@ -1,16 +1,15 @@
-//! The pipeline: one worker per slot, all in parallel, each never blocking another.
+//! The pipeline: one slot's worker, never blocking another slot's.
 //!
-//! Owns the life of each slot: sessions (`session`), reconnecting with capped,
+//! Owns the life of one slot: sessions (`session`), reconnecting with capped,
 //! jittered backoff after transient failures, stopping a slot with an actionable
 //! error after a permanent one (and trying it again later, `restart`), restarting
 //! on request, and shutdown. It is the one place that classifies an error as retry
-//! or stop. The set of workers and the process-level outcome are `supervise`'s.
+//! or stop. The set of workers and the process-level outcome are [`crate::run`]'s.
 
 pub(crate) mod preflight;
 mod reader;
-mod restart;
+pub(crate) mod restart;
 mod session;
-mod supervise;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +23,6 @@ use crate::lsn::Lsn;
 use crate::sink::kinesis::{SinkError, SinkStats};
 use crate::source::SourceError;
 use session::{Session, SessionEnd};
-pub use supervise::{run, run_with_reloads, Pipeline, RunEnv, RunError, SlotChange};
 
 /// Reconnect backoff: from 1 s doubling to 60 s, with jitter.
 const RECONNECT_BASE: Duration = Duration::from_secs(1);
@@ -169,7 +167,7 @@ pub struct SlotStatus {
 }
 
 impl SlotStatus {
-    fn new(slot: &str, credentials: Arc<crate::credentials::Credentials>) -> Self {
+    pub(crate) fn new(slot: &str, credentials: Arc<crate::credentials::Credentials>) -> Self {
         SlotStatus {
             credentials,
             slot: slot.to_string(),
@@ -245,25 +243,25 @@ pub(crate) fn kinesis_client(
     aws_sdk_kinesis::Client::from_conf(builder.build())
 }
 
-struct Worker {
-    slot: SlotConfig,
-    credentials: Arc<crate::credentials::Credentials>,
-    kinesis: aws_sdk_kinesis::Client,
-    checkpoints: crate::checkpoint::Checkpointer,
-    status: Arc<SlotStatus>,
-    shutdown: watch::Receiver<bool>,
-    timeout: Duration,
+pub(crate) struct Worker {
+    pub(crate) slot: SlotConfig,
+    pub(crate) credentials: Arc<crate::credentials::Credentials>,
+    pub(crate) kinesis: aws_sdk_kinesis::Client,
+    pub(crate) checkpoints: crate::checkpoint::Checkpointer,
+    pub(crate) status: Arc<SlotStatus>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) timeout: Duration,
     /// `stopped_slot_retry_secs`: the cap of the wait before a stopped slot is tried
     /// again; 0 = never.
-    stopped_retry_secs: u64,
-    restarts: Arc<restart::Restarts>,
+    pub(crate) stopped_retry_secs: u64,
+    pub(crate) restarts: Arc<restart::Restarts>,
     /// Woken by a `restart` signal for this slot.
-    wake: Arc<tokio::sync::Notify>,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
     /// Ok when stopped by request; Err(message) when stopped for good.
-    async fn run(mut self) -> Result<(), String> {
+    pub(crate) async fn run(mut self) -> Result<(), String> {
         let name = self.slot.name.clone();
         let mut attempt: u32 = 0;
         // Tries since the slot stopped on a permanent error.

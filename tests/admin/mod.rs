@@ -14,7 +14,8 @@ use pg_cdc_to_kinesis::admin::{self, AdminContext};
 use pg_cdc_to_kinesis::checkpoint::{ssm_client, Checkpoint, CheckpointStore, SsmStore};
 use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::lsn::Lsn;
-use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState, SlotStatus};
+use pg_cdc_to_kinesis::pipeline::{SlotState, SlotStatus};
+use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use pg_cdc_to_kinesis::source::{self, ConnectParams};
 use serde_json::{json, Value};
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use pg_cdc_to_kinesis::admin;
 use pg_cdc_to_kinesis::config::Config;
-use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState};
+use pg_cdc_to_kinesis::pipeline::SlotState;
+use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use serde_json::json;
 
 use super::ctx;

@@ -1,5 +1,6 @@
-//! The set of slot workers over the life of the process: starting them, stopping
-//! them, and changing the set when the config is read again (SIGHUP).
+//! The process wiring, above the pipeline: the set of slot workers over the life of
+//! the process (starting them, stopping them, changing the set when the config is
+//! read again on SIGHUP), the operations server and WAL monitors, and shutdown.
 //!
 //! Owns which worker runs for which slot name, the per-worker stop signals, the
 //! replacement of a changed slot (its old worker ends, flushing and confirming as
@@ -14,10 +15,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::restart::Restarts;
-use super::{kinesis_client, SlotState, SlotStatus, Worker};
 use crate::checkpoint::CheckpointStore;
 use crate::config::{Config, SlotConfig};
+use crate::pipeline::restart::Restarts;
+use crate::pipeline::{kinesis_client, SlotState, SlotStatus, Worker};
 
 /// How often `wait` looks whether every slot is stopped.
 const ALL_STOPPED_POLL: Duration = Duration::from_millis(200);
