@@ -1,7 +1,8 @@
 //! Signals to a running streamer, carried in the slot's own WAL as logical messages.
 //!
-//! Owns the message prefix, the signal documents (`backfill`, `restart`, and the
-//! backfill's watermarks) and the one SQL call that writes them. A signal is a
+//! Owns the signal documents (`backfill`, `restart`, and the backfill's watermarks)
+//! and the one SQL call that writes them; their message prefix is
+//! [`crate::decode::SIGNAL_PREFIX`], which the decoder's options keep. A signal is a
 //! transactional `pg_logical_emit_message(true, PREFIX, json)`: it is durable, it
 //! reaches every slot of the database in commit order, and it needs no port or
 //! channel besides PostgreSQL. Each document names its slot; other slots of the
@@ -14,8 +15,9 @@ use crate::credentials::Credentials;
 use crate::lsn::Lsn;
 use crate::source;
 
-/// The logical-message prefix of every signal.
-pub const PREFIX: &str = "pg-cdc-to-kinesis-signal";
+/// The logical-message prefix of every signal (defined in `decode`, whose wal2json
+/// options must keep it).
+pub use crate::decode::SIGNAL_PREFIX as PREFIX;
 
 /// One signal document (`{"action": ..., "slot": ..., ...}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use crate::lsn::Lsn;
 use crate::source;
 
 /// CloudWatch namespace of every metric this service publishes, unless configured.
-pub const DEFAULT_METRICS_NAMESPACE: &str = crate::metrics::DEFAULT_NAMESPACE;
+pub const DEFAULT_METRICS_NAMESPACE: &str = crate::config::DEFAULT_METRICS_NAMESPACE;
 /// WAL bytes between the server's insert position and the slot's confirmed position
 /// (the streamer publishes the same name).
 pub const METRIC_REPLICATION_LAG_BYTES: &str = crate::metrics::names::REPLICATION_LAG_BYTES;

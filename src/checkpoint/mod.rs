@@ -28,11 +28,6 @@ pub use memory::MemoryStore;
 pub use ssm::{ssm_client, SsmStore};
 pub use writer::{Checkpointer, SharedBackfill};
 
-/// The parameter name when `checkpoint_parameter` is unset: `/pg-cdc-to-kinesis/<slot>/checkpoint`.
-pub fn default_parameter(slot: &str) -> String {
-    format!("/pg-cdc-to-kinesis/{slot}/checkpoint")
-}
-
 /// The stored document (JSON). `final` marks the write made after the last standby
 /// status update of a clean shutdown: then the slot must be exactly here on the next
 /// start, and a slot found further ahead was advanced by someone else. `dropped`

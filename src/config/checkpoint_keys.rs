@@ -21,6 +21,11 @@ pub const ENV_CHECKPOINT_PREFIX: &str = "PG_CDC_CHECKPOINT_PREFIX";
 /// `accept_checkpoint_gap` default: a gap stops the slot.
 pub const DEFAULT_ACCEPT_CHECKPOINT_GAP: bool = false;
 
+/// The parameter name when `checkpoint_parameter` is unset: `/pg-cdc-to-kinesis/<slot>/checkpoint`.
+fn default_parameter(slot: &str) -> String {
+    format!("/pg-cdc-to-kinesis/{slot}/checkpoint")
+}
+
 pub(super) fn build(
     src: &Source<'_>,
     slot: &str,
@@ -60,7 +65,7 @@ pub(super) fn build(
     };
     let parameter = match &raw.checkpoint_parameter {
         None => match lookup(ENV_CHECKPOINT_PREFIX).filter(|p| !p.trim().is_empty()) {
-            None => crate::checkpoint::default_parameter(slot),
+            None => default_parameter(slot),
             Some(prefix) => {
                 let name = format!("{}/{slot}/checkpoint", prefix.trim_end_matches('/'));
                 if !valid_parameter_name(&name) {

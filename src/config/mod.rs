@@ -34,7 +34,7 @@ pub use delivery_keys::{
     Aggregation, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_SHARD_BYTES_PER_SEC,
     DEFAULT_SHARD_RECORDS_PER_SEC,
 };
-pub use ops_keys::OpsConfig;
+pub use ops_keys::{OpsConfig, DEFAULT_METRICS_NAMESPACE};
 pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
 pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
 pub use tls::{is_local_host, SslMode};

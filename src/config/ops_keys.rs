@@ -12,7 +12,7 @@ use super::slot::{number, text};
 use super::{ConfigError, Source};
 
 /// `metrics_namespace` default.
-pub const DEFAULT_METRICS_NAMESPACE: &str = crate::metrics::DEFAULT_NAMESPACE;
+pub const DEFAULT_METRICS_NAMESPACE: &str = "PgCdcToKinesis";
 /// CloudWatch namespaces are 1..=255 characters.
 pub const MAX_METRICS_NAMESPACE_LEN: usize = 255;
 /// `metrics_interval_secs` default: CloudWatch's standard resolution.

@@ -64,7 +64,9 @@ pub mod tables;
 mod v1;
 mod v2;
 
-pub use options::{check_options, effective_options, numbers_as_strings, OptionError};
+pub use options::{
+    check_options, effective_options, numbers_as_strings, OptionError, SIGNAL_PREFIX,
+};
 pub use tables::{table_patterns, TableFilter, TablePattern, TABLE_LIST_OPTIONS};
 
 /// The wal2json output format in effect for a stream.
@@ -149,7 +151,7 @@ pub enum Event {
         end_lsn: Lsn,
     },
     /// A logical decoding message (`pg_logical_emit_message`). Never put on the stream;
-    /// those with [`crate::signal::PREFIX`] are signals to the streamer.
+    /// those with [`SIGNAL_PREFIX`] are signals to the streamer.
     Message {
         prefix: String,
         /// The content, lossily as text (an application's may be any bytes).

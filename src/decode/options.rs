@@ -7,7 +7,12 @@
 //! under format-version 2, without which no transaction would ever end.
 
 use super::FormatVersion;
-use crate::signal::PREFIX;
+
+/// The logical-message prefix of the streamer's signals ([`crate::signal`]): kept
+/// in the stream of messages whatever the user's message-prefix options say. It lives
+/// here, below `signal`, because the decoder's options need it and `signal` writes
+/// messages through `source`, which sits above `decode`.
+pub const SIGNAL_PREFIX: &str = "pg-cdc-to-kinesis-signal";
 
 /// Options whose values the decoder relies on, added when the user did not set
 /// them. Both formats: xids and commit timestamps for `Begin`, LSNs for
@@ -99,13 +104,13 @@ pub fn effective_options(user: &[(String, String)]) -> (Vec<(String, String)>, F
             tracing::warn!(option = INCLUDE_TRANSACTION, value = %value,
                 "overriding wal2json option: format-version 2 needs transaction boundaries to acknowledge progress");
             out.push((name.clone(), "true".to_string()));
-        } else if name == ADD_MSG_PREFIXES && !prefixes(value).any(|p| p == PREFIX) {
+        } else if name == ADD_MSG_PREFIXES && !prefixes(value).any(|p| p == SIGNAL_PREFIX) {
             // The user chose which messages to see: ours must stay among them.
-            out.push((name.clone(), format!("{value},{PREFIX}")));
-        } else if name == FILTER_MSG_PREFIXES && prefixes(value).any(|p| p == PREFIX) {
+            out.push((name.clone(), format!("{value},{SIGNAL_PREFIX}")));
+        } else if name == FILTER_MSG_PREFIXES && prefixes(value).any(|p| p == SIGNAL_PREFIX) {
             tracing::warn!(option = FILTER_MSG_PREFIXES, value = %value,
-                "not filtering out {PREFIX:?}: the streamer's signals (backfill, restart) use it");
-            let kept: Vec<&str> = prefixes(value).filter(|p| *p != PREFIX).collect();
+                "not filtering out {SIGNAL_PREFIX:?}: the streamer's signals (backfill, restart) use it");
+            let kept: Vec<&str> = prefixes(value).filter(|p| *p != SIGNAL_PREFIX).collect();
             out.push((name.clone(), kept.join(",")));
         } else {
             out.push((name.clone(), value.clone()));

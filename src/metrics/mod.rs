@@ -1,5 +1,5 @@
 //! Operational metrics: the metric names and units, the per-slot values the pipeline
-//! updates, and a point-in-time [`Snapshot`] that both outputs render: CloudWatch
+//! updates, and the point-in-time [`Snapshot`] (read by `serve`) that both outputs render: CloudWatch
 //! Embedded Metric Format lines on stdout (`emf`) and Prometheus text (`prometheus`).
 //!
 //! Owns what each metric means. It never decides anything about a slot (stop, retry):
@@ -14,11 +14,10 @@ mod skipped;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use crate::decode::Event;
 use crate::lsn::Lsn;
-use crate::pipeline::{SlotState, SlotStatus};
 /// Commit timestamps as wal2json prints them, for record formats that need milliseconds.
 pub(crate) use progress::parse_pg_timestamp_ms;
 use progress::Progress;
@@ -43,8 +42,8 @@ pub mod names {
     pub const BACKFILL_TABLES_REMAINING: &str = "BackfillTablesRemaining";
 }
 
-/// Default CloudWatch namespace.
-pub const DEFAULT_NAMESPACE: &str = "PgCdcToKinesis";
+/// Default CloudWatch namespace (a config default, so it lives in `config`).
+pub use crate::config::DEFAULT_METRICS_NAMESPACE as DEFAULT_NAMESPACE;
 /// Prefix of every Prometheus metric name.
 pub const PROMETHEUS_PREFIX: &str = "pg_cdc_to_kinesis_";
 
@@ -163,16 +162,25 @@ impl SlotMetrics {
         }
     }
 
-    /// Record a state change (called by `SlotStatus`), for the readiness budget.
-    pub fn note_state(&self, state: &SlotState) {
+    /// Record a state change (called by `SlotStatus`): whether the slot is now
+    /// retrying, for the readiness budget.
+    pub fn note_retrying(&self, retrying: bool) {
         if let Ok(mut since) = self.retrying_since.lock() {
-            match state {
-                SlotState::Retrying { .. } => {
-                    since.get_or_insert_with(Instant::now);
-                }
-                _ => *since = None,
+            if retrying {
+                since.get_or_insert_with(Instant::now);
+            } else {
+                *since = None;
             }
         }
+    }
+
+    /// The replication lag (now minus the commit time of the oldest change not yet
+    /// acknowledged) and the age of that change, both in ms; `None` when not known.
+    pub fn lag_and_oldest_unacked_ms(&self, now_ms: i64) -> (Option<i64>, Option<i64>) {
+        self.progress
+            .lock()
+            .map(|p| (p.lag_ms(now_ms), p.oldest_unacked_ms(Instant::now())))
+            .unwrap_or((None, None))
     }
 
     /// How long the slot has been retrying without streaming in between.
@@ -243,12 +251,6 @@ impl SlotMetrics {
     }
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// One slot's values at one moment; counters cumulative. A metric whose value is
 /// not known yet (no WAL sample, no checkpoint) is absent rather than zero, so an
 /// alarm sees missing data instead of a reassuring value.
@@ -275,92 +277,6 @@ pub struct Snapshot {
     pub slots: Vec<SlotSnapshot>,
 }
 
-/// A slot and its stream, the unit the outputs report on.
-#[derive(Clone)]
-pub struct Watched {
-    pub status: Arc<SlotStatus>,
-    pub stream: String,
-}
-
-/// Read every slot's values now.
-pub fn snapshot(slots: &[Watched]) -> Snapshot {
-    let at = SystemTime::now();
-    let now_ms = unix_ms(at);
-    let slots = slots.iter().map(|w| slot_snapshot(w, now_ms, at)).collect();
-    Snapshot { at, slots }
-}
-
-fn slot_snapshot(w: &Watched, now_ms: i64, at: SystemTime) -> SlotSnapshot {
-    let s = &w.status;
-    let m = &s.metrics;
-    let stats = &s.stats;
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-    let mut values: Vec<(&'static str, Option<f64>)> = vec![
-        (names::CHANGES_READ, Some(m.changes_read() as f64)),
-        (names::CHANGES_SKIPPED, Some(m.skipped.total() as f64)),
-        (names::RECORDS_PUT, Some(load(&stats.records_put))),
-        (names::BYTES_PUT, Some(load(&stats.bytes_put))),
-        (names::PUT_REQUESTS, Some(load(&stats.put_requests))),
-        (names::RECORDS_RETRIED, Some(load(&stats.records_retried))),
-        (
-            names::THROTTLED_RECORDS,
-            Some(load(&stats.throttled_records)),
-        ),
-    ];
-    let wal = m.wal();
-    let (lag_ms, oldest_ms) = m
-        .progress
-        .lock()
-        .map(|p| (p.lag_ms(now_ms), p.oldest_unacked_ms(Instant::now())))
-        .unwrap_or((None, None));
-    values.push((
-        names::REPLICATION_LAG_BYTES,
-        wal.as_ref()
-            .and_then(|w| w.lag_bytes)
-            .map(|b| b.max(0) as f64),
-    ));
-    values.push((names::REPLICATION_LAG_MS, lag_ms.map(|v| v as f64)));
-    values.push((names::OLDEST_UNACKED_AGE_MS, oldest_ms.map(|v| v as f64)));
-    values.push((
-        names::CHECKPOINT_AGE_SECONDS,
-        s.checkpoint
-            .last_checkpoint_at()
-            .map(|t| at.duration_since(t).map(|d| d.as_secs()).unwrap_or(0) as f64),
-    ));
-    values.push((
-        names::SLOT_RETAINED_WAL_BYTES,
-        wal.as_ref()
-            .and_then(|w| w.retained_bytes)
-            .map(|b| b.max(0) as f64),
-    ));
-    values.push((names::SLOT_STATUS, Some(status_value(&s.state()))));
-    values.push((
-        names::BACKFILL_ROWS_READ,
-        Some(m.backfill_rows_read() as f64),
-    ));
-    values.push((
-        names::BACKFILL_TABLES_REMAINING,
-        Some(m.backfill_tables.load(Ordering::Relaxed) as f64),
-    ));
-    SlotSnapshot {
-        slot: s.slot.clone(),
-        stream: w.stream.clone(),
-        values: values
-            .into_iter()
-            .filter_map(|(name, v)| Some((metric(name)?, v?)))
-            .collect(),
-    }
-}
-
-/// The `SlotStatus` metric: 1 streaming, 0 starting or retrying, -1 stopped.
-pub fn status_value(state: &SlotState) -> f64 {
-    match state {
-        SlotState::Streaming => 1.0,
-        SlotState::Starting | SlotState::Retrying { .. } => 0.0,
-        SlotState::Stopped { .. } | SlotState::Finished => -1.0,
-    }
-}
-
 pub fn metric(name: &str) -> Option<&'static Metric> {
     METRICS.iter().find(|m| m.name == name)
 }
@@ -385,13 +301,12 @@ mod tests {
     #[test]
     fn retrying_since_survives_consecutive_retries_and_resets_on_streaming() {
         let m = SlotMetrics::default();
-        let retrying = SlotState::Retrying { error: "x".into() };
-        m.note_state(&retrying);
+        m.note_retrying(true);
         let first = m.retrying_for().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        m.note_state(&retrying);
+        m.note_retrying(true);
         assert!(m.retrying_for().unwrap() > first + std::time::Duration::from_millis(10));
-        m.note_state(&SlotState::Streaming);
+        m.note_retrying(false);
         assert_eq!(m.retrying_for(), None);
     }
 

@@ -216,7 +216,8 @@ impl SlotStatus {
 
     fn set_with_class(&self, state: SlotState, class: Option<&'static str>) {
         if let Ok(mut s) = self.state.lock() {
-            self.metrics.note_state(&state);
+            self.metrics
+                .note_retrying(matches!(state, SlotState::Retrying { .. }));
             *s = (state, class);
         }
     }

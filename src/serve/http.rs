@@ -19,7 +19,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::metrics::{self, prometheus, Watched};
+use super::snapshot::{snapshot, Watched};
+use crate::metrics::prometheus;
 use crate::pipeline::SlotState;
 
 /// `/healthz` fails when the liveness ticker (1 s) has not run for this long: the
@@ -103,7 +104,7 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
             respond(code, "application/json", format!("{body}\n"))
         }
         "/metrics" => {
-            let text = prometheus::render(&metrics::snapshot(&super::current(&shared.slots)));
+            let text = prometheus::render(&snapshot(&super::current(&shared.slots)));
             respond(StatusCode::OK, prometheus::CONTENT_TYPE, text)
         }
         _ => respond(

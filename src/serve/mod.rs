@@ -7,6 +7,7 @@
 //! streaming goes on.
 
 mod http;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,11 +20,11 @@ use tokio::task::AbortHandle;
 
 use crate::config::{Config, SlotConfig};
 use crate::metrics::emf::EmfWriter;
-use crate::metrics::{self, Watched};
 use crate::monitor::{self, WalSafety};
 use crate::pipeline::SlotStatus;
 
 pub use http::readiness;
+pub use snapshot::{snapshot, Watched};
 
 /// Where EMF lines go: stdout in the service, a buffer in tests.
 pub type EmfOut = Arc<Mutex<dyn Write + Send>>;
@@ -192,7 +193,7 @@ impl Drop for Ops {
 }
 
 fn emit(writer: &Mutex<EmfWriter>, out: &EmfOut, slots: &[Watched]) {
-    let snap = metrics::snapshot(slots);
+    let snap = snapshot(slots);
     let lines = match writer.lock() {
         Ok(mut w) => w.lines(&snap),
         Err(_) => return,
