@@ -18,6 +18,7 @@ mod kpl;
 mod libpq_env;
 mod messages;
 mod metrics;
+mod module_graph;
 mod ops;
 mod oversize;
 mod preflight;
