@@ -60,6 +60,8 @@ use serde_json::value::RawValue;
 use crate::lsn::Lsn;
 
 mod options;
+#[cfg(test)]
+mod proptests;
 pub mod tables;
 mod v1;
 mod v2;
