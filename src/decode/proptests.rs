@@ -13,6 +13,9 @@ use crate::lsn::Lsn;
 
 const CASES: u32 = 256;
 
+/// The messages of one stream, each with its WAL start.
+type Messages = Vec<(Lsn, Vec<u8>)>;
+
 /// One generated column: its name (as text) and its value as the exact JSON text
 /// wal2json would print.
 #[derive(Debug, Clone)]
@@ -170,7 +173,7 @@ impl Txn {
     }
 
     /// Format-version 2: `B`, one message per row, `C`, each with its WAL start.
-    fn v2_messages(&self) -> Vec<(Lsn, Vec<u8>)> {
+    fn v2_messages(&self) -> Messages {
         let s = self.space;
         let mut out = Vec::new();
         let (xid, ts) = (self.xid.to_string(), quoted(&self.timestamp));
@@ -316,7 +319,7 @@ impl Txn {
 
     /// Format-version 1, the whole transaction in one document, labelled (as the
     /// walsender does) with its first position.
-    fn v1_whole(&self) -> Vec<(Lsn, Vec<u8>)> {
+    fn v1_whole(&self) -> Messages {
         let mut fields = self.v1_header_fields();
         let items = self.rows.iter().map(|r| self.v1_item(r));
         fields.push(("change", array(self.space, items)));
@@ -325,7 +328,7 @@ impl Txn {
 
     /// Format-version 1 with `write-in-chunks`: the header up to `[`, one chunk per
     /// change (later ones after a `,`), and `]}` at the commit.
-    fn v1_chunks(&self) -> Vec<(Lsn, Vec<u8>)> {
+    fn v1_chunks(&self) -> Messages {
         let s = self.space;
         let mut fields = self.v1_header_fields();
         fields.push(("change", "[".to_string()));
@@ -479,7 +482,7 @@ fn never_panics(format: FormatVersion, messages: &[(Lsn, Vec<u8>)]) -> Result<()
     Ok(())
 }
 
-fn formats_and_messages(txn: &Txn) -> [(FormatVersion, Vec<(Lsn, Vec<u8>)>); 3] {
+fn formats_and_messages(txn: &Txn) -> [(FormatVersion, Messages); 3] {
     [
         (FormatVersion::V2, txn.v2_messages()),
         (FormatVersion::V1, txn.v1_whole()),
@@ -525,7 +528,7 @@ proptest! {
             1..6,
         ),
     ) {
-        let messages: Vec<(Lsn, Vec<u8>)> = inputs
+        let messages: Messages = inputs
             .into_iter()
             .enumerate()
             .map(|(i, d)| (Lsn(0x1000 + i as u64), d))
