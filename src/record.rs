@@ -16,6 +16,8 @@ use crate::lsn::Lsn;
 pub mod debezium;
 /// Records over the stream's limit: the error, or a claim check with its S3 object.
 pub mod oversize;
+/// The `tables:` rules: skip, stream, per-table key, excluded and masked columns.
+pub mod tables;
 
 /// Kinesis documents partition keys of at most 256 Unicode characters, but it
 /// measures the key's encoded length: a key of 129 two-byte characters is refused.
@@ -37,6 +39,8 @@ pub struct Record {
     pub background: bool,
     /// A claim check's full record: the sink puts it into S3 before `data` may go.
     pub offload: Option<Box<oversize::Offload>>,
+    /// Which of the slot's streams it goes to ([`crate::config::SlotConfig::streams`]).
+    pub stream: u16,
 }
 
 impl Record {
@@ -49,6 +53,7 @@ impl Record {
             barrier: false,
             background: false,
             offload: None,
+            stream: 0,
         }
     }
 
@@ -62,6 +67,7 @@ impl Record {
             barrier: kind == Kind::Truncate,
             background: kind == Kind::Read,
             offload: None,
+            stream: 0,
         }
     }
 
@@ -140,6 +146,19 @@ impl RecordEncoder {
         seq: u64,
         out: &mut Vec<Record>,
     ) -> Result<usize, UnkeyedChange> {
+        self.encode_shaped(change, change, txn, seq, out)
+    }
+
+    /// [`Self::encode_into`] with the keys read from `change` and the payload from
+    /// `shown` (the same change with columns excluded or masked, see [`tables`]).
+    pub fn encode_shaped(
+        &mut self,
+        change: &Change,
+        shown: &Change,
+        txn: &TxnContext,
+        seq: u64,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, UnkeyedChange> {
         let columns = match &self.partition_key {
             PartitionKey::PrimaryKey => Some(change.pk.as_slice()),
             PartitionKey::Columns(columns) => Some(columns.as_slice()),
@@ -163,14 +182,14 @@ impl RecordEncoder {
             if change.kind == Kind::Update && key_changed(change, names) {
                 let old_key = self.finish_key(keyed(change, names, KeySide::Old));
                 let new_key = self.finish_key(keyed(change, names, KeySide::New));
-                let delete = self.payload(change, Kind::Delete, txn, seq, Extra::KeyChange);
-                let insert = self.payload(change, Kind::Insert, txn, seq + 1, Extra::KeyChange);
+                let delete = self.payload(shown, Kind::Delete, txn, seq, Extra::KeyChange);
+                let insert = self.payload(shown, Kind::Insert, txn, seq + 1, Extra::KeyChange);
                 out.push(Record::of_change(old_key, delete, change, Kind::Delete));
                 out.push(Record::of_change(new_key, insert, change, Kind::Insert));
                 return Ok(2);
             }
         }
-        let data = self.payload(change, change.kind, txn, seq, Extra::None);
+        let data = self.payload(shown, change.kind, txn, seq, Extra::None);
         let key = self.partition_key(change);
         out.push(Record::of_change(key, data, change, change.kind));
         Ok(1)
@@ -179,8 +198,27 @@ impl RecordEncoder {
     /// A backfilled row (`row.kind` is [`Kind::Read`]), the `seq`-th record of the
     /// transaction `txn` (the chunk's high watermark), tagged with its chunk.
     pub fn encode_read(&self, row: &Change, txn: &TxnContext, seq: u64, chunk: u64) -> Record {
-        let data = self.payload(row, Kind::Read, txn, seq, Extra::Snapshot(chunk));
+        self.encode_read_shaped(row, row, txn, seq, chunk)
+    }
+
+    /// [`Self::encode_read`] with the key read from `row` and the payload from `shown`.
+    pub fn encode_read_shaped(
+        &self,
+        row: &Change,
+        shown: &Change,
+        txn: &TxnContext,
+        seq: u64,
+        chunk: u64,
+    ) -> Record {
+        let data = self.payload(shown, Kind::Read, txn, seq, Extra::Snapshot(chunk));
         Record::of_change(self.partition_key(row), data, row, Kind::Read)
+    }
+
+    /// The same encoder under another partition-key rule (a `tables:` entry's).
+    pub fn with_partition_key(mut self, partition_key: PartitionKey) -> Self {
+        self.partition_key = partition_key;
+        self.tables_with_key.clear();
+        self
     }
 
     /// Under `primary_key` the change names its key columns, so a missing one is

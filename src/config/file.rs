@@ -312,4 +312,17 @@ pub(super) struct SlotFile {
     /// Not starting with `/`, at most 512 bytes. Default `pg-cdc-to-kinesis/`.
     /// `${ENV}` expanded. Example: `oversize_prefix: cdc/oversize/`.
     pub oversize_prefix: Option<Value>,
+    /// Per-table rules, in order; the first entry whose `match` fits a table applies
+    /// to it, and a table no entry matches streams as without the list. Each entry:
+    /// `match` (`schema.table`, `*` a glob in either part), and optionally `skip`
+    /// (never streamed), `stream` (another Kinesis stream), `partition_key`,
+    /// `exclude_columns`, `mask_columns` (`sha256` or `redact`), `partition_root`,
+    /// `oversize`. Example: `tables: [{match: public.orders, stream: orders-cdc}]`.
+    pub tables: Option<Value>,
+
+    /// Salt of the `sha256` column masks (`tables: ... mask_columns`): the hash is of
+    /// the salt followed by the value, so equal values stay equal but a guessed value
+    /// cannot be checked without the salt. Without one the hash is unsalted (a warning
+    /// at start-up). `${ENV}` expanded. Example: `mask_salt: ${CDC_MASK_SALT}`.
+    pub mask_salt: Option<Value>,
 }

@@ -21,6 +21,7 @@ mod ops_keys;
 mod oversize_keys;
 mod slot;
 mod snapshot_keys;
+mod tables_keys;
 mod tls;
 mod tls_keys;
 mod validate;
@@ -37,6 +38,9 @@ pub use delivery_keys::{
 pub use ops_keys::{OpsConfig, DEFAULT_METRICS_NAMESPACE};
 pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
 pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
+pub use tables_keys::{
+    MaskMethod, NameGlob, SaltSecret, TableEntry, TableGlob, TableOversize, TablesConfig, TABLE_ENTRY_KEYS,
+};
 pub use tls::{is_local_host, SslMode};
 pub use tls_keys::iam_peer_problem;
 
@@ -204,8 +208,9 @@ pub struct SlotConfig {
     pub user: String,
     pub password: Option<Secret>,
     pub db_name: String,
-    /// wal2json options exactly as the user gave them, values rendered as text
-    /// (`true`/`false` for booleans), in file order.
+    /// wal2json options as the user gave them, values rendered as text
+    /// (`true`/`false` for booleans), in file order; then the `add-tables` /
+    /// `filter-tables` derived from `tables:` (wal2json applies the last).
     pub options: Vec<(String, String)>,
     /// The Kinesis stream's name.
     pub kns_stream: String,
@@ -245,6 +250,23 @@ pub struct SlotConfig {
     pub snapshot: SnapshotConfig,
     /// Records larger than the stream takes: stop, or claim checks via S3.
     pub oversize: OversizeConfig,
+    /// Per-table rules (`tables:`) and `mask_salt`; empty = every table as before.
+    pub tables: TablesConfig,
+}
+
+impl SlotConfig {
+    /// Every stream this slot writes to: `kns_stream` first, then the streams its
+    /// `tables:` entries route to, each once. A record's stream index points here.
+    pub fn streams(&self) -> Vec<String> {
+        let mut out = vec![self.kns_stream.clone()];
+        out.extend(
+            self.tables
+                .extra_streams(&self.kns_stream)
+                .into_iter()
+                .map(str::to_string),
+        );
+        out
+    }
 }
 
 /// Where and how often a slot's confirmed LSN is checkpointed (see `checkpoint`).

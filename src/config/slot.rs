@@ -90,10 +90,13 @@ pub(super) fn build(
         None => None,
         Some(v) => Some(region(src, v, &place("region"), lookup)?),
     };
-    let options = match &raw.options {
+    let mut options = match &raw.options {
         None => Vec::new(),
         Some(v) => options(src, v, &place("options"), lookup)?,
     };
+    let tables = super::tables_keys::build(src, &raw, &place, lookup)?;
+    let derived = super::tables_keys::wal2json_filters(src, &raw, &tables, &options, &place)?;
+    options.extend(derived);
     let partition_key = match &raw.partition_key {
         None => PartitionKey::default(),
         Some(v) => partition_key(src, v, &place("partition_key"))?,
@@ -219,6 +222,7 @@ pub(super) fn build(
         heartbeat_interval_secs: super::ops_keys::heartbeat(src, &raw, &place)?,
         snapshot: super::snapshot_keys::build(src, &raw, &place)?,
         oversize: super::oversize_keys::build(src, &raw, &place, lookup)?,
+        tables,
     })
 }
 
@@ -293,7 +297,7 @@ fn port(src: &Source<'_>, v: &Value, place: &str, lookup: Lookup<'_>) -> Result<
 }
 
 /// Kinesis stream names: 1..=128 of `[a-zA-Z0-9_.-]`.
-fn stream_name(
+pub(super) fn stream_name(
     src: &Source<'_>,
     v: &Value,
     place: &str,
@@ -383,7 +387,7 @@ fn options(
     Ok(out)
 }
 
-fn partition_key(src: &Source<'_>, v: &Value, place: &str) -> Result<PartitionKey, ConfigError> {
+pub(super) fn partition_key(src: &Source<'_>, v: &Value, place: &str) -> Result<PartitionKey, ConfigError> {
     let usage = "use `primary_key`, `table`, `{columns: [col_a, col_b]}` or `{fixed: \"key\"}`";
     match &v.value {
         Node::Str(s) if s == "primary_key" => Ok(PartitionKey::PrimaryKey),

@@ -67,6 +67,8 @@ pub(super) const SLOT_KEYS: &[&str] = &[
     "oversize",
     "oversize_bucket",
     "oversize_prefix",
+    "tables",
+    "mask_salt",
 ];
 
 /// A slot that passed the shape checks: its name and where the name is written.

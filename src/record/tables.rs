@@ -1,0 +1,405 @@
+//! A slot's `tables:` rules applied to its changes: which tables are skipped,
+//! which stream and partition key each table's records get, and which columns are
+//! left out or masked.
+//!
+//! Owns the one resolver (first matching entry wins, cached per table) and the
+//! column shaping. Excluded and masked columns are shaped in every record that
+//! carries the row: `data`, `old`, both halves of a key change, backfilled `read`
+//! rows. A partition key never carries such a column's real value: it enters the
+//! key as its salted SHA-256, so the same row keeps one key (and its order) while
+//! the value stays off the stream. It never changes a column it was not told to.
+
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::{Record, RecordEncoder, TxnContext, UnkeyedChange};
+use crate::config::{MaskMethod, TableEntry, TablesConfig};
+use crate::decode::Change;
+
+/// What a masked value becomes under `redact`.
+pub const REDACTED: &str = "\"***\"";
+
+/// How one table is treated.
+#[derive(Debug, Clone)]
+struct Rule {
+    skip: bool,
+    stream: u16,
+    /// Index into `TableRouter::encoders`; 0 = the slot's own partition key.
+    encoder: usize,
+    exclude: Vec<String>,
+    masks: Vec<(String, MaskMethod)>,
+}
+
+impl Rule {
+    fn shapes(&self) -> bool {
+        !self.exclude.is_empty() || !self.masks.is_empty()
+    }
+}
+
+/// The slot's encoder under its `tables:` rules.
+#[derive(Debug, Clone)]
+pub struct TableRouter {
+    /// Entry `i`'s rule at `i`; the rule for tables no entry matches last.
+    rules: Vec<Rule>,
+    globs: Vec<crate::config::TableGlob>,
+    /// The slot's encoder first, then one per entry with its own `partition_key`.
+    encoders: Vec<RecordEncoder>,
+    /// schema → table → rule index: one glob walk per table, not per change.
+    cache: HashMap<String, HashMap<String, usize>>,
+    salt: Vec<u8>,
+}
+
+impl TableRouter {
+    /// `streams` is the slot's stream list (`SlotConfig::streams`), which every
+    /// entry's stream is in.
+    pub fn new(base: RecordEncoder, tables: &TablesConfig, kns_stream: &str) -> TableRouter {
+        let streams: Vec<&str> = std::iter::once(kns_stream)
+            .chain(tables.extra_streams(kns_stream))
+            .collect();
+        let mut encoders = vec![base];
+        let mut rules = Vec::with_capacity(tables.entries.len() + 1);
+        for entry in &tables.entries {
+            rules.push(rule(entry, &streams, &mut encoders));
+        }
+        rules.push(Rule {
+            skip: false,
+            stream: 0,
+            encoder: 0,
+            exclude: Vec::new(),
+            masks: Vec::new(),
+        });
+        TableRouter {
+            rules,
+            globs: tables.entries.iter().map(|e| e.glob.clone()).collect(),
+            encoders,
+            cache: HashMap::new(),
+            salt: tables
+                .mask_salt
+                .as_ref()
+                .map(|s| s.0.expose().as_bytes().to_vec())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The index of the rule for `schema.table`: the first matching entry's.
+    fn resolve(&mut self, schema: &str, table: &str) -> usize {
+        if let Some(&i) = self.cache.get(schema).and_then(|t| t.get(table)) {
+            return i;
+        }
+        let i = self
+            .globs
+            .iter()
+            .position(|g| g.matches(schema, table))
+            .unwrap_or(self.globs.len());
+        self.cache
+            .entry(schema.to_string())
+            .or_default()
+            .insert(table.to_string(), i);
+        i
+    }
+
+    /// Whether `schema.table`'s changes are put on a stream at all.
+    pub fn streams_table(&mut self, schema: &str, table: &str) -> bool {
+        let i = self.resolve(schema, table);
+        !self.rules[i].skip
+    }
+
+    /// [`RecordEncoder::encode_into`] under the table's rule: nothing for a skipped
+    /// table (returns 0), else the records tagged with their stream.
+    pub fn encode_into(
+        &mut self,
+        change: &Change,
+        txn: &TxnContext,
+        seq: u64,
+        out: &mut Vec<Record>,
+    ) -> Result<usize, UnkeyedChange> {
+        let i = self.resolve(&change.schema, &change.table);
+        let rule = &self.rules[i];
+        if rule.skip {
+            return Ok(0);
+        }
+        let start = out.len();
+        let encoder = &mut self.encoders[rule.encoder];
+        let n = if rule.shapes() {
+            let (keys, shown) = shape(change, rule, &self.salt);
+            encoder.encode_shaped(&keys, &shown, txn, seq, out)?
+        } else {
+            encoder.encode_into(change, txn, seq, out)?
+        };
+        for record in &mut out[start..] {
+            record.stream = rule.stream;
+        }
+        Ok(n)
+    }
+
+    /// [`RecordEncoder::encode_read`] under the table's rule; `None` for a skipped table.
+    pub fn encode_read(
+        &mut self,
+        row: &Change,
+        txn: &TxnContext,
+        seq: u64,
+        chunk: u64,
+    ) -> Option<Record> {
+        let i = self.resolve(&row.schema, &row.table);
+        let rule = &self.rules[i];
+        if rule.skip {
+            return None;
+        }
+        let encoder = &self.encoders[rule.encoder];
+        let mut record = if rule.shapes() {
+            let (keys, shown) = shape(row, rule, &self.salt);
+            encoder.encode_read_shaped(&keys, &shown, txn, seq, chunk)
+        } else {
+            encoder.encode_read(row, txn, seq, chunk)
+        };
+        record.stream = rule.stream;
+        Some(record)
+    }
+}
+
+fn rule(entry: &TableEntry, streams: &[&str], encoders: &mut Vec<RecordEncoder>) -> Rule {
+    let stream = entry
+        .stream
+        .as_deref()
+        .and_then(|s| streams.iter().position(|x| *x == s))
+        .unwrap_or(0);
+    let encoder = match &entry.partition_key {
+        None => 0,
+        Some(pk) => {
+            encoders.push(encoders[0].clone().with_partition_key(pk.clone()));
+            encoders.len() - 1
+        }
+    };
+    Rule {
+        skip: entry.skip,
+        stream: u16::try_from(stream).unwrap_or(0),
+        encoder,
+        exclude: entry.exclude_columns.clone(),
+        masks: entry.mask_columns.clone(),
+    }
+}
+
+/// The change as keys see it (every excluded or masked column hashed) and as the
+/// record shows it (excluded columns gone, masked ones replaced).
+fn shape(change: &Change, rule: &Rule, salt: &[u8]) -> (Change, Change) {
+    let mut keys = change.clone();
+    let mut shown = change.clone();
+    for (k, s) in [
+        (&mut keys.columns, &mut shown.columns),
+        (&mut keys.identity, &mut shown.identity),
+    ] {
+        for column in k.iter_mut() {
+            if rule.exclude.contains(&column.name)
+                || rule.masks.iter().any(|(n, _)| *n == column.name)
+            {
+                column.value = hashed(&column.value, salt);
+            }
+        }
+        s.retain(|c| !rule.exclude.contains(&c.name));
+        for column in s.iter_mut() {
+            if let Some((_, method)) = rule.masks.iter().find(|(n, _)| *n == column.name) {
+                column.value = masked(&column.value, *method, salt);
+            }
+        }
+    }
+    (keys, shown)
+}
+
+fn masked(value: &RawValue, method: MaskMethod, salt: &[u8]) -> Box<RawValue> {
+    match method {
+        _ if value.get() == "null" => value.to_owned(),
+        MaskMethod::Sha256 => hashed(value, salt),
+        MaskMethod::Redact => raw(REDACTED),
+    }
+}
+
+/// `"<hex sha256(salt ‖ value)>"`, the value being a string's text (unescaped) or
+/// any other JSON value's text as printed; `null` stays `null`.
+pub fn hashed(value: &RawValue, salt: &[u8]) -> Box<RawValue> {
+    let text = value.get();
+    if text == "null" {
+        return value.to_owned();
+    }
+    let mut h = Sha256::new();
+    h.update(salt);
+    match serde_json::from_str::<String>(text) {
+        Ok(s) => h.update(s.as_bytes()),
+        Err(_) => h.update(text.as_bytes()),
+    }
+    raw(&format!("\"{}\"", hex::encode(h.finalize())))
+}
+
+fn raw(json: &str) -> Box<RawValue> {
+    // Hex digits and `***` in quotes are always valid JSON.
+    RawValue::from_string(json.to_string()).unwrap_or_else(|_| Box::<RawValue>::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PartitionKey, TableGlob};
+    use crate::decode::{Column, Kind};
+
+    fn col(name: &str, raw: &str) -> Column {
+        Column {
+            name: name.into(),
+            value: RawValue::from_string(raw.into()).unwrap(),
+        }
+    }
+
+    fn change(kind: Kind, table: &str, columns: Vec<Column>, identity: Vec<Column>) -> Change {
+        Change {
+            kind,
+            schema: "public".into(),
+            table: table.into(),
+            columns,
+            identity,
+            pk: vec!["id".into()],
+            lsn: None,
+        }
+    }
+
+    fn entry(glob: &str) -> TableEntry {
+        TableEntry {
+            glob: TableGlob::parse(glob).unwrap(),
+            skip: false,
+            stream: None,
+            partition_key: None,
+            exclude_columns: Vec::new(),
+            mask_columns: Vec::new(),
+            partition_root: None,
+            oversize: None,
+        }
+    }
+
+    fn router(entries: Vec<TableEntry>, salt: Option<&str>) -> TableRouter {
+        let tables = TablesConfig {
+            entries,
+            mask_salt: salt.map(|s| crate::config::SaltSecret(crate::config::Secret::new(s))),
+        };
+        TableRouter::new(
+            RecordEncoder::new("db", PartitionKey::PrimaryKey),
+            &tables,
+            "main",
+        )
+    }
+
+    fn json(r: &Record) -> serde_json::Value {
+        serde_json::from_slice(&r.data).unwrap()
+    }
+
+    fn sha(salt: &str, v: &str) -> String {
+        hex::encode(Sha256::digest(format!("{salt}{v}").as_bytes()))
+    }
+
+    #[test]
+    fn first_matching_entry_wins_and_unmatched_tables_keep_the_defaults() {
+        let mut orders = entry("public.orders");
+        orders.stream = Some("orders-cdc".into());
+        let mut audit = entry("public.audit_*");
+        audit.skip = true;
+        let mut all = entry("public.*");
+        all.stream = Some("rest".into());
+        let mut r = router(vec![orders, audit, all], None);
+        let txn = TxnContext::default();
+        let mut out = Vec::new();
+        let ins = |t: &str| change(Kind::Insert, t, vec![col("id", "1")], vec![]);
+        assert_eq!(r.encode_into(&ins("orders"), &txn, 0, &mut out).unwrap(), 1);
+        assert_eq!(r.encode_into(&ins("audit_log"), &txn, 1, &mut out).unwrap(), 0);
+        assert_eq!(r.encode_into(&ins("items"), &txn, 1, &mut out).unwrap(), 1);
+        let mut other = ins("x");
+        other.schema = "sales".into();
+        assert_eq!(r.encode_into(&other, &txn, 2, &mut out).unwrap(), 1);
+        let streams: Vec<u16> = out.iter().map(|r| r.stream).collect();
+        assert_eq!(streams, [1, 2, 0]);
+        assert!(!r.streams_table("public", "audit_x") && r.streams_table("public", "o"));
+        assert_eq!(r.cache["public"].len(), 5, "one cache entry per table");
+    }
+
+    #[test]
+    fn excluded_and_masked_columns_are_shaped_in_data_and_old_and_key_change_halves() {
+        let mut e = entry("public.users");
+        e.exclude_columns = vec!["card".into()];
+        e.mask_columns = vec![
+            ("email".into(), MaskMethod::Sha256),
+            ("name".into(), MaskMethod::Redact),
+        ];
+        e.partition_key = Some(PartitionKey::Columns(vec!["email".into()]));
+        let mut r = router(vec![e], Some("pepper"));
+        let txn = TxnContext::default();
+        let row = |email: &str| {
+            vec![
+                col("id", "1"),
+                col("email", &format!("\"{email}\"")),
+                col("name", "\"Ann\""),
+                col("card", "\"4111\""),
+            ]
+        };
+        let mut out = Vec::new();
+        // An update changing the key column: two records, both shaped.
+        let upd = change(Kind::Update, "users", row("b@x"), row("a@x"));
+        assert_eq!(r.encode_into(&upd, &txn, 0, &mut out).unwrap(), 2);
+        let del = change(Kind::Delete, "users", vec![], row("b@x"));
+        r.encode_into(&del, &txn, 2, &mut out).unwrap();
+        for rec in &out {
+            let v = json(rec);
+            for side in ["data", "old"] {
+                let cols = &v[side];
+                assert!(cols.get("card").is_none(), "{side}: {v}");
+                assert_eq!(cols["name"], "***", "{side}: {v}");
+                let email = cols["email"].as_str().unwrap();
+                assert!(
+                    email == sha("pepper", "a@x") || email == sha("pepper", "b@x"),
+                    "{side}: {v}"
+                );
+                assert_eq!(cols["id"], 1);
+            }
+            let text = String::from_utf8_lossy(&rec.data);
+            assert!(!text.contains("4111") && !text.contains("@x") && !text.contains("Ann"));
+            assert!(!rec.partition_key.contains("@x"), "{}", rec.partition_key);
+        }
+        assert_eq!(out[0].partition_key, format!("public.users|\"{}\"", sha("pepper", "a@x")));
+        assert_eq!(out[1].partition_key, format!("public.users|\"{}\"", sha("pepper", "b@x")));
+        assert_eq!(out[2].partition_key, out[1].partition_key, "the row keeps its key");
+        // A backfilled row is shaped the same way.
+        let read = change(Kind::Read, "users", row("b@x"), vec![]);
+        let rec = r.encode_read(&read, &txn, 0, 7).unwrap();
+        assert_eq!(rec.partition_key, out[1].partition_key);
+        assert_eq!(json(&rec)["data"]["email"], sha("pepper", "b@x"));
+        assert!(json(&rec)["data"].get("card").is_none());
+    }
+
+    #[test]
+    fn an_excluded_primary_key_still_keys_the_row_without_showing_it() {
+        let mut e = entry("public.t");
+        e.exclude_columns = vec!["id".into()];
+        let mut r = router(vec![e], None);
+        let txn = TxnContext::default();
+        let mut out = Vec::new();
+        let ins = change(Kind::Insert, "t", vec![col("id", "42"), col("v", "1")], vec![]);
+        let del = change(Kind::Delete, "t", vec![], vec![col("id", "42")]);
+        r.encode_into(&ins, &txn, 0, &mut out).unwrap();
+        r.encode_into(&del, &txn, 1, &mut out).unwrap();
+        assert_eq!(out[0].partition_key, out[1].partition_key);
+        assert_eq!(out[0].partition_key, format!("public.t|\"{}\"", sha("", "42")));
+        assert!(json(&out[1])["data"].as_object().unwrap().is_empty());
+    }
+
+    #[test]
+    fn nulls_stay_null_and_skipped_reads_are_dropped() {
+        let mut e = entry("public.t");
+        e.mask_columns = vec![("v".into(), MaskMethod::Redact)];
+        let mut skip = entry("public.s");
+        skip.skip = true;
+        let mut r = router(vec![e, skip], None);
+        let txn = TxnContext::default();
+        let mut out = Vec::new();
+        let ins = change(Kind::Insert, "t", vec![col("id", "1"), col("v", "null")], vec![]);
+        r.encode_into(&ins, &txn, 0, &mut out).unwrap();
+        assert!(json(&out[0])["data"]["v"].is_null());
+        let read = change(Kind::Read, "s", vec![col("id", "1")], vec![]);
+        assert!(r.encode_read(&read, &txn, 0, 0).is_none());
+    }
+}
