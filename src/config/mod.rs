@@ -39,7 +39,8 @@ pub use ops_keys::{OpsConfig, DEFAULT_METRICS_NAMESPACE};
 pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
 pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
 pub use tables_keys::{
-    MaskMethod, NameGlob, SaltSecret, TableEntry, TableGlob, TableOversize, TablesConfig, TABLE_ENTRY_KEYS,
+    MaskMethod, NameGlob, SaltSecret, TableEntry, TableGlob, TableOversize, TablesConfig,
+    TABLE_ENTRY_KEYS,
 };
 pub use tls::{is_local_host, SslMode};
 pub use tls_keys::iam_peer_problem;

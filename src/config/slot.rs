@@ -387,7 +387,11 @@ fn options(
     Ok(out)
 }
 
-pub(super) fn partition_key(src: &Source<'_>, v: &Value, place: &str) -> Result<PartitionKey, ConfigError> {
+pub(super) fn partition_key(
+    src: &Source<'_>,
+    v: &Value,
+    place: &str,
+) -> Result<PartitionKey, ConfigError> {
     let usage = "use `primary_key`, `table`, `{columns: [col_a, col_b]}` or `{fixed: \"key\"}`";
     match &v.value {
         Node::Str(s) if s == "primary_key" => Ok(PartitionKey::PrimaryKey),

@@ -307,7 +307,10 @@ mod tests {
         let mut out = Vec::new();
         let ins = |t: &str| change(Kind::Insert, t, vec![col("id", "1")], vec![]);
         assert_eq!(r.encode_into(&ins("orders"), &txn, 0, &mut out).unwrap(), 1);
-        assert_eq!(r.encode_into(&ins("audit_log"), &txn, 1, &mut out).unwrap(), 0);
+        assert_eq!(
+            r.encode_into(&ins("audit_log"), &txn, 1, &mut out).unwrap(),
+            0
+        );
         assert_eq!(r.encode_into(&ins("items"), &txn, 1, &mut out).unwrap(), 1);
         let mut other = ins("x");
         other.schema = "sales".into();
@@ -360,9 +363,18 @@ mod tests {
             assert!(!text.contains("4111") && !text.contains("@x") && !text.contains("Ann"));
             assert!(!rec.partition_key.contains("@x"), "{}", rec.partition_key);
         }
-        assert_eq!(out[0].partition_key, format!("public.users|\"{}\"", sha("pepper", "a@x")));
-        assert_eq!(out[1].partition_key, format!("public.users|\"{}\"", sha("pepper", "b@x")));
-        assert_eq!(out[2].partition_key, out[1].partition_key, "the row keeps its key");
+        assert_eq!(
+            out[0].partition_key,
+            format!("public.users|\"{}\"", sha("pepper", "a@x"))
+        );
+        assert_eq!(
+            out[1].partition_key,
+            format!("public.users|\"{}\"", sha("pepper", "b@x"))
+        );
+        assert_eq!(
+            out[2].partition_key, out[1].partition_key,
+            "the row keeps its key"
+        );
         // A backfilled row is shaped the same way.
         let read = change(Kind::Read, "users", row("b@x"), vec![]);
         let rec = r.encode_read(&read, &txn, 0, 7).unwrap();
@@ -378,12 +390,20 @@ mod tests {
         let mut r = router(vec![e], None);
         let txn = TxnContext::default();
         let mut out = Vec::new();
-        let ins = change(Kind::Insert, "t", vec![col("id", "42"), col("v", "1")], vec![]);
+        let ins = change(
+            Kind::Insert,
+            "t",
+            vec![col("id", "42"), col("v", "1")],
+            vec![],
+        );
         let del = change(Kind::Delete, "t", vec![], vec![col("id", "42")]);
         r.encode_into(&ins, &txn, 0, &mut out).unwrap();
         r.encode_into(&del, &txn, 1, &mut out).unwrap();
         assert_eq!(out[0].partition_key, out[1].partition_key);
-        assert_eq!(out[0].partition_key, format!("public.t|\"{}\"", sha("", "42")));
+        assert_eq!(
+            out[0].partition_key,
+            format!("public.t|\"{}\"", sha("", "42"))
+        );
         assert!(json(&out[1])["data"].as_object().unwrap().is_empty());
     }
 
@@ -396,7 +416,12 @@ mod tests {
         let mut r = router(vec![e, skip], None);
         let txn = TxnContext::default();
         let mut out = Vec::new();
-        let ins = change(Kind::Insert, "t", vec![col("id", "1"), col("v", "null")], vec![]);
+        let ins = change(
+            Kind::Insert,
+            "t",
+            vec![col("id", "1"), col("v", "null")],
+            vec![],
+        );
         r.encode_into(&ins, &txn, 0, &mut out).unwrap();
         assert!(json(&out[0])["data"]["v"].is_null());
         let read = change(Kind::Read, "s", vec![col("id", "1")], vec![]);
