@@ -43,6 +43,17 @@ impl AckTracker {
         }
     }
 
+    /// Another tracker from `start` that counts its accepted records into this one's
+    /// [`AcceptedCount`]: one per stream of a routed slot, so that the session's
+    /// "nothing in flight" check sees every stream's.
+    pub fn sharing_count(&self, start: Lsn) -> Self {
+        AckTracker {
+            acked: start,
+            accepted: self.accepted.clone(),
+            ..Default::default()
+        }
+    }
+
     /// A record enters the sink: its sequence number.
     pub fn register_record(&mut self) -> u64 {
         let seq = self.next_seq;

@@ -86,15 +86,23 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
         checks.push(("checkpoint".into(), checkpoint_state(slot, aws, plan).await));
     }
     let client = pipeline::kinesis_client(aws, slot);
-    let stream = match preflight::require_region(slot, &client) {
-        Err(e) => Err(e.to_string()),
-        Ok(()) => KinesisSink::new(client, &slot.name, &slot.kns_stream, slot.batch.clone())
-            .prepare()
-            .await
-            .map(|max| format!("exists (records up to {max} bytes)"))
-            .map_err(|e| e.to_string()),
-    };
-    checks.push(("stream".into(), stream));
+    // Every stream the slot writes to: `kns_stream`, then those `tables:` routes to.
+    for (i, name) in slot.streams().iter().enumerate() {
+        let stream = match preflight::require_region(slot, &client) {
+            Err(e) => Err(e.to_string()),
+            Ok(()) => KinesisSink::new(client.clone(), &slot.name, name, slot.batch.clone())
+                .prepare()
+                .await
+                .map(|max| format!("exists (records up to {max} bytes)"))
+                .map_err(|e| e.to_string()),
+        };
+        let label = if i == 0 {
+            "stream".to_string()
+        } else {
+            format!("stream {name}")
+        };
+        checks.push((label, stream));
+    }
     CheckRow {
         slot: slot.name.clone(),
         database: slot.db_name.clone(),

@@ -19,7 +19,8 @@ use crate::config::SlotConfig;
 use crate::decode::Event;
 use crate::lsn::Lsn;
 use crate::record::oversize::{Oversize, Place};
-use crate::record::{Record, RecordEncoder, TxnContext};
+use crate::record::tables::TableRouter;
+use crate::record::{Record, TxnContext};
 use crate::signal::{self, Signal};
 use crate::sink::{Item, CHUNK_BYTES, CHUNK_ITEMS};
 
@@ -161,11 +162,15 @@ impl Reader {
     fn push_reads(
         &mut self,
         emit: Emit,
-        encoder: &RecordEncoder,
+        encoder: &mut TableRouter,
         max_record_bytes: usize,
     ) -> Result<(), SlotError> {
         for row in &emit.rows {
-            let mut record = encoder.encode_read(row, &self.txn, self.seq, emit.chunk);
+            // A table `tables:` skips is never put on a stream, backfilled or not.
+            let Some(mut record) = encoder.encode_read(row, &self.txn, self.seq, emit.chunk)
+            else {
+                continue;
+            };
             let at = Place {
                 schema: &row.schema,
                 table: &row.table,
@@ -185,7 +190,7 @@ impl Reader {
     /// have not arrived.
     pub(super) fn absorb(
         &mut self,
-        encoder: &mut RecordEncoder,
+        encoder: &mut TableRouter,
         max_record_bytes: usize,
     ) -> Result<(), SlotError> {
         while let Some(event) = self.pending.pop_front() {
@@ -406,7 +411,11 @@ mod tests {
             )
         };
         let mut decoder = decode::decoder_for(FormatVersion::V1);
-        let mut encoder = RecordEncoder::new("db", Default::default());
+        let mut encoder = TableRouter::new(
+            crate::record::RecordEncoder::new("db", Default::default()),
+            &Default::default(),
+            "stream",
+        );
         let mut tracker = AckTracker::new(Lsn(0x50));
         let mut r = Reader::new(Lsn(0x50));
         r.accepted = tracker.accepted_count();

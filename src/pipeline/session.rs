@@ -22,9 +22,10 @@ use crate::checkpoint::Checkpointer;
 use crate::config::SlotConfig;
 use crate::decode;
 use crate::lsn::Lsn;
+use crate::record::tables::TableRouter;
 use crate::record::RecordEncoder;
 use crate::signal;
-use crate::sink::kinesis::{KinesisSink, SinkStats};
+use crate::sink::kinesis::{RoutedSink, SinkStats};
 use crate::sink::{Item, CHUNK_BYTES, CHUNK_ITEMS};
 use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
 
@@ -84,12 +85,8 @@ impl Session<'_> {
         // Kinesis before the slot is created: a wrong stream name or a missing region
         // must stop the slot before a new replication slot starts holding WAL.
         preflight::require_region(slot, &self.kinesis)?;
-        let mut sink = KinesisSink::new(
-            self.kinesis.clone(),
-            &slot.name,
-            &slot.kns_stream,
-            slot.batch.clone(),
-        );
+        // Every stream the slot routes to must exist before the slot is created.
+        let mut sink = RoutedSink::new(self.kinesis.clone(), slot);
         let oversize = crate::record::oversize::Oversize::new(slot);
         if oversize.may_offload() {
             let aws = self.credentials.aws();
@@ -112,12 +109,20 @@ impl Session<'_> {
         self.checkpoints.confirmed(start);
 
         let mut decoder = decode::decoder_for(format);
-        let mut encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
+        let mut encoder = TableRouter::new(
+            RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone()),
+            &slot.tables,
+            &slot.kns_stream,
+        );
+        if slot.tables.hashes() && slot.tables.mask_salt.is_none() {
+            tracing::warn!(slot = %slot.name, "`sha256` column masks without `mask_salt` are unsalted: a guessed value (an e-mail address, a phone number) can be checked against its hash; set mask_salt");
+        }
 
         let mut repl = ReplicationStream::connect(&params).await?;
         repl.on_notice(self.status.metrics.skipped.hook(&slot.name));
         repl.start(&slot.name, Lsn::ZERO, &options).await?;
-        tracing::info!(slot = %slot.name, stream = %slot.kns_stream, start = %start, ?format, "streaming from {} to Kinesis stream {:?}", params.endpoint(), slot.kns_stream);
+        let streams: Vec<&str> = sink.streams().collect();
+        tracing::info!(slot = %slot.name, stream = %slot.kns_stream, start = %start, ?format, "streaming from {} to Kinesis stream(s) {:?}", params.endpoint(), streams);
         self.status.set(SlotState::Streaming);
 
         let (tx, rx) = mpsc::channel::<Vec<Item>>((slot.queue_capacity / CHUNK_ITEMS).max(1));

@@ -12,6 +12,7 @@
 pub mod aggregate;
 mod pace;
 mod request;
+mod route;
 mod schedule;
 pub mod shards;
 
@@ -33,6 +34,7 @@ use crate::sink::{Item, CHUNK_ITEMS};
 use crate::telemetry::Console;
 pub use pace::ShardLimits;
 use request::Outcome;
+pub use route::RoutedSink;
 use schedule::{Entry, Limits, Scheduler, Unit};
 use shards::ShardMap;
 
