@@ -339,4 +339,65 @@ mod tests {
         assert_eq!(held.next(Lsn(900), None), Lsn(900), "released");
         assert_eq!(held.get(), Lsn(900));
     }
+
+    #[test]
+    fn the_lowest_of_per_stream_trackers_confirms_exactly_what_one_tracker_over_all_would() {
+        // A routed slot: each record goes to one of three streams' trackers, every
+        // transaction end to all of them; the slot confirms the lowest position.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..200 {
+            let mut one = AckTracker::new(Lsn(5));
+            let mut streams: Vec<AckTracker> = (0..3).map(|_| one.sharing_count(Lsn(5))).collect();
+            // (stream, seq in that stream, seq in `one`)
+            let mut open: Vec<(usize, u64, u64)> = Vec::new();
+            let mut lsn = 5;
+            for _ in 0..300 {
+                match rand(10) {
+                    0..=3 => {
+                        let s = rand(3) as usize;
+                        open.push((s, streams[s].register_record(), one.register_record()));
+                    }
+                    4..=6 => {
+                        lsn = if rand(5) == 0 {
+                            lsn / 2
+                        } else {
+                            lsn + 1 + rand(100)
+                        };
+                        one.register_commit(Lsn(lsn));
+                        streams.iter_mut().for_each(|t| t.register_commit(Lsn(lsn)));
+                    }
+                    _ if !open.is_empty() => {
+                        let (s, seq, all) = open.swap_remove(rand(open.len() as u64) as usize);
+                        streams[s].accept(seq);
+                        one.accept(all);
+                    }
+                    _ => {}
+                }
+                let lowest = streams.iter().map(AckTracker::acked).min().unwrap();
+                assert_eq!(lowest, one.acked());
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_that_accepted_nothing_holds_the_slot_back() {
+        let a = AckTracker::new(Lsn(0));
+        let mut streams = [a.sharing_count(Lsn(0)), a.sharing_count(Lsn(0))];
+        let count = a.accepted_count();
+        let r0 = streams[0].register_record();
+        let r1 = streams[1].register_record();
+        streams.iter_mut().for_each(|t| t.register_commit(Lsn(100)));
+        streams[0].accept(r0);
+        assert_eq!(streams[0].acked(), Lsn(100));
+        assert_eq!(streams.iter().map(AckTracker::acked).min(), Some(Lsn(0)));
+        streams[1].accept(r1);
+        assert_eq!(streams.iter().map(AckTracker::acked).min(), Some(Lsn(100)));
+        assert_eq!(count.get(), 2, "one count across the streams");
+    }
 }

@@ -51,7 +51,10 @@ pub(crate) async fn wait_state(
     }
 }
 
-async fn start_streaming(yaml: &str, aws: aws_config::SdkConfig) -> (Pipeline, tempfile::TempDir) {
+pub(crate) async fn start_streaming(
+    yaml: &str,
+    aws: aws_config::SdkConfig,
+) -> (Pipeline, tempfile::TempDir) {
     let (config, dir) = load(yaml);
     let pipeline = Pipeline::start(&config, &RunEnv { aws });
     for status in &pipeline.slots {

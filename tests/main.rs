@@ -23,6 +23,7 @@ mod ops;
 mod oversize;
 mod preflight;
 mod reload;
+mod routing;
 mod secrets;
 mod shards;
 mod source;
