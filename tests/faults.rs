@@ -55,6 +55,8 @@ struct Scenario<'a> {
     wl: Workload,
     slot: String,
     stream: String,
+    /// With routing on: the stream `wl_t0` is routed to (`tables:`).
+    side: Option<String>,
     stub: KinesisStub,
     config: PathBuf,
     _dir: tempfile::TempDir,
@@ -63,19 +65,34 @@ struct Scenario<'a> {
 impl<'a> Scenario<'a> {
     /// The streamer connects to `pg` through `port` (the server's, or a proxy's).
     fn new(name: &'static str, pg: &'a Pg, port: u16) -> Scenario<'a> {
+        Self::with_routing(name, pg, port, false)
+    }
+
+    /// With `routed`, the slot routes the workload's first table to a second stream.
+    fn with_routing(name: &'static str, pg: &'a Pg, port: u16, routed: bool) -> Scenario<'a> {
         let wl = Workload::create(pg, &format!("flt_{name}"));
         let slot = pg::unique_name(&format!("flt_{name}"));
         let stream = unique_stream_name(&format!("flt-{name}"));
         let stub = KinesisStub::with_seed(0xfa17);
         stub.create_stream(&stream, 4);
+        let side = routed.then(|| unique_stream_name(&format!("flt-{name}-side")));
+        if let Some(side) = &side {
+            stub.create_stream(side, 2);
+        }
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let yaml = format!(
+        let mut yaml = format!(
             "shutdown_timeout_secs: {SHUTDOWN_SECS}\nreplication_slots:\n  - {slot}:\n      host: 127.0.0.1\n      \
              port: {port}\n      user: {SUPERUSER}\n      password: {SUPERUSER}_pw\n      db_name: {db}\n      \
              options: {{add-tables: '{tables}'}}\n      kns_stream: {stream}\n      status_interval_secs: 1\n",
             db = wl.db,
             tables = wl.add_tables(),
         );
+        if let Some(side) = &side {
+            yaml += &format!(
+                "      tables:\n        - match: public.{}\n          stream: {side}\n",
+                wl.tables[0]
+            );
+        }
         let config = dir.path().join("configs.yml");
         std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("write config: {e}"));
         Scenario {
@@ -84,6 +101,7 @@ impl<'a> Scenario<'a> {
             wl,
             slot,
             stream,
+            side,
             stub,
             config,
             _dir: dir,
@@ -160,6 +178,30 @@ impl<'a> Scenario<'a> {
             let verdict = verify(&truth, &records, |r: &StubRecord| key_and_id(&r.data));
             if verdict.lost == 0 || Instant::now() >= deadline {
                 return (records, verdict);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// [`Self::drain`] for a routed scenario: each stream checked against the changes
+    /// of the tables routed to it, `(main, side)`.
+    async fn drain_routed(&self) -> (Verdict, Verdict) {
+        let side = self.side.as_deref().expect("a routed scenario");
+        let routed = format!("{}|", self.wl.tables[0]);
+        let truth = self.wl.truth(self.pg);
+        let (side_truth, main_truth): (Vec<_>, Vec<_>) = truth
+            .into_iter()
+            .partition(|(key, _)| key.starts_with(&routed));
+        let deadline = Instant::now() + DRAIN;
+        loop {
+            let main = self.stub.records(&self.stream);
+            let on_side = self.stub.records(side);
+            let verdicts = (
+                verify(&main_truth, &main, |r: &StubRecord| key_and_id(&r.data)),
+                verify(&side_truth, &on_side, |r: &StubRecord| key_and_id(&r.data)),
+            );
+            if (verdicts.0.lost == 0 && verdicts.1.lost == 0) || Instant::now() >= deadline {
+                return verdicts;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -598,6 +640,54 @@ async fn confirmed_position_follows_deliveries_under_continuous_load() {
     assert!(
         worst_past <= 3 * RATE as usize,
         "{worst_past} delivered records were past the slot's confirmed position: a reconnect would send them all again"
+    );
+    s.cleanup();
+}
+
+/// Routing on: the slot sends one of the workload's tables to a second stream. Kills
+/// and Kinesis errors (throttling, partial failures) hit both streams; each stream
+/// must hold every change of its tables, in per-key order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_to_two_streams_under_kills_and_kinesis_errors_loses_nothing() {
+    let s = Scenario::with_routing("routing", pg::shared(), pg::shared().port, true);
+    let mut streamer = s.start();
+    let runner = s.workload(13, RATE);
+    let mut logs = Vec::new();
+    let mut worst: f64 = 0.0;
+    let mut rng = StdRng::seed_from_u64(7);
+    for _ in 0..scale(2, 8) {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..2000))).await;
+        let after = s.last_version();
+        let killed = Instant::now();
+        logs.push(streamer.kill());
+        streamer = s.spawn();
+        worst = worst.max(s.recovered(killed, after, &streamer).await);
+    }
+    type Fault = fn(&KinesisStub);
+    let faults: [(&str, Fault); 2] = [
+        ("throttle storm", |k| k.throttle_rate(0.8)),
+        ("30% partial failures", |k| {
+            k.fail_records(0.3, RecordError::Mixed)
+        }),
+    ];
+    for (what, fault) in faults {
+        fault(&s.stub);
+        tokio::time::sleep(Duration::from_secs(scale(3, 10))).await;
+        s.stub.clear_faults();
+        let (cleared, after) = (Instant::now(), s.last_version());
+        let rec = s.recovered(cleared, after, &streamer).await;
+        eprintln!("fault-suite routing: {what}: recovered {rec:.2}s after the fault ended");
+        worst = worst.max(rec);
+    }
+    runner.stop().await;
+    let (main, side) = s.drain_routed().await;
+    logs.push(terminate(s.name, streamer));
+    report("routing(main stream)", &main, worst, &logs);
+    report("routing(side stream)", &side, worst, &logs);
+    let stats = s.stub.stats();
+    assert!(
+        stats.throttled_requests > 0 && stats.failed_records > 0,
+        "the faults did not happen: {stats:?}"
     );
     s.cleanup();
 }
