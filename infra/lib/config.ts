@@ -3,7 +3,8 @@
  *
  * Owns reading the streamer's own config file (the same YAML, with `<<:` merge keys and
  * `${VAR:-default}` expansion) and extracting the deploy-relevant facts: slot names, the
- * Kinesis stream each writes to, the Secrets Manager secrets it reads, where its
+ * Kinesis streams each writes to (`kns_stream` and the streams its `tables:` entries
+ * route to), the Secrets Manager secrets it reads, where its
  * checkpoint lives, the CA file it trusts, whether it signs in with IAM, and the
  * metrics namespace. It never validates the rest of the file: the streamer does that,
  * with better messages.
@@ -40,6 +41,16 @@ export interface SlotSpec {
    * as written, and `oversize_prefix` (expanded).
    */
   readonly oversize?: { readonly bucketTemplate?: string; readonly prefix: string };
+  /** The other streams its `tables:` entries route to (`stream:`), each once. */
+  readonly routes: readonly RouteSpec[];
+}
+
+/** A stream a `tables:` entry routes to. */
+export interface RouteSpec {
+  /** The stream's name (expanded). */
+  readonly stream: string;
+  /** As written, before `${VAR}` expansion. */
+  readonly template: string;
 }
 
 /** The streamer's default `oversize_prefix`. */
@@ -118,8 +129,16 @@ export function parseConfig(text: string, file: string, env: Record<string, stri
       slot['oversize'] === 's3' || tableOversize
         ? { ...(bucketTemplate ? { bucketTemplate } : {}), prefix: text('oversize_prefix') ?? DEFAULT_OVERSIZE_PREFIX }
         : undefined;
+    const routes: RouteSpec[] = [];
+    tables.forEach((entry, i) => {
+      const raw = (entry as Record<string, unknown> | null)?.['stream'];
+      if (typeof raw !== 'string' || raw === '') return;
+      const stream = expandEnv(raw, env, `${where}, key \`tables\`, entry ${i + 1}, key \`stream\``);
+      if (!routes.some((r) => r.stream === stream)) routes.push({ stream, template: raw });
+    });
     slots.push({
       name,
+      routes,
       ...(oversize ? { oversize } : {}),
       stream: expandEnv(streamRaw, env, `${where}, key \`kns_stream\``),
       streamTemplate: streamRaw,
@@ -152,9 +171,9 @@ export function loadConfig(path: string, env: Record<string, string | undefined>
   return parseConfig(readFileSync(path, 'utf8'), path, env);
 }
 
-/** The distinct stream names, in first-seen order. */
+/** The distinct stream names, `kns_stream` and routed ones, in first-seen order. */
 export function distinctStreams(slots: readonly SlotSpec[]): string[] {
-  return [...new Set(slots.map((s) => s.stream))];
+  return [...new Set(slots.flatMap((s) => [s.stream, ...s.routes.map((r) => r.stream)]))];
 }
 
 /** The explicit `checkpoint_parameter`s of the slots that checkpoint. */

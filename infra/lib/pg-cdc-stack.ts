@@ -316,6 +316,13 @@ export class PgCdcStack extends Stack {
               `${where}: namePrefix ${props.namePrefix} is set but kns_stream ${slot.streamTemplate} does not take it: write kns_stream: \${${ENV_STREAM_PREFIX}:-}${slot.streamTemplate}, so that the streamer writes to the stream the stack creates`,
             );
           }
+          for (const route of slot.routes) {
+            if (!route.template.includes(`\${${ENV_STREAM_PREFIX}`) || !route.stream.startsWith(props.namePrefix)) {
+              throw new Error(
+                `${where}: namePrefix ${props.namePrefix} is set but the tables: entry's stream ${route.template} does not take it: write stream: \${${ENV_STREAM_PREFIX}:-}${route.template}, so that the streamer writes to the stream the stack creates`,
+              );
+            }
+          }
         }
       }
     }

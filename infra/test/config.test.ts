@@ -37,3 +37,17 @@ test('rejects a slot without kns_stream and duplicate slots', () => {
     /slot names must be unique/,
   );
 });
+
+test('a slot also writes the streams its tables: entries route to, each once', () => {
+  const c = parseConfig(
+    'replication_slots:\n  - a:\n      kns_stream: main\n      tables:\n        - match: public.orders\n          stream: ${P:-}orders\n' +
+      '        - match: public.audit_*\n          skip: true\n        - match: sales.*\n          stream: ${P:-}orders\n        - match: x.y\n          stream: main\n',
+    'c.yml',
+    { P: 'prod-' },
+  );
+  assert.deepEqual(c.slots[0]!.routes, [
+    { stream: 'prod-orders', template: '${P:-}orders' },
+    { stream: 'main', template: 'main' },
+  ]);
+  assert.deepEqual(distinctStreams(c.slots), ['main', 'prod-orders']);
+});

@@ -265,3 +265,56 @@ test('cdk-nag is live: an unencrypted, non-TLS topic added to the stack is repor
   const errors = Annotations.fromStack(s).findError('/TestStack/Careless/Resource', Match.stringLikeRegexp('AwsSolutions-SNS'));
   assert.ok(errors.length >= 1, 'cdk-nag reported nothing for an insecure topic');
 });
+
+test('every routed stream is created, alarmed and granted to the task that writes it', () => {
+  const routed = `
+replication_slots:
+  - shop_slot:
+      host: db.example.internal
+      user: cdc
+      db_name: shop
+      kns_stream: shop-cdc
+      tables:
+        - match: public.orders
+          stream: orders-only
+        - match: public.audit_*
+          skip: true
+`;
+  const s = buildStack(
+    { services: [{ name: 'shop', configFile: 'configs.yml', config: parseConfig(routed, 'configs.yml', {}) }] },
+    false,
+  );
+  const t = Template.fromStack(s);
+  t.resourceCountIs('AWS::Kinesis::Stream', 2);
+  t.hasResourceProperties('AWS::Kinesis::Stream', { Name: 'orders-only', StreamModeDetails: { StreamMode: 'ON_DEMAND' } });
+  t.hasResourceProperties('AWS::IAM::Policy', {
+    Roles: [{ Ref: Match.stringLikeRegexp('^StreamershopTaskTaskRole') }],
+    PolicyDocument: {
+      Statement: Match.arrayWith([
+        Match.objectLike({
+          Sid: 'PutRecordsOnConfiguredStreams',
+          Action: ['kinesis:PutRecords', 'kinesis:DescribeStreamSummary', 'kinesis:ListShards'],
+          Resource: [streamArn(s, 'shop-cdc'), streamArn(s, 'orders-only')],
+        }),
+      ]),
+    },
+  });
+  t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+    Namespace: 'AWS/Kinesis',
+    MetricName: 'PutRecords.ThrottledRecords',
+    Dimensions: [{ Name: 'StreamName', Value: 'orders-only' }],
+  });
+  // With a name prefix, a routed stream must take it too.
+  const unprefixed = routed.replace('kns_stream: shop-cdc', 'kns_stream: ${PG_CDC_STREAM_PREFIX:-}shop-cdc');
+  assert.throws(
+    () =>
+      buildStack(
+        {
+          namePrefix: 'dev-',
+          services: [{ name: 'shop', configFile: 'configs.yml', config: parseConfig(unprefixed, 'configs.yml', { PG_CDC_STREAM_PREFIX: 'dev-' }) }],
+        },
+        false,
+      ),
+    /the tables: entry's stream orders-only does not take it/,
+  );
+});
