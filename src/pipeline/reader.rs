@@ -167,8 +167,7 @@ impl Reader {
     ) -> Result<(), SlotError> {
         for row in &emit.rows {
             // A table `tables:` skips is never put on a stream, backfilled or not.
-            let Some(mut record) = encoder.encode_read(row, &self.txn, self.seq, emit.chunk)
-            else {
+            let Some(mut record) = encoder.encode_read(row, &self.txn, self.seq, emit.chunk) else {
                 continue;
             };
             let at = Place {
