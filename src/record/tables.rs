@@ -427,4 +427,18 @@ mod tests {
         let read = change(Kind::Read, "s", vec![col("id", "1")], vec![]);
         assert!(r.encode_read(&read, &txn, 0, 0).is_none());
     }
+
+    #[test]
+    fn what_the_list_writes_for_wal2json_reads_back_as_the_same_table() {
+        use crate::decode::tables::{table_patterns, TablePattern};
+        let glob = TableGlob::parse(r"my\.s.x\*y, z").unwrap();
+        let entry = glob.wal2json_entry().unwrap();
+        assert_eq!(
+            table_patterns(&entry),
+            [Ok(TablePattern {
+                schema: Some("my.s".into()),
+                table: Some("x*y, z".into())
+            })]
+        );
+    }
 }
