@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::PartitionKey;
+use crate::config::{FormatConfig, PartitionKey, RecordFormat, Timestamps};
 use crate::decode::{Change, Column, Kind};
 use crate::lsn::Lsn;
 
@@ -16,6 +16,8 @@ use crate::lsn::Lsn;
 pub mod debezium;
 /// Records over the stream's limit: the error, or a claim check with its S3 object.
 pub mod oversize;
+/// Consumer-friendly values (`json_as_object`, `timestamps: iso8601`).
+pub mod types;
 
 /// Kinesis documents partition keys of at most 256 Unicode characters, but it
 /// measures the key's encoded length: a key of 129 two-byte characters is refused.
@@ -114,6 +116,10 @@ pub struct RecordEncoder {
     /// column, so a delete of theirs without one in its identity is certainly unkeyable
     /// (not a table that lacks the column). One entry per table.
     tables_with_key: HashSet<String>,
+    /// The slot (Debezium's `source.name`).
+    slot: String,
+    format: RecordFormat,
+    values: types::ValueOptions,
 }
 
 impl RecordEncoder {
@@ -122,7 +128,22 @@ impl RecordEncoder {
             database: database.into(),
             partition_key,
             tables_with_key: HashSet::new(),
+            slot: String::new(),
+            format: RecordFormat::Native,
+            values: types::ValueOptions::default(),
         }
+    }
+
+    /// Records in `format`'s envelope and value forms, for the slot named `slot`.
+    pub fn with_format(mut self, slot: impl Into<String>, format: &FormatConfig) -> Self {
+        self.slot = slot.into();
+        self.format = format.record_format;
+        self.values = types::ValueOptions {
+            numeric_as_string: format.numeric_as_string,
+            json_as_object: format.json_as_object,
+            iso8601: format.timestamps == Timestamps::Iso8601,
+        };
+        self
     }
 
     /// Encode `change`, the `seq`-th record (from 0) of the transaction `txn`, onto
@@ -229,6 +250,9 @@ impl RecordEncoder {
         seq: u64,
         extra: Extra,
     ) -> Vec<u8> {
+        if self.format == RecordFormat::Debezium {
+            return self.debezium(change, kind, txn);
+        }
         let mut out = Vec::with_capacity(128 + change.columns.len() * 24);
         out.extend_from_slice(b"{\"kind\":\"");
         out.extend_from_slice(kind.as_str().as_bytes());
@@ -248,10 +272,10 @@ impl RecordEncoder {
             &change.columns
         };
         out.extend_from_slice(b",\"data\":");
-        push_columns(&mut out, data);
+        push_columns(&mut out, data, self.values);
         if !change.identity.is_empty() {
             out.extend_from_slice(b",\"old\":");
-            push_columns(&mut out, &change.identity);
+            push_columns(&mut out, &change.identity, self.values);
         }
         out.extend_from_slice(b",\"lsn\":");
         push_opt_lsn(&mut out, change.lsn);
@@ -276,6 +300,48 @@ impl RecordEncoder {
             }
         }
         out.push(b'}');
+        out
+    }
+
+    /// The Debezium envelope of `change` as `kind` (a key change's halves are a
+    /// delete and a create, as Debezium writes a primary-key update), built in one
+    /// pass from the change: no native record is written and parsed again.
+    fn debezium(&self, change: &Change, kind: Kind, txn: &TxnContext) -> Vec<u8> {
+        use debezium::Row;
+        let (op, before, after) = match kind {
+            Kind::Insert => ("c", Row::Null, Row::Columns(&change.columns)),
+            Kind::Update if change.identity.is_empty() => {
+                ("u", Row::Null, Row::Columns(&change.columns))
+            }
+            Kind::Update => (
+                "u",
+                Row::Columns(&change.identity),
+                Row::Columns(&change.columns),
+            ),
+            Kind::Delete => ("d", Row::Columns(&change.identity), Row::Null),
+            Kind::Truncate => ("t", Row::Null, Row::Null),
+            Kind::Read => ("r", Row::Null, Row::Columns(&change.columns)),
+        };
+        let meta = debezium::Meta {
+            name: &self.slot,
+            db: Some(&self.database),
+            schema: Some(&change.schema),
+            table: Some(&change.table),
+            commit_ms: txn
+                .timestamp
+                .as_deref()
+                .and_then(crate::metrics::parse_pg_timestamp_ms),
+            snapshot: kind == Kind::Read,
+            xid: txn.xid,
+            lsn: change.lsn,
+            commit_lsn: txn.commit_lsn,
+            processed_ms: debezium::now_ms(),
+        };
+        let mut out = Vec::with_capacity(256 + change.columns.len() * 24);
+        let values = self.values;
+        debezium::write(&mut out, op, before, after, &meta, &|out, cols| {
+            push_columns(out, cols, values)
+        });
         out
     }
 
@@ -380,7 +446,7 @@ fn find<'c>(columns: &'c [Column], name: &str) -> Option<&'c Column> {
     columns.iter().find(|c| c.name == name)
 }
 
-fn push_columns(out: &mut Vec<u8>, columns: &[Column]) {
+fn push_columns(out: &mut Vec<u8>, columns: &[Column], values: types::ValueOptions) {
     out.push(b'{');
     for (i, column) in columns.iter().enumerate() {
         if i > 0 {
@@ -388,7 +454,7 @@ fn push_columns(out: &mut Vec<u8>, columns: &[Column]) {
         }
         push_json_str(out, &column.name);
         out.push(b':');
-        out.extend_from_slice(column.value.get().as_bytes());
+        types::push_value(out, column, values);
     }
     out.push(b'}');
 }
@@ -425,10 +491,7 @@ mod tests {
     use serde_json::value::RawValue;
 
     fn col(name: &str, raw: &str) -> Column {
-        Column {
-            name: name.into(),
-            value: RawValue::from_string(raw.into()).unwrap(),
-        }
+        Column::new(name, RawValue::from_string(raw.into()).unwrap())
     }
 
     fn change(kind: Kind, columns: Vec<Column>, identity: Vec<Column>) -> Change {

@@ -94,6 +94,7 @@ pub(super) fn build(
         None => Vec::new(),
         Some(v) => options(src, v, &place("options"), lookup)?,
     };
+    let format = super::format_keys::build(src, &raw, &place, &options)?;
     let partition_key = match &raw.partition_key {
         None => PartitionKey::default(),
         Some(v) => partition_key(src, v, &place("partition_key"))?,
@@ -219,6 +220,7 @@ pub(super) fn build(
         heartbeat_interval_secs: super::ops_keys::heartbeat(src, &raw, &place)?,
         snapshot: super::snapshot_keys::build(src, &raw, &place)?,
         oversize: super::oversize_keys::build(src, &raw, &place, lookup)?,
+        format,
     })
 }
 

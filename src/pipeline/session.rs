@@ -112,7 +112,8 @@ impl Session<'_> {
         self.checkpoints.confirmed(start);
 
         let mut decoder = decode::decoder_for(format);
-        let mut encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
+        let mut encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone())
+            .with_format(slot.name.clone(), &slot.format);
 
         let mut repl = ReplicationStream::connect(&params).await?;
         repl.on_notice(self.status.metrics.skipped.hook(&slot.name));

@@ -1,13 +1,22 @@
-//! Our native record → the Debezium PostgreSQL connector's change-event envelope, in its
-//! schema-less JSON form (as with `value.converter.schemas.enable=false`).
+//! The Debezium PostgreSQL connector's change-event envelope, in its schema-less JSON
+//! form (as with `value.converter.schemas.enable=false`), for `record_format: debezium`
+//! and `tail --format debezium`.
 //!
-//! Owns the mapping, in one function ([`envelope`]), so that `tail --format debezium`
-//! and a `record_format: debezium` encoder say the same. It never changes a value: a
-//! column's JSON is copied as it is.
+//! Owns the mapping, in one writer ([`write`]): the encoder calls it with a change's
+//! columns (one pass, no native record in between) and [`envelope`] with a native
+//! record's parts, so both say the same. It never changes a value: columns are
+//! written by the caller, as the slot's value options say.
+//!
+//! Unchanged TOAST: wal2json leaves such a column out of an update's new row, so it is
+//! absent from `after` as from the native `data`. A mode that fills it with a
+//! placeholder (Debezium's `unavailable.value.placeholder`) does so in the change's
+//! columns before the encoder runs, and so applies here unchanged; a mode that lists
+//! the columns has no Debezium field, and would add its list in [`write`] after `after`.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::decode::Column;
 use crate::lsn::Lsn;
 
 /// `source.version`: this project and its version (we are not Debezium).
@@ -39,92 +48,178 @@ struct Native<'a> {
     xid: Option<u64>,
 }
 
-/// Field order as in Debezium's documented examples.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    before: Option<&'a RawValue>,
-    after: Option<&'a RawValue>,
-    source: Source<'a>,
-    op: &'static str,
-    ts_ms: i64,
+/// A record that is already an envelope (a `record_format: debezium` slot's).
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow)]
+    op: Option<&'a str>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Source<'a> {
-    version: &'static str,
-    connector: &'static str,
-    name: &'a str,
-    #[serde(rename = "ts_ms")]
-    ts_ms: Option<i64>,
-    snapshot: &'static str,
-    db: Option<&'a str>,
-    sequence: String,
-    schema: Option<&'a str>,
-    table: Option<&'a str>,
-    tx_id: Option<u64>,
-    lsn: Option<u64>,
+/// `before` or `after`.
+pub(crate) enum Row<'a> {
+    Null,
+    /// A native record's `data`/`old`, as written.
+    Raw(&'a RawValue),
+    /// A change's columns, written by the caller's column writer.
+    Columns(&'a [Column]),
+}
+
+/// What `source` and `ts_ms` say.
+pub(crate) struct Meta<'a> {
+    /// The slot: Debezium's logical server name.
+    pub name: &'a str,
+    pub db: Option<&'a str>,
+    pub schema: Option<&'a str>,
+    pub table: Option<&'a str>,
+    /// The commit time, in ms since 1970.
+    pub commit_ms: Option<i64>,
+    /// A backfilled row.
+    pub snapshot: bool,
+    pub xid: Option<u64>,
+    /// The change's own LSN (format-version 2), else the commit's is used.
+    pub lsn: Option<Lsn>,
+    pub commit_lsn: Option<Lsn>,
+    /// When the envelope is written: the envelope's own `ts_ms`.
+    pub processed_ms: i64,
+}
+
+/// Milliseconds since 1970 now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Write one envelope, fields in the order of Debezium's documented examples:
+///
+/// - `op`: `c` insert, `u` update, `d` delete, `t` truncate, `r` read (a backfilled
+///   row, whose `source.snapshot` is `"incremental"`: it was read in chunks while
+///   streaming, like Debezium's incremental snapshots; `"false"` otherwise);
+/// - `source.ts_ms`: the commit time (the processing time if wal2json sent none);
+///   `txId`: the `xid`; `lsn`: the change's LSN as a number (the commit's when the
+///   change has none: format-version 1, backfilled rows); `sequence`: as Debezium, a
+///   JSON string holding `["<commit LSN>","<LSN>"]`, decimal; `xmin`: `null`, as
+///   Debezium writes it unless asked to fetch it.
+pub(crate) fn write(
+    out: &mut Vec<u8>,
+    op: &str,
+    before: Row<'_>,
+    after: Row<'_>,
+    meta: &Meta<'_>,
+    columns: &dyn Fn(&mut Vec<u8>, &[Column]),
+) {
+    let row = |out: &mut Vec<u8>, row: Row<'_>| match row {
+        Row::Null => out.extend_from_slice(b"null"),
+        Row::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        Row::Columns(cols) => columns(out, cols),
+    };
+    let text = |out: &mut Vec<u8>, s: Option<&str>| match s {
+        Some(s) => super::push_json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    };
+    let number = |out: &mut Vec<u8>, n: Option<u64>| match n {
+        Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    };
+    let lsn = meta.lsn.or(meta.commit_lsn);
+    out.extend_from_slice(b"{\"before\":");
+    row(out, before);
+    out.extend_from_slice(b",\"after\":");
+    row(out, after);
+    out.extend_from_slice(b",\"source\":{\"version\":");
+    text(out, Some(VERSION));
+    out.extend_from_slice(b",\"connector\":\"postgresql\",\"name\":");
+    text(out, Some(meta.name));
+    out.extend_from_slice(b",\"ts_ms\":");
+    out.extend_from_slice(
+        meta.commit_ms
+            .unwrap_or(meta.processed_ms)
+            .to_string()
+            .as_bytes(),
+    );
+    out.extend_from_slice(b",\"snapshot\":");
+    text(
+        out,
+        Some(if meta.snapshot {
+            "incremental"
+        } else {
+            "false"
+        }),
+    );
+    out.extend_from_slice(b",\"db\":");
+    text(out, meta.db);
+    out.extend_from_slice(b",\"sequence\":");
+    let part = |l: Option<Lsn>| l.map_or("null".to_string(), |l| format!("\"{}\"", l.0));
+    let sequence = format!("[{},{}]", part(meta.commit_lsn.or(lsn)), part(lsn));
+    text(out, Some(&sequence));
+    out.extend_from_slice(b",\"schema\":");
+    text(out, meta.schema);
+    out.extend_from_slice(b",\"table\":");
+    text(out, meta.table);
+    out.extend_from_slice(b",\"txId\":");
+    number(out, meta.xid);
+    out.extend_from_slice(b",\"lsn\":");
+    number(out, lsn.map(|l| l.0));
+    out.extend_from_slice(b",\"xmin\":null},\"op\":");
+    text(out, Some(op));
+    out.extend_from_slice(b",\"ts_ms\":");
+    out.extend_from_slice(meta.processed_ms.to_string().as_bytes());
+    out.push(b'}');
 }
 
 /// The Debezium envelope (compact JSON) of `record`, a native record as the README
 /// documents it, for the connector named `name` (the slot), processed at
-/// `processed_ms` (ms since 1970, the envelope's own `ts_ms`).
+/// `processed_ms` (ms since 1970, the envelope's own `ts_ms`). A record that already
+/// is an envelope is returned as it is.
 ///
-/// - `op`: `c` insert, `u` update, `d` delete, `t` truncate, `r` read (a backfilled
-///   row, whose `source.snapshot` is `"incremental"`: it was read while streaming,
-///   like Debezium's incremental snapshots; `"false"` otherwise).
-/// - `before`: `old` (the replica identity: the key, or the whole row under `REPLICA
-///   IDENTITY FULL`), and for a delete without `old` its `data`; `null` for inserts,
-///   reads and truncates. `after`: `data`; `null` for deletes and truncates. Values
-///   keep their exact JSON text.
-/// - `source.ts_ms`: the commit time; `txId`: the `xid`; `lsn`: the change's LSN as a
-///   number (`commit_lsn` when the record has none); `sequence`: Debezium's
-///   `["<last commit LSN>","<LSN>"]` as a JSON string, whose first element we do not
-///   know and give as `null`.
+/// `before`: `old` (the replica identity: the key, or the whole row under `REPLICA
+/// IDENTITY FULL`), and for a delete without `old` its `data`; `null` for inserts,
+/// reads and truncates. `after`: `data`; `null` for deletes and truncates.
 pub fn envelope(record: &str, name: &str, processed_ms: i64) -> Result<String, DebeziumError> {
-    let r: Native<'_> =
-        serde_json::from_str(record).map_err(|e| DebeziumError::NotARecord(e.to_string()))?;
+    let r: Native<'_> = match serde_json::from_str(record) {
+        Ok(r) => r,
+        Err(e) => {
+            return match serde_json::from_str::<Probe<'_>>(record) {
+                Ok(Probe {
+                    op: Some(_),
+                    source: Some(_),
+                }) => Ok(record.to_string()),
+                _ => Err(DebeziumError::NotARecord(e.to_string())),
+            }
+        }
+    };
+    fn raw(v: Option<&RawValue>) -> Row<'_> {
+        v.map_or(Row::Null, Row::Raw)
+    }
     let (op, before, after) = match r.kind.as_str() {
-        "insert" => ("c", None, r.data),
-        "update" => ("u", r.old, r.data),
-        "delete" => ("d", r.old.or(r.data), None),
-        "truncate" => ("t", None, None),
-        "read" => ("r", None, r.data),
+        "insert" => ("c", Row::Null, raw(r.data)),
+        "update" => ("u", raw(r.old), raw(r.data)),
+        "delete" => ("d", raw(r.old.or(r.data)), Row::Null),
+        "truncate" => ("t", Row::Null, Row::Null),
+        "read" => ("r", Row::Null, raw(r.data)),
         other => return Err(DebeziumError::UnknownKind(other.to_string())),
     };
     let parse = |l: &Option<String>| l.as_deref().and_then(|s| s.parse::<Lsn>().ok());
-    let lsn = parse(&r.lsn).or_else(|| parse(&r.commit_lsn));
-    let sequence = match lsn {
-        Some(l) => format!("[null,\"{}\"]", l.0),
-        None => "[null,null]".to_string(),
+    let meta = Meta {
+        name,
+        db: r.database.as_deref(),
+        schema: r.schema.as_deref(),
+        table: r.table.as_deref(),
+        commit_ms: r
+            .timestamp
+            .as_deref()
+            .and_then(crate::metrics::parse_pg_timestamp_ms),
+        snapshot: r.kind == "read",
+        xid: r.xid,
+        lsn: parse(&r.lsn),
+        commit_lsn: parse(&r.commit_lsn),
+        processed_ms,
     };
-    let envelope = Envelope {
-        before,
-        after,
-        source: Source {
-            version: VERSION,
-            connector: "postgresql",
-            name,
-            ts_ms: r
-                .timestamp
-                .as_deref()
-                .and_then(crate::metrics::parse_pg_timestamp_ms),
-            snapshot: if r.kind == "read" {
-                "incremental"
-            } else {
-                "false"
-            },
-            db: r.database.as_deref(),
-            sequence,
-            schema: r.schema.as_deref(),
-            table: r.table.as_deref(),
-            tx_id: r.xid,
-            lsn: lsn.map(|l| l.0),
-        },
-        op,
-        ts_ms: processed_ms,
-    };
-    serde_json::to_string(&envelope).map_err(|e| DebeziumError::NotARecord(e.to_string()))
+    let mut out = Vec::with_capacity(record.len() + 256);
+    write(&mut out, op, before, after, &meta, &|_, _| {});
+    String::from_utf8(out).map_err(|e| DebeziumError::NotARecord(e.to_string()))
 }
 
 #[cfg(test)]
@@ -146,11 +241,12 @@ mod tests {
             "ts_ms": 1_795_476_555_677_i64,
             "snapshot": snapshot,
             "db": "shop",
-            "sequence": "[null,\"22061688\"]",
+            "sequence": "[\"22062616\",\"22061688\"]",
             "schema": "public",
             "table": "orders",
             "txId": 725,
             "lsn": 22_061_688,
+            "xmin": null,
         })
     }
 
@@ -227,7 +323,7 @@ mod tests {
         )
         .unwrap();
         let expect = format!(
-            r#"{{"before":null,"after":{{"n":12345678901234567890.0123456789,"m":21.00}},"source":{{"version":"{VERSION}","connector":"postgresql","name":"s","ts_ms":1795476555677,"snapshot":"false","db":"shop","sequence":"[null,\"22061688\"]","schema":"public","table":"orders","txId":725,"lsn":22061688}},"op":"c","ts_ms":7}}"#
+            r#"{{"before":null,"after":{{"n":12345678901234567890.0123456789,"m":21.00}},"source":{{"version":"{VERSION}","connector":"postgresql","name":"s","ts_ms":1795476555677,"snapshot":"false","db":"shop","sequence":"[\"22062616\",\"22061688\"]","schema":"public","table":"orders","txId":725,"lsn":22061688,"xmin":null}},"op":"c","ts_ms":7}}"#
         );
         assert_eq!(got, expect);
     }
@@ -239,10 +335,8 @@ mod tests {
         use crate::config::PartitionKey;
         use crate::decode::{Change, Column, Kind};
         use crate::record::{RecordEncoder, TxnContext};
-        let col = |name: &str, raw: &str| Column {
-            name: name.into(),
-            value: RawValue::from_string(raw.into()).unwrap(),
-        };
+        let col =
+            |name: &str, raw: &str| Column::new(name, RawValue::from_string(raw.into()).unwrap());
         let change = |kind, columns, identity| Change {
             kind,
             schema: "public".into(),
