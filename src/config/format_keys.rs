@@ -137,3 +137,78 @@ fn pg_bool(value: &str) -> Option<bool> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn load(keys: &str) -> Result<Config, String> {
+        let text = format!(
+            "replication_slots:\n  - s:\n      host: h\n      user: u\n      db_name: d\n      kns_stream: k\n{keys}"
+        );
+        Config::from_text(Path::new("c.yml"), &text, &|_| None).map_err(|e| e.to_string())
+    }
+
+    fn format(keys: &str) -> FormatConfig {
+        load(keys).unwrap().slots[0].format
+    }
+
+    #[test]
+    fn defaults_are_the_native_record_with_values_as_wal2json_prints_them() {
+        assert_eq!(format(""), FormatConfig::default());
+        assert_eq!(FormatConfig::default().record_format, RecordFormat::Native);
+        assert_eq!(FormatConfig::default().timestamps, Timestamps::Postgres);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let f = format(
+            "      record_format: debezium\n      numeric_as_string: true\n      json_as_object: true\n      timestamps: iso8601\n",
+        );
+        assert_eq!(
+            f,
+            FormatConfig {
+                record_format: RecordFormat::Debezium,
+                numeric_as_string: true,
+                json_as_object: true,
+                timestamps: Timestamps::Iso8601,
+            }
+        );
+        assert_eq!(
+            format("      record_format: native\n      timestamps: postgres\n"),
+            FormatConfig::default()
+        );
+    }
+
+    #[test]
+    fn bad_values_are_reported_at_their_line_and_column_with_the_choices() {
+        let e = load("      record_format: avro\n").unwrap_err();
+        assert!(
+            e.contains("c.yml:7:22") && e.contains("`native` or `debezium`"),
+            "{e}"
+        );
+        let e = load("      timestamps: iso\n").unwrap_err();
+        assert!(e.contains("c.yml:7:19") && e.contains("`iso8601`"), "{e}");
+        let e = load("      json_as_object: 1\n").unwrap_err();
+        assert!(e.contains("`true` or `false`"), "{e}");
+    }
+
+    #[test]
+    fn type_options_need_the_column_types_wal2json_prints() {
+        let off = "      options: {include-types: false}\n";
+        let e = load(&format!("{off}      timestamps: iso8601\n")).unwrap_err();
+        assert!(
+            e.contains("`timestamps`") && e.contains("include-types"),
+            "{e}"
+        );
+        let e = load(&format!("{off}      json_as_object: true\n")).unwrap_err();
+        assert!(e.contains("`json_as_object`"), "{e}");
+        // Numbers are recognised without types; the options off need nothing.
+        assert!(load(&format!("{off}      numeric_as_string: true\n")).is_ok());
+        assert!(load(&format!("{off}      json_as_object: false\n")).is_ok());
+        assert!(load("      options: {include-types: true}\n      json_as_object: true\n").is_ok());
+    }
+}

@@ -392,6 +392,128 @@ mod tests {
         assert_eq!(got[0]["source"]["lsn"], 0x10);
     }
 
+    /// A `record_format: debezium` slot writes, in one pass, what `tail --format
+    /// debezium` makes of the same change's native record (value options included),
+    /// but for the processing time; a key change is a delete then a create.
+    #[test]
+    fn a_debezium_slot_writes_what_tail_makes_of_the_native_record() {
+        use crate::config::{FormatConfig, PartitionKey, RecordFormat, Timestamps};
+        use crate::decode::{Change, ColumnType, Kind};
+        use crate::record::{RecordEncoder, TxnContext};
+        let col = |name: &str, raw: &str, ty| {
+            let mut c = Column::new(name, RawValue::from_string(raw.into()).unwrap());
+            c.ty = ty;
+            c
+        };
+        let row = |id: &str| {
+            vec![
+                col("id", id, ColumnType::Other),
+                col("n", "12.50", ColumnType::Other),
+                col("j", r#""{\"a\": 1}""#, ColumnType::Json),
+                col(
+                    "t",
+                    r#""2024-01-02 03:04:05.5+00""#,
+                    ColumnType::TimestampTz,
+                ),
+            ]
+        };
+        let change = |kind, columns, identity| Change {
+            kind,
+            schema: "public".into(),
+            table: "orders".into(),
+            columns,
+            identity,
+            pk: vec!["id".into()],
+            lsn: Some(Lsn(0x10)),
+        };
+        let txn = TxnContext {
+            xid: Some(9),
+            timestamp: Some("1970-01-01 00:00:01+00".into()),
+            commit_lsn: Some(Lsn(0x20)),
+        };
+        let options = FormatConfig {
+            record_format: RecordFormat::Native,
+            numeric_as_string: true,
+            json_as_object: true,
+            timestamps: Timestamps::Iso8601,
+        };
+        let debezium = FormatConfig {
+            record_format: RecordFormat::Debezium,
+            ..options
+        };
+        let changes = [
+            change(Kind::Insert, row("1"), vec![]),
+            change(
+                Kind::Update,
+                row("1"),
+                vec![col("id", "1", ColumnType::Other)],
+            ),
+            change(Kind::Update, row("2"), row("1")),
+            change(
+                Kind::Delete,
+                vec![],
+                vec![col("id", "2", ColumnType::Other)],
+            ),
+            change(Kind::Truncate, vec![], vec![]),
+        ];
+        let encode = |format: &FormatConfig| {
+            let mut enc =
+                RecordEncoder::new("shop", PartitionKey::PrimaryKey).with_format("slot", format);
+            let mut out = Vec::new();
+            for c in &changes {
+                let seq = out.len() as u64;
+                enc.encode_into(c, &txn, seq, &mut out).unwrap();
+            }
+            out.push(enc.encode_read(&change(Kind::Read, row("3"), vec![]), &txn, 6, 1));
+            out
+        };
+        let (native, direct) = (encode(&options), encode(&debezium));
+        assert_eq!(native.len(), 7);
+        let mut ops = Vec::new();
+        for (n, d) in native.iter().zip(&direct) {
+            assert_eq!(
+                n.partition_key, d.partition_key,
+                "the partition key stays ours"
+            );
+            assert_eq!((n.barrier, n.background), (d.barrier, d.background));
+            let mut d: Value = serde_json::from_slice(&d.data).unwrap();
+            let via_tail = envelope(std::str::from_utf8(&n.data).unwrap(), "slot", 0).unwrap();
+            let mut via_tail: Value = serde_json::from_str(&via_tail).unwrap();
+            assert!(
+                d["ts_ms"].as_i64().unwrap() > 1_700_000_000_000,
+                "processing time"
+            );
+            d["ts_ms"] = json!(0);
+            if d["op"] == "u" || d["op"] == "c" || d["op"] == "r" {
+                assert_eq!(
+                    d["after"],
+                    json!({"id": d["after"]["id"], "n": "12.50", "j": {"a": 1}, "t": "2024-01-02T03:04:05.5Z"})
+                );
+            }
+            // A native delete writes its key into `data` too; Debezium has no `after`.
+            via_tail["ts_ms"] = json!(0);
+            assert_eq!(d, via_tail);
+            ops.push(d["op"].as_str().unwrap().to_string());
+        }
+        assert_eq!(ops, ["c", "u", "d", "c", "d", "t", "r"]);
+        let key_change: Vec<Value> = direct[2..4]
+            .iter()
+            .map(|r| serde_json::from_slice(&r.data).unwrap())
+            .collect();
+        assert_eq!(key_change[0]["before"]["id"], "1");
+        assert!(key_change[0]["after"].is_null() && key_change[1]["before"].is_null());
+        assert_eq!(key_change[1]["after"]["id"], "2");
+        let read: Value = serde_json::from_slice(&direct[6].data).unwrap();
+        assert_eq!(read["source"]["snapshot"], "incremental");
+        assert_eq!(read["source"]["sequence"], "[\"32\",\"16\"]");
+    }
+
+    #[test]
+    fn a_stream_of_envelopes_passes_through_tail_as_it_is() {
+        let e = envelope(&native("insert", r#","data":{"id":1},"seq":0"#), "s", 1).unwrap();
+        assert_eq!(envelope(&e, "other", 2).unwrap(), e);
+    }
+
     #[test]
     fn records_that_are_not_ours_are_refused() {
         assert!(matches!(
