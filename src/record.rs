@@ -251,7 +251,7 @@ impl RecordEncoder {
         extra: Extra,
     ) -> Vec<u8> {
         if self.format == RecordFormat::Debezium {
-            return self.debezium(change, kind, txn);
+            return debezium::payload(change, kind, txn, &self.slot, &self.database, self.values);
         }
         let mut out = Vec::with_capacity(128 + change.columns.len() * 24);
         out.extend_from_slice(b"{\"kind\":\"");
@@ -300,48 +300,6 @@ impl RecordEncoder {
             }
         }
         out.push(b'}');
-        out
-    }
-
-    /// The Debezium envelope of `change` as `kind` (a key change's halves are a
-    /// delete and a create, as Debezium writes a primary-key update), built in one
-    /// pass from the change: no native record is written and parsed again.
-    fn debezium(&self, change: &Change, kind: Kind, txn: &TxnContext) -> Vec<u8> {
-        use debezium::Row;
-        let (op, before, after) = match kind {
-            Kind::Insert => ("c", Row::Null, Row::Columns(&change.columns)),
-            Kind::Update if change.identity.is_empty() => {
-                ("u", Row::Null, Row::Columns(&change.columns))
-            }
-            Kind::Update => (
-                "u",
-                Row::Columns(&change.identity),
-                Row::Columns(&change.columns),
-            ),
-            Kind::Delete => ("d", Row::Columns(&change.identity), Row::Null),
-            Kind::Truncate => ("t", Row::Null, Row::Null),
-            Kind::Read => ("r", Row::Null, Row::Columns(&change.columns)),
-        };
-        let meta = debezium::Meta {
-            name: &self.slot,
-            db: Some(&self.database),
-            schema: Some(&change.schema),
-            table: Some(&change.table),
-            commit_ms: txn
-                .timestamp
-                .as_deref()
-                .and_then(crate::metrics::parse_pg_timestamp_ms),
-            snapshot: kind == Kind::Read,
-            xid: txn.xid,
-            lsn: change.lsn,
-            commit_lsn: txn.commit_lsn,
-            processed_ms: debezium::now_ms(),
-        };
-        let mut out = Vec::with_capacity(256 + change.columns.len() * 24);
-        let values = self.values;
-        debezium::write(&mut out, op, before, after, &meta, &|out, cols| {
-            push_columns(out, cols, values)
-        });
         out
     }
 

@@ -16,7 +16,9 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::decode::Column;
+use super::types::ValueOptions;
+use super::TxnContext;
+use crate::decode::{Change, Column, Kind};
 use crate::lsn::Lsn;
 
 /// `source.version`: this project and its version (we are not Debezium).
@@ -58,7 +60,7 @@ struct Probe<'a> {
 }
 
 /// `before` or `after`.
-pub(crate) enum Row<'a> {
+enum Row<'a> {
     Null,
     /// A native record's `data`/`old`, as written.
     Raw(&'a RawValue),
@@ -67,7 +69,7 @@ pub(crate) enum Row<'a> {
 }
 
 /// What `source` and `ts_ms` say.
-pub(crate) struct Meta<'a> {
+struct Meta<'a> {
     /// The slot: Debezium's logical server name.
     pub name: &'a str,
     pub db: Option<&'a str>,
@@ -86,10 +88,57 @@ pub(crate) struct Meta<'a> {
 }
 
 /// Milliseconds since 1970 now.
-pub(crate) fn now_ms() -> i64 {
+fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The envelope of `change` as `kind` (a key change's halves are a delete and a
+/// create, as Debezium writes a primary-key update), built in one pass from the
+/// change: no native record is written and parsed again.
+pub(super) fn payload(
+    change: &Change,
+    kind: Kind,
+    txn: &TxnContext,
+    slot: &str,
+    database: &str,
+    values: ValueOptions,
+) -> Vec<u8> {
+    let (op, before, after) = match kind {
+        Kind::Insert => ("c", Row::Null, Row::Columns(&change.columns)),
+        Kind::Update if change.identity.is_empty() => {
+            ("u", Row::Null, Row::Columns(&change.columns))
+        }
+        Kind::Update => (
+            "u",
+            Row::Columns(&change.identity),
+            Row::Columns(&change.columns),
+        ),
+        Kind::Delete => ("d", Row::Columns(&change.identity), Row::Null),
+        Kind::Truncate => ("t", Row::Null, Row::Null),
+        Kind::Read => ("r", Row::Null, Row::Columns(&change.columns)),
+    };
+    let meta = Meta {
+        name: slot,
+        db: Some(database),
+        schema: Some(&change.schema),
+        table: Some(&change.table),
+        commit_ms: txn
+            .timestamp
+            .as_deref()
+            .and_then(crate::metrics::parse_pg_timestamp_ms),
+        snapshot: kind == Kind::Read,
+        xid: txn.xid,
+        lsn: change.lsn,
+        commit_lsn: txn.commit_lsn,
+        processed_ms: now_ms(),
+    };
+    let mut out = Vec::with_capacity(256 + change.columns.len() * 24);
+    write(&mut out, op, before, after, &meta, &|out, cols| {
+        super::push_columns(out, cols, values)
+    });
+    out
 }
 
 /// Write one envelope, fields in the order of Debezium's documented examples:
@@ -97,12 +146,13 @@ pub(crate) fn now_ms() -> i64 {
 /// - `op`: `c` insert, `u` update, `d` delete, `t` truncate, `r` read (a backfilled
 ///   row, whose `source.snapshot` is `"incremental"`: it was read in chunks while
 ///   streaming, like Debezium's incremental snapshots; `"false"` otherwise);
-/// - `source.ts_ms`: the commit time (the processing time if wal2json sent none);
+/// - `source.ts_ms`: the commit time (the processing time if wal2json sent none:
+///   `include-timestamp: false`);
 ///   `txId`: the `xid`; `lsn`: the change's LSN as a number (the commit's when the
 ///   change has none: format-version 1, backfilled rows); `sequence`: as Debezium, a
 ///   JSON string holding `["<commit LSN>","<LSN>"]`, decimal; `xmin`: `null`, as
 ///   Debezium writes it unless asked to fetch it.
-pub(crate) fn write(
+fn write(
     out: &mut Vec<u8>,
     op: &str,
     before: Row<'_>,
