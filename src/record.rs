@@ -1,8 +1,9 @@
 //! A row change → one Kinesis record: the JSON payload and the partition key.
 //!
 //! Owns the record format documented in the README and the partition-key rules.
-//! It never changes a value: column values are copied as the exact JSON text
-//! wal2json printed, so a `numeric(40,10)` keeps every digit.
+//! It never changes a value on its own: column values are copied as the exact JSON
+//! text wal2json printed, so a `numeric(40,10)` keeps every digit, unless the slot's
+//! value options ask for another form ([`types`], which never loses a digit either).
 
 use std::collections::HashSet;
 
@@ -12,11 +13,11 @@ use crate::config::{FormatConfig, PartitionKey, RecordFormat, Timestamps};
 use crate::decode::{Change, Column, Kind};
 use crate::lsn::Lsn;
 
-/// A native record as the Debezium connector's envelope (`tail --format debezium`).
+/// The Debezium connector's envelope (`record_format: debezium`, `tail --format debezium`).
 pub mod debezium;
 /// Records over the stream's limit: the error, or a claim check with its S3 object.
 pub mod oversize;
-/// Consumer-friendly values (`json_as_object`, `timestamps: iso8601`).
+/// Consumer-friendly values (`numeric_as_string`, `json_as_object`, `timestamps`).
 pub mod types;
 
 /// Kinesis documents partition keys of at most 256 Unicode characters, but it
