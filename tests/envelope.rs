@@ -264,10 +264,11 @@ async fn type_options_rewrite_live_and_backfilled_values_alike_in_both_formats()
     for (format, record_format, field) in [
         (1u8, "native", "data"),
         (2, "native", "data"),
+        (1, "debezium", "after"),
         (2, "debezium", "after"),
     ] {
         let pg = pg::shared();
-        let name = unique_name(&format!("types_v{format}"));
+        let name = unique_name(&format!("types_v{format}_{record_format}"));
         let db = pg.create_database(&name);
         pg.execute(
             &db,
