@@ -42,7 +42,7 @@ fn debezium_examples() -> BTreeMap<&'static str, Value> {
     };
     let row = json!({"id": 7, "status": "shipped"});
     let key = json!({"id": 7});
-    let event = |before: &Value, after: &Value, snapshot: &str, op: &str| json!({"before": before, "after": after, "source": source(snapshot), "op": op, "ts_ms": 1_700_000_000_456_i64});
+    let event = |before: &Value, after: &Value, snapshot: &str, op: &str| json!({"before": before, "after": after, "source": source(snapshot), "op": op, "ts_ms": 1_700_000_000_456_i64, "transaction": null});
     BTreeMap::from([
         ("c", event(&Value::Null, &row, "false", "c")),
         ("u", event(&key, &row, "false", "u")),

@@ -151,7 +151,8 @@ pub(super) fn payload(
 ///   `txId`: the `xid`; `lsn`: the change's LSN as a number (the commit's when the
 ///   change has none: format-version 1, backfilled rows); `sequence`: as Debezium, a
 ///   JSON string holding `["<commit LSN>","<LSN>"]`, decimal; `xmin`: `null`, as
-///   Debezium writes it unless asked to fetch it.
+///   Debezium writes it unless asked to fetch it; `transaction`: `null`, as Debezium
+///   writes it without `provide.transaction.metadata`.
 fn write(
     out: &mut Vec<u8>,
     op: &str,
@@ -216,7 +217,8 @@ fn write(
     text(out, Some(op));
     out.extend_from_slice(b",\"ts_ms\":");
     out.extend_from_slice(meta.processed_ms.to_string().as_bytes());
-    out.push(b'}');
+    // Debezium's transaction metadata block, off unless asked for.
+    out.extend_from_slice(b",\"transaction\":null}");
 }
 
 /// The Debezium envelope (compact JSON) of `record`, a native record as the README
@@ -303,7 +305,7 @@ mod tests {
     fn check(kind: &str, rest: &str, op: &str, before: Value, after: Value, snapshot: &str) {
         let got = envelope(&native(kind, rest), "orders_slot", 42).unwrap();
         let got: Value = serde_json::from_str(&got).unwrap();
-        let expect = json!({"before": before, "after": after, "source": source(snapshot), "op": op, "ts_ms": 42});
+        let expect = json!({"before": before, "after": after, "source": source(snapshot), "op": op, "ts_ms": 42, "transaction": null});
         assert_eq!(got, expect, "{kind}");
     }
 
@@ -373,7 +375,7 @@ mod tests {
         )
         .unwrap();
         let expect = format!(
-            r#"{{"before":null,"after":{{"n":12345678901234567890.0123456789,"m":21.00}},"source":{{"version":"{VERSION}","connector":"postgresql","name":"s","ts_ms":1795476555677,"snapshot":"false","db":"shop","sequence":"[\"22062616\",\"22061688\"]","schema":"public","table":"orders","txId":725,"lsn":22061688,"xmin":null}},"op":"c","ts_ms":7}}"#
+            r#"{{"before":null,"after":{{"n":12345678901234567890.0123456789,"m":21.00}},"source":{{"version":"{VERSION}","connector":"postgresql","name":"s","ts_ms":1795476555677,"snapshot":"false","db":"shop","sequence":"[\"22062616\",\"22061688\"]","schema":"public","table":"orders","txId":725,"lsn":22061688,"xmin":null}},"op":"c","ts_ms":7,"transaction":null}}"#
         );
         assert_eq!(got, expect);
     }
