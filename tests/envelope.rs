@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::config::Config;
-use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv};
+use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use pg_cdc_to_kinesis::sink::kinesis::aggregate::deaggregate;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
