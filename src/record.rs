@@ -1,23 +1,26 @@
 //! A row change → one Kinesis record: the JSON payload and the partition key.
 //!
 //! Owns the record format documented in the README and the partition-key rules.
-//! It never changes a value: column values are copied as the exact JSON text
-//! wal2json printed, so a `numeric(40,10)` keeps every digit.
+//! It never changes a value on its own: column values are copied as the exact JSON
+//! text wal2json printed, so a `numeric(40,10)` keeps every digit, unless the slot's
+//! value options ask for another form ([`types`], which never loses a digit either).
 
 use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::PartitionKey;
+use crate::config::{FormatConfig, PartitionKey, RecordFormat, Timestamps};
 use crate::decode::{Change, Column, Kind};
 use crate::lsn::Lsn;
 
-/// A native record as the Debezium connector's envelope (`tail --format debezium`).
+/// The Debezium connector's envelope (`record_format: debezium`, `tail --format debezium`).
 pub mod debezium;
 /// Records over the stream's limit: the error, or a claim check with its S3 object.
 pub mod oversize;
 /// The `tables:` rules: skip, stream, per-table key, excluded and masked columns.
 pub mod tables;
+/// Consumer-friendly values (`numeric_as_string`, `json_as_object`, `timestamps`).
+pub mod types;
 
 /// Kinesis documents partition keys of at most 256 Unicode characters, but it
 /// measures the key's encoded length: a key of 129 two-byte characters is refused.
@@ -120,6 +123,10 @@ pub struct RecordEncoder {
     /// column, so a delete of theirs without one in its identity is certainly unkeyable
     /// (not a table that lacks the column). One entry per table.
     tables_with_key: HashSet<String>,
+    /// The slot (Debezium's `source.name`).
+    slot: String,
+    format: RecordFormat,
+    values: types::ValueOptions,
 }
 
 impl RecordEncoder {
@@ -128,7 +135,22 @@ impl RecordEncoder {
             database: database.into(),
             partition_key,
             tables_with_key: HashSet::new(),
+            slot: String::new(),
+            format: RecordFormat::Native,
+            values: types::ValueOptions::default(),
         }
+    }
+
+    /// Records in `format`'s envelope and value forms, for the slot named `slot`.
+    pub fn with_format(mut self, slot: impl Into<String>, format: &FormatConfig) -> Self {
+        self.slot = slot.into();
+        self.format = format.record_format;
+        self.values = types::ValueOptions {
+            numeric_as_string: format.numeric_as_string,
+            json_as_object: format.json_as_object,
+            iso8601: format.timestamps == Timestamps::Iso8601,
+        };
+        self
     }
 
     /// Encode `change`, the `seq`-th record (from 0) of the transaction `txn`, onto
@@ -267,6 +289,9 @@ impl RecordEncoder {
         seq: u64,
         extra: Extra,
     ) -> Vec<u8> {
+        if self.format == RecordFormat::Debezium {
+            return debezium::payload(change, kind, txn, &self.slot, &self.database, self.values);
+        }
         let mut out = Vec::with_capacity(128 + change.columns.len() * 24);
         out.extend_from_slice(b"{\"kind\":\"");
         out.extend_from_slice(kind.as_str().as_bytes());
@@ -286,10 +311,10 @@ impl RecordEncoder {
             &change.columns
         };
         out.extend_from_slice(b",\"data\":");
-        push_columns(&mut out, data);
+        push_columns(&mut out, data, self.values);
         if !change.identity.is_empty() {
             out.extend_from_slice(b",\"old\":");
-            push_columns(&mut out, &change.identity);
+            push_columns(&mut out, &change.identity, self.values);
         }
         out.extend_from_slice(b",\"lsn\":");
         push_opt_lsn(&mut out, change.lsn);
@@ -418,7 +443,7 @@ fn find<'c>(columns: &'c [Column], name: &str) -> Option<&'c Column> {
     columns.iter().find(|c| c.name == name)
 }
 
-fn push_columns(out: &mut Vec<u8>, columns: &[Column]) {
+fn push_columns(out: &mut Vec<u8>, columns: &[Column], values: types::ValueOptions) {
     out.push(b'{');
     for (i, column) in columns.iter().enumerate() {
         if i > 0 {
@@ -426,7 +451,7 @@ fn push_columns(out: &mut Vec<u8>, columns: &[Column]) {
         }
         push_json_str(out, &column.name);
         out.push(b':');
-        out.extend_from_slice(column.value.get().as_bytes());
+        types::push_value(out, column, values);
     }
     out.push(b'}');
 }
@@ -463,10 +488,7 @@ mod tests {
     use serde_json::value::RawValue;
 
     fn col(name: &str, raw: &str) -> Column {
-        Column {
-            name: name.into(),
-            value: RawValue::from_string(raw.into()).unwrap(),
-        }
+        Column::new(name, RawValue::from_string(raw.into()).unwrap())
     }
 
     fn change(kind: Kind, columns: Vec<Column>, identity: Vec<Column>) -> Change {

@@ -11,6 +11,7 @@ mod cli;
 mod console;
 mod delivery;
 mod e2e;
+mod envelope;
 mod faults;
 mod harness;
 mod keys;

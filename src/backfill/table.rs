@@ -8,7 +8,7 @@
 use serde_json::value::RawValue;
 use tokio_postgres::Client;
 
-use crate::decode::Column;
+use crate::decode::{Column, ColumnType};
 use crate::source::{sql_error, SourceError};
 
 /// A table the backfill cannot read in key order, or a query that failed.
@@ -270,13 +270,16 @@ impl TableShape {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let mut cols = Vec::with_capacity(self.columns.len());
-            for (i, (name, kind, _)) in self.columns.iter().enumerate() {
+            for (i, (name, kind, type_name)) in self.columns.iter().enumerate() {
                 let text: Option<String> = row
                     .try_get(i)
                     .map_err(|e| query_err(sql_error("the server", "reading a chunk's row", e)))?;
                 cols.push(Column {
                     name: name.clone(),
                     value: json_value(*kind, text.as_deref(), style),
+                    // The name wal2json prints (format_type), so a record option
+                    // rewrites a read row exactly as the live row.
+                    ty: ColumnType::of(type_name),
                 });
             }
             out.push(cols);

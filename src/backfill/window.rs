@@ -316,10 +316,7 @@ mod tests {
     use serde_json::value::RawValue;
 
     fn col(name: &str, raw: &str) -> Column {
-        Column {
-            name: name.into(),
-            value: RawValue::from_string(raw.into()).unwrap(),
-        }
+        Column::new(name, RawValue::from_string(raw.into()).unwrap())
     }
 
     fn row(id: u32, v: &str) -> Vec<Column> {

@@ -325,4 +325,26 @@ pub(super) struct SlotFile {
     /// cannot be checked without the salt. Without one the hash is unsalted (a warning
     /// at start-up). `${ENV}` expanded. Example: `mask_salt: ${CDC_MASK_SALT}`.
     pub mask_salt: Option<Value>,
+
+    /// The records' envelope: `native` (this project's record, the default) or
+    /// `debezium` (the Debezium PostgreSQL connector's change-event value, as its JSON
+    /// converter writes it with `schemas.enable=false`). Example: `record_format: debezium`.
+    pub record_format: Option<Value>,
+
+    /// Numbers (integers, floats, `numeric`) as JSON strings holding the digits
+    /// wal2json printed, so a parser that reads numbers as doubles keeps every digit
+    /// (what wal2json 2.6's `numeric-data-types-as-string` does; 2.5 lacks it).
+    /// Default `false`. Example: `numeric_as_string: true`.
+    pub numeric_as_string: Option<Value>,
+
+    /// `json`/`jsonb` values (and arrays of them) as JSON, not as escaped strings;
+    /// a value that is not valid JSON stays a string (logged). Default `false`.
+    /// Example: `json_as_object: true`.
+    pub json_as_object: Option<Value>,
+
+    /// `postgres` (as PostgreSQL prints them, the default) or `iso8601`:
+    /// `timestamptz` `2024-01-02 03:04:05.123456+00` → `2024-01-02T03:04:05.123456Z`,
+    /// `timestamp` with the `T` and no zone, BC years as signed years, `timetz`'s
+    /// zone as `Z`/`±hh:mm`; every fractional digit kept. Example: `timestamps: iso8601`.
+    pub timestamps: Option<Value>,
 }

@@ -16,6 +16,7 @@ mod checkpoint_keys;
 mod delivery_keys;
 mod env;
 mod file;
+mod format_keys;
 mod libpq_env;
 mod ops_keys;
 mod oversize_keys;
@@ -35,6 +36,7 @@ pub use delivery_keys::{
     Aggregation, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_SHARD_BYTES_PER_SEC,
     DEFAULT_SHARD_RECORDS_PER_SEC,
 };
+pub use format_keys::{FormatConfig, RecordFormat, Timestamps};
 pub use ops_keys::{OpsConfig, DEFAULT_METRICS_NAMESPACE};
 pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
 pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
@@ -251,6 +253,9 @@ pub struct SlotConfig {
     pub snapshot: SnapshotConfig,
     /// Records larger than the stream takes: stop, or claim checks via S3.
     pub oversize: OversizeConfig,
+    /// The record envelope and value options (`record_format`, `numeric_as_string`,
+    /// `json_as_object`, `timestamps`).
+    pub format: FormatConfig,
     /// Per-table rules (`tables:`) and `mask_salt`; empty = every table as before.
     pub tables: TablesConfig,
 }

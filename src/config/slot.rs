@@ -97,6 +97,7 @@ pub(super) fn build(
     let tables = super::tables_keys::build(src, &raw, &place, lookup)?;
     let derived = super::tables_keys::wal2json_filters(src, &raw, &tables, &options, &place)?;
     options.extend(derived);
+    let format = super::format_keys::build(src, &raw, &place, &options)?;
     let partition_key = match &raw.partition_key {
         None => PartitionKey::default(),
         Some(v) => partition_key(src, v, &place("partition_key"))?,
@@ -223,6 +224,7 @@ pub(super) fn build(
         snapshot: super::snapshot_keys::build(src, &raw, &place)?,
         oversize: super::oversize_keys::build(src, &raw, &place, lookup)?,
         tables,
+        format,
     })
 }
 

@@ -69,6 +69,10 @@ pub(super) const SLOT_KEYS: &[&str] = &[
     "oversize_prefix",
     "tables",
     "mask_salt",
+    "record_format",
+    "numeric_as_string",
+    "json_as_object",
+    "timestamps",
 ];
 
 /// A slot that passed the shape checks: its name and where the name is written.
@@ -234,9 +238,15 @@ fn check_options(src: &Source<'_>, node: &Spanned<Node>, slot: &str) -> Result<(
     for (key, value) in map_entries(src, node, &place)? {
         let name = key_text(src, key, &place)?;
         if !WAL2JSON_OPTIONS.contains(&name.as_str()) {
-            let hint = closest(&name, WAL2JSON_OPTIONS)
-                .map(|c| format!("did you mean `{c}`? "))
-                .unwrap_or_default();
+            let hint = match name.as_str() {
+                // wal2json 2.6's; the slot key does the same with 2.5.
+                "numeric-data-types-as-string" => {
+                    "use the slot key `numeric_as_string: true` instead; ".to_string()
+                }
+                _ => closest(&name, WAL2JSON_OPTIONS)
+                    .map(|c| format!("did you mean `{c}`? "))
+                    .unwrap_or_default(),
+            };
             return Err(src.at(
                 key,
                 format!(

@@ -114,6 +114,80 @@ impl Kind {
 pub struct Column {
     pub name: String,
     pub value: Box<RawValue>,
+    /// What the record's type options need to know of the column's type (from
+    /// wal2json's `columntypes`/`keytypes` (v1) or `type` (v2), or the catalog for
+    /// a backfill); [`ColumnType::Other`] when wal2json sent no types.
+    pub ty: ColumnType,
+}
+
+impl Column {
+    /// A column of a type no option rewrites.
+    pub fn new(name: impl Into<String>, value: Box<RawValue>) -> Self {
+        Column {
+            name: name.into(),
+            value,
+            ty: ColumnType::Other,
+        }
+    }
+}
+
+/// The column types whose values a record option rewrites (`json_as_object`,
+/// `timestamps: iso8601`); every other type is `Other`. Classified once, from the
+/// type's name as PostgreSQL's `format_type` prints it (wal2json's and the
+/// catalog's), so a record costs no allocation for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColumnType {
+    #[default]
+    Other,
+    /// `json`, `jsonb`.
+    Json,
+    /// `json[]`, `jsonb[]` (any number of dimensions: PostgreSQL writes `[]` once).
+    JsonArray,
+    /// `timestamp[(p)] without time zone`.
+    Timestamp,
+    /// `timestamp[(p)] with time zone`.
+    TimestampTz,
+    /// `date`.
+    Date,
+    /// `time[(p)] with time zone`.
+    TimeTz,
+}
+
+impl ColumnType {
+    /// Classify a type name as `format_type` prints it (`timestamp(3) with time zone`,
+    /// `jsonb[]`, ...). A domain over one of these is `Other` (wal2json prints the
+    /// domain's name unless `include-domain-data-type` is set).
+    pub fn of(name: &str) -> ColumnType {
+        match name {
+            "json" | "jsonb" => return ColumnType::Json,
+            "json[]" | "jsonb[]" => return ColumnType::JsonArray,
+            "date" => return ColumnType::Date,
+            _ => {}
+        }
+        let base = |prefix: &str, suffix: &str| -> bool {
+            let Some(rest) = name.strip_prefix(prefix) else {
+                return false;
+            };
+            let rest = match rest.strip_prefix('(') {
+                // A precision: `(0)` to `(6)`.
+                Some(p) => match p.split_once(')') {
+                    Some((digits, tail)) if digits.bytes().all(|b| b.is_ascii_digit()) => tail,
+                    _ => return false,
+                },
+                None => rest,
+            };
+            rest == suffix
+        };
+        if base("timestamp", " without time zone") {
+            ColumnType::Timestamp
+        } else if base("timestamp", " with time zone") {
+            ColumnType::TimestampTz
+        } else if base("time", " with time zone") {
+            ColumnType::TimeTz
+        } else {
+            ColumnType::Other
+        }
+    }
 }
 
 /// One row change.
@@ -262,11 +336,13 @@ fn lsn_field(
     .transpose()
 }
 
-/// Pair column names with their values; wal2json prints them as parallel lists
-/// in v1, so a length mismatch means the document is not what we think it is.
+/// Pair column names with their values (and types, when sent); wal2json prints
+/// them as parallel lists in v1, so a length mismatch means the document is not
+/// what we think it is.
 fn zip_columns(
     names: Vec<std::borrow::Cow<'_, str>>,
     values: Vec<&RawValue>,
+    types: Option<Vec<std::borrow::Cow<'_, str>>>,
     what: &str,
     lsn: Lsn,
     data: &[u8],
@@ -278,12 +354,24 @@ fn zip_columns(
             format!("{what}: {} names but {} values", names.len(), values.len()),
         ));
     }
+    let types = types.unwrap_or_default();
+    if !types.is_empty() && types.len() != names.len() {
+        return Err(shape_error(
+            lsn,
+            data,
+            format!("{what}: {} names but {} types", names.len(), types.len()),
+        ));
+    }
     Ok(names
         .into_iter()
         .zip(values)
-        .map(|(name, value)| Column {
+        .enumerate()
+        .map(|(i, (name, value))| Column {
             name: name.into_owned(),
             value: value.to_owned(),
+            ty: types
+                .get(i)
+                .map_or(ColumnType::Other, |t| ColumnType::of(t)),
         })
         .collect())
 }
@@ -463,6 +551,51 @@ pub(crate) mod tests {
             }
         }
         assert!(oks > 1000 && errs > 1000, "ok {oks}, err {errs}");
+    }
+
+    #[test]
+    fn column_types_are_classified_from_format_type_names() {
+        for (name, ty) in [
+            ("json", ColumnType::Json),
+            ("jsonb", ColumnType::Json),
+            ("jsonb[]", ColumnType::JsonArray),
+            ("json[]", ColumnType::JsonArray),
+            ("timestamp without time zone", ColumnType::Timestamp),
+            ("timestamp(3) without time zone", ColumnType::Timestamp),
+            ("timestamp with time zone", ColumnType::TimestampTz),
+            ("timestamp(0) with time zone", ColumnType::TimestampTz),
+            ("date", ColumnType::Date),
+            ("time with time zone", ColumnType::TimeTz),
+            ("time(2) with time zone", ColumnType::TimeTz),
+            ("time without time zone", ColumnType::Other),
+            ("timestamp with time zone[]", ColumnType::Other),
+            ("timestamp(x) with time zone", ColumnType::Other),
+            ("text", ColumnType::Other),
+            ("", ColumnType::Other),
+        ] {
+            assert_eq!(ColumnType::of(name), ty, "{name}");
+        }
+    }
+
+    #[test]
+    fn both_formats_carry_the_column_types() {
+        for (decoder, fixture) in [
+            (
+                decoder_for(FormatVersion::V1),
+                include_str!("testdata/v1.jsonl"),
+            ),
+            (
+                decoder_for(FormatVersion::V2),
+                include_str!("testdata/v2.jsonl"),
+            ),
+        ] {
+            let events = decode_fixture(decoder, fixture);
+            let ins = find_change(&events, Kind::Insert, "t_all", 0);
+            let ty = |n: &str| ins.columns.iter().find(|c| c.name == n).unwrap().ty;
+            assert_eq!(ty("doc"), ColumnType::Json);
+            assert_eq!(ty("ts"), ColumnType::TimestampTz);
+            assert_eq!(ty("num"), ColumnType::Other);
+        }
     }
 
     #[test]

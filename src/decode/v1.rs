@@ -53,6 +53,9 @@ struct Item<'a> {
     columnnames: Vec<Cow<'a, str>>,
     #[serde(borrow, default)]
     columnvalues: Vec<&'a RawValue>,
+    /// Absent when the user turned `include-types` off.
+    #[serde(borrow)]
+    columntypes: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow)]
     oldkeys: Option<OldKeys<'a>>,
     #[serde(borrow)]
@@ -70,6 +73,8 @@ struct OldKeys<'a> {
     keynames: Vec<Cow<'a, str>>,
     #[serde(borrow)]
     keyvalues: Vec<&'a RawValue>,
+    #[serde(borrow)]
+    keytypes: Option<Vec<Cow<'a, str>>>,
 }
 
 #[derive(Deserialize)]
@@ -234,12 +239,20 @@ fn push_item(
     let columns = zip_columns(
         item.columnnames,
         item.columnvalues,
+        item.columntypes,
         "columnnames/columnvalues",
         wal_start,
         data,
     )?;
     let identity = match item.oldkeys {
-        Some(k) => zip_columns(k.keynames, k.keyvalues, "oldkeys", wal_start, data)?,
+        Some(k) => zip_columns(
+            k.keynames,
+            k.keyvalues,
+            k.keytypes,
+            "oldkeys",
+            wal_start,
+            data,
+        )?,
         None => Vec::new(),
     };
     out.push(Event::Change(Change {

@@ -11,12 +11,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    json_error, lsn_field, shape_error, Change, Column, Decode, DecodeError, Event, Kind, LossyText,
+    json_error, lsn_field, shape_error, Change, Column, ColumnType, Decode, DecodeError, Event,
+    Kind, LossyText,
 };
 use crate::lsn::Lsn;
 
 /// One v2 message. Every field but `action` depends on the action and on the
-/// user's options, hence the `Option`s; unknown fields (`type`, `typeoid`,
+/// user's options, hence the `Option`s; unknown fields (`typeoid`,
 /// `origin`, ...) are skipped without allocating.
 #[derive(Deserialize)]
 struct Record<'a> {
@@ -54,6 +55,9 @@ struct ValueColumn<'a> {
     // Not `Option`: serde would turn a JSON `null` into `None` and lose it.
     #[serde(borrow)]
     value: &'a RawValue,
+    /// Absent when the user turned `include-types` off.
+    #[serde(borrow, rename = "type")]
+    ty: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +166,7 @@ fn owned_columns(cols: Option<Vec<ValueColumn<'_>>>) -> Vec<Column> {
         .map(|c| Column {
             name: c.name.into_owned(),
             value: c.value.to_owned(),
+            ty: c.ty.as_deref().map_or(ColumnType::Other, ColumnType::of),
         })
         .collect()
 }

@@ -110,7 +110,8 @@ impl Session<'_> {
 
         let mut decoder = decode::decoder_for(format);
         let mut encoder = TableRouter::new(
-            RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone()),
+            RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone())
+                .with_format(slot.name.clone(), &slot.format),
             &slot.tables,
             &slot.kns_stream,
         );

@@ -1,13 +1,24 @@
-//! Our native record → the Debezium PostgreSQL connector's change-event envelope, in its
-//! schema-less JSON form (as with `value.converter.schemas.enable=false`).
+//! The Debezium PostgreSQL connector's change-event envelope, in its schema-less JSON
+//! form (as with `value.converter.schemas.enable=false`), for `record_format: debezium`
+//! and `tail --format debezium`.
 //!
-//! Owns the mapping, in one function ([`envelope`]), so that `tail --format debezium`
-//! and a `record_format: debezium` encoder say the same. It never changes a value: a
-//! column's JSON is copied as it is.
+//! Owns the mapping, in one writer ([`write`]): the encoder calls it with a change's
+//! columns (one pass, no native record in between) and [`envelope`] with a native
+//! record's parts, so both say the same. It never changes a value: columns are
+//! written by the caller, as the slot's value options say.
+//!
+//! Unchanged TOAST: wal2json leaves such a column out of an update's new row, so it is
+//! absent from `after` as from the native `data`. A mode that fills it with a
+//! placeholder (Debezium's `unavailable.value.placeholder`) does so in the change's
+//! columns before the encoder runs, and so applies here unchanged; a mode that lists
+//! the columns has no Debezium field, and would add its list in [`write`] after `after`.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::types::ValueOptions;
+use super::TxnContext;
+use crate::decode::{Change, Column, Kind};
 use crate::lsn::Lsn;
 
 /// `source.version`: this project and its version (we are not Debezium).
@@ -39,92 +50,228 @@ struct Native<'a> {
     xid: Option<u64>,
 }
 
-/// Field order as in Debezium's documented examples.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    before: Option<&'a RawValue>,
-    after: Option<&'a RawValue>,
-    source: Source<'a>,
-    op: &'static str,
-    ts_ms: i64,
+/// A record that is already an envelope (a `record_format: debezium` slot's).
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow)]
+    op: Option<&'a str>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Source<'a> {
-    version: &'static str,
-    connector: &'static str,
-    name: &'a str,
-    #[serde(rename = "ts_ms")]
-    ts_ms: Option<i64>,
-    snapshot: &'static str,
-    db: Option<&'a str>,
-    sequence: String,
-    schema: Option<&'a str>,
-    table: Option<&'a str>,
-    tx_id: Option<u64>,
-    lsn: Option<u64>,
+/// `before` or `after`.
+enum Row<'a> {
+    Null,
+    /// A native record's `data`/`old`, as written.
+    Raw(&'a RawValue),
+    /// A change's columns, written by the caller's column writer.
+    Columns(&'a [Column]),
+}
+
+/// What `source` and `ts_ms` say.
+struct Meta<'a> {
+    /// The slot: Debezium's logical server name.
+    pub name: &'a str,
+    pub db: Option<&'a str>,
+    pub schema: Option<&'a str>,
+    pub table: Option<&'a str>,
+    /// The commit time, in ms since 1970.
+    pub commit_ms: Option<i64>,
+    /// A backfilled row.
+    pub snapshot: bool,
+    pub xid: Option<u64>,
+    /// The change's own LSN (format-version 2), else the commit's is used.
+    pub lsn: Option<Lsn>,
+    pub commit_lsn: Option<Lsn>,
+    /// When the envelope is written: the envelope's own `ts_ms`.
+    pub processed_ms: i64,
+}
+
+/// Milliseconds since 1970 now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The envelope of `change` as `kind` (a key change's halves are a delete and a
+/// create, as Debezium writes a primary-key update), built in one pass from the
+/// change: no native record is written and parsed again.
+pub(super) fn payload(
+    change: &Change,
+    kind: Kind,
+    txn: &TxnContext,
+    slot: &str,
+    database: &str,
+    values: ValueOptions,
+) -> Vec<u8> {
+    let (op, before, after) = match kind {
+        Kind::Insert => ("c", Row::Null, Row::Columns(&change.columns)),
+        Kind::Update if change.identity.is_empty() => {
+            ("u", Row::Null, Row::Columns(&change.columns))
+        }
+        Kind::Update => (
+            "u",
+            Row::Columns(&change.identity),
+            Row::Columns(&change.columns),
+        ),
+        Kind::Delete => ("d", Row::Columns(&change.identity), Row::Null),
+        Kind::Truncate => ("t", Row::Null, Row::Null),
+        Kind::Read => ("r", Row::Null, Row::Columns(&change.columns)),
+    };
+    let meta = Meta {
+        name: slot,
+        db: Some(database),
+        schema: Some(&change.schema),
+        table: Some(&change.table),
+        commit_ms: txn
+            .timestamp
+            .as_deref()
+            .and_then(crate::metrics::parse_pg_timestamp_ms),
+        snapshot: kind == Kind::Read,
+        xid: txn.xid,
+        lsn: change.lsn,
+        commit_lsn: txn.commit_lsn,
+        processed_ms: now_ms(),
+    };
+    let mut out = Vec::with_capacity(256 + change.columns.len() * 24);
+    write(&mut out, op, before, after, &meta, &|out, cols| {
+        super::push_columns(out, cols, values)
+    });
+    out
+}
+
+/// Write one envelope, fields in the order of Debezium's documented examples:
+///
+/// - `op`: `c` insert, `u` update, `d` delete, `t` truncate, `r` read (a backfilled
+///   row, whose `source.snapshot` is `"incremental"`: it was read in chunks while
+///   streaming, like Debezium's incremental snapshots; `"false"` otherwise);
+/// - `source.ts_ms`: the commit time (the processing time if wal2json sent none:
+///   `include-timestamp: false`);
+///   `txId`: the `xid`; `lsn`: the change's LSN as a number (the commit's when the
+///   change has none: format-version 1, backfilled rows); `sequence`: as Debezium, a
+///   JSON string holding `["<commit LSN>","<LSN>"]`, decimal; `xmin`: `null`, as
+///   Debezium writes it unless asked to fetch it; `transaction`: `null`, as Debezium
+///   writes it without `provide.transaction.metadata`.
+fn write(
+    out: &mut Vec<u8>,
+    op: &str,
+    before: Row<'_>,
+    after: Row<'_>,
+    meta: &Meta<'_>,
+    columns: &dyn Fn(&mut Vec<u8>, &[Column]),
+) {
+    let row = |out: &mut Vec<u8>, row: Row<'_>| match row {
+        Row::Null => out.extend_from_slice(b"null"),
+        Row::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        Row::Columns(cols) => columns(out, cols),
+    };
+    let text = |out: &mut Vec<u8>, s: Option<&str>| match s {
+        Some(s) => super::push_json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    };
+    let number = |out: &mut Vec<u8>, n: Option<u64>| match n {
+        Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    };
+    let lsn = meta.lsn.or(meta.commit_lsn);
+    out.extend_from_slice(b"{\"before\":");
+    row(out, before);
+    out.extend_from_slice(b",\"after\":");
+    row(out, after);
+    out.extend_from_slice(b",\"source\":{\"version\":");
+    text(out, Some(VERSION));
+    out.extend_from_slice(b",\"connector\":\"postgresql\",\"name\":");
+    text(out, Some(meta.name));
+    out.extend_from_slice(b",\"ts_ms\":");
+    out.extend_from_slice(
+        meta.commit_ms
+            .unwrap_or(meta.processed_ms)
+            .to_string()
+            .as_bytes(),
+    );
+    out.extend_from_slice(b",\"snapshot\":");
+    text(
+        out,
+        Some(if meta.snapshot {
+            "incremental"
+        } else {
+            "false"
+        }),
+    );
+    out.extend_from_slice(b",\"db\":");
+    text(out, meta.db);
+    out.extend_from_slice(b",\"sequence\":");
+    let part = |l: Option<Lsn>| l.map_or("null".to_string(), |l| format!("\"{}\"", l.0));
+    let sequence = format!("[{},{}]", part(meta.commit_lsn.or(lsn)), part(lsn));
+    text(out, Some(&sequence));
+    out.extend_from_slice(b",\"schema\":");
+    text(out, meta.schema);
+    out.extend_from_slice(b",\"table\":");
+    text(out, meta.table);
+    out.extend_from_slice(b",\"txId\":");
+    number(out, meta.xid);
+    out.extend_from_slice(b",\"lsn\":");
+    number(out, lsn.map(|l| l.0));
+    out.extend_from_slice(b",\"xmin\":null},\"op\":");
+    text(out, Some(op));
+    out.extend_from_slice(b",\"ts_ms\":");
+    out.extend_from_slice(meta.processed_ms.to_string().as_bytes());
+    // Debezium's transaction metadata block, off unless asked for.
+    out.extend_from_slice(b",\"transaction\":null}");
 }
 
 /// The Debezium envelope (compact JSON) of `record`, a native record as the README
 /// documents it, for the connector named `name` (the slot), processed at
-/// `processed_ms` (ms since 1970, the envelope's own `ts_ms`).
+/// `processed_ms` (ms since 1970, the envelope's own `ts_ms`). A record that already
+/// is an envelope is returned as it is.
 ///
-/// - `op`: `c` insert, `u` update, `d` delete, `t` truncate, `r` read (a backfilled
-///   row, whose `source.snapshot` is `"incremental"`: it was read while streaming,
-///   like Debezium's incremental snapshots; `"false"` otherwise).
-/// - `before`: `old` (the replica identity: the key, or the whole row under `REPLICA
-///   IDENTITY FULL`), and for a delete without `old` its `data`; `null` for inserts,
-///   reads and truncates. `after`: `data`; `null` for deletes and truncates. Values
-///   keep their exact JSON text.
-/// - `source.ts_ms`: the commit time; `txId`: the `xid`; `lsn`: the change's LSN as a
-///   number (`commit_lsn` when the record has none); `sequence`: Debezium's
-///   `["<last commit LSN>","<LSN>"]` as a JSON string, whose first element we do not
-///   know and give as `null`.
+/// `before`: `old` (the replica identity: the key, or the whole row under `REPLICA
+/// IDENTITY FULL`), and for a delete without `old` its `data`; `null` for inserts,
+/// reads and truncates. `after`: `data`; `null` for deletes and truncates.
 pub fn envelope(record: &str, name: &str, processed_ms: i64) -> Result<String, DebeziumError> {
-    let r: Native<'_> =
-        serde_json::from_str(record).map_err(|e| DebeziumError::NotARecord(e.to_string()))?;
+    let r: Native<'_> = match serde_json::from_str(record) {
+        Ok(r) => r,
+        Err(e) => {
+            return match serde_json::from_str::<Probe<'_>>(record) {
+                Ok(Probe {
+                    op: Some(_),
+                    source: Some(_),
+                }) => Ok(record.to_string()),
+                _ => Err(DebeziumError::NotARecord(e.to_string())),
+            }
+        }
+    };
+    fn raw(v: Option<&RawValue>) -> Row<'_> {
+        v.map_or(Row::Null, Row::Raw)
+    }
     let (op, before, after) = match r.kind.as_str() {
-        "insert" => ("c", None, r.data),
-        "update" => ("u", r.old, r.data),
-        "delete" => ("d", r.old.or(r.data), None),
-        "truncate" => ("t", None, None),
-        "read" => ("r", None, r.data),
+        "insert" => ("c", Row::Null, raw(r.data)),
+        "update" => ("u", raw(r.old), raw(r.data)),
+        "delete" => ("d", raw(r.old.or(r.data)), Row::Null),
+        "truncate" => ("t", Row::Null, Row::Null),
+        "read" => ("r", Row::Null, raw(r.data)),
         other => return Err(DebeziumError::UnknownKind(other.to_string())),
     };
     let parse = |l: &Option<String>| l.as_deref().and_then(|s| s.parse::<Lsn>().ok());
-    let lsn = parse(&r.lsn).or_else(|| parse(&r.commit_lsn));
-    let sequence = match lsn {
-        Some(l) => format!("[null,\"{}\"]", l.0),
-        None => "[null,null]".to_string(),
+    let meta = Meta {
+        name,
+        db: r.database.as_deref(),
+        schema: r.schema.as_deref(),
+        table: r.table.as_deref(),
+        commit_ms: r
+            .timestamp
+            .as_deref()
+            .and_then(crate::metrics::parse_pg_timestamp_ms),
+        snapshot: r.kind == "read",
+        xid: r.xid,
+        lsn: parse(&r.lsn),
+        commit_lsn: parse(&r.commit_lsn),
+        processed_ms,
     };
-    let envelope = Envelope {
-        before,
-        after,
-        source: Source {
-            version: VERSION,
-            connector: "postgresql",
-            name,
-            ts_ms: r
-                .timestamp
-                .as_deref()
-                .and_then(crate::metrics::parse_pg_timestamp_ms),
-            snapshot: if r.kind == "read" {
-                "incremental"
-            } else {
-                "false"
-            },
-            db: r.database.as_deref(),
-            sequence,
-            schema: r.schema.as_deref(),
-            table: r.table.as_deref(),
-            tx_id: r.xid,
-            lsn: lsn.map(|l| l.0),
-        },
-        op,
-        ts_ms: processed_ms,
-    };
-    serde_json::to_string(&envelope).map_err(|e| DebeziumError::NotARecord(e.to_string()))
+    let mut out = Vec::with_capacity(record.len() + 256);
+    write(&mut out, op, before, after, &meta, &|_, _| {});
+    String::from_utf8(out).map_err(|e| DebeziumError::NotARecord(e.to_string()))
 }
 
 #[cfg(test)]
@@ -146,18 +293,19 @@ mod tests {
             "ts_ms": 1_795_476_555_677_i64,
             "snapshot": snapshot,
             "db": "shop",
-            "sequence": "[null,\"22061688\"]",
+            "sequence": "[\"22062616\",\"22061688\"]",
             "schema": "public",
             "table": "orders",
             "txId": 725,
             "lsn": 22_061_688,
+            "xmin": null,
         })
     }
 
     fn check(kind: &str, rest: &str, op: &str, before: Value, after: Value, snapshot: &str) {
         let got = envelope(&native(kind, rest), "orders_slot", 42).unwrap();
         let got: Value = serde_json::from_str(&got).unwrap();
-        let expect = json!({"before": before, "after": after, "source": source(snapshot), "op": op, "ts_ms": 42});
+        let expect = json!({"before": before, "after": after, "source": source(snapshot), "op": op, "ts_ms": 42, "transaction": null});
         assert_eq!(got, expect, "{kind}");
     }
 
@@ -227,7 +375,7 @@ mod tests {
         )
         .unwrap();
         let expect = format!(
-            r#"{{"before":null,"after":{{"n":12345678901234567890.0123456789,"m":21.00}},"source":{{"version":"{VERSION}","connector":"postgresql","name":"s","ts_ms":1795476555677,"snapshot":"false","db":"shop","sequence":"[null,\"22061688\"]","schema":"public","table":"orders","txId":725,"lsn":22061688}},"op":"c","ts_ms":7}}"#
+            r#"{{"before":null,"after":{{"n":12345678901234567890.0123456789,"m":21.00}},"source":{{"version":"{VERSION}","connector":"postgresql","name":"s","ts_ms":1795476555677,"snapshot":"false","db":"shop","sequence":"[\"22062616\",\"22061688\"]","schema":"public","table":"orders","txId":725,"lsn":22061688,"xmin":null}},"op":"c","ts_ms":7,"transaction":null}}"#
         );
         assert_eq!(got, expect);
     }
@@ -239,10 +387,8 @@ mod tests {
         use crate::config::PartitionKey;
         use crate::decode::{Change, Column, Kind};
         use crate::record::{RecordEncoder, TxnContext};
-        let col = |name: &str, raw: &str| Column {
-            name: name.into(),
-            value: RawValue::from_string(raw.into()).unwrap(),
-        };
+        let col =
+            |name: &str, raw: &str| Column::new(name, RawValue::from_string(raw.into()).unwrap());
         let change = |kind, columns, identity| Change {
             kind,
             schema: "public".into(),
@@ -296,6 +442,128 @@ mod tests {
         assert_eq!(got[0]["source"]["ts_ms"], 1000);
         assert_eq!(got[0]["source"]["txId"], 9);
         assert_eq!(got[0]["source"]["lsn"], 0x10);
+    }
+
+    /// A `record_format: debezium` slot writes, in one pass, what `tail --format
+    /// debezium` makes of the same change's native record (value options included),
+    /// but for the processing time; a key change is a delete then a create.
+    #[test]
+    fn a_debezium_slot_writes_what_tail_makes_of_the_native_record() {
+        use crate::config::{FormatConfig, PartitionKey, RecordFormat, Timestamps};
+        use crate::decode::{Change, ColumnType, Kind};
+        use crate::record::{RecordEncoder, TxnContext};
+        let col = |name: &str, raw: &str, ty| {
+            let mut c = Column::new(name, RawValue::from_string(raw.into()).unwrap());
+            c.ty = ty;
+            c
+        };
+        let row = |id: &str| {
+            vec![
+                col("id", id, ColumnType::Other),
+                col("n", "12.50", ColumnType::Other),
+                col("j", r#""{\"a\": 1}""#, ColumnType::Json),
+                col(
+                    "t",
+                    r#""2024-01-02 03:04:05.5+00""#,
+                    ColumnType::TimestampTz,
+                ),
+            ]
+        };
+        let change = |kind, columns, identity| Change {
+            kind,
+            schema: "public".into(),
+            table: "orders".into(),
+            columns,
+            identity,
+            pk: vec!["id".into()],
+            lsn: Some(Lsn(0x10)),
+        };
+        let txn = TxnContext {
+            xid: Some(9),
+            timestamp: Some("1970-01-01 00:00:01+00".into()),
+            commit_lsn: Some(Lsn(0x20)),
+        };
+        let options = FormatConfig {
+            record_format: RecordFormat::Native,
+            numeric_as_string: true,
+            json_as_object: true,
+            timestamps: Timestamps::Iso8601,
+        };
+        let debezium = FormatConfig {
+            record_format: RecordFormat::Debezium,
+            ..options
+        };
+        let changes = [
+            change(Kind::Insert, row("1"), vec![]),
+            change(
+                Kind::Update,
+                row("1"),
+                vec![col("id", "1", ColumnType::Other)],
+            ),
+            change(Kind::Update, row("2"), row("1")),
+            change(
+                Kind::Delete,
+                vec![],
+                vec![col("id", "2", ColumnType::Other)],
+            ),
+            change(Kind::Truncate, vec![], vec![]),
+        ];
+        let encode = |format: &FormatConfig| {
+            let mut enc =
+                RecordEncoder::new("shop", PartitionKey::PrimaryKey).with_format("slot", format);
+            let mut out = Vec::new();
+            for c in &changes {
+                let seq = out.len() as u64;
+                enc.encode_into(c, &txn, seq, &mut out).unwrap();
+            }
+            out.push(enc.encode_read(&change(Kind::Read, row("3"), vec![]), &txn, 6, 1));
+            out
+        };
+        let (native, direct) = (encode(&options), encode(&debezium));
+        assert_eq!(native.len(), 7);
+        let mut ops = Vec::new();
+        for (n, d) in native.iter().zip(&direct) {
+            assert_eq!(
+                n.partition_key, d.partition_key,
+                "the partition key stays ours"
+            );
+            assert_eq!((n.barrier, n.background), (d.barrier, d.background));
+            let mut d: Value = serde_json::from_slice(&d.data).unwrap();
+            let via_tail = envelope(std::str::from_utf8(&n.data).unwrap(), "slot", 0).unwrap();
+            let mut via_tail: Value = serde_json::from_str(&via_tail).unwrap();
+            assert!(
+                d["ts_ms"].as_i64().unwrap() > 1_700_000_000_000,
+                "processing time"
+            );
+            d["ts_ms"] = json!(0);
+            if d["op"] == "u" || d["op"] == "c" || d["op"] == "r" {
+                assert_eq!(
+                    d["after"],
+                    json!({"id": d["after"]["id"], "n": "12.50", "j": {"a": 1}, "t": "2024-01-02T03:04:05.5Z"})
+                );
+            }
+            // A native delete writes its key into `data` too; Debezium has no `after`.
+            via_tail["ts_ms"] = json!(0);
+            assert_eq!(d, via_tail);
+            ops.push(d["op"].as_str().unwrap().to_string());
+        }
+        assert_eq!(ops, ["c", "u", "d", "c", "d", "t", "r"]);
+        let key_change: Vec<Value> = direct[2..4]
+            .iter()
+            .map(|r| serde_json::from_slice(&r.data).unwrap())
+            .collect();
+        assert_eq!(key_change[0]["before"]["id"], "1");
+        assert!(key_change[0]["after"].is_null() && key_change[1]["before"].is_null());
+        assert_eq!(key_change[1]["after"]["id"], "2");
+        let read: Value = serde_json::from_slice(&direct[6].data).unwrap();
+        assert_eq!(read["source"]["snapshot"], "incremental");
+        assert_eq!(read["source"]["sequence"], "[\"32\",\"16\"]");
+    }
+
+    #[test]
+    fn a_stream_of_envelopes_passes_through_tail_as_it_is() {
+        let e = envelope(&native("insert", r#","data":{"id":1},"seq":0"#), "s", 1).unwrap();
+        assert_eq!(envelope(&e, "other", 2).unwrap(), e);
     }
 
     #[test]

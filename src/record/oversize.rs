@@ -322,10 +322,7 @@ mod tests {
     }
 
     fn big_update() -> (Record, Change, TxnContext) {
-        let col = |name: &str, raw: String| Column {
-            name: name.into(),
-            value: RawValue::from_string(raw).unwrap(),
-        };
+        let col = |name: &str, raw: String| Column::new(name, RawValue::from_string(raw).unwrap());
         let change = Change {
             kind: Kind::Update,
             schema: "public".into(),

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Record, RecordEncoder, TxnContext, UnkeyedChange};
 use crate::config::{MaskMethod, TableEntry, TablesConfig};
-use crate::decode::Change;
+use crate::decode::{Change, ColumnType};
 
 /// What a masked value becomes under `redact`.
 pub const REDACTED: &str = "\"***\"";
@@ -195,12 +195,15 @@ fn shape(change: &Change, rule: &Rule, salt: &[u8]) -> (Change, Change) {
                 || rule.masks.iter().any(|(n, _)| *n == column.name)
             {
                 column.value = hashed(&column.value, salt);
+                column.ty = ColumnType::Other;
             }
         }
         s.retain(|c| !rule.exclude.contains(&c.name));
         for column in s.iter_mut() {
             if let Some((_, method)) = rule.masks.iter().find(|(n, _)| *n == column.name) {
                 column.value = masked(&column.value, *method, salt);
+                // A hash or `***` is text now, whatever the column's type was.
+                column.ty = ColumnType::Other;
             }
         }
     }
@@ -243,10 +246,7 @@ mod tests {
     use crate::decode::{Column, Kind};
 
     fn col(name: &str, raw: &str) -> Column {
-        Column {
-            name: name.into(),
-            value: RawValue::from_string(raw.into()).unwrap(),
-        }
+        Column::new(name, RawValue::from_string(raw.into()).unwrap())
     }
 
     fn change(kind: Kind, table: &str, columns: Vec<Column>, identity: Vec<Column>) -> Change {
