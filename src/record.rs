@@ -16,6 +16,12 @@ use crate::lsn::Lsn;
 pub mod debezium;
 /// Records over the stream's limit: the error, or a claim check with its S3 object.
 pub mod oversize;
+/// Leaf partitions reported under their root table.
+pub mod root;
+/// The catalog's view of the slot's tables, cached per slot.
+pub mod shape;
+/// Unchanged TOAST columns named or given a placeholder.
+pub mod toast;
 
 /// Kinesis documents partition keys of at most 256 Unicode characters, but it
 /// measures the key's encoded length: a key of 129 two-byte characters is refused.
@@ -114,6 +120,9 @@ pub struct RecordEncoder {
     /// column, so a delete of theirs without one in its identity is certainly unkeyable
     /// (not a table that lacks the column). One entry per table.
     tables_with_key: HashSet<String>,
+    /// What to do with unchanged TOAST and partitions, and the shapes to do it with.
+    shape_rules: shape::ShapeRules,
+    shapes: shape::ShapeCache,
 }
 
 impl RecordEncoder {
@@ -122,6 +131,45 @@ impl RecordEncoder {
             database: database.into(),
             partition_key,
             tables_with_key: HashSet::new(),
+            shape_rules: shape::ShapeRules::default(),
+            shapes: shape::ShapeCache::default(),
+        }
+    }
+
+    /// Apply `rules` (unchanged TOAST, partition roots) to the records from now on.
+    pub fn with_shape_rules(mut self, rules: shape::ShapeRules) -> Self {
+        self.shape_rules = rules;
+        self
+    }
+
+    pub fn shape_rules(&self) -> &shape::ShapeRules {
+        &self.shape_rules
+    }
+
+    /// The table shapes the encoder reads; the session fills them before a change
+    /// that needs one reaches the encoder (`source::catalog`).
+    pub fn shapes_mut(&mut self) -> &mut shape::ShapeCache {
+        &mut self.shapes
+    }
+
+    /// Rename a leaf partition's `change` to its root table when the rules say so;
+    /// the leaf's (`schema`, `table`) when it did.
+    pub fn report_under_root(&self, change: &mut Change) -> Option<(String, String)> {
+        root::report_under_root(&self.shapes, &self.shape_rules.root, change)
+    }
+
+    /// The TOASTed columns `change` (an update) left out of its new row, as far as
+    /// the catalog knows; empty under `unchanged_toast: omit`. Another envelope (a
+    /// Debezium placeholder) reads them here.
+    pub fn unchanged_toast_columns(&self, change: &Change) -> Vec<&str> {
+        if change.kind != Kind::Update
+            || self.shape_rules.unchanged_toast == crate::config::UnchangedToast::Omit
+        {
+            return Vec::new();
+        }
+        match self.shapes.get(&change.schema, &change.table) {
+            Some(shape) => toast::left_out(shape, change),
+            None => Vec::new(),
         }
     }
 
@@ -249,6 +297,11 @@ impl RecordEncoder {
         };
         out.extend_from_slice(b",\"data\":");
         push_columns(&mut out, data);
+        if kind != Kind::Delete {
+            let left = self.unchanged_toast_columns(change);
+            let rules = &self.shape_rules;
+            toast::amend_data(&mut out, &left, rules.unchanged_toast, &rules.placeholder);
+        }
         if !change.identity.is_empty() {
             out.extend_from_slice(b",\"old\":");
             push_columns(&mut out, &change.identity);

@@ -19,6 +19,7 @@ mod file;
 mod libpq_env;
 mod ops_keys;
 mod oversize_keys;
+mod shape_keys;
 mod slot;
 mod snapshot_keys;
 mod tls;
@@ -36,6 +37,7 @@ pub use delivery_keys::{
 };
 pub use ops_keys::{OpsConfig, DEFAULT_METRICS_NAMESPACE};
 pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
+pub use shape_keys::{ShapeConfig, UnchangedToast, DEFAULT_UNCHANGED_TOAST_PLACEHOLDER};
 pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
 pub use tls::{is_local_host, SslMode};
 pub use tls_keys::iam_peer_problem;
@@ -245,6 +247,8 @@ pub struct SlotConfig {
     pub snapshot: SnapshotConfig,
     /// Records larger than the stream takes: stop, or claim checks via S3.
     pub oversize: OversizeConfig,
+    /// Unchanged TOAST columns and partition roots (`shape_keys`).
+    pub shape: ShapeConfig,
 }
 
 /// Where and how often a slot's confirmed LSN is checkpointed (see `checkpoint`).

@@ -219,6 +219,7 @@ pub(super) fn build(
         heartbeat_interval_secs: super::ops_keys::heartbeat(src, &raw, &place)?,
         snapshot: super::snapshot_keys::build(src, &raw, &place)?,
         oversize: super::oversize_keys::build(src, &raw, &place, lookup)?,
+        shape: super::shape_keys::build(src, &raw, &place)?,
     })
 }
 

@@ -67,6 +67,9 @@ pub(super) const SLOT_KEYS: &[&str] = &[
     "oversize",
     "oversize_bucket",
     "oversize_prefix",
+    "unchanged_toast",
+    "unchanged_toast_placeholder",
+    "partition_root",
 ];
 
 /// A slot that passed the shape checks: its name and where the name is written.

@@ -68,6 +68,8 @@ pub enum SlotError {
     CheckpointGap(#[from] crate::checkpoint::startup::CheckpointGap),
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialsError),
+    #[error(transparent)]
+    Catalog(#[from] crate::source::catalog::CatalogError),
 }
 
 impl SlotError {
@@ -77,6 +79,7 @@ impl SlotError {
             SlotError::Source(e) => e.is_transient(),
             SlotError::Sink(e) => e.is_transient(),
             SlotError::Credentials(e) => e.is_transient(),
+            SlotError::Catalog(e) => e.is_transient(),
             SlotError::Internal(_) | SlotError::Silent { .. } => true,
             SlotError::Decode(_)
             | SlotError::RecordTooLarge(_)
@@ -122,6 +125,7 @@ impl SlotError {
             SlotError::Internal(_) => "internal",
             SlotError::CheckpointGap(_) => "checkpoint_gap",
             SlotError::Credentials(_) => "credentials",
+            SlotError::Catalog(_) => "catalog_lookup",
             SlotError::Unkeyed(_) => "change_without_key",
             SlotError::IdentityLacksKey { .. } => "identity_lacks_key",
             SlotError::WrongDatabase { .. } => "wrong_database",

@@ -164,8 +164,9 @@ impl Reader {
         encoder: &RecordEncoder,
         max_record_bytes: usize,
     ) -> Result<(), SlotError> {
-        for row in &emit.rows {
-            let mut record = encoder.encode_read(row, &self.txn, self.seq, emit.chunk);
+        for mut row in emit.rows {
+            encoder.report_under_root(&mut row);
+            let mut record = encoder.encode_read(&row, &self.txn, self.seq, emit.chunk);
             let at = Place {
                 schema: &row.schema,
                 table: &row.table,
@@ -203,10 +204,14 @@ impl Reader {
                     self.seq = 0;
                     self.in_txn = true;
                 }
-                Event::Change(change) => {
+                Event::Change(mut change) => {
                     // A backfill row this change overtakes and whose TOASTed value it
-                    // leaves out goes first.
-                    if let Some(first) = self.windows.on_change(&change) {
+                    // leaves out goes first. The backfill read the leaf or its root.
+                    let mut first = self.windows.on_change(&change);
+                    if encoder.report_under_root(&mut change).is_some() && first.is_none() {
+                        first = self.windows.on_change(&change);
+                    }
+                    if let Some(first) = first {
                         self.push_reads(first, encoder, max_record_bytes)?;
                     }
                     // A key change is two records; both must fit (or become claim

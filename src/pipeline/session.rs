@@ -22,10 +22,12 @@ use crate::checkpoint::Checkpointer;
 use crate::config::SlotConfig;
 use crate::decode;
 use crate::lsn::Lsn;
+use crate::record::shape::ShapeRules;
 use crate::record::RecordEncoder;
 use crate::signal;
 use crate::sink::kinesis::{KinesisSink, SinkStats};
 use crate::sink::{Item, CHUNK_BYTES, CHUNK_ITEMS};
+use crate::source::catalog::Catalog;
 use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
 
 /// Confirm progress at most this often when it moves, besides the periodic update,
@@ -106,13 +108,20 @@ impl Session<'_> {
         }
         let created = matches!(plan, SlotPlan::Create);
         let start = open_slot(slot, &sql, plan, self.status).await?;
-        let (options, format) = decode::effective_options(&slot.options);
+        let (mut options, format) = decode::effective_options(&slot.options);
+        let shape_rules = ShapeRules::from_config(&slot.shape);
+        if shape_rules.root.any() {
+            options = expand_partitioned(slot, &sql, options).await?;
+        }
         queue_start_backfills(slot, self.checkpoints, &sql, &options, created, start).await?;
-        drop(sql);
+        // The catalog lookups (unchanged TOAST, partition roots) reuse this connection.
+        let sql = shape_rules.uses_catalog().then_some(sql);
+        let mut catalog = Catalog::new(slot.name.clone(), params.clone(), sql);
         self.checkpoints.confirmed(start);
 
         let mut decoder = decode::decoder_for(format);
-        let mut encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone());
+        let mut encoder = RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone())
+            .with_shape_rules(shape_rules.clone());
 
         let mut repl = ReplicationStream::connect(&params).await?;
         repl.on_notice(self.status.metrics.skipped.hook(&slot.name));
@@ -188,7 +197,13 @@ impl Session<'_> {
                 // The reader waits at a low watermark for its chunk's rows.
                 rows = rows_rx.recv(), if reader.windows.waiting() => {
                     match rows {
-                        Some(rows) => reader.windows.deliver(rows),
+                        Some(rows) => {
+                            if let Some(chunk) = &rows.rows {
+                                let lsn = reader.txn.commit_lsn.unwrap_or_default();
+                                catalog.prepare_table(encoder.shapes_mut(), &shape_rules, &chunk.schema, &chunk.name, lsn).await?;
+                            }
+                            reader.windows.deliver(rows)
+                        }
                         // The backfill task ended: the window emits nothing.
                         None => reader.windows.abandon(),
                     }
@@ -246,6 +261,9 @@ impl Session<'_> {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
                             self.status.metrics.observe(&events);
+                            // Before the encoder needs them: the shapes of new or changed tables.
+                            let lsn = reader.txn.commit_lsn.unwrap_or(wal_start);
+                            catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, lsn).await?;
                             reader.pending.extend(events.drain(..));
                             reader.absorb(&mut encoder, max_record_bytes)?;
                             take_requests(&mut reader, self.checkpoints);
@@ -382,4 +400,18 @@ async fn open_slot(
             Ok(at)
         }
     }
+}
+
+/// `options` with the partitions of each partitioned table its table lists name
+/// (`partition_root: true`): wal2json matches a change by its partition's name.
+async fn expand_partitioned(
+    slot: &SlotConfig,
+    sql: &tokio_postgres::Client,
+    options: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, SlotError> {
+    let (options, added) = source::catalog::expand_partitioned(sql, options).await?;
+    if !added.is_empty() {
+        tracing::info!(slot = %slot.name, partitions = %added.join(", "), "partition_root: the table lists name partitioned tables; their {} partition(s) were added (a partition attached later is added when the slot's session starts again)", added.len());
+    }
+    Ok(options)
 }

@@ -23,6 +23,7 @@
 //!   partition-key columns ([`check_identities`]).
 
 mod auth;
+pub mod catalog;
 mod conn;
 mod guard;
 mod identity;
