@@ -24,6 +24,7 @@ mod oversize;
 mod preflight;
 mod reload;
 mod secrets;
+mod shape;
 mod shards;
 mod source;
 mod stub_model;

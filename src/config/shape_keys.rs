@@ -152,7 +152,10 @@ mod tests {
         assert!(!shape.partition_root);
         assert!(shape.uses_catalog());
         let off = load("      unchanged_toast: omit\n").unwrap();
-        assert!(!off.uses_catalog(), "omit without partition_root needs no lookups");
+        assert!(
+            !off.uses_catalog(),
+            "omit without partition_root needs no lookups"
+        );
     }
 
     #[test]

