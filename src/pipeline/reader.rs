@@ -165,8 +165,11 @@ impl Reader {
         max_record_bytes: usize,
     ) -> Result<(), SlotError> {
         for mut row in emit.rows {
-            encoder.report_under_root(&mut row);
+            let leaf = encoder.report_under_root(&mut row);
             let mut record = encoder.encode_read(&row, &self.txn, self.seq, emit.chunk);
+            if let Some(leaf) = &leaf {
+                crate::record::root::mark_partition(&mut record, leaf);
+            }
             let at = Place {
                 schema: &row.schema,
                 table: &row.table,
@@ -208,7 +211,8 @@ impl Reader {
                     // A backfill row this change overtakes and whose TOASTed value it
                     // leaves out goes first. The backfill read the leaf or its root.
                     let mut first = self.windows.on_change(&change);
-                    if encoder.report_under_root(&mut change).is_some() && first.is_none() {
+                    let leaf = encoder.report_under_root(&mut change);
+                    if leaf.is_some() && first.is_none() {
                         first = self.windows.on_change(&change);
                     }
                     if let Some(first) = first {
@@ -219,6 +223,9 @@ impl Reader {
                     self.encoded.clear();
                     let n = encoder.encode_into(&change, &self.txn, self.seq, &mut self.encoded)?;
                     for (i, record) in self.encoded.iter_mut().enumerate() {
+                        if let Some(leaf) = &leaf {
+                            crate::record::root::mark_partition(record, leaf);
+                        }
                         let at = Place {
                             schema: &change.schema,
                             table: &change.table,

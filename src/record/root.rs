@@ -8,6 +8,7 @@
 //! so it keeps its place in its key's order.
 
 use super::shape::{RootRule, ShapeCache};
+use super::Record;
 use crate::decode::Change;
 
 /// Rename `change` to its root when `rule` says so; returns the leaf's
@@ -28,6 +29,22 @@ pub fn report_under_root(
     let leaf_schema = std::mem::replace(&mut change.schema, schema.clone());
     let leaf_table = std::mem::replace(&mut change.table, table.clone());
     Some((leaf_schema, leaf_table))
+}
+
+/// Name the leaf a record reported under its root came from:
+/// `"partition": "schema.table"` at the end of the record, so that a consumer can
+/// tell which partition a `truncate` emptied.
+pub fn mark_partition(record: &mut Record, leaf: &(String, String)) {
+    if record.data.last() != Some(&b'}') {
+        return;
+    }
+    record.data.pop();
+    record.data.extend_from_slice(b",\"partition\":");
+    let name = format!("{}.{}", leaf.0, leaf.1);
+    if serde_json::to_writer(&mut record.data, &name).is_err() {
+        record.data.extend_from_slice(b"\"\"");
+    }
+    record.data.push(b'}');
 }
 
 #[cfg(test)]
@@ -122,5 +139,14 @@ mod tests {
             Some(("public".into(), "m_eu".into()))
         );
         assert_eq!(c.table, "m");
+    }
+
+    #[test]
+    fn a_record_under_its_root_names_its_partition() {
+        let mut record = Record::new("k", b"{\"kind\":\"truncate\"}".to_vec());
+        super::mark_partition(&mut record, &("public".into(), "m_\"x".into()));
+        let v: serde_json::Value = serde_json::from_slice(&record.data).unwrap();
+        assert_eq!(v["partition"], "public.m_\"x");
+        assert_eq!(v["kind"], "truncate");
     }
 }
