@@ -393,3 +393,55 @@ async fn a_partition_attached_while_streaming_is_reported_under_its_root() {
         ]
     );
 }
+
+/// The initial snapshot reads the leaves and reports their rows under the root, as
+/// the live changes of the same rows are, on the same keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfilled_partition_rows_are_reported_under_their_root() {
+    let s = Setup::new(
+        "pbackfill",
+        &format!(
+            "{PARTITIONED}; INSERT INTO m VALUES (1, 'eu', 'a'), (500, 'eu', 'b'), (2, 'us', 'c')"
+        ),
+        "{format-version: 2, add-tables: 'public.m'}",
+        "      partition_root: true\n      snapshot: initial\n      checkpoint: false\n",
+    )
+    .await;
+    let pg = pg::shared();
+    let pipeline = s.streaming().await;
+    let reads = s.records(3).await;
+    pg.execute(&s.db, "UPDATE m SET v = 'c2' WHERE id = 2");
+    let records = s.records(4).await;
+    s.finish(pipeline).await;
+    assert!(reads.len() >= 3, "{} records", reads.len());
+    let mut got: Vec<(String, String, String, String)> = records
+        .iter()
+        .map(|r| {
+            let v = r.json().unwrap();
+            (
+                r.partition_key.clone(),
+                v["kind"].as_str().unwrap().to_string(),
+                v["table"].as_str().unwrap().to_string(),
+                v["partition"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let row = |k: &str, kind: &str, p: &str| {
+        (
+            k.to_string(),
+            kind.to_string(),
+            "m".to_string(),
+            p.to_string(),
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            row("public.m|1|\"eu\"", "read", "public.m_eu_lo"),
+            row("public.m|2|\"us\"", "read", "public.m_us"),
+            row("public.m|2|\"us\"", "update", "public.m_us"),
+            row("public.m|500|\"eu\"", "read", "public.m_eu_hi"),
+        ]
+    );
+}
