@@ -45,12 +45,16 @@ pub struct TableShape {
     pub root: Option<(String, String)>,
 }
 
+/// A per-table `partition_root`: (leaf `schema.table`, root `schema.table`) → the
+/// table's setting, `None` for the slot's.
+pub type PerTableRoot = Arc<dyn Fn(&str, &str) -> Option<bool> + Send + Sync>;
+
 /// Whether a leaf is reported under its root: the slot's `partition_root`, or a
 /// per-table rule given the leaf's and the root's `schema.table`.
 #[derive(Clone, Default)]
 pub struct RootRule {
     default: bool,
-    per_table: Option<Arc<dyn Fn(&str, &str) -> Option<bool> + Send + Sync>>,
+    per_table: Option<PerTableRoot>,
 }
 
 impl std::fmt::Debug for RootRule {

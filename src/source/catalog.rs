@@ -33,7 +33,7 @@ pub struct CatalogError {
     pub table: String,
     pub lsn: Lsn,
     #[source]
-    pub source: SourceError,
+    pub source: Box<SourceError>,
 }
 
 impl CatalogError {
@@ -157,7 +157,7 @@ impl Catalog {
                 slot: self.slot.clone(),
                 table: format!("{schema}.{table}"),
                 lsn,
-                source,
+                source: Box::new(source),
             })?;
         match &shape {
             Some(shape) => {
@@ -347,6 +347,24 @@ fn escape(part: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_lookup_names_slot_table_and_lsn_and_is_retried_when_transient() {
+        let err = CatalogError {
+            slot: "orders_slot".into(),
+            table: "public.docs".into(),
+            lsn: "0/16B3748".parse().unwrap(),
+            source: Box::new(SourceError::Connect {
+                at: "postgres://cdc@db:5432/shop".into(),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"),
+            }),
+        };
+        let text = err.to_string();
+        for part in ["\"orders_slot\"", "public.docs", "0/16B3748", "read again"] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        assert!(err.is_transient());
+    }
 
     #[test]
     fn an_expanded_name_reads_back_as_itself() {
