@@ -240,32 +240,43 @@ impl ShapeCache {
         if !toast || !matches!(change.kind, Kind::Insert | Kind::Update) || age < MIN_RELOOKUP {
             return false;
         }
-        let unknown = change
-            .columns
-            .iter()
-            .any(|c| !shape.columns.iter().any(|s| s.name == c.name));
-        if unknown {
+        let (unknown, left_out, fixed_left_out) = compare(shape, change);
+        if unknown || fixed_left_out {
             return true;
         }
-        let mut left_out = shape
-            .columns
-            .iter()
-            .filter(|s| !change.columns.iter().any(|c| c.name == s.name))
-            .peekable();
         match change.kind {
-            Kind::Insert => left_out.peek().is_some(),
-            _ => {
-                let mut any = false;
-                for column in left_out {
-                    if !column.toastable {
-                        return true;
-                    }
-                    any = true;
-                }
-                any && age > REVERIFY_LEFT_OUT
-            }
+            Kind::Insert => left_out,
+            _ => left_out && age > REVERIFY_LEFT_OUT,
         }
     }
+}
+
+/// How `change`'s new row differs from `shape`: a printed column the shape lacks, a
+/// shape column left out, a left-out column that cannot be TOASTed. wal2json prints
+/// in `attnum` order, so one walk usually decides; a column out of that order is
+/// looked for.
+fn compare(shape: &TableShape, change: &Change) -> (bool, bool, bool) {
+    let printed = &change.columns;
+    let (mut next, mut matched) = (0, 0);
+    let (mut left_out, mut fixed_left_out) = (false, false);
+    for column in &shape.columns {
+        let present = match printed.get(next) {
+            Some(c) if c.name == column.name => {
+                next += 1;
+                true
+            }
+            _ => printed.iter().any(|c| c.name == column.name),
+        };
+        if present {
+            matched += 1;
+        } else {
+            left_out = true;
+            fixed_left_out |= !column.toastable;
+        }
+    }
+    // Column names are unique in both lists: every printed column was matched
+    // unless one is unknown to the shape.
+    (matched < printed.len(), left_out, fixed_left_out)
 }
 
 #[cfg(test)]
