@@ -37,8 +37,11 @@ pub struct CatalogError {
 }
 
 impl CatalogError {
+    /// A reconnect uses the session's credentials, which may have expired since (an
+    /// IAM token lasts 15 minutes): a refused login is worth a new session, which
+    /// fetches fresh ones (and stops the slot itself if they are wrong).
     pub fn is_transient(&self) -> bool {
-        self.source.is_transient()
+        self.source.is_transient() || self.source.is_auth_failure()
     }
 }
 
