@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use pg_cdc_to_kinesis::config::Config;
-use pg_cdc_to_kinesis::pipeline::{Pipeline, RunEnv, SlotState};
+use pg_cdc_to_kinesis::pipeline::SlotState;
+use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use serde_json::{json, Value};
 
 use crate::e2e::{config_yaml, drop_slot, load, wait_state};
