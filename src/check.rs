@@ -262,7 +262,7 @@ pub(crate) async fn table_filter_warnings(
                     "{option} names `{pattern}`, which does not exist in database {}: names are matched exactly, case included",
                     slot.db_name
                 )),
-                // Expanded to its partitions when the slot starts (`source::catalog`).
+                // Expanded to its partitions when the slot starts (`pipeline::catalog`).
                 Some("p") if slot.shape.partition_root => found += 1,
                 Some("p") => {
                     let leaves: Option<String> = row.as_ref().and_then(|r| r.try_get(1).ok());

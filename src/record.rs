@@ -147,7 +147,7 @@ impl RecordEncoder {
     }
 
     /// The table shapes the encoder reads; the session fills them before a change
-    /// that needs one reaches the encoder (`source::catalog`).
+    /// that needs one reaches the encoder (`pipeline::catalog`).
     pub fn shapes_mut(&mut self) -> &mut shape::ShapeCache {
         &mut self.shapes
     }

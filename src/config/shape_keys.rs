@@ -2,7 +2,7 @@
 //! `partition_root`.
 //!
 //! Owns their defaults and value rules. It never talks to PostgreSQL: the catalog
-//! lookups these keys turn on are `source::catalog`'s.
+//! lookups these keys turn on are `pipeline::catalog`'s.
 
 use super::file::SlotFile;
 use super::yaml::Node;

@@ -6,6 +6,7 @@
 //! on request, and shutdown. It is the one place that classifies an error as retry
 //! or stop. The set of workers and the process-level outcome are [`crate::run`]'s.
 
+pub(crate) mod catalog;
 pub(crate) mod preflight;
 mod reader;
 pub(crate) mod restart;
@@ -69,7 +70,7 @@ pub enum SlotError {
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialsError),
     #[error(transparent)]
-    Catalog(#[from] crate::source::catalog::CatalogError),
+    Catalog(#[from] catalog::CatalogError),
 }
 
 impl SlotError {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::catalog::Catalog;
 use super::preflight::{self, SlotPlan};
 use super::reader::{pass_restarts, queue_start_backfills, take_requests, Reader};
 use super::{SlotError, SlotState, SlotStatus};
@@ -27,7 +28,6 @@ use crate::record::RecordEncoder;
 use crate::signal;
 use crate::sink::kinesis::{KinesisSink, SinkStats};
 use crate::sink::{Item, CHUNK_BYTES, CHUNK_ITEMS};
-use crate::source::catalog::Catalog;
 use crate::source::{self, ConnectParams, ReplicationMessage, ReplicationStream};
 
 /// Confirm progress at most this often when it moves, besides the periodic update,
@@ -409,7 +409,7 @@ async fn expand_partitioned(
     sql: &tokio_postgres::Client,
     options: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, SlotError> {
-    let (options, added) = source::catalog::expand_partitioned(sql, options).await?;
+    let (options, added) = super::catalog::expand_partitioned(sql, options).await?;
     if !added.is_empty() {
         tracing::info!(slot = %slot.name, partitions = %added.join(", "), "partition_root: the table lists name partitioned tables; their {} partition(s) were added (a partition attached later is added when the slot's session starts again)", added.len());
     }

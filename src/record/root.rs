@@ -3,7 +3,7 @@
 //! scope and its consumers see one table.
 //!
 //! Owns the renaming only; which root a leaf has is the shape cache's (read from
-//! `pg_inherits` by `source::catalog`). A row moved between partitions (a delete on
+//! `pg_inherits` by `pipeline::catalog`). A row moved between partitions (a delete on
 //! the old leaf, an insert on the new one) is keyed under the root on both halves,
 //! so it keeps its place in its key's order.
 

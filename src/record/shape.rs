@@ -2,7 +2,7 @@
 //! print for it, which of them an update can leave out, and its partition root.
 //!
 //! Owns the per-slot cache of those shapes, its size bound and the rules that say
-//! when a shape is stale. It never queries PostgreSQL (`source::catalog` does, off
+//! when a shape is stale. It never queries PostgreSQL (`pipeline::catalog` does, off
 //! the record path) and never blocks: the encoder only reads what was looked up
 //! before the change reached it.
 

@@ -23,7 +23,6 @@
 //!   partition-key columns ([`check_identities`]).
 
 mod auth;
-pub mod catalog;
 mod conn;
 mod guard;
 mod identity;

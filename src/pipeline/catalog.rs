@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use super::{sql_connect, sql_error, ConnectParams, SourceError};
 use crate::decode::{tables::table_patterns, Change, Event, Kind, TABLE_LIST_OPTIONS};
 use crate::lsn::Lsn;
 use crate::record::shape::{ShapeCache, ShapeColumn, ShapeRules, TableShape};
+use crate::source::{sql_connect, sql_error, ConnectParams, SourceError};
 
 /// One lookup waits at most this long; a hung connection must not hold the slot.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,8 +50,6 @@ pub struct Catalog {
     slot: String,
     params: ConnectParams,
     client: Option<Client>,
-    /// Lookups made, for tests and logs.
-    lookups: u64,
 }
 
 impl Catalog {
@@ -61,12 +59,7 @@ impl Catalog {
             slot: slot.into(),
             params,
             client,
-            lookups: 0,
         }
-    }
-
-    pub fn lookups(&self) -> u64 {
-        self.lookups
     }
 
     /// Look up every table the changes in `events` need under `rules`, so that the
@@ -180,7 +173,6 @@ impl Catalog {
         schema: &str,
         table: &str,
     ) -> Result<Option<TableShape>, SourceError> {
-        self.lookups += 1;
         let mut attempt = 0;
         loop {
             attempt += 1;
