@@ -270,10 +270,12 @@ pub(crate) async fn table_filter_warnings(
                     "{option} names `{pattern}`, which does not exist in database {}: names are matched exactly, case included",
                     slot.db_name
                 )),
+                // Expanded to its partitions when the slot starts (`pipeline::catalog`).
+                Some("p") if slot.shape.partition_root => found += 1,
                 Some("p") => {
                     let leaves: Option<String> = row.as_ref().and_then(|r| r.try_get(1).ok());
                     warnings.push(format!(
-                        "{option} names `{pattern}`, a partitioned table: wal2json reports its rows under each partition's own name ({}), so name the partitions or `schema.*`",
+                        "{option} names `{pattern}`, a partitioned table: wal2json reports its rows under each partition's own name ({}), so set partition_root: true (its partitions are then streamed under its name), or name the partitions or `schema.*`",
                         leaves.unwrap_or_else(|| "it has none yet".into())
                     ));
                 }

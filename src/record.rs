@@ -17,8 +17,14 @@ use crate::lsn::Lsn;
 pub mod debezium;
 /// Records over the stream's limit: the error, or a claim check with its S3 object.
 pub mod oversize;
+/// Leaf partitions reported under their root table.
+pub mod root;
+/// The catalog's view of the slot's tables, cached per slot.
+pub mod shape;
 /// The `tables:` rules: skip, stream, per-table key, excluded and masked columns.
 pub mod tables;
+/// Unchanged TOAST columns named or given a placeholder.
+pub mod toast;
 /// Consumer-friendly values (`numeric_as_string`, `json_as_object`, `timestamps`).
 pub mod types;
 
@@ -127,6 +133,12 @@ pub struct RecordEncoder {
     slot: String,
     format: RecordFormat,
     values: types::ValueOptions,
+    /// What to do with unchanged TOAST and partitions, and the shapes to do it with.
+    shape_rules: shape::ShapeRules,
+    shapes: shape::ShapeCache,
+    /// Columns the current table's `tables:` entry excludes: never named, not even
+    /// as unchanged TOAST (set by [`tables::TableRouter`] around each call).
+    hidden: Vec<String>,
 }
 
 impl RecordEncoder {
@@ -138,6 +150,50 @@ impl RecordEncoder {
             slot: String::new(),
             format: RecordFormat::Native,
             values: types::ValueOptions::default(),
+            shape_rules: shape::ShapeRules::default(),
+            shapes: shape::ShapeCache::default(),
+            hidden: Vec::new(),
+        }
+    }
+
+    /// Apply `rules` (unchanged TOAST, partition roots) to the records from now on.
+    pub fn with_shape_rules(mut self, rules: shape::ShapeRules) -> Self {
+        self.shape_rules = rules;
+        self
+    }
+
+    pub fn shape_rules(&self) -> &shape::ShapeRules {
+        &self.shape_rules
+    }
+
+    /// The table shapes the encoder reads; the session fills them before a change
+    /// that needs one reaches the encoder (`pipeline::catalog`).
+    pub fn shapes_mut(&mut self) -> &mut shape::ShapeCache {
+        &mut self.shapes
+    }
+
+    /// Rename a leaf partition's `change` to its root table when the rules say so;
+    /// the leaf's (`schema`, `table`) when it did.
+    pub fn report_under_root(&self, change: &mut Change) -> Option<(String, String)> {
+        root::report_under_root(&self.shapes, &self.shape_rules.root, change)
+    }
+
+    /// The TOASTed columns `change` (an update) left out of its new row, as far as
+    /// the catalog knows; empty under `unchanged_toast: omit`. Another envelope (a
+    /// Debezium placeholder) reads them here.
+    pub fn unchanged_toast_columns(&self, change: &Change) -> Vec<&str> {
+        if change.kind != Kind::Update
+            || self.shape_rules.unchanged_toast == crate::config::UnchangedToast::Omit
+        {
+            return Vec::new();
+        }
+        match self.shapes.get(&change.schema, &change.table) {
+            Some(shape) => {
+                let mut left = toast::left_out(shape, change);
+                left.retain(|c| !self.hidden.iter().any(|h| h == c));
+                left
+            }
+            None => Vec::new(),
         }
     }
 
@@ -290,6 +346,28 @@ impl RecordEncoder {
         extra: Extra,
     ) -> Vec<u8> {
         if self.format == RecordFormat::Debezium {
+            // Debezium's `after` carries an unchanged TOASTed column as its placeholder
+            // (`unavailable.value.placeholder`); it has no field for `list`.
+            let left = if kind == Kind::Delete {
+                Vec::new()
+            } else {
+                self.unchanged_toast_columns(change)
+            };
+            let rules = &self.shape_rules;
+            if rules.unchanged_toast == crate::config::UnchangedToast::Placeholder
+                && !left.is_empty()
+            {
+                let mut filled = change.clone();
+                filled.columns.extend(left.iter().map(|name| {
+                    let marker = serde_json::to_string(&rules.placeholder).unwrap_or_default();
+                    Column::new(
+                        *name,
+                        serde_json::value::RawValue::from_string(marker).unwrap_or_default(),
+                    )
+                }));
+                let (slot, db, values) = (&self.slot, &self.database, self.values);
+                return debezium::payload(&filled, kind, txn, slot, db, values);
+            }
             return debezium::payload(change, kind, txn, &self.slot, &self.database, self.values);
         }
         let mut out = Vec::with_capacity(128 + change.columns.len() * 24);
@@ -312,6 +390,11 @@ impl RecordEncoder {
         };
         out.extend_from_slice(b",\"data\":");
         push_columns(&mut out, data, self.values);
+        if kind != Kind::Delete {
+            let left = self.unchanged_toast_columns(change);
+            let rules = &self.shape_rules;
+            toast::amend_data(&mut out, &left, rules.unchanged_toast, &rules.placeholder);
+        }
         if !change.identity.is_empty() {
             out.extend_from_slice(b",\"old\":");
             push_columns(&mut out, &change.identity, self.values);

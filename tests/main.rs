@@ -26,6 +26,7 @@ mod preflight;
 mod reload;
 mod routing;
 mod secrets;
+mod shape;
 mod shards;
 mod source;
 mod stub_model;

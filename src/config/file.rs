@@ -347,4 +347,21 @@ pub(super) struct SlotFile {
     /// `timestamp` with the `T` and no zone, BC years as signed years, `timetz`'s
     /// zone as `Z`/`±hh:mm`; every fractional digit kept. Example: `timestamps: iso8601`.
     pub timestamps: Option<Value>,
+
+    /// What an update record says about TOASTed columns whose value did not change,
+    /// which wal2json leaves out of the update: `omit` (absent from `data`, as
+    /// before), `list` (`"unchanged_toast": ["col", …]` names them) or `placeholder`
+    /// (each appears in `data` with `unchanged_toast_placeholder` as its value).
+    /// Default `list`. Example: `unchanged_toast: placeholder`.
+    pub unchanged_toast: Option<Value>,
+
+    /// The value a left-out TOASTed column gets under `unchanged_toast: placeholder`,
+    /// a text of at most 256 bytes. Default `__debezium_unavailable_value` (Debezium's).
+    /// Example: `unchanged_toast_placeholder: "__unchanged"`.
+    pub unchanged_toast_placeholder: Option<Value>,
+
+    /// `true` reports the changes of a partition under its top partitioned table's
+    /// name (and key), and expands a partitioned table named in `add-tables` /
+    /// `filter-tables` to its partitions. Default `false`. Example: `partition_root: true`.
+    pub partition_root: Option<Value>,
 }

@@ -20,6 +20,7 @@ mod format_keys;
 mod libpq_env;
 mod ops_keys;
 mod oversize_keys;
+mod shape_keys;
 mod slot;
 mod snapshot_keys;
 mod tables_keys;
@@ -39,6 +40,7 @@ pub use delivery_keys::{
 pub use format_keys::{FormatConfig, RecordFormat, Timestamps};
 pub use ops_keys::{OpsConfig, DEFAULT_METRICS_NAMESPACE};
 pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
+pub use shape_keys::{ShapeConfig, UnchangedToast, DEFAULT_UNCHANGED_TOAST_PLACEHOLDER};
 pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
 pub use tables_keys::{
     MaskMethod, NameGlob, SaltSecret, TableEntry, TableGlob, TableOversize, TablesConfig,
@@ -258,6 +260,8 @@ pub struct SlotConfig {
     pub format: FormatConfig,
     /// Per-table rules (`tables:`) and `mask_salt`; empty = every table as before.
     pub tables: TablesConfig,
+    /// Unchanged TOAST columns and partition roots (`shape_keys`).
+    pub shape: ShapeConfig,
 }
 
 impl SlotConfig {
@@ -331,7 +335,7 @@ impl Config {
     }
 
     /// [`Config::load`] on text already read; `lookup` stands in for the environment.
-    fn from_text(
+    pub fn from_text(
         path: &Path,
         text: &str,
         lookup: &dyn Fn(&str) -> Option<String>,

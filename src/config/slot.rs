@@ -225,6 +225,7 @@ pub(super) fn build(
         oversize: super::oversize_keys::build(src, &raw, &place, lookup)?,
         tables,
         format,
+        shape: super::shape_keys::build(src, &raw, &place)?,
     })
 }
 

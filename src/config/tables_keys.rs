@@ -229,6 +229,11 @@ impl TablesConfig {
         out
     }
 
+    /// The entry that decides `schema.table`: the first whose `match` fits it.
+    pub fn entry_for(&self, schema: &str, table: &str) -> Option<&TableEntry> {
+        self.entries.iter().find(|e| e.glob.matches(schema, table))
+    }
+
     /// Whether any entry masks with `sha256`.
     pub fn hashes(&self) -> bool {
         self.entries
@@ -272,7 +277,7 @@ pub(super) fn build(
     let mut entries: Vec<(TableEntry, &Value)> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let here = format!("{}, entry {}", place("tables"), i + 1);
-        let entry = entry(src, item, &here, lookup)?;
+        let entry = entry(src, raw, item, &here, lookup)?;
         if let Some((earlier, at)) = entries.iter().find(|(e, _)| e.glob.covers(&entry.glob)) {
             return Err(src.at(
                 item,
@@ -296,6 +301,7 @@ pub(super) fn build(
 
 fn entry(
     src: &Source<'_>,
+    raw: &SlotFile,
     item: &Value,
     here: &str,
     lookup: Lookup<'_>,
@@ -404,6 +410,17 @@ fn entry(
             "oversize" => {
                 e.oversize = Some(match value.value.scalar_text().as_deref() {
                     Some("fail") => TableOversize::Fail,
+                    Some("s3") if raw.oversize_bucket.is_none() => {
+                        return Err(src.at(
+                            value,
+                            format!(
+                                "{}: `s3` needs the slot's `oversize_bucket`; add \
+                                 `oversize_bucket: <bucket>` to the slot (the CDK stack \
+                                 sets ${{PG_CDC_OVERSIZE_BUCKET}}), or use `fail`",
+                                at_key("oversize")
+                            ),
+                        ))
+                    }
                     Some("s3") => TableOversize::S3,
                     _ => {
                         return Err(src.at(
@@ -723,7 +740,7 @@ mod tests {
              partition_key: {columns: [tenant]}\n          exclude_columns: [card_number]\n          \
              mask_columns: {email: sha256, name: redact}\n          partition_root: true\n          \
              oversize: s3\n        - match: '*.audit_*'\n          skip: true\n",
-            "      mask_salt: ${SALT}\n",
+            "      mask_salt: ${SALT}\n      oversize_bucket: claims\n",
         );
         let e = &s.tables.entries[0];
         assert_eq!(e.stream.as_deref(), Some("orders-cdc"));
@@ -752,6 +769,20 @@ mod tests {
         assert_eq!(s.streams(), ["main", "orders-cdc"]);
         // `*.audit_*` is a glob wal2json cannot say: no server-side filter.
         assert_eq!(option(&s, "filter-tables"), None);
+    }
+
+    #[test]
+    fn an_entry_with_oversize_s3_needs_the_slots_bucket() {
+        let e = load("        - match: public.docs\n          oversize: s3\n", "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.yml:9:21:"), "{e}");
+        assert!(e.contains("`oversize_bucket`"), "{e}");
+        let s = slot(
+            "        - match: public.docs\n          oversize: s3\n",
+            "      oversize_bucket: claims\n",
+        );
+        assert_eq!(s.tables.entries[0].oversize, Some(TableOversize::S3));
     }
 
     #[test]

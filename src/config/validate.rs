@@ -73,6 +73,9 @@ pub(super) const SLOT_KEYS: &[&str] = &[
     "numeric_as_string",
     "json_as_object",
     "timestamps",
+    "unchanged_toast",
+    "unchanged_toast_placeholder",
+    "partition_root",
 ];
 
 /// A slot that passed the shape checks: its name and where the name is written.

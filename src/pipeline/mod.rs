@@ -6,6 +6,7 @@
 //! on request, and shutdown. It is the one place that classifies an error as retry
 //! or stop. The set of workers and the process-level outcome are [`crate::run`]'s.
 
+pub(crate) mod catalog;
 pub(crate) mod preflight;
 mod reader;
 pub(crate) mod restart;
@@ -68,6 +69,8 @@ pub enum SlotError {
     CheckpointGap(#[from] crate::checkpoint::startup::CheckpointGap),
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialsError),
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
 }
 
 impl SlotError {
@@ -77,6 +80,7 @@ impl SlotError {
             SlotError::Source(e) => e.is_transient(),
             SlotError::Sink(e) => e.is_transient(),
             SlotError::Credentials(e) => e.is_transient(),
+            SlotError::Catalog(e) => e.is_transient(),
             SlotError::Internal(_) | SlotError::Silent { .. } => true,
             SlotError::Decode(_)
             | SlotError::RecordTooLarge(_)
@@ -122,6 +126,7 @@ impl SlotError {
             SlotError::Internal(_) => "internal",
             SlotError::CheckpointGap(_) => "checkpoint_gap",
             SlotError::Credentials(_) => "credentials",
+            SlotError::Catalog(_) => "catalog_lookup",
             SlotError::Unkeyed(_) => "change_without_key",
             SlotError::IdentityLacksKey { .. } => "identity_lacks_key",
             SlotError::WrongDatabase { .. } => "wrong_database",

@@ -165,11 +165,16 @@ impl Reader {
         encoder: &mut TableRouter,
         max_record_bytes: usize,
     ) -> Result<(), SlotError> {
-        for row in &emit.rows {
+        for mut row in emit.rows {
+            let leaf = encoder.report_under_root(&mut row);
             // A table `tables:` skips is never put on a stream, backfilled or not.
-            let Some(mut record) = encoder.encode_read(row, &self.txn, self.seq, emit.chunk) else {
+            let Some(mut record) = encoder.encode_read(&row, &self.txn, self.seq, emit.chunk)
+            else {
                 continue;
             };
+            if let Some(leaf) = &leaf {
+                crate::record::root::mark_partition(&mut record, leaf);
+            }
             let at = Place {
                 schema: &row.schema,
                 table: &row.table,
@@ -207,10 +212,15 @@ impl Reader {
                     self.seq = 0;
                     self.in_txn = true;
                 }
-                Event::Change(change) => {
+                Event::Change(mut change) => {
                     // A backfill row this change overtakes and whose TOASTed value it
-                    // leaves out goes first.
-                    if let Some(first) = self.windows.on_change(&change) {
+                    // leaves out goes first. The backfill read the leaf or its root.
+                    let mut first = self.windows.on_change(&change);
+                    let leaf = encoder.report_under_root(&mut change);
+                    if leaf.is_some() && first.is_none() {
+                        first = self.windows.on_change(&change);
+                    }
+                    if let Some(first) = first {
                         self.push_reads(first, encoder, max_record_bytes)?;
                     }
                     // A key change is two records; both must fit (or become claim
@@ -218,6 +228,9 @@ impl Reader {
                     self.encoded.clear();
                     let n = encoder.encode_into(&change, &self.txn, self.seq, &mut self.encoded)?;
                     for (i, record) in self.encoded.iter_mut().enumerate() {
+                        if let Some(leaf) = &leaf {
+                            crate::record::root::mark_partition(record, leaf);
+                        }
                         let at = Place {
                             schema: &change.schema,
                             table: &change.table,

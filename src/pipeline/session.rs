@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::catalog::Catalog;
 use super::preflight::{self, SlotPlan};
 use super::reader::{pass_restarts, queue_start_backfills, take_requests, Reader};
 use super::{SlotError, SlotState, SlotStatus};
@@ -22,6 +23,7 @@ use crate::checkpoint::Checkpointer;
 use crate::config::SlotConfig;
 use crate::decode;
 use crate::lsn::Lsn;
+use crate::record::shape::ShapeRules;
 use crate::record::tables::TableRouter;
 use crate::record::RecordEncoder;
 use crate::signal;
@@ -87,7 +89,7 @@ impl Session<'_> {
         preflight::require_region(slot, &self.kinesis)?;
         // Every stream the slot routes to must exist before the slot is created.
         let mut sink = RoutedSink::new(self.kinesis.clone(), slot);
-        let oversize = crate::record::oversize::Oversize::new(slot);
+        let oversize = oversize_rule(slot);
         if oversize.may_offload() {
             let aws = self.credentials.aws();
             sink = sink.with_s3(crate::sink::oversize::s3_client(
@@ -103,15 +105,22 @@ impl Session<'_> {
         }
         let created = matches!(plan, SlotPlan::Create);
         let start = open_slot(slot, &sql, plan, self.status).await?;
-        let (options, format) = decode::effective_options(&slot.options);
+        let (mut options, format) = decode::effective_options(&slot.options);
+        let shape_rules = shape_rules(slot);
+        if shape_rules.root.any() {
+            options = expand_partitioned(slot, &sql, options).await?;
+        }
         queue_start_backfills(slot, self.checkpoints, &sql, &options, created, start).await?;
-        drop(sql);
+        // The catalog lookups (unchanged TOAST, partition roots) reuse this connection.
+        let sql = shape_rules.uses_catalog().then_some(sql);
+        let mut catalog = Catalog::new(slot.name.clone(), params.clone(), sql);
         self.checkpoints.confirmed(start);
 
         let mut decoder = decode::decoder_for(format);
         let mut encoder = TableRouter::new(
             RecordEncoder::new(slot.db_name.clone(), slot.partition_key.clone())
-                .with_format(slot.name.clone(), &slot.format),
+                .with_format(slot.name.clone(), &slot.format)
+                .with_shape_rules(shape_rules.clone()),
             &slot.tables,
             &slot.kns_stream,
         );
@@ -194,7 +203,13 @@ impl Session<'_> {
                 // The reader waits at a low watermark for its chunk's rows.
                 rows = rows_rx.recv(), if reader.windows.waiting() => {
                     match rows {
-                        Some(rows) => reader.windows.deliver(rows),
+                        Some(rows) => {
+                            if let Some(chunk) = &rows.rows {
+                                let lsn = reader.txn.commit_lsn.unwrap_or_default();
+                                catalog.prepare_table(encoder.shapes_mut(), &shape_rules, &chunk.schema, &chunk.name, lsn).await?;
+                            }
+                            reader.windows.deliver(rows)
+                        }
                         // The backfill task ended: the window emits nothing.
                         None => reader.windows.abandon(),
                     }
@@ -252,6 +267,9 @@ impl Session<'_> {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
                             self.status.metrics.observe(&events);
+                            // Before the encoder needs them: the shapes of new or changed tables.
+                            let lsn = reader.txn.commit_lsn.unwrap_or(wal_start);
+                            catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, lsn).await?;
                             reader.pending.extend(events.drain(..));
                             reader.absorb(&mut encoder, max_record_bytes)?;
                             take_requests(&mut reader, self.checkpoints);
@@ -387,5 +405,114 @@ async fn open_slot(
             status.slot_created(at);
             Ok(at)
         }
+    }
+}
+
+/// `options` with the partitions of each partitioned table its table lists name
+/// (`partition_root: true`): wal2json matches a change by its partition's name.
+async fn expand_partitioned(
+    slot: &SlotConfig,
+    sql: &tokio_postgres::Client,
+    options: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, SlotError> {
+    let (options, added) = super::catalog::expand_partitioned(sql, options).await?;
+    if !added.is_empty() {
+        tracing::info!(slot = %slot.name, partitions = %added.join(", "), "partition_root: the table lists name partitioned tables; their {} partition(s) were added (a partition attached later is added when the slot's session starts again)", added.len());
+    }
+    Ok(options)
+}
+
+/// The slot's oversize rule, with the `oversize` of its `tables:` entries.
+fn oversize_rule(slot: &SlotConfig) -> crate::record::oversize::Oversize {
+    use crate::config::{OversizeMode, TableOversize};
+    let rule = crate::record::oversize::Oversize::new(slot);
+    if slot.tables.entries.iter().all(|e| e.oversize.is_none()) {
+        return rule;
+    }
+    let tables = slot.tables.clone();
+    rule.with_table_modes(std::sync::Arc::new(move |schema: &str, table: &str| {
+        tables
+            .entry_for(schema, table)
+            .and_then(|e| e.oversize)
+            .map(|m| match m {
+                TableOversize::Fail => OversizeMode::Fail,
+                TableOversize::S3 => OversizeMode::S3,
+            })
+    }))
+}
+
+/// The slot's shape rules, with the `partition_root` of its `tables:` entries: the
+/// entry that decides the root table, else the one that decides the leaf.
+fn shape_rules(slot: &SlotConfig) -> ShapeRules {
+    let mut rules = ShapeRules::from_config(&slot.shape);
+    if slot
+        .tables
+        .entries
+        .iter()
+        .any(|e| e.partition_root.is_some())
+    {
+        let tables = slot.tables.clone();
+        rules.root = crate::record::shape::RootRule::new(slot.shape.partition_root).with_per_table(
+            move |leaf, root| {
+                tables
+                    .entry_for(root.0, root.1)
+                    .and_then(|e| e.partition_root)
+                    .or_else(|| {
+                        tables
+                            .entry_for(leaf.0, leaf.1)
+                            .and_then(|e| e.partition_root)
+                    })
+            },
+        );
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, OversizeMode};
+
+    fn slot(extra: &str) -> SlotConfig {
+        let text = format!(
+            "replication_slots:\n  - s:\n      host: db\n      user: u\n      db_name: d\n      \
+             kns_stream: main\n      oversize_bucket: claims\n{extra}"
+        );
+        let config = Config::from_text(std::path::Path::new("t.yml"), &text, &|_| None);
+        config.unwrap().slots.remove(0)
+    }
+
+    #[test]
+    fn table_entries_decide_oversize_and_partition_root_for_their_tables_only() {
+        let s = slot(
+            "      tables:\n        - match: public.big\n          oversize: s3\n          \
+             partition_root: true\n        - match: public.leaf_*\n          partition_root: false\n",
+        );
+        let oversize = oversize_rule(&s);
+        assert_eq!(oversize.mode_for("public", "big"), OversizeMode::S3);
+        assert_eq!(oversize.mode_for("public", "small"), OversizeMode::Fail);
+        assert!(oversize.may_offload());
+        let root = shape_rules(&s).root;
+        assert!(
+            root.applies(("public", "big_2024"), ("public", "big")),
+            "by the root"
+        );
+        assert!(
+            !root.applies(("public", "leaf_1"), ("public", "other")),
+            "by the leaf"
+        );
+        assert!(
+            !root.applies(("public", "x_1"), ("public", "x")),
+            "the slot's default"
+        );
+    }
+
+    #[test]
+    fn without_entries_that_say_so_the_slot_keys_decide_alone() {
+        let s = slot("      partition_root: true\n");
+        assert!(!oversize_rule(&s).may_offload());
+        assert!(shape_rules(&s)
+            .root
+            .applies(("public", "x_1"), ("public", "x")));
     }
 }

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::{Record, RecordEncoder, TxnContext, UnkeyedChange};
-use crate::config::{MaskMethod, TableEntry, TablesConfig};
+use crate::config::{MaskMethod, PartitionKey, TableEntry, TablesConfig};
 use crate::decode::{Change, ColumnType};
 
 /// What a masked value becomes under `redact`.
@@ -26,8 +26,8 @@ pub const REDACTED: &str = "\"***\"";
 struct Rule {
     skip: bool,
     stream: u16,
-    /// Index into `TableRouter::encoders`; 0 = the slot's own partition key.
-    encoder: usize,
+    /// The entry's own partition key; `None` = the slot's.
+    partition_key: Option<PartitionKey>,
     exclude: Vec<String>,
     masks: Vec<(String, MaskMethod)>,
 }
@@ -44,8 +44,9 @@ pub struct TableRouter {
     /// Entry `i`'s rule at `i`; the rule for tables no entry matches last.
     rules: Vec<Rule>,
     globs: Vec<crate::config::TableGlob>,
-    /// The slot's encoder first, then one per entry with its own `partition_key`.
-    encoders: Vec<RecordEncoder>,
+    /// One encoder for every table, so that every table shares one shape cache; an
+    /// entry's own partition key and excluded columns are swapped in around a call.
+    encoder: RecordEncoder,
     /// schema → table → rule index: one glob walk per table, not per change.
     cache: HashMap<String, HashMap<String, usize>>,
     salt: Vec<u8>,
@@ -58,22 +59,21 @@ impl TableRouter {
         let streams: Vec<&str> = std::iter::once(kns_stream)
             .chain(tables.extra_streams(kns_stream))
             .collect();
-        let mut encoders = vec![base];
         let mut rules = Vec::with_capacity(tables.entries.len() + 1);
         for entry in &tables.entries {
-            rules.push(rule(entry, &streams, &mut encoders));
+            rules.push(rule(entry, &streams));
         }
         rules.push(Rule {
             skip: false,
             stream: 0,
-            encoder: 0,
+            partition_key: None,
             exclude: Vec::new(),
             masks: Vec::new(),
         });
         TableRouter {
             rules,
             globs: tables.entries.iter().map(|e| e.glob.clone()).collect(),
-            encoders,
+            encoder: base,
             cache: HashMap::new(),
             salt: tables
                 .mask_salt
@@ -116,20 +116,24 @@ impl TableRouter {
         out: &mut Vec<Record>,
     ) -> Result<usize, UnkeyedChange> {
         let i = self.resolve(&change.schema, &change.table);
-        let rule = &self.rules[i];
-        if rule.skip {
+        if self.rules[i].skip {
             return Ok(0);
         }
         let start = out.len();
-        let encoder = &mut self.encoders[rule.encoder];
-        let n = if rule.shapes() {
-            let (keys, shown) = shape(change, rule, &self.salt);
-            encoder.encode_shaped(&keys, &shown, txn, seq, out)?
-        } else {
-            encoder.encode_into(change, txn, seq, out)?
-        };
+        let shaped = self.rules[i]
+            .shapes()
+            .then(|| shape(change, &self.rules[i], &self.salt));
+        let n = under_rule(
+            &mut self.encoder,
+            &mut self.rules[i],
+            |encoder| match &shaped {
+                Some((keys, shown)) => encoder.encode_shaped(keys, shown, txn, seq, out),
+                None => encoder.encode_into(change, txn, seq, out),
+            },
+        )?;
+        let stream = self.rules[i].stream;
         for record in &mut out[start..] {
-            record.stream = rule.stream;
+            record.stream = stream;
         }
         Ok(n)
     }
@@ -143,39 +147,64 @@ impl TableRouter {
         chunk: u64,
     ) -> Option<Record> {
         let i = self.resolve(&row.schema, &row.table);
-        let rule = &self.rules[i];
-        if rule.skip {
+        if self.rules[i].skip {
             return None;
         }
-        let encoder = &self.encoders[rule.encoder];
-        let mut record = if rule.shapes() {
-            let (keys, shown) = shape(row, rule, &self.salt);
-            encoder.encode_read_shaped(&keys, &shown, txn, seq, chunk)
-        } else {
-            encoder.encode_read(row, txn, seq, chunk)
-        };
-        record.stream = rule.stream;
+        let shaped = self.rules[i]
+            .shapes()
+            .then(|| shape(row, &self.rules[i], &self.salt));
+        let mut record = under_rule(
+            &mut self.encoder,
+            &mut self.rules[i],
+            |encoder| match &shaped {
+                Some((keys, shown)) => encoder.encode_read_shaped(keys, shown, txn, seq, chunk),
+                None => encoder.encode_read(row, txn, seq, chunk),
+            },
+        );
+        record.stream = self.rules[i].stream;
         Some(record)
+    }
+
+    /// The table shapes the encoder reads (`pipeline::catalog` fills them).
+    pub fn shapes_mut(&mut self) -> &mut super::shape::ShapeCache {
+        self.encoder.shapes_mut()
+    }
+
+    /// [`RecordEncoder::report_under_root`].
+    pub fn report_under_root(&self, change: &mut Change) -> Option<(String, String)> {
+        self.encoder.report_under_root(change)
     }
 }
 
-fn rule(entry: &TableEntry, streams: &[&str], encoders: &mut Vec<RecordEncoder>) -> Rule {
+/// Run `f` on `encoder` with `rule`'s partition key and excluded columns in place
+/// of the slot's, and put the slot's back after: swapped, not cloned, per change.
+fn under_rule<T>(
+    encoder: &mut RecordEncoder,
+    rule: &mut Rule,
+    f: impl FnOnce(&mut RecordEncoder) -> T,
+) -> T {
+    if let Some(key) = rule.partition_key.as_mut() {
+        std::mem::swap(&mut encoder.partition_key, key);
+    }
+    std::mem::swap(&mut encoder.hidden, &mut rule.exclude);
+    let out = f(encoder);
+    std::mem::swap(&mut encoder.hidden, &mut rule.exclude);
+    if let Some(key) = rule.partition_key.as_mut() {
+        std::mem::swap(&mut encoder.partition_key, key);
+    }
+    out
+}
+
+fn rule(entry: &TableEntry, streams: &[&str]) -> Rule {
     let stream = entry
         .stream
         .as_deref()
         .and_then(|s| streams.iter().position(|x| *x == s))
         .unwrap_or(0);
-    let encoder = match &entry.partition_key {
-        None => 0,
-        Some(pk) => {
-            encoders.push(encoders[0].clone().with_partition_key(pk.clone()));
-            encoders.len() - 1
-        }
-    };
     Rule {
         skip: entry.skip,
         stream: u16::try_from(stream).unwrap_or(0),
-        encoder,
+        partition_key: entry.partition_key.clone(),
         exclude: entry.exclude_columns.clone(),
         masks: entry.mask_columns.clone(),
     }
@@ -439,6 +468,70 @@ mod tests {
                 schema: Some("my.s".into()),
                 table: Some("x*y, z".into())
             })]
+        );
+    }
+
+    #[test]
+    fn an_excluded_column_is_never_named_as_unchanged_toast_and_entries_keep_their_own_key() {
+        use crate::config::{ShapeConfig, UnchangedToast};
+        use crate::record::shape::{ShapeColumn, ShapeRules, TableShape};
+        let mut docs = entry("public.docs");
+        docs.exclude_columns = vec!["secret".into()];
+        docs.partition_key = Some(PartitionKey::Table);
+        let tables = TablesConfig {
+            entries: vec![docs],
+            mask_salt: None,
+        };
+        let rules = ShapeRules::from_config(&ShapeConfig {
+            unchanged_toast: UnchangedToast::List,
+            ..ShapeConfig::default()
+        });
+        let mut r = TableRouter::new(
+            RecordEncoder::new("db", PartitionKey::PrimaryKey).with_shape_rules(rules),
+            &tables,
+            "main",
+        );
+        let shape = TableShape {
+            columns: ["id", "secret", "body"]
+                .iter()
+                .map(|n| ShapeColumn {
+                    name: n.to_string(),
+                    toastable: *n != "id",
+                })
+                .collect(),
+            root: None,
+        };
+        for table in ["docs", "other"] {
+            let now = std::time::Instant::now();
+            r.shapes_mut()
+                .insert("public", table, Some(shape.clone()), now);
+        }
+        let txn = TxnContext::default();
+        let mut out = Vec::new();
+        // Both TOASTed columns unchanged: only `body` may be named in `docs`.
+        let update = |table| {
+            change(
+                Kind::Update,
+                table,
+                vec![col("id", "1")],
+                vec![col("id", "1")],
+            )
+        };
+        r.encode_into(&update("docs"), &txn, 0, &mut out).unwrap();
+        r.encode_into(&update("other"), &txn, 1, &mut out).unwrap();
+        assert_eq!(
+            json(&out[0])["unchanged_toast"],
+            serde_json::json!(["body"])
+        );
+        assert_eq!(out[0].partition_key, "public.docs", "the entry's own key");
+        assert_eq!(
+            json(&out[1])["unchanged_toast"],
+            serde_json::json!(["secret", "body"]),
+            "another table's columns are its own"
+        );
+        assert_eq!(
+            out[1].partition_key, "public.other|1",
+            "the slot's key is back"
         );
     }
 }
