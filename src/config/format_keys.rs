@@ -97,7 +97,7 @@ pub(super) fn build(
         ),
     ];
     if let Some((_, key, Some(v))) = needs_types.iter().find(|(on, _, _)| *on) {
-        if last(options, "include-types").and_then(pg_bool) == Some(false) {
+        if option_value(options, "include-types").and_then(pg_bool) == Some(false) {
             return Err(src.at(
                 v,
                 format!(
@@ -116,8 +116,8 @@ pub(super) fn build(
     })
 }
 
-/// The value wal2json uses: the last one written.
-fn last<'a>(options: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The value of a wal2json option that wal2json uses: the last one written.
+pub fn option_value<'a>(options: &'a [(String, String)], name: &str) -> Option<&'a str> {
     options
         .iter()
         .rev()
@@ -125,8 +125,9 @@ fn last<'a>(options: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// PostgreSQL's boolean rules for an option's text (as wal2json reads it).
-fn pg_bool(value: &str) -> Option<bool> {
+/// PostgreSQL's `parse_bool`, as wal2json reads an option's text: case-insensitive,
+/// surrounding blanks ignored, unique prefixes of true/false/yes/no, `on`/`off`, `1`/`0`.
+pub fn pg_bool(value: &str) -> Option<bool> {
     let v = value.trim().to_ascii_lowercase();
     let prefix_of = |word: &str, min: usize| v.len() >= min && word.starts_with(v.as_str());
     if prefix_of("true", 1) || prefix_of("yes", 1) || v == "on" || v == "1" {

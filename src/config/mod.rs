@@ -37,7 +37,7 @@ pub use delivery_keys::{
     Aggregation, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_SHARD_BYTES_PER_SEC,
     DEFAULT_SHARD_RECORDS_PER_SEC,
 };
-pub use format_keys::{FormatConfig, RecordFormat, Timestamps};
+pub use format_keys::{option_value, pg_bool, FormatConfig, RecordFormat, Timestamps};
 pub use ops_keys::{OpsConfig, DEFAULT_METRICS_NAMESPACE};
 pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
 pub use shape_keys::{ShapeConfig, UnchangedToast, DEFAULT_UNCHANGED_TOAST_PLACEHOLDER};

@@ -7,6 +7,7 @@
 //! under format-version 2, without which no transaction would ever end.
 
 use super::FormatVersion;
+use crate::config::{option_value, pg_bool};
 
 /// The logical-message prefix of the streamer's signals ([`crate::signal`]): kept
 /// in the stream of messages whatever the user's message-prefix options say. It lives
@@ -52,7 +53,7 @@ pub enum OptionError {
 /// format in effect. Meant for config validation; [`effective_options`] never fails
 /// and repairs what this rejects.
 pub fn check_options(user: &[(String, String)]) -> Result<FormatVersion, OptionError> {
-    let format = match lookup(user, FORMAT_VERSION) {
+    let format = match option_value(user, FORMAT_VERSION) {
         None => FormatVersion::V2,
         Some(v) => match v.trim() {
             "1" => FormatVersion::V1,
@@ -65,7 +66,7 @@ pub fn check_options(user: &[(String, String)]) -> Result<FormatVersion, OptionE
             || name == "pretty-print"
             || name == "write-in-chunks"
             || name == "numeric-data-types-as-string";
-        if is_bool && parse_bool(value).is_none() {
+        if is_bool && pg_bool(value).is_none() {
             return Err(OptionError::NotBoolean {
                 name: name.clone(),
                 value: value.clone(),
@@ -73,8 +74,8 @@ pub fn check_options(user: &[(String, String)]) -> Result<FormatVersion, OptionE
         }
     }
     if format == FormatVersion::V2 {
-        if let Some(v) = lookup(user, INCLUDE_TRANSACTION) {
-            if parse_bool(v) == Some(false) {
+        if let Some(v) = option_value(user, INCLUDE_TRANSACTION) {
+            if pg_bool(v) == Some(false) {
                 return Err(OptionError::TransactionOff(v.to_string()));
             }
         }
@@ -91,7 +92,7 @@ pub fn check_options(user: &[(String, String)]) -> Result<FormatVersion, OptionE
 pub fn effective_options(user: &[(String, String)]) -> (Vec<(String, String)>, FormatVersion) {
     // An unparseable format-version is left for wal2json to reject at
     // START_REPLICATION with its own message; `check_options` reports it earlier.
-    let format = match lookup(user, FORMAT_VERSION).map(str::trim) {
+    let format = match option_value(user, FORMAT_VERSION).map(str::trim) {
         Some("1") => FormatVersion::V1,
         _ => FormatVersion::V2,
     };
@@ -99,7 +100,7 @@ pub fn effective_options(user: &[(String, String)]) -> (Vec<(String, String)>, F
     for (name, value) in user {
         if format == FormatVersion::V2
             && name == INCLUDE_TRANSACTION
-            && parse_bool(value) == Some(false)
+            && pg_bool(value) == Some(false)
         {
             tracing::warn!(option = INCLUDE_TRANSACTION, value = %value,
                 "overriding wal2json option: format-version 2 needs transaction boundaries to acknowledge progress");
@@ -117,7 +118,7 @@ pub fn effective_options(user: &[(String, String)]) -> (Vec<(String, String)>, F
         }
     }
     let mut add = |name: &str, value: &str| {
-        if lookup(user, name).is_none() {
+        if option_value(user, name).is_none() {
             out.push((name.to_string(), value.to_string()));
         }
     };
@@ -140,29 +141,7 @@ fn prefixes(value: &str) -> impl Iterator<Item = &str> {
 /// Whether wal2json prints numbers as JSON strings (`numeric-data-types-as-string`),
 /// by PostgreSQL's boolean rules; a backfill must print them alike.
 pub fn numbers_as_strings(options: &[(String, String)]) -> bool {
-    lookup(options, "numeric-data-types-as-string").and_then(parse_bool) == Some(true)
-}
-
-fn lookup<'a>(user: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    // wal2json applies options in order, so the last occurrence wins.
-    user.iter()
-        .rev()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// PostgreSQL's `parse_bool`: case-insensitive, surrounding blanks ignored,
-/// unique prefixes of true/false/yes/no, `on`/`off`, `1`/`0`.
-fn parse_bool(value: &str) -> Option<bool> {
-    let v = value.trim().to_ascii_lowercase();
-    let prefix_of = |word: &str, min: usize| v.len() >= min && word.starts_with(v.as_str());
-    if prefix_of("true", 1) || prefix_of("yes", 1) || v == "on" || v == "1" {
-        Some(true)
-    } else if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) || v == "0" {
-        Some(false)
-    } else {
-        None
-    }
+    option_value(options, "numeric-data-types-as-string").and_then(pg_bool) == Some(true)
 }
 
 #[cfg(test)]
@@ -177,7 +156,7 @@ mod tests {
     }
 
     fn get<'a>(o: &'a [(String, String)], name: &str) -> Option<&'a str> {
-        lookup(o, name)
+        option_value(o, name)
     }
 
     #[test]
@@ -197,23 +176,23 @@ mod tests {
     fn signal_prefix_stays_in_the_users_message_filters() {
         let (out, _) = effective_options(&opts(&[("add-msg-prefixes", "app,audit")]));
         assert_eq!(
-            lookup(&out, "add-msg-prefixes"),
+            option_value(&out, "add-msg-prefixes"),
             Some("app,audit,pg-cdc-to-kinesis-signal")
         );
         let (out, _) =
             effective_options(&opts(&[("add-msg-prefixes", "pg-cdc-to-kinesis-signal")]));
         assert_eq!(
-            lookup(&out, "add-msg-prefixes"),
+            option_value(&out, "add-msg-prefixes"),
             Some("pg-cdc-to-kinesis-signal")
         );
         let (out, _) = effective_options(&opts(&[(
             "filter-msg-prefixes",
             "app, pg-cdc-to-kinesis-signal",
         )]));
-        assert_eq!(lookup(&out, "filter-msg-prefixes"), Some("app"));
+        assert_eq!(option_value(&out, "filter-msg-prefixes"), Some("app"));
         let (out, _) = effective_options(&[]);
         assert_eq!(
-            lookup(&out, "add-msg-prefixes"),
+            option_value(&out, "add-msg-prefixes"),
             None,
             "no list: every message is seen"
         );
@@ -294,13 +273,13 @@ mod tests {
     #[test]
     fn parses_booleans_like_postgres() {
         for t in ["true", "T", "tr", "yes", "y", "on", "1", " TRUE "] {
-            assert_eq!(parse_bool(t), Some(true), "{t}");
+            assert_eq!(pg_bool(t), Some(true), "{t}");
         }
         for f in ["false", "f", "no", "n", "off", "of", "0"] {
-            assert_eq!(parse_bool(f), Some(false), "{f}");
+            assert_eq!(pg_bool(f), Some(false), "{f}");
         }
         for x in ["", "o", "2", "truex", "nope"] {
-            assert_eq!(parse_bool(x), None, "{x}");
+            assert_eq!(pg_bool(x), None, "{x}");
         }
     }
 }
