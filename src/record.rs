@@ -576,13 +576,8 @@ mod tests {
 
     fn change(kind: Kind, columns: Vec<Column>, identity: Vec<Column>) -> Change {
         Change {
-            kind,
-            schema: "public".into(),
-            table: "orders".into(),
-            columns,
-            identity,
-            pk: vec!["id".into()],
             lsn: Some(Lsn(0x10)),
+            ..Change::of_table(kind, "orders", columns, identity)
         }
     }
 

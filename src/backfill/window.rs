@@ -352,15 +352,7 @@ mod tests {
     }
 
     fn change(kind: Kind, columns: Vec<Column>, identity: Vec<Column>) -> Change {
-        Change {
-            kind,
-            schema: "public".into(),
-            table: "t".into(),
-            columns,
-            identity,
-            pk: vec!["id".into()],
-            lsn: None,
-        }
+        Change::of_table(kind, "t", columns, identity)
     }
 
     fn ids(emit: &Emit) -> Vec<String> {

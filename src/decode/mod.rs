@@ -206,6 +206,23 @@ pub struct Change {
     pub lsn: Option<Lsn>,
 }
 
+#[cfg(test)]
+impl Change {
+    /// A change of `public.<table>` keyed by `id`, at no known LSN: the one test
+    /// fixture the encoder, backfill and shape tests build on.
+    pub fn of_table(kind: Kind, table: &str, columns: Vec<Column>, identity: Vec<Column>) -> Self {
+        Change {
+            kind,
+            schema: "public".into(),
+            table: table.into(),
+            columns,
+            identity,
+            pk: vec!["id".into()],
+            lsn: None,
+        }
+    }
+}
+
 /// What the decoder produces, in stream order.
 #[derive(Debug, Clone)]
 pub enum Event {

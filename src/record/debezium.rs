@@ -390,13 +390,8 @@ mod tests {
         let col =
             |name: &str, raw: &str| Column::new(name, RawValue::from_string(raw.into()).unwrap());
         let change = |kind, columns, identity| Change {
-            kind,
-            schema: "public".into(),
-            table: "orders".into(),
-            columns,
-            identity,
-            pk: vec!["id".into()],
             lsn: Some(Lsn(0x10)),
+            ..Change::of_table(kind, "orders", columns, identity)
         };
         let txn = TxnContext {
             xid: Some(9),
@@ -470,13 +465,8 @@ mod tests {
             ]
         };
         let change = |kind, columns, identity| Change {
-            kind,
-            schema: "public".into(),
-            table: "orders".into(),
-            columns,
-            identity,
-            pk: vec!["id".into()],
             lsn: Some(Lsn(0x10)),
+            ..Change::of_table(kind, "orders", columns, identity)
         };
         let txn = TxnContext {
             xid: Some(9),

@@ -75,15 +75,7 @@ mod tests {
             Kind::Delete => (vec![], cols),
             _ => (cols, vec![]),
         };
-        Change {
-            kind,
-            schema: "public".into(),
-            table: table.into(),
-            columns,
-            identity,
-            pk: vec!["id".into()],
-            lsn: None,
-        }
+        Change::of_table(kind, table, columns, identity)
     }
 
     fn encoder(root: bool) -> RecordEncoder {

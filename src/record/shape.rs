@@ -292,15 +292,7 @@ mod tests {
     }
 
     fn change(kind: Kind, names: &[&str]) -> Change {
-        Change {
-            kind,
-            schema: "public".into(),
-            table: "docs".into(),
-            columns: names.iter().map(|n| col(n)).collect(),
-            identity: vec![],
-            pk: vec!["id".into()],
-            lsn: None,
-        }
+        Change::of_table(kind, "docs", names.iter().map(|n| col(n)).collect(), vec![])
     }
 
     fn shape() -> TableShape {

@@ -279,15 +279,7 @@ mod tests {
     }
 
     fn change(kind: Kind, table: &str, columns: Vec<Column>, identity: Vec<Column>) -> Change {
-        Change {
-            kind,
-            schema: "public".into(),
-            table: table.into(),
-            columns,
-            identity,
-            pk: vec!["id".into()],
-            lsn: None,
-        }
+        Change::of_table(kind, table, columns, identity)
     }
 
     fn entry(glob: &str) -> TableEntry {
