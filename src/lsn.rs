@@ -12,6 +12,22 @@ pub struct Lsn(pub u64);
 
 impl Lsn {
     pub const ZERO: Lsn = Lsn(0);
+
+    /// Append the `X/Y` form (uppercase hex, as PostgreSQL prints it) to `out`
+    /// without going through `fmt`: records carry two LSNs each.
+    pub fn write_to(self, out: &mut Vec<u8>) {
+        push_hex(out, (self.0 >> 32) as u32);
+        out.push(b'/');
+        push_hex(out, self.0 as u32);
+    }
+}
+
+fn push_hex(out: &mut Vec<u8>, v: u32) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let digits = (32 - v.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(DIGITS[((v >> (i * 4)) & 0xF) as usize]);
+    }
 }
 
 /// The text was not a `X/Y` hexadecimal LSN.
@@ -57,6 +73,24 @@ mod tests {
             assert_eq!(lsn.to_string(), text);
         }
         assert_eq!("16/B374D848".parse::<Lsn>().unwrap().0, 0x16_B374_D848);
+    }
+
+    #[test]
+    fn write_to_matches_display() {
+        for v in [
+            0,
+            1,
+            0xF,
+            0x10,
+            0x16_B374_D848,
+            0x1_0000_0000,
+            u64::MAX,
+            0xABC_0000_0001,
+        ] {
+            let mut out = b"x".to_vec();
+            Lsn(v).write_to(&mut out);
+            assert_eq!(&out[1..], Lsn(v).to_string().as_bytes(), "{v:#x}");
+        }
     }
 
     #[test]

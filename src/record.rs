@@ -405,11 +405,11 @@ impl RecordEncoder {
         push_opt_lsn(&mut out, txn.commit_lsn);
         out.extend_from_slice(b",\"xid\":");
         match txn.xid {
-            Some(xid) => out.extend_from_slice(xid.to_string().as_bytes()),
+            Some(xid) => out.extend_from_slice(itoa::Buffer::new().format(xid).as_bytes()),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"seq\":");
-        out.extend_from_slice(seq.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
         match extra {
             Extra::None => {}
             Extra::KeyChange => out.extend_from_slice(b",\"key_change\":true"),
@@ -417,7 +417,7 @@ impl RecordEncoder {
                 out.extend_from_slice(b",\"snapshot\":{\"table\":");
                 push_json_str(&mut out, &table_key(change));
                 out.extend_from_slice(b",\"chunk\":");
-                out.extend_from_slice(chunk.to_string().as_bytes());
+                out.extend_from_slice(itoa::Buffer::new().format(chunk).as_bytes());
                 out.push(b'}');
             }
         }
@@ -543,7 +543,7 @@ fn push_opt_lsn(out: &mut Vec<u8>, lsn: Option<Lsn>) {
     match lsn {
         Some(lsn) => {
             out.push(b'"');
-            out.extend_from_slice(lsn.to_string().as_bytes());
+            lsn.write_to(out);
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),

@@ -171,7 +171,7 @@ fn write(
         None => out.extend_from_slice(b"null"),
     };
     let number = |out: &mut Vec<u8>, n: Option<u64>| match n {
-        Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
         None => out.extend_from_slice(b"null"),
     };
     let lsn = meta.lsn.or(meta.commit_lsn);
@@ -184,12 +184,8 @@ fn write(
     out.extend_from_slice(b",\"connector\":\"postgresql\",\"name\":");
     text(out, Some(meta.name));
     out.extend_from_slice(b",\"ts_ms\":");
-    out.extend_from_slice(
-        meta.commit_ms
-            .unwrap_or(meta.processed_ms)
-            .to_string()
-            .as_bytes(),
-    );
+    let ms = meta.commit_ms.unwrap_or(meta.processed_ms);
+    out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes());
     out.extend_from_slice(b",\"snapshot\":");
     text(
         out,
@@ -202,9 +198,21 @@ fn write(
     out.extend_from_slice(b",\"db\":");
     text(out, meta.db);
     out.extend_from_slice(b",\"sequence\":");
-    let part = |l: Option<Lsn>| l.map_or("null".to_string(), |l| format!("\"{}\"", l.0));
-    let sequence = format!("[{},{}]", part(meta.commit_lsn.or(lsn)), part(lsn));
-    text(out, Some(&sequence));
+    // A JSON string holding a JSON array of two decimal LSNs as strings:
+    // "[\"123\",\"456\"]" (Debezium's form), written without a `format!`.
+    let part = |out: &mut Vec<u8>, l: Option<Lsn>| match l {
+        Some(l) => {
+            out.extend_from_slice(b"\\\"");
+            out.extend_from_slice(itoa::Buffer::new().format(l.0).as_bytes());
+            out.extend_from_slice(b"\\\"");
+        }
+        None => out.extend_from_slice(b"null"),
+    };
+    out.extend_from_slice(b"\"[");
+    part(out, meta.commit_lsn.or(lsn));
+    out.push(b',');
+    part(out, lsn);
+    out.extend_from_slice(b"]\"");
     out.extend_from_slice(b",\"schema\":");
     text(out, meta.schema);
     out.extend_from_slice(b",\"table\":");
@@ -216,7 +224,7 @@ fn write(
     out.extend_from_slice(b",\"xmin\":null},\"op\":");
     text(out, Some(op));
     out.extend_from_slice(b",\"ts_ms\":");
-    out.extend_from_slice(meta.processed_ms.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(meta.processed_ms).as_bytes());
     // Debezium's transaction metadata block, off unless asked for.
     out.extend_from_slice(b",\"transaction\":null}");
 }

@@ -6,7 +6,7 @@
 //! the record path) and never blocks: the encoder only reads what was looked up
 //! before the change reached it.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

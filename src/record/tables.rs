@@ -9,7 +9,7 @@
 //! key as its salted SHA-256, so the same row keeps one key (and its order) while
 //! the value stays off the stream. It never changes a column it was not told to.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -74,7 +74,7 @@ impl TableRouter {
             rules,
             globs: tables.entries.iter().map(|e| e.glob.clone()).collect(),
             encoder: base,
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             salt: tables
                 .mask_salt
                 .as_ref()

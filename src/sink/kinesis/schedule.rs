@@ -15,7 +15,9 @@
 //! never drops a record and never talks to Kinesis.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+use rustc_hash::FxHashMap as HashMap;
 use std::time::Instant;
 
 use super::aggregate::Aggregator;
@@ -201,10 +203,10 @@ impl Scheduler {
         let mut s = Scheduler {
             map: ShardMap::unknown(),
             limits,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             shards: Vec::new(),
             delayed: BinaryHeap::new(),
-            tables: HashMap::new(),
+            tables: HashMap::default(),
             queued: 0,
             held_bytes: 0,
             linger_since: None,

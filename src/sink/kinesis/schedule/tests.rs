@@ -468,7 +468,7 @@ fn random_walk(seed: u64, map: ShardMap, aggregate: bool) {
         seed,
         meta: Vec::new(),
         done: HashSet::new(),
-        by_key: HashMap::new(),
+        by_key: HashMap::default(),
     };
     let mut in_flight: Vec<Unit> = Vec::new();
     let mut now = Instant::now();
