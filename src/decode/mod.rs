@@ -59,6 +59,7 @@ use serde_json::value::RawValue;
 
 use crate::lsn::Lsn;
 
+mod fast;
 mod options;
 #[cfg(test)]
 mod proptests;
@@ -407,7 +408,7 @@ pub(crate) mod tests {
         hex: Option<String>,
     }
 
-    fn fixture_lines(fixture: &str) -> Vec<(Lsn, Vec<u8>)> {
+    pub(crate) fn fixture_lines(fixture: &str) -> Vec<(Lsn, Vec<u8>)> {
         fixture
             .lines()
             .filter(|l| !l.trim().is_empty())

@@ -1,0 +1,447 @@
+//! The fast path for format-version 2 row documents (`I`, `U`, `D`): one pass over
+//! the bytes, no serde machinery, names and values sliced out of the document.
+//!
+//! It accepts only what it fully understands: a UTF-8 document whose keys and
+//! names have no escapes, whose values are JSON scalars (strings without `\u`
+//! escapes, numbers, `true`, `false`, `null`), with no key twice. Anything else
+//! (`B`, `C`, `M`, `T`, an odd table name, a syntax error) returns `None` and goes
+//! to the serde path in `v2.rs`, which decodes it or reports the error. So this
+//! module changes how fast a row is decoded, never what it decodes to; the tests
+//! below hold it to the serde path's output on the fixtures and on generated rows.
+
+use serde_json::value::RawValue;
+
+use super::{Change, Column, ColumnType, Kind};
+use crate::lsn::Lsn;
+
+/// A row change, or `None` to let the serde path decide.
+pub(super) fn row(data: &[u8]) -> Option<Change> {
+    // One validation of the whole document: every slice below is then a `str`.
+    let text = std::str::from_utf8(data).ok()?;
+    let mut s = Scanner {
+        t: text,
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let mut seen = 0u16;
+    let mut kind = None;
+    let mut lsn = None;
+    let (mut schema, mut table) = (None, None);
+    let (mut columns, mut identity, mut pk) = (None, None, None);
+    s.expect(b'{')?;
+    if s.peek()? == b'}' {
+        return None;
+    }
+    loop {
+        let key = s.plain_str()?;
+        s.expect(b':')?;
+        let bit = match key {
+            "action" => {
+                kind = Some(match s.plain_str()? {
+                    "I" => Kind::Insert,
+                    "U" => Kind::Update,
+                    "D" => Kind::Delete,
+                    _ => return None,
+                });
+                1
+            }
+            "lsn" => {
+                lsn = Some(s.plain_str()?.parse::<Lsn>().ok()?);
+                2
+            }
+            "schema" => {
+                schema = Some(s.plain_str()?);
+                4
+            }
+            "table" => {
+                table = Some(s.plain_str()?);
+                8
+            }
+            "columns" => {
+                columns = Some(s.columns()?);
+                16
+            }
+            "identity" => {
+                identity = Some(s.columns()?);
+                32
+            }
+            "pk" => {
+                pk = Some(s.pk()?);
+                64
+            }
+            // Unused by a row, but typed in the serde path: the same types here.
+            "xid" => {
+                s.value()?.parse::<u64>().ok()?;
+                128
+            }
+            "timestamp" => {
+                s.plain_str()?;
+                256
+            }
+            // Fields of other actions, which this path does not decode.
+            "prefix" | "content" | "transactional" | "nextlsn" => return None,
+            // `origin`, `typeoid` ...: skipped, as the serde path skips them.
+            _ => {
+                s.value()?;
+                0
+            }
+        };
+        if seen & bit != 0 {
+            return None; // serde refuses a duplicate field
+        }
+        seen |= bit;
+        match s.next_byte()? {
+            b',' => {}
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    if s.skip_ws() != s.b.len() {
+        return None;
+    }
+    Some(Change {
+        kind: kind?,
+        // The serde path treats a missing schema as empty (include-schemas off) and
+        // a missing table as an error: leave the error to it.
+        schema: schema.unwrap_or_default().to_owned(),
+        table: table?.to_owned(),
+        columns: columns.unwrap_or_default(),
+        identity: identity.unwrap_or_default(),
+        pk: pk.unwrap_or_default(),
+        lsn,
+    })
+}
+
+struct Scanner<'a> {
+    t: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn skip_ws(&mut self) -> usize {
+        while let Some(c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                break;
+            }
+            self.i += 1;
+        }
+        self.i
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.b.get(self.i).copied()
+    }
+
+    fn next_byte(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn expect(&mut self, want: u8) -> Option<()> {
+        (self.next_byte()? == want).then_some(())
+    }
+
+    fn text(&self, from: usize, to: usize) -> Option<&'a str> {
+        // Both ends sit next to ASCII bytes, so on character boundaries.
+        self.t.get(from..to)
+    }
+
+    /// A string without escapes or control characters, without its quotes.
+    fn plain_str(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.i;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => break,
+                b'\\' => return None,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        self.i += 1;
+        self.text(start, self.i - 1)
+    }
+
+    /// A scalar value's exact text: a string (escapes other than `\u` allowed),
+    /// a number in JSON's grammar, `true`, `false` or `null`.
+    fn value(&mut self) -> Option<&'a str> {
+        let start = self.skip_ws();
+        match *self.b.get(self.i)? {
+            b'"' => {
+                self.i += 1;
+                loop {
+                    match *self.b.get(self.i)? {
+                        b'"' => break,
+                        b'\\' => match *self.b.get(self.i + 1)? {
+                            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
+                            _ => return None,
+                        },
+                        c if c < 0x20 => return None,
+                        _ => self.i += 1,
+                    }
+                }
+                self.i += 1;
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => return None,
+        }
+        self.text(start, self.i)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.b.get(self.i..self.i + word.len())? != word {
+            return None;
+        }
+        self.i += word.len();
+        Some(())
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match *self.b.get(self.i)? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.i;
+        self.digits();
+        (self.i > start).then_some(())
+    }
+
+    /// `[{"name": .., "type": .., "value": .., ...}, ...]`
+    fn columns(&mut self) -> Option<Vec<Column>> {
+        let mut out = Vec::new();
+        self.array(|s| {
+            let (mut name, mut ty, mut value) = (None, None, None);
+            s.object(|s, key| {
+                match key {
+                    "name" if name.is_none() => name = Some(s.plain_str()?),
+                    "type" if ty.is_none() => ty = Some(s.plain_str()?),
+                    "value" if value.is_none() => value = Some(s.value()?),
+                    "name" | "type" | "value" => return None,
+                    _ => {
+                        s.value()?;
+                    }
+                }
+                Some(())
+            })?;
+            out.push(Column {
+                name: name?.to_owned(),
+                value: RawValue::from_string(value?.to_owned()).ok()?,
+                ty: ty.map_or(ColumnType::Other, ColumnType::of),
+            });
+            Some(())
+        })?;
+        Some(out)
+    }
+
+    /// `[{"name": .., "type": ..}, ...]`: the names.
+    fn pk(&mut self) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        self.array(|s| {
+            let mut name = None;
+            s.object(|s, key| {
+                match key {
+                    "name" if name.is_none() => name = Some(s.plain_str()?),
+                    "name" => return None,
+                    _ => {
+                        s.value()?;
+                    }
+                }
+                Some(())
+            })?;
+            out.push(name?.to_owned());
+            Some(())
+        })?;
+        Some(out)
+    }
+
+    fn array(&mut self, mut each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.expect(b'[')?;
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            each(self)?;
+            match self.next_byte()? {
+                b',' => {}
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.plain_str()?;
+            self.expect(b':')?;
+            field(self, key)?;
+            match self.next_byte()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::tests::fixture_lines;
+    use crate::decode::Event;
+    use proptest::prelude::*;
+
+    /// What the serde path makes of `doc` (inside a transaction).
+    fn slow(doc: &str) -> String {
+        let mut d = super::super::v2::V2Decoder::in_transaction();
+        let mut out = Vec::new();
+        match d.feed_slow(Lsn(7), doc.as_bytes(), &mut out) {
+            Ok(()) => format!("{out:?}"),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    fn fast(doc: &str) -> Option<String> {
+        row(doc.as_bytes()).map(|c| format!("{:?}", vec![Event::Change(c)]))
+    }
+
+    /// Where the fast path answers, it answers what the serde path does.
+    fn agrees(doc: &str) {
+        if let Some(f) = fast(doc) {
+            assert_eq!(f, slow(doc), "fast path differs on {doc}");
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_fixtures_decodes_as_the_serde_path_does() {
+        let mut rows = 0;
+        for fixture in [
+            include_str!("testdata/v2.jsonl"),
+            include_str!("testdata/v2_bare.jsonl"),
+            include_str!("testdata/v2_interleaved.jsonl"),
+            include_str!("testdata/v2_messages.jsonl"),
+        ] {
+            for (_, data) in fixture_lines(fixture) {
+                // Documents that are not UTF-8 (binary message content) never take it.
+                let Ok(data) = std::str::from_utf8(&data) else {
+                    assert!(row(&data).is_none());
+                    continue;
+                };
+                agrees(data);
+                rows += usize::from(fast(data).is_some());
+            }
+        }
+        assert!(rows >= 10, "only {rows} fixture rows took the fast path");
+    }
+
+    #[test]
+    fn the_common_row_takes_the_fast_path() {
+        let doc = r#"{"action":"U","xid":9,"lsn":"0/16B3748","schema":"public","table":"t","columns":[{"name":"id","type":"bigint","value":-1.5e+3},{"name":"n","type":"text","value":"a \"q\" \\ \n"},{"name":"j","type":"jsonb","value":null},{"name":"b","type":"boolean","value":true}],"identity":[{"name":"id","type":"bigint","value":0}],"pk":[{"name":"id","type":"bigint"}]}"#;
+        let c = row(doc.as_bytes()).expect("fast path");
+        assert_eq!(c.kind, Kind::Update);
+        assert_eq!(c.columns[1].value.get(), r#""a \"q\" \\ \n""#);
+        assert_eq!(c.columns[2].ty, ColumnType::Json);
+        agrees(doc);
+    }
+
+    #[test]
+    fn what_it_does_not_fully_understand_goes_to_the_serde_path() {
+        for doc in [
+            r#"{"action":"B","xid":1,"nextlsn":"0/2"}"#,
+            r#"{"action":"T","schema":"s","table":"t"}"#,
+            r#"{"action":"I","schema":"s","table":"t\"x","columns":[]}"#,
+            r#"{"action":"I","table":"t","columns":[{"name":"a","value":"\u00e9"}]}"#,
+            r#"{"action":"I","table":"t","columns":[{"name":"a","value":01}]}"#,
+            r#"{"action":"I","table":"t","columns":[{"name":"a","value":1.}]}"#,
+            r#"{"action":"I","table":"t","columns":[{"name":"a","value":[1]}]}"#,
+            r#"{"action":"I","table":"t","table":"u"}"#,
+            r#"{"action":"I","table":"t","columns":[{"name":"a","value":1,"value":2}]}"#,
+            r#"{"action":"I","table":"t"} x"#,
+            r#"{"action":"I","table":"t","#,
+            "{\"action\":\"I\",\"table\":\"t\",\"columns\":[{\"name\":\"a\",\"value\":\"\x01\"}]}",
+        ] {
+            assert!(fast(doc).is_none(), "fast path took {doc}");
+        }
+    }
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("null".to_string()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,12})?([eE][+-]?[0-9]{1,3})?",
+            any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+        ]
+    }
+
+    proptest! {
+        /// Generated rows, whole and cut or flipped: the fast path never answers
+        /// differently from the serde path.
+        #[test]
+        fn agrees_with_the_serde_path_on_generated_and_mutated_rows(
+            action in prop_oneof![Just("I"), Just("U"), Just("D"), Just("B")],
+            cols in proptest::collection::vec(("[a-z_]{1,8}", "[a-z ()0-9]{1,30}", scalar()), 0..6),
+            cut in any::<proptest::sample::Index>(),
+            flip in any::<proptest::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let columns: Vec<String> = cols
+                .iter()
+                .map(|(n, t, v)| format!(r#"{{"name":"{n}","type":"{t}","value":{v}}}"#))
+                .collect();
+            let doc = format!(
+                r#"{{"action":"{action}","xid":5,"lsn":"0/1A","schema":"public","table":"t","columns":[{}],"pk":[{{"name":"id","type":"int"}}]}}"#,
+                columns.join(",")
+            );
+            agrees(&doc);
+            let cut_at = cut.index(doc.len() + 1);
+            if doc.is_char_boundary(cut_at) {
+                agrees(&doc[..cut_at]);
+            }
+            let mut flipped = doc.clone().into_bytes();
+            let at = flip.index(flipped.len());
+            flipped[at] = byte;
+            if let Ok(flipped) = String::from_utf8(flipped) {
+                agrees(&flipped);
+            }
+        }
+    }
+}
