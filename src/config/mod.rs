@@ -23,6 +23,8 @@ mod oversize_keys;
 mod shape_keys;
 mod slot;
 mod snapshot_keys;
+mod table_glob;
+mod tables_filters;
 mod tables_keys;
 mod tls;
 mod tls_keys;
@@ -42,9 +44,9 @@ pub use ops_keys::{OpsConfig, DEFAULT_METRICS_NAMESPACE};
 pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
 pub use shape_keys::{ShapeConfig, UnchangedToast, DEFAULT_UNCHANGED_TOAST_PLACEHOLDER};
 pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
+pub use table_glob::{NameGlob, TableGlob};
 pub use tables_keys::{
-    MaskMethod, NameGlob, SaltSecret, TableEntry, TableGlob, TableOversize, TablesConfig,
-    TABLE_ENTRY_KEYS,
+    MaskMethod, SaltSecret, TableEntry, TableOversize, TablesConfig, TABLE_ENTRY_KEYS,
 };
 pub use tls::{is_local_host, SslMode};
 pub use tls_keys::iam_peer_problem;

@@ -95,7 +95,7 @@ pub(super) fn build(
         Some(v) => options(src, v, &place("options"), lookup)?,
     };
     let tables = super::tables_keys::build(src, &raw, &place, lookup)?;
-    let derived = super::tables_keys::wal2json_filters(src, &raw, &tables, &options, &place)?;
+    let derived = super::tables_filters::wal2json_filters(src, &raw, &tables, &options, &place)?;
     options.extend(derived);
     let format = super::format_keys::build(src, &raw, &place, &options)?;
     let partition_key = match &raw.partition_key {
