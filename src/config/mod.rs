@@ -31,6 +31,7 @@ mod tables_keys;
 mod tls;
 mod tls_keys;
 mod validate;
+mod value;
 mod yaml;
 
 use std::fmt;
@@ -266,7 +267,7 @@ impl Config {
         }
         let shutdown_timeout_secs = match &typed.shutdown_timeout_secs {
             None => DEFAULT_SHUTDOWN_TIMEOUT_SECS,
-            Some(v) => slot::number(
+            Some(v) => value::number(
                 &src,
                 v,
                 "top level, key `shutdown_timeout_secs`",
@@ -276,7 +277,7 @@ impl Config {
         };
         let stopped_slot_retry_secs = match &typed.stopped_slot_retry_secs {
             None => DEFAULT_STOPPED_SLOT_RETRY_SECS,
-            Some(v) => slot::number(
+            Some(v) => value::number(
                 &src,
                 v,
                 "top level, key `stopped_slot_retry_secs`",

@@ -7,9 +7,9 @@
 //! never matches a table at run time: `record::tables` does, with [`TableGlob`].
 
 use super::file::{SlotFile, Value};
-use super::slot::{partition_key, stream_name, text};
 use super::table_glob::{table_glob, NameGlob, TableGlob};
 use super::validate::closest;
+use super::value::{partition_key, stream_name, text};
 use super::yaml::Node;
 use super::{ConfigError, PartitionKey, Secret, Source};
 
