@@ -25,6 +25,7 @@ mod oversize_keys;
 mod shape_keys;
 mod slot;
 mod snapshot_keys;
+mod suggest;
 mod table_glob;
 mod tables_filters;
 mod tables_keys;

@@ -7,8 +7,8 @@
 //! never matches a table at run time: `record::tables` does, with [`TableGlob`].
 
 use super::file::{SlotFile, Value};
+use super::suggest::closest;
 use super::table_glob::{table_glob, NameGlob, TableGlob};
-use super::validate::closest;
 use super::value::{partition_key, stream_name, text};
 use super::yaml::Node;
 use super::{ConfigError, PartitionKey, Secret, Source};
