@@ -9,11 +9,9 @@
 use super::file::{SlotFile, Value};
 use super::suggest::closest;
 use super::table_glob::{table_glob, NameGlob, TableGlob};
-use super::value::{partition_key, stream_name, text};
+use super::value::{partition_key, stream_name, text, Lookup};
 use super::yaml::Node;
 use super::{ConfigError, PartitionKey, Secret, Source};
-
-type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The keys of one `tables:` entry.
 pub const TABLE_ENTRY_KEYS: &[&str] = &[
