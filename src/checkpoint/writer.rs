@@ -1,29 +1,28 @@
-//! The per-slot checkpoint writer: a background task fed through a watch channel.
+//! The per-slot checkpoint writer: a background task (`task`) fed through a watch
+//! channel, and the [`Checkpointer`] handle the slot holds.
 //!
-//! Owns the rate limit (one write per `checkpoint_interval_secs`), the backoff while
-//! the store fails, the final write on shutdown, and the confirmation limit after a
-//! start at a final checkpoint. The replication loop only calls
+//! Owns the handle's side: starting the task, the final write on shutdown, and the
+//! confirmation limit after a start at a final checkpoint (the rate limit, one write
+//! per `checkpoint_interval_secs`, and the backoff while the store fails are the
+//! task's). The replication loop only calls
 //! [`Checkpointer::confirmed`] and [`Checkpointer::confirm_limit`], which never wait;
 //! nothing here can stop streaming.
+
+mod task;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
 
 use super::backfill::BackfillState;
 use super::startup::{self, CheckpointGap, SlotSeen};
-use super::{
-    now_rfc3339, ssm_client, Checkpoint, CheckpointError, CheckpointStats, CheckpointStore,
-    Progress, SsmStore,
-};
+use super::{ssm_client, CheckpointError, CheckpointStats, CheckpointStore, Progress, SsmStore};
 use crate::config::SlotConfig;
 use crate::lsn::Lsn;
+use task::Task;
 
-/// Failed writes are retried after the interval, doubling up to this.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Shutdown waits at most this long for the final write (ECS stops tasks after 30 s).
 const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `limit` when nothing limits confirmation.
@@ -282,254 +281,5 @@ impl Checkpointer {
     }
 }
 
-struct Task {
-    target: Target,
-    store: Arc<dyn CheckpointStore>,
-    stats: Arc<CheckpointStats>,
-    stored: Arc<AtomicU64>,
-    limit: Arc<AtomicU64>,
-    holds: Arc<AtomicU64>,
-    backfill: SharedBackfill,
-}
-
-impl Task {
-    async fn run(
-        self,
-        mut confirmed: watch::Receiver<Progress>,
-        mut changes: watch::Receiver<u64>,
-        mut finals: mpsc::Receiver<oneshot::Sender<Result<(), CheckpointError>>>,
-    ) {
-        let mut pending = false;
-        // The backfill state changed since the last write.
-        let mut dirty = false;
-        let mut next_write = Instant::now();
-        let mut backoff = self.target.interval;
-        loop {
-            tokio::select! {
-                request = finals.recv() => {
-                    // None: the slot's Checkpointer is gone, and with it the slot.
-                    let Some(reply) = request else { return };
-                    let lsn = confirmed.borrow_and_update().get();
-                    let result = self.write(lsn, true).await;
-                    pending = result.is_err();
-                    let _ = reply.send(result);
-                }
-                changed = confirmed.changed(), if !pending => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    pending = true;
-                }
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    changes.borrow_and_update();
-                    dirty = true;
-                    pending = true;
-                }
-                _ = tokio::time::sleep_until(next_write), if pending => {
-                    let lsn = confirmed.borrow_and_update().get();
-                    let limited = self.limit.load(Ordering::Acquire) != NO_LIMIT;
-                    // A final checkpoint is replaced even at the same LSN.
-                    if lsn.0 <= self.stored.load(Ordering::Relaxed) && !limited && !dirty {
-                        pending = false;
-                        continue;
-                    }
-                    match self.write(lsn, false).await {
-                        Ok(()) => {
-                            pending = false;
-                            dirty = false;
-                            backoff = self.target.interval;
-                            next_write = Instant::now() + self.target.interval;
-                        }
-                        Err(e) => {
-                            let age = match self.stats.age() {
-                                Some(age) => format!("{}s old", age.as_secs()),
-                                None => "never written by this process".to_string(),
-                            };
-                            let held = match self.limit.load(Ordering::Acquire) {
-                                NO_LIMIT => String::new(),
-                                at => format!("; the slot's confirmed position stays at the final checkpoint {} until a checkpoint is written, so PostgreSQL retains WAL meanwhile", Lsn(at)),
-                            };
-                            tracing::warn!(slot = %self.target.slot, retry_in = %crate::telemetry::secs(backoff), "checkpoint write failed (streaming continues; the last checkpoint is {age}{held}): {e}");
-                            next_write = Instant::now() + backoff;
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    async fn write(&self, lsn: Lsn, is_final: bool) -> Result<(), CheckpointError> {
-        let t = &self.target;
-        let holds = self.holds.load(Ordering::Acquire);
-        let backfill = self
-            .backfill
-            .lock()
-            .ok()
-            .map(|s| s.clone())
-            .filter(|s| *s != BackfillState::default());
-        let checkpoint = Checkpoint {
-            lsn: lsn.to_string(),
-            slot: t.slot.clone(),
-            stream: t.stream.clone(),
-            database: t.database.clone(),
-            time: now_rfc3339(),
-            is_final,
-            dropped: false,
-            backfill,
-        };
-        let result = self.store.write(&t.parameter, &checkpoint).await;
-        match &result {
-            Ok(()) => {
-                self.stored.fetch_max(lsn.0, Ordering::Relaxed);
-                // Durable and not final, and no backfill request taken since its
-                // state was read: the slot may move past it now.
-                if !is_final && self.holds.load(Ordering::Acquire) == holds {
-                    self.limit.store(NO_LIMIT, Ordering::Release);
-                }
-                self.stats.written(lsn);
-                tracing::debug!(slot = %t.slot, lsn = %lsn, "checkpoint {lsn} written");
-            }
-            Err(_) => {
-                self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        result
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::checkpoint::MemoryStore;
-    use crate::config::Config;
-
-    fn slot_config() -> SlotConfig {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("configs.yml");
-        std::fs::write(
-            &path,
-            "replication_slots:\n  - s1:\n      host: 127.0.0.1\n      user: u\n      db_name: d\n      kns_stream: st\n      checkpoint_interval_secs: 1\n",
-        )
-        .unwrap();
-        Config::load(&path).unwrap().slots.remove(0)
-    }
-
-    fn stored(lsn: Lsn, is_final: bool) -> Checkpoint {
-        Checkpoint {
-            lsn: lsn.to_string(),
-            slot: "s1".into(),
-            stream: "st".into(),
-            database: "d".into(),
-            time: now_rfc3339(),
-            is_final,
-            dropped: false,
-            backfill: None,
-        }
-    }
-
-    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn after_a_final_checkpoint_nothing_past_it_is_confirmed_until_a_non_final_one_is_stored()
-    {
-        let slot = slot_config();
-        let at = Lsn(0x1000);
-        let store = Arc::new(MemoryStore::default());
-        store
-            .write(&slot.checkpoint.parameter, &stored(at, true))
-            .await
-            .unwrap();
-        let stats = Arc::new(CheckpointStats::default());
-        let cp = Checkpointer::with_store(&slot, store.clone(), stats.clone());
-        cp.verify_start(SlotSeen::At(at)).await.unwrap();
-        // SSM fails before the writer's first attempt (it has not run yet).
-        store.set_failing(true);
-        assert_eq!(cp.confirm_limit(), Some(at));
-        wait_for("a failed write", || {
-            stats.write_failures.load(Ordering::Relaxed) > 0
-        })
-        .await;
-        assert_eq!(cp.confirm_limit(), Some(at), "still final in the store");
-        store.set_failing(false);
-        wait_for("the limit to lift", || cp.confirm_limit().is_none()).await;
-        let last = store.writes().pop().unwrap();
-        assert_eq!((last.lsn(), last.is_final), (Some(at), false));
-    }
-
-    #[tokio::test]
-    async fn backfill_state_is_loaded_once_and_a_request_holds_confirmation_until_stored() {
-        use crate::checkpoint::backfill::{BackfillJob, TableProgress};
-        let slot = slot_config();
-        let store = Arc::new(MemoryStore::default());
-        let mut planted = stored(Lsn(0x100), false);
-        let mut state = BackfillState::default();
-        state.add(BackfillJob {
-            id: "a".into(),
-            initial: true,
-            filter: None,
-            tables: vec![TableProgress::new("public.t")],
-        });
-        planted.backfill = Some(state.clone());
-        store
-            .write(&slot.checkpoint.parameter, &planted)
-            .await
-            .unwrap();
-        let stats = Arc::new(CheckpointStats::default());
-        let cp = Checkpointer::with_store(&slot, store.clone(), stats.clone());
-        // Unreadable: the state is unknown (no snapshot may be assumed missing).
-        store.set_failing(true);
-        cp.verify_start(SlotSeen::At(Lsn(0x100))).await.unwrap();
-        assert!(!cp.backfill_known());
-        store.set_failing(false);
-        cp.verify_start(SlotSeen::At(Lsn(0x100))).await.unwrap();
-        assert!(cp.backfill_known());
-        assert_eq!(*cp.backfill().lock().unwrap(), state);
-        // A request at 0x180: nothing past it is confirmed until a checkpoint holding
-        // it is stored.
-        cp.backfill().lock().unwrap().add(BackfillJob {
-            id: "b".into(),
-            initial: false,
-            filter: None,
-            tables: vec![TableProgress::new("public.u")],
-        });
-        cp.hold(Lsn(0x180));
-        assert_eq!(cp.confirm_limit(), Some(Lsn(0x180)));
-        cp.confirmed(Lsn(0x180));
-        wait_for("the limit to lift", || cp.confirm_limit().is_none()).await;
-        let last = store.writes().pop().unwrap();
-        let jobs: Vec<String> = last
-            .backfill
-            .unwrap()
-            .jobs
-            .into_iter()
-            .map(|j| j.id)
-            .collect();
-        assert_eq!(jobs, ["a", "b"], "the stored checkpoint holds the request");
-    }
-
-    #[tokio::test]
-    async fn a_non_final_checkpoint_or_none_limits_nothing() {
-        let slot = slot_config();
-        let store = Arc::new(MemoryStore::default());
-        let stats = Arc::new(CheckpointStats::default());
-        let cp = Checkpointer::with_store(&slot, store.clone(), stats.clone());
-        cp.verify_start(SlotSeen::At(Lsn(5))).await.unwrap();
-        assert_eq!(cp.confirm_limit(), None, "no checkpoint");
-        store
-            .write(&slot.checkpoint.parameter, &stored(Lsn(5), false))
-            .await
-            .unwrap();
-        cp.verify_start(SlotSeen::At(Lsn(9))).await.unwrap();
-        assert_eq!(cp.confirm_limit(), None, "non-final");
-    }
-}
+mod tests;

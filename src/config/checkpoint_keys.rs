@@ -5,7 +5,7 @@
 //! to SSM.
 
 use super::file::{SlotFile, Value};
-use super::slot::{number, text};
+use super::value::{number, text};
 use super::yaml::Node;
 use super::{
     CheckpointConfig, ConfigError, Source, DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT_INTERVAL_SECS,

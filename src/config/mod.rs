@@ -2,7 +2,7 @@
 //!
 //! Owns the file format (seed-compatible with the original Python tool: `databases`
 //! anchors, `replication_slots` with `<<:` merge keys, `options` passed to wal2json),
-//! defaults and limits (the named constants below), `${ENV_VAR}` expansion and
+//! defaults and limits (the named constants in `limits`), `${ENV_VAR}` expansion and
 //! validation. Everything the user can get wrong is reported here, before anything
 //! connects, as one message naming the file, line:column, slot and key, and the fix.
 //! It never connects to anything and never prints a password.
@@ -15,18 +15,24 @@ mod auth;
 mod checkpoint_keys;
 mod delivery_keys;
 mod env;
+mod error;
 mod file;
 mod format_keys;
 mod libpq_env;
+mod limits;
 mod ops_keys;
 mod oversize_keys;
 mod shape_keys;
 mod slot;
 mod snapshot_keys;
+mod suggest;
+mod table_glob;
+mod tables_filters;
 mod tables_keys;
 mod tls;
 mod tls_keys;
 mod validate;
+mod value;
 mod yaml;
 
 use std::fmt;
@@ -37,14 +43,17 @@ pub use delivery_keys::{
     Aggregation, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_SHARD_BYTES_PER_SEC,
     DEFAULT_SHARD_RECORDS_PER_SEC,
 };
+pub use error::ConfigError;
+use error::Source;
 pub use format_keys::{option_value, pg_bool, FormatConfig, RecordFormat, Timestamps};
+pub use limits::*;
 pub use ops_keys::{OpsConfig, DEFAULT_METRICS_NAMESPACE};
 pub use oversize_keys::{OversizeConfig, OversizeMode, DEFAULT_OVERSIZE_PREFIX};
 pub use shape_keys::{ShapeConfig, UnchangedToast, DEFAULT_UNCHANGED_TOAST_PLACEHOLDER};
 pub use snapshot_keys::{Snapshot, SnapshotConfig, DEFAULT_SNAPSHOT_CHUNK_ROWS};
+pub use table_glob::{NameGlob, TableGlob};
 pub use tables_keys::{
-    MaskMethod, NameGlob, SaltSecret, TableEntry, TableGlob, TableOversize, TablesConfig,
-    TABLE_ENTRY_KEYS,
+    MaskMethod, SaltSecret, TableEntry, TableOversize, TablesConfig, TABLE_ENTRY_KEYS,
 };
 pub use tls::{is_local_host, SslMode};
 pub use tls_keys::iam_peer_problem;
@@ -74,93 +83,6 @@ impl fmt::Display for Secret {
         f.write_str("***")
     }
 }
-
-/// PostgreSQL port when a slot gives none.
-pub const DEFAULT_PORT: u16 = 5432;
-/// Kinesis PutRecords accepts at most 500 records per request.
-pub const KINESIS_MAX_RECORDS_PER_REQUEST: usize = 500;
-/// Kinesis PutRecords accepts at most 10 MiB per request (data plus partition keys).
-pub const KINESIS_MAX_BYTES_PER_REQUEST: usize = 10 * 1024 * 1024;
-/// Largest record to assume when `max_record_bytes` is unset and the stream does not
-/// say (the classic Kinesis per-record limit).
-pub const KINESIS_DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
-/// Kinesis partition keys are 1..=256 characters, as it counts them: UTF-8 bytes
-/// are the safe measure (a key of 129 two-byte characters is refused).
-pub const KINESIS_MAX_PARTITION_KEY_BYTES: usize = 256;
-/// Kinesis stream names are 1..=128 of `[a-zA-Z0-9_.-]`.
-pub const KINESIS_MAX_STREAM_NAME_LEN: usize = 128;
-/// PostgreSQL names are at most NAMEDATALEN - 1 = 63 bytes.
-pub const PG_MAX_SLOT_NAME_LEN: usize = 63;
-/// `batch_max_records` default: full batches.
-pub const DEFAULT_BATCH_MAX_RECORDS: usize = KINESIS_MAX_RECORDS_PER_REQUEST;
-/// `batch_max_bytes` default: 5 MiB, the limit every Kinesis endpoint and emulator
-/// takes (the service takes up to 10 MiB since 2025).
-pub const DEFAULT_BATCH_MAX_BYTES: usize = 5 * 1024 * 1024;
-/// `max_in_flight` default.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
-/// `max_in_flight` upper bound: more requests in flight only add throttling.
-pub const MAX_IN_FLIGHT_LIMIT: usize = 64;
-/// `linger_ms` default.
-pub const DEFAULT_LINGER_MS: u64 = 5;
-/// `linger_ms` upper bound (one minute).
-pub const MAX_LINGER_MS: u64 = 60_000;
-/// `queue_capacity` default, in changes.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 8192;
-/// `queue_capacity` upper bound, in changes.
-pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
-/// `status_interval_secs` default: well inside the default 60 s `wal_sender_timeout`.
-pub const DEFAULT_STATUS_INTERVAL_SECS: u64 = 10;
-/// `status_interval_secs` upper bound.
-pub const MAX_STATUS_INTERVAL_SECS: u64 = 3600;
-/// `create_slot` default.
-pub const DEFAULT_CREATE_SLOT: bool = true;
-/// `checkpoint` default: on (without SSM it only warns).
-pub const DEFAULT_CHECKPOINT: bool = true;
-/// `checkpoint_interval_secs` default.
-pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 5;
-/// `checkpoint_interval_secs` upper bound.
-pub const MAX_CHECKPOINT_INTERVAL_SECS: u64 = 3600;
-/// SSM parameter names are at most 1011 characters (including the leading `/`).
-pub const SSM_MAX_PARAMETER_NAME_LEN: usize = 1011;
-/// `shutdown_timeout_secs` default: inside ECS's default 30 s stop timeout.
-pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 25;
-/// `shutdown_timeout_secs` upper bound.
-pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 3600;
-/// `stopped_slot_retry_secs` default: a stopped slot is tried again every 5 minutes.
-pub const DEFAULT_STOPPED_SLOT_RETRY_SECS: u64 = 300;
-/// `stopped_slot_retry_secs` upper bound (one day).
-pub const MAX_STOPPED_SLOT_RETRY_SECS: u64 = 86_400;
-
-/// Every option wal2json 2.5 accepts (from its README and the option strings in the
-/// installed `wal2json.so`). wal2json errors on unknown options only when the slot
-/// starts streaming; checking here reports the typo before anything connects.
-/// (`numeric-data-types-as-string` is 2.6+, so it is not here.)
-pub const WAL2JSON_OPTIONS: &[&str] = &[
-    "include-xids",
-    "include-timestamp",
-    "include-schemas",
-    "include-types",
-    "include-typmod",
-    "include-type-oids",
-    "include-domain-data-type",
-    "include-column-positions",
-    "include-origin",
-    "include-not-null",
-    "include-default",
-    "include-pk",
-    "pretty-print",
-    "write-in-chunks",
-    "include-lsn",
-    "include-transaction",
-    "include-unchanged-toast",
-    "filter-origins",
-    "filter-tables",
-    "add-tables",
-    "filter-msg-prefixes",
-    "add-msg-prefixes",
-    "format-version",
-    "actions",
-];
 
 /// How each record's Kinesis partition key is chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -309,20 +231,6 @@ pub struct Config {
     pub ops: OpsConfig,
 }
 
-/// Something is wrong with the config file. The message names the file, the slot,
-/// the key and, where the parser gives it, line:column, and says how to fix it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: cannot read the config file: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
-
 impl Config {
     /// Reads, parses and validates the file at `path`, expanding `${VAR}` from the
     /// process environment.
@@ -360,7 +268,7 @@ impl Config {
         }
         let shutdown_timeout_secs = match &typed.shutdown_timeout_secs {
             None => DEFAULT_SHUTDOWN_TIMEOUT_SECS,
-            Some(v) => slot::number(
+            Some(v) => value::number(
                 &src,
                 v,
                 "top level, key `shutdown_timeout_secs`",
@@ -370,7 +278,7 @@ impl Config {
         };
         let stopped_slot_retry_secs = match &typed.stopped_slot_retry_secs {
             None => DEFAULT_STOPPED_SLOT_RETRY_SECS,
-            Some(v) => slot::number(
+            Some(v) => value::number(
                 &src,
                 v,
                 "top level, key `stopped_slot_retry_secs`",
@@ -386,61 +294,6 @@ impl Config {
             memory_budget_bytes: budget,
             ops,
         })
-    }
-}
-
-/// The file being loaded, for messages that say where.
-struct Source<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Source<'_> {
-    /// `path:line:column: msg` (or `path: msg` without a known location).
-    fn error(&self, at: Option<&serde_saphyr::Location>, msg: impl fmt::Display) -> ConfigError {
-        let path = self.path.display();
-        ConfigError::Invalid(match at {
-            Some(l) if l.line() > 0 => format!("{path}:{}:{}: {msg}", l.line(), l.column()),
-            _ => format!("{path}: {msg}"),
-        })
-    }
-
-    /// An error about a value: points where it is used and, for a value merged in
-    /// with `<<:` or aliased, also where it was written.
-    fn at<T>(&self, v: &serde_saphyr::Spanned<T>, msg: impl fmt::Display) -> ConfigError {
-        let (r, d) = (&v.referenced, &v.defined);
-        if d.line() > 0 && (d.line(), d.column()) != (r.line(), r.column()) {
-            self.error(
-                Some(r),
-                format!(
-                    "{msg} (value written at line {}, column {})",
-                    d.line(),
-                    d.column()
-                ),
-            )
-        } else {
-            self.error(Some(r), msg)
-        }
-    }
-
-    /// A boolean key: `default` when absent, an error naming `place` for anything
-    /// but `true`/`false`. The one place every on/off key is read.
-    fn flag(
-        &self,
-        v: &Option<serde_saphyr::Spanned<yaml::Node>>,
-        place: &str,
-        default: bool,
-    ) -> Result<bool, ConfigError> {
-        match v {
-            None => Ok(default),
-            Some(v) => match &v.value {
-                yaml::Node::Bool(b) => Ok(*b),
-                other => Err(self.at(
-                    v,
-                    format!("{place}: must be `true` or `false`, got {}", other.show()),
-                )),
-            },
-        }
     }
 }
 

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use super::file::{ConfigFile, SlotFile, Value};
-use super::slot::{number, text};
+use super::value::{number, text};
 use super::{ConfigError, Source};
 
 /// `metrics_namespace` default.

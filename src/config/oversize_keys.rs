@@ -5,7 +5,7 @@
 //! bucket-name rules and the key-prefix rules. It never talks to S3.
 
 use super::file::{SlotFile, Value};
-use super::slot::text;
+use super::value::text;
 use super::yaml::Node;
 use super::{ConfigError, Source};
 

@@ -4,7 +4,7 @@
 //! Owns their defaults and value rules. It never talks to PostgreSQL.
 
 use super::file::SlotFile;
-use super::slot::number;
+use super::value::number;
 use super::yaml::Node;
 use super::{ConfigError, Source};
 

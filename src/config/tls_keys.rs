@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use super::auth::{AuthMethod, ChannelBinding, RequireAuth, CHANNEL_BINDINGS};
 use super::file::SlotFile;
-use super::slot::text;
 use super::tls::{is_local_host, SSL_MODES};
+use super::value::text;
 use super::{ConfigError, Source, SslMode};
 
 /// The parsed keys.

@@ -2,11 +2,12 @@
 //!
 //! Owns the lists of known keys, slot-name rules, duplicate-slot detection and the
 //! wal2json option-name check, so that a typo is reported with its line:column and
-//! the closest known key. It never converts values (that is `slot`) and never reads
-//! the environment.
+//! the closest known key (`suggest`). It never converts values (that is `slot` and
+//! `value`) and never reads the environment.
 
 use serde_saphyr::{Location, Spanned};
 
+use super::suggest::closest;
 use super::yaml::{Entry, Node};
 use super::{ConfigError, Source, PG_MAX_SLOT_NAME_LEN, WAL2JSON_OPTIONS};
 
@@ -356,56 +357,4 @@ fn check_known(
             known.join(", ")
         ),
     ))
-}
-
-/// The known name nearest to `name` by edit distance, when it is close enough to be
-/// a plausible typo.
-pub(super) fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
-    let name = name.to_ascii_lowercase().replace('_', "-");
-    known
-        .iter()
-        .map(|k| (edit_distance(&name, &k.replace('_', "-")), *k))
-        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = Vec::with_capacity(b.len() + 1);
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != *cb);
-            cur.push(substitute.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn closest_finds_typos_but_not_unrelated_words() {
-        assert_eq!(closest("hots", SLOT_KEYS), Some("host"));
-        assert_eq!(closest("kinesis_stream", SLOT_KEYS), None);
-        assert_eq!(closest("kns-stream", SLOT_KEYS), Some("kns_stream"));
-        assert_eq!(
-            closest("include_timestamp", WAL2JSON_OPTIONS),
-            Some("include-timestamp")
-        );
-        assert_eq!(closest("banana", SLOT_KEYS), None);
-    }
-
-    #[test]
-    fn edit_distance_counts_single_edits() {
-        assert_eq!(edit_distance("port", "port"), 0);
-        assert_eq!(edit_distance("prot", "port"), 2);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("db_nam", "db_name"), 1);
-    }
 }

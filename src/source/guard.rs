@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding as PgChannelBinding, TlsConnect, TlsStream};
 
 use super::auth::AuthCheck;
-use super::conn::{take_cstr, take_frame, Frame};
+use super::frame::{take_cstr, take_frame, Frame};
 use super::transport::Transport;
 use crate::config::AuthMethod;
 

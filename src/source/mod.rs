@@ -12,21 +12,26 @@
 //!
 //! - `transport`: the socket (TCP / Unix socket), switched to TLS per `sslmode`.
 //! - `tls`: rustls configuration per `sslmode`, channel binding, handshake errors.
-//! - `conn`: framing, startup and authentication.
+//! - `frame`: backend message framing and error/notice fields.
+//! - `conn`: one connection: reading messages, startup and authentication.
 //! - `auth`: the authentication policy (`require_auth`, `channel_binding`, no success
 //!   before the server's SCRAM signature), shared by both kinds of connection.
 //! - `scram`: the SCRAM-SHA-256 client.
 //! - `guard`: applies `auth` under tokio-postgres' SQL connections.
 //! - `replication`: [`ReplicationStream`]: `START_REPLICATION` and the CopyBoth stream.
+//! - `replication_wire`: that stream's messages: the command, XLogData, keepalives, status
+//!   updates.
 //! - `slot`: slot SQL over tokio-postgres ([`sql_connect`], [`slot_info`], ...).
 //! - `identity`: replica identities and the start-up check that they carry the
 //!   partition-key columns ([`check_identities`]).
 
 mod auth;
 mod conn;
+mod frame;
 mod guard;
 mod identity;
 mod replication;
+mod replication_wire;
 mod scram;
 mod slot;
 mod tls;
@@ -41,7 +46,8 @@ use crate::config::{ChannelBinding, RequireAuth, Secret, SlotConfig, SslMode};
 pub use identity::{
     check_identities, keyless_tables, table_identities, IdentityLacksKey, TableIdentity,
 };
-pub use replication::{NoticeHook, ReplicationMessage, ReplicationStream};
+pub use replication::{NoticeHook, ReplicationStream};
+pub use replication_wire::ReplicationMessage;
 pub use slot::{
     create_slot, current_wal_lsn, slot_info, sql_connect, sql_error, tables_without_identity,
     wal_level, SlotInfo, OUTPUT_PLUGIN,

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use super::auth::AuthCheck;
 use super::guard::{AlreadyTls, Guarded};
-use super::replication::validate_slot_name;
+use super::replication_wire::validate_slot_name;
 use super::scram::ScramError;
 use super::transport::open_transport;
 use super::{ConnectParams, SourceError};
