@@ -10,19 +10,18 @@
 //! either is accepted or stops the slot with an error.
 
 pub mod aggregate;
+mod describe;
 mod pace;
 mod request;
 mod route;
 mod schedule;
+mod settle;
 pub mod shards;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
-use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -35,7 +34,8 @@ use crate::telemetry::Console;
 pub use pace::ShardLimits;
 use request::Outcome;
 pub use route::RoutedSink;
-use schedule::{Entry, Limits, Scheduler, Unit};
+use schedule::{Limits, Scheduler, Unit};
+pub use settle::backoff;
 use shards::ShardMap;
 
 /// Kinesis' own per-record limit (data plus partition key) when the stream does
@@ -43,9 +43,6 @@ use shards::ShardMap;
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Kinesis' limit on records per `PutRecords` request.
 pub const MAX_RECORDS_PER_REQUEST: usize = 500;
-/// First retry delay; doubles per attempt up to [`MAX_BACKOFF`].
-const BASE_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often the shard map is listed again when nothing suggests a change (an
 /// on-demand stream scales without telling its producers).
 const SHARD_MAP_REFRESH: Duration = Duration::from_secs(300);
@@ -125,70 +122,6 @@ impl KinesisSink {
 
     pub fn stream(&self) -> &str {
         &self.stream
-    }
-
-    /// Check that the stream exists and learn its largest record size. A missing
-    /// stream stops the slot; not being allowed to describe it is fine.
-    pub async fn prepare(&self) -> Result<usize, SinkError> {
-        let configured = self.batch.max_record_bytes;
-        let result = self
-            .client
-            .describe_stream_summary()
-            .stream_name(&self.stream)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let from_stream = out
-                    .stream_description_summary()
-                    .and_then(|s| s.max_record_size_in_kib())
-                    .and_then(|kib| usize::try_from(kib).ok())
-                    .map(|kib| kib * 1024);
-                let limit = configured.or(from_stream).unwrap_or(DEFAULT_MAX_RECORD_BYTES);
-                let _ = self.record_limit.set(limit);
-                Ok(limit)
-            }
-            Err(SdkError::ServiceError(e)) => match e.err() {
-                DescribeStreamSummaryError::ResourceNotFoundException(_) => Err(SinkError::Permanent {
-                    stream: self.stream.clone(),
-                    reason: "the stream does not exist: create it (or deploy the CDK app), or fix kns_stream/region in the config".into(),
-                }),
-                other if e.raw().status().is_server_error() || other.code().is_some_and(|c| c.contains("Throttl") || c == "LimitExceededException") => {
-                    Err(SinkError::Transient { stream: self.stream.clone(), reason: format!("DescribeStreamSummary failed: {other}") })
-                }
-                // Access denied, or an emulator without the operation: go on with the configured or default limit.
-                other => {
-                    tracing::warn!(slot = %self.slot, stream = %self.stream, "cannot describe the stream ({}); assuming records of up to {} bytes", other.code().unwrap_or("error"), configured.unwrap_or(DEFAULT_MAX_RECORD_BYTES));
-                    Ok(configured.unwrap_or(DEFAULT_MAX_RECORD_BYTES))
-                }
-            },
-            Err(other) => Err(SinkError::Transient {
-                stream: self.stream.clone(),
-                reason: crate::telemetry::aws_error(
-                    "Kinesis",
-                    "DescribeStreamSummary",
-                    &other,
-                    "the network path to Kinesis (VPC endpoint or NAT) and the region",
-                ),
-            }),
-        }
-    }
-
-    /// The stream's open shards; the one-range stand-in (no pacing, aggregates of
-    /// one key) when they cannot be listed.
-    async fn shard_map(&self, stats: &SinkStats) -> ShardMap {
-        stats.shard_map_loads.fetch_add(1, Ordering::Relaxed);
-        match shards::list_open_shards(&self.client, &self.stream).await {
-            Ok(map) if map.is_known() => map,
-            Ok(_) => {
-                tracing::warn!(slot = %self.slot, stream = %self.stream, "ListShards returned an incomplete layout (a reshard in progress?); sending without per-shard pacing until the next listing");
-                ShardMap::unknown()
-            }
-            Err(e) => {
-                tracing::warn!(slot = %self.slot, stream = %self.stream, "{e}; sending without per-shard pacing (grant kinesis:ListShards on the stream to pace each shard)");
-                ShardMap::unknown()
-            }
-        }
     }
 
     /// Deliver everything from `rx` until it closes and all is accepted, publishing
@@ -364,110 +297,6 @@ impl KinesisSink {
             }
         }
     }
-
-    /// Apply one answer. Returns whether an answer came from a shard the map did not
-    /// predict (time to list the shards again).
-    fn settle(
-        &self,
-        units: Vec<Unit>,
-        outcome: Outcome,
-        sched: &mut Scheduler,
-        tracker: &mut AckTracker,
-        stats: &SinkStats,
-    ) -> Result<bool, SinkError> {
-        let now = Instant::now();
-        match outcome {
-            Outcome::Permanent { reason } => Err(SinkError::Permanent {
-                stream: self.stream.clone(),
-                reason,
-            }),
-            Outcome::RetryAll { reason, throttled } => {
-                let records: usize = units.iter().map(|u| u.members.len()).sum();
-                stats
-                    .records_retried
-                    .fetch_add(records as u64, Ordering::Relaxed);
-                let attempts = units
-                    .iter()
-                    .flat_map(|u| u.members.iter().map(|e| e.attempts))
-                    .max()
-                    .unwrap_or(0);
-                let delay = backoff(attempts);
-                tracing::warn!(slot = %self.slot, stream = %self.stream, records, retry_in = %crate::telemetry::secs(delay), "PutRecords not accepted, will retry: {reason}");
-                if throttled {
-                    stats
-                        .throttled_records
-                        .fetch_add(units.len() as u64, Ordering::Relaxed);
-                }
-                let mut shards: Vec<usize> = units.iter().map(|u| u.shard).collect();
-                for unit in units {
-                    // When throttled, the shards in the request back off and their
-                    // keys wait for them; otherwise the keys back off.
-                    sched.failed(unit, (!throttled).then_some(now + delay));
-                }
-                if throttled {
-                    shards.sort_unstable();
-                    shards.dedup();
-                    for shard in shards {
-                        sched.shard_throttled(shard, now);
-                    }
-                }
-                Ok(false)
-            }
-            Outcome::Partial { results } => {
-                let mut unexpected_shard = false;
-                let mut failed = 0u64;
-                let mut throttled_shards = Vec::new();
-                for (unit, result) in units.into_iter().zip(results) {
-                    match result {
-                        request::RecordResult::Accepted { shard_id } => {
-                            if sched.map().is_known()
-                                && shard_id
-                                    .as_deref()
-                                    .is_some_and(|id| id != sched.map().id(unit.shard))
-                            {
-                                unexpected_shard = true;
-                            }
-                            for entry in &unit.members {
-                                tracker.accept(entry.seq);
-                            }
-                            stats
-                                .records_put
-                                .fetch_add(unit.members.len() as u64, Ordering::Relaxed);
-                            stats
-                                .bytes_put
-                                .fetch_add(unit.user_bytes() as u64, Ordering::Relaxed);
-                            stats.kinesis_records_put.fetch_add(1, Ordering::Relaxed);
-                            sched.accepted(unit);
-                        }
-                        request::RecordResult::Throttled => {
-                            failed += unit.members.len() as u64;
-                            stats.throttled_records.fetch_add(1, Ordering::Relaxed);
-                            throttled_shards.push(unit.shard);
-                            sched.failed(unit, None);
-                        }
-                        request::RecordResult::Failed => {
-                            failed += unit.members.len() as u64;
-                            let attempts =
-                                unit.members.iter().map(|e| e.attempts).max().unwrap_or(0);
-                            sched.failed(unit, Some(now + backoff(attempts)));
-                        }
-                    }
-                }
-                // Once per shard and answer: the backoff grows per throttled answer,
-                // not per throttled record.
-                throttled_shards.sort_unstable();
-                throttled_shards.dedup();
-                for shard in throttled_shards {
-                    sched.shard_throttled(shard, now);
-                }
-                if failed > 0 {
-                    stats.records_retried.fetch_add(failed, Ordering::Relaxed);
-                    tracing::debug!(slot = %self.slot, failed, "retrying the records Kinesis did not accept");
-                }
-                Ok(unexpected_shard)
-            }
-        }
-    }
 }
 
 /// The start-up warning for a slot whose partition keys are coarse: without
@@ -503,66 +332,9 @@ fn replace_if_moved(current: &mut Lsn, acked: Lsn) -> bool {
     true
 }
 
-impl KinesisSink {
-    /// Take one item in delivery order. A claim check enters its key's queue at once
-    /// (its place in the key's order) but waits there until its object is stored.
-    fn absorb(
-        &self,
-        item: Item,
-        sched: &mut Scheduler,
-        tracker: &mut AckTracker,
-        uploads: &mut Uploads,
-    ) -> Result<(), SinkError> {
-        match item {
-            Item::Record(mut record) => {
-                let seq = tracker.register_record();
-                let offload = record.offload.take();
-                let mut entry = Entry::new(seq, record);
-                if let Some(offload) = offload {
-                    entry.waiting = true;
-                    uploads
-                        .start(seq, entry.record.partition_key.clone(), *offload)
-                        .map_err(|reason| SinkError::Permanent {
-                            stream: self.stream.clone(),
-                            reason,
-                        })?;
-                }
-                sched.push(entry);
-            }
-            Item::Commit(lsn) => tracker.register_commit(lsn),
-        }
-        Ok(())
-    }
-}
-
-/// Exponential backoff with jitter: 50 ms doubling per attempt, capped at 5 s,
-/// then a random point in its upper half so that retries spread out.
-pub fn backoff(attempt: u32) -> Duration {
-    let exp = BASE_BACKOFF
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(MAX_BACKOFF);
-    let half = exp / 2;
-    half + exp.mul_f64(rand::rng().random_range(0.0..0.5))
-}
-
 async fn sleep_until(when: Option<Instant>) {
     match when {
         Some(when) => tokio::time::sleep_until(when.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 0..40 {
-            let d = backoff(attempt);
-            assert!(d <= MAX_BACKOFF, "{attempt}: {d:?}");
-            assert!(d >= BASE_BACKOFF / 2, "{attempt}: {d:?}");
-        }
-        assert!(backoff(6) > backoff(0));
     }
 }

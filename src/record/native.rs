@@ -1,0 +1,148 @@
+//! The native record format: the JSON payload of one change as the README documents
+//! it (`kind`, `database`, `schema`, `table`, `data`, `old`, LSNs, `seq`), written
+//! straight into bytes; the Debezium envelope is handed to [`super::debezium`].
+
+use super::key::table_key;
+use super::{debezium, toast, types, RecordEncoder, TxnContext};
+use crate::config::RecordFormat;
+use crate::decode::{Change, Column, Kind};
+use crate::lsn::Lsn;
+
+impl RecordEncoder {
+    pub(super) fn payload(
+        &self,
+        change: &Change,
+        kind: Kind,
+        txn: &TxnContext,
+        seq: u64,
+        extra: Extra,
+    ) -> Vec<u8> {
+        if self.format == RecordFormat::Debezium {
+            // Debezium's `after` carries an unchanged TOASTed column as its placeholder
+            // (`unavailable.value.placeholder`); it has no field for `list`.
+            let left = if kind == Kind::Delete {
+                Vec::new()
+            } else {
+                self.unchanged_toast_columns(change)
+            };
+            let rules = &self.shape_rules;
+            if rules.unchanged_toast == crate::config::UnchangedToast::Placeholder
+                && !left.is_empty()
+            {
+                let mut filled = change.clone();
+                filled.columns.extend(left.iter().map(|name| {
+                    let marker = serde_json::to_string(&rules.placeholder).unwrap_or_default();
+                    Column::new(
+                        *name,
+                        serde_json::value::RawValue::from_string(marker).unwrap_or_default(),
+                    )
+                }));
+                let (slot, db, values) = (&self.slot, &self.database, self.values);
+                return debezium::payload(&filled, kind, txn, slot, db, values);
+            }
+            return debezium::payload(change, kind, txn, &self.slot, &self.database, self.values);
+        }
+        let mut out = Vec::with_capacity(128 + change.columns.len() * 24);
+        out.extend_from_slice(b"{\"kind\":\"");
+        out.extend_from_slice(kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"database\":");
+        push_json_str(&mut out, &self.database);
+        out.extend_from_slice(b",\"schema\":");
+        push_json_str(&mut out, &change.schema);
+        out.extend_from_slice(b",\"table\":");
+        push_json_str(&mut out, &change.table);
+        out.extend_from_slice(b",\"timestamp\":");
+        push_opt_str(&mut out, txn.timestamp.as_deref());
+        // A DELETE has no new row: its `data` is the old key / identity, so that a
+        // consumer always finds the row's key in `data`.
+        let data = if kind == Kind::Delete {
+            &change.identity
+        } else {
+            &change.columns
+        };
+        out.extend_from_slice(b",\"data\":");
+        push_columns(&mut out, data, self.values);
+        if kind != Kind::Delete {
+            let left = self.unchanged_toast_columns(change);
+            let rules = &self.shape_rules;
+            toast::amend_data(&mut out, &left, rules.unchanged_toast, &rules.placeholder);
+        }
+        if !change.identity.is_empty() {
+            out.extend_from_slice(b",\"old\":");
+            push_columns(&mut out, &change.identity, self.values);
+        }
+        out.extend_from_slice(b",\"lsn\":");
+        push_opt_lsn(&mut out, change.lsn);
+        out.extend_from_slice(b",\"commit_lsn\":");
+        push_opt_lsn(&mut out, txn.commit_lsn);
+        out.extend_from_slice(b",\"xid\":");
+        match txn.xid {
+            Some(xid) => out.extend_from_slice(itoa::Buffer::new().format(xid).as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        match extra {
+            Extra::None => {}
+            Extra::KeyChange => out.extend_from_slice(b",\"key_change\":true"),
+            Extra::Snapshot(chunk) => {
+                out.extend_from_slice(b",\"snapshot\":{\"table\":");
+                push_json_str(&mut out, &table_key(change));
+                out.extend_from_slice(b",\"chunk\":");
+                out.extend_from_slice(itoa::Buffer::new().format(chunk).as_bytes());
+                out.push(b'}');
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// What a record says besides the change itself.
+#[derive(Clone, Copy)]
+pub(super) enum Extra {
+    None,
+    /// One half of an update that changed the key: `"key_change": true`.
+    KeyChange,
+    /// A backfilled row: `"snapshot": {"table": "schema.table", "chunk": n}`.
+    Snapshot(u64),
+}
+
+pub(super) fn push_columns(out: &mut Vec<u8>, columns: &[Column], values: types::ValueOptions) {
+    out.push(b'{');
+    for (i, column) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(out, &column.name);
+        out.push(b':');
+        types::push_value(out, column, values);
+    }
+    out.push(b'}');
+}
+
+pub(super) fn push_opt_lsn(out: &mut Vec<u8>, lsn: Option<Lsn>) {
+    match lsn {
+        Some(lsn) => {
+            out.push(b'"');
+            lsn.write_to(out);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+pub(super) fn push_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => push_json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+pub(super) fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail; fall back to an empty string rather
+    // than panic if serde_json ever says otherwise.
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
+}
