@@ -1,0 +1,123 @@
+//! Unit tests of the v2 row scanner: it answers as the serde path does, or not at all.
+
+use super::*;
+use crate::decode::tests::fixture_lines;
+use crate::decode::Event;
+use proptest::prelude::*;
+
+/// What the serde path makes of `doc` (inside a transaction).
+fn slow(doc: &str) -> String {
+    let mut d = super::super::v2::V2Decoder::in_transaction();
+    let mut out = Vec::new();
+    match d.feed_slow(Lsn(7), doc.as_bytes(), &mut out) {
+        Ok(()) => format!("{out:?}"),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn fast(doc: &str) -> Option<String> {
+    row(doc.as_bytes()).map(|c| format!("{:?}", vec![Event::Change(c)]))
+}
+
+/// Where the fast path answers, it answers what the serde path does.
+fn agrees(doc: &str) {
+    if let Some(f) = fast(doc) {
+        assert_eq!(f, slow(doc), "fast path differs on {doc}");
+    }
+}
+
+#[test]
+fn every_row_of_the_fixtures_decodes_as_the_serde_path_does() {
+    let mut rows = 0;
+    for fixture in [
+        include_str!("../testdata/v2.jsonl"),
+        include_str!("../testdata/v2_bare.jsonl"),
+        include_str!("../testdata/v2_interleaved.jsonl"),
+        include_str!("../testdata/v2_messages.jsonl"),
+    ] {
+        for (_, data) in fixture_lines(fixture) {
+            // Documents that are not UTF-8 (binary message content) never take it.
+            let Ok(data) = std::str::from_utf8(&data) else {
+                assert!(row(&data).is_none());
+                continue;
+            };
+            agrees(data);
+            rows += usize::from(fast(data).is_some());
+        }
+    }
+    assert!(rows >= 10, "only {rows} fixture rows took the fast path");
+}
+
+#[test]
+fn the_common_row_takes_the_fast_path() {
+    let doc = r#"{"action":"U","xid":9,"lsn":"0/16B3748","schema":"public","table":"t","columns":[{"name":"id","type":"bigint","value":-1.5e+3},{"name":"n","type":"text","value":"a \"q\" \\ \n"},{"name":"j","type":"jsonb","value":null},{"name":"b","type":"boolean","value":true}],"identity":[{"name":"id","type":"bigint","value":0}],"pk":[{"name":"id","type":"bigint"}]}"#;
+    let c = row(doc.as_bytes()).expect("fast path");
+    assert_eq!(c.kind, Kind::Update);
+    assert_eq!(c.columns[1].value.get(), r#""a \"q\" \\ \n""#);
+    assert_eq!(c.columns[2].ty, ColumnType::Json);
+    agrees(doc);
+}
+
+#[test]
+fn what_it_does_not_fully_understand_goes_to_the_serde_path() {
+    for doc in [
+        r#"{"action":"B","xid":1,"nextlsn":"0/2"}"#,
+        r#"{"action":"T","schema":"s","table":"t"}"#,
+        r#"{"action":"I","schema":"s","table":"t\"x","columns":[]}"#,
+        r#"{"action":"I","table":"t","columns":[{"name":"a","value":"\u00e9"}]}"#,
+        r#"{"action":"I","table":"t","columns":[{"name":"a","value":01}]}"#,
+        r#"{"action":"I","table":"t","columns":[{"name":"a","value":1.}]}"#,
+        r#"{"action":"I","table":"t","columns":[{"name":"a","value":[1]}]}"#,
+        r#"{"action":"I","table":"t","table":"u"}"#,
+        r#"{"action":"I","table":"t","columns":[{"name":"a","value":1,"value":2}]}"#,
+        r#"{"action":"I","table":"t"} x"#,
+        r#"{"action":"I","table":"t","#,
+        "{\"action\":\"I\",\"table\":\"t\",\"columns\":[{\"name\":\"a\",\"value\":\"\x01\"}]}",
+    ] {
+        assert!(fast(doc).is_none(), "fast path took {doc}");
+    }
+}
+
+fn scalar() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("null".to_string()),
+        Just("true".to_string()),
+        Just("false".to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,12})?([eE][+-]?[0-9]{1,3})?",
+        any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+    ]
+}
+
+proptest! {
+    /// Generated rows, whole and cut or flipped: the fast path never answers
+    /// differently from the serde path.
+    #[test]
+    fn agrees_with_the_serde_path_on_generated_and_mutated_rows(
+        action in prop_oneof![Just("I"), Just("U"), Just("D"), Just("B")],
+        cols in proptest::collection::vec(("[a-z_]{1,8}", "[a-z ()0-9]{1,30}", scalar()), 0..6),
+        cut in any::<proptest::sample::Index>(),
+        flip in any::<proptest::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let columns: Vec<String> = cols
+            .iter()
+            .map(|(n, t, v)| format!(r#"{{"name":"{n}","type":"{t}","value":{v}}}"#))
+            .collect();
+        let doc = format!(
+            r#"{{"action":"{action}","xid":5,"lsn":"0/1A","schema":"public","table":"t","columns":[{}],"pk":[{{"name":"id","type":"int"}}]}}"#,
+            columns.join(",")
+        );
+        agrees(&doc);
+        let cut_at = cut.index(doc.len() + 1);
+        if doc.is_char_boundary(cut_at) {
+            agrees(&doc[..cut_at]);
+        }
+        let mut flipped = doc.clone().into_bytes();
+        let at = flip.index(flipped.len());
+        flipped[at] = byte;
+        if let Ok(flipped) = String::from_utf8(flipped) {
+            agrees(&flipped);
+        }
+    }
+}
