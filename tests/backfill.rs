@@ -17,7 +17,7 @@ use pg_cdc_to_kinesis::sink::kinesis::aggregate::deaggregate;
 use pg_cdc_to_kinesis::source;
 use serde_json::{Map, Value};
 
-use crate::e2e::{config_yaml, drop_slot, load, wait_state};
+use crate::support::case::{config_yaml, drop_slot, load, wait_state};
 use crate::support::kinesis::{self, kinesalite, unique_stream_name, ReadRecord};
 use crate::support::pg::{self, unique_name, SUPERUSER};
 

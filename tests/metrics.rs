@@ -11,7 +11,7 @@ use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use pg_cdc_to_kinesis::serve::Ops;
 use serde_json::Value;
 
-use crate::ops::{get, load, ops_yaml, Captured};
+use crate::support::case::{get, load, ops_yaml, Captured};
 use crate::support::kinesis::unique_stream_name;
 use crate::support::pg::{self, unique_name};
 use crate::support::stub::KinesisStub;

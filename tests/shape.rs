@@ -6,75 +6,12 @@
 
 use std::time::Duration;
 
-use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::pipeline::SlotState;
-use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use serde_json::{json, Value};
 
-use crate::e2e::{config_yaml, drop_slot, load, wait_state};
-use crate::support::kinesis::{self, kinesalite, unique_stream_name, ReadRecord};
-use crate::support::pg::{self, unique_name};
-
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Setup {
-    db: String,
-    slot: String,
-    stream: String,
-    config: Config,
-    _dir: tempfile::TempDir,
-}
-
-impl Setup {
-    /// A database with `ddl` and a slot with wal2json `options` and the slot keys
-    /// `extra` (one per line, indented by six spaces), streaming into a new stream.
-    async fn new(prefix: &str, ddl: &str, options: &str, extra: &str) -> Setup {
-        let pg = pg::shared();
-        let db = pg.create_database(&unique_name(prefix));
-        pg.execute(&db, ddl);
-        let slot = unique_name(prefix);
-        let stream = unique_stream_name(prefix);
-        kinesis::create_stream(&kinesalite().client(), &stream, 2).await;
-        let (config, _dir) = load(&config_yaml(&[(&slot, &db, options, &stream)], extra));
-        Setup {
-            db,
-            slot,
-            stream,
-            config,
-            _dir,
-        }
-    }
-
-    async fn streaming(&self) -> Pipeline {
-        let pipeline = Pipeline::start(
-            &self.config,
-            &RunEnv {
-                aws: kinesalite().sdk_config(),
-            },
-        );
-        let state = wait_state(&pipeline.slots[0], READ_TIMEOUT, |s| {
-            *s == SlotState::Streaming
-        })
-        .await;
-        assert_eq!(
-            state,
-            SlotState::Streaming,
-            "slot {} did not start",
-            self.slot
-        );
-        pipeline
-    }
-
-    async fn records(&self, n: usize) -> Vec<ReadRecord> {
-        kinesis::read_until(&kinesalite().client(), &self.stream, n, READ_TIMEOUT).await
-    }
-
-    async fn finish(&self, pipeline: Pipeline) {
-        pipeline.stop();
-        pipeline.wait().await.unwrap();
-        drop_slot(&self.db, &self.slot);
-    }
-}
+use crate::support::case::Live;
+use crate::support::kinesis::ReadRecord;
+use crate::support::pg::{self};
 
 /// Payloads in commit order.
 fn in_commit_order(records: &[ReadRecord]) -> Vec<Value> {
@@ -99,7 +36,7 @@ const DOCS: &str = "CREATE TABLE docs (id int PRIMARY KEY, big text, small text,
 /// An update of another column leaves the TOASTed `big` out; the record says so as
 /// `mode` asks, and so does the insert half of a primary-key change.
 async fn unchanged_toast(format: u8, mode: &str) {
-    let s = Setup::new(
+    let s = Live::new(
         &format!("toast_{mode}_v{format}"),
         DOCS,
         &format!("{{format-version: {format}, add-tables: 'public.docs'}}"),
@@ -209,7 +146,7 @@ async fn unchanged_toast_placeholder_v2() {
 /// the value in `old`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_identity_full_still_leaves_the_toasted_value_out_of_the_new_row() {
-    let s = Setup::new(
+    let s = Live::new(
         "toast_full",
         &format!("{DOCS}; ALTER TABLE docs REPLICA IDENTITY FULL"),
         "{format-version: 2, add-tables: 'public.docs'}",
@@ -265,7 +202,7 @@ fn under_key(records: &[ReadRecord], key: &str) -> Vec<(String, String, Value)> 
 /// order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_are_reported_under_their_root_and_a_moved_row_keeps_its_order() {
-    let s = Setup::new(
+    let s = Live::new(
         "proot",
         PARTITIONED,
         "{format-version: 2, add-tables: 'public.m'}",
@@ -339,7 +276,7 @@ async fn partitions_are_reported_under_their_root_and_a_moved_row_keeps_its_orde
 /// rows arrive under the root (no `add-tables`: every table is decoded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_attached_while_streaming_is_reported_under_its_root() {
-    let s = Setup::new(
+    let s = Live::new(
         "pattach",
         PARTITIONED,
         "{format-version: 1}",
@@ -399,7 +336,7 @@ async fn a_partition_attached_while_streaming_is_reported_under_its_root() {
 /// the live changes of the same rows are, on the same keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfilled_partition_rows_are_reported_under_their_root() {
-    let s = Setup::new(
+    let s = Live::new(
         "pbackfill",
         &format!(
             "{PARTITIONED}; INSERT INTO m VALUES (1, 'eu', 'a'), (500, 'eu', 'b'), (2, 'us', 'c')"
@@ -451,7 +388,7 @@ async fn backfilled_partition_rows_are_reported_under_their_root() {
 /// and the slot keeps streaming (no session restart), with the columns named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_catalog_connection_is_reopened_without_losing_the_change() {
-    let s = Setup::new(
+    let s = Live::new(
         "toast_cut",
         &format!("{DOCS}; CREATE TABLE docs2 (LIKE docs INCLUDING ALL)"),
         "{format-version: 2}",

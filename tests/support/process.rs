@@ -125,6 +125,26 @@ fn wait_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// How long a streamer may take to reach `streaming from`.
+pub const STARTUP: Duration = Duration::from_secs(30);
+/// `shutdown_timeout_secs` of the configs the case builder writes.
+pub const SHUTDOWN_SECS: u64 = 10;
+/// What a Rust panic writes to stderr.
+pub const PANIC_TEXT: &str = "panicked at";
+
+/// Asserts that `text` (a log or stderr) shows no panic.
+#[track_caller]
+pub fn assert_no_panic(what: &str, text: &str) {
+    assert!(!text.contains(PANIC_TEXT), "{what} panicked:\n{text}");
+}
+
+/// A streamer stopped by [`Streamer::terminate`].
+pub struct Stopped {
+    pub code: Option<i32>,
+    pub took: Duration,
+    pub log: String,
+}
+
 /// A long-running streamer (`run`) whose stderr is collected as it is written.
 pub struct Streamer {
     child: Child,
@@ -170,6 +190,32 @@ impl Streamer {
             log,
             reader: Some(reader),
             peak_rss_kib: 0,
+        }
+    }
+
+    /// Starts the streamer and waits until it logs `streaming from`; panics with its
+    /// log if it does not within [`STARTUP`].
+    pub fn streaming(endpoint: &str, config: &Path) -> Streamer {
+        let mut streamer = Streamer::start(endpoint, config);
+        assert!(
+            streamer.wait_for_log("streaming from", STARTUP),
+            "the streamer did not start streaming:\n{}",
+            streamer.log()
+        );
+        streamer
+    }
+
+    /// SIGTERM, then how it ended: exit code, how long the stop took, and its log.
+    pub fn terminate(mut self) -> Stopped {
+        let asked = Instant::now();
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(SHUTDOWN_SECS + 20));
+        let took = asked.elapsed();
+        let log = self.kill();
+        Stopped {
+            code: status.and_then(|s| s.code()),
+            took,
+            log,
         }
     }
 
