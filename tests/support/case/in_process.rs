@@ -94,12 +94,17 @@ pub async fn wait_all_streaming(pipeline: &Pipeline) {
     }
 }
 
+/// Starts the pipeline of `config` against `aws` and waits until every slot streams.
+pub async fn streaming(config: &Config, aws: SdkConfig) -> Pipeline {
+    let pipeline = Pipeline::start(config, &RunEnv { aws });
+    wait_all_streaming(&pipeline).await;
+    pipeline
+}
+
 /// Loads `yaml`, starts the pipeline against `aws` and waits until every slot streams.
 pub async fn streaming_in_process(yaml: &str, aws: SdkConfig) -> (Pipeline, tempfile::TempDir) {
     let (config, dir) = load(yaml);
-    let pipeline = Pipeline::start(&config, &RunEnv { aws });
-    wait_all_streaming(&pipeline).await;
-    (pipeline, dir)
+    (streaming(&config, aws).await, dir)
 }
 
 /// Drops `slot` from the shared cluster, ignoring errors (it may be gone already).
@@ -237,9 +242,7 @@ impl Live {
 
     /// Starts the slot and waits until it streams.
     pub async fn streaming(&self) -> Pipeline {
-        let pipeline = self.start();
-        wait_all_streaming(&pipeline).await;
-        pipeline
+        streaming(&self.config, kinesalite().sdk_config()).await
     }
 
     /// Reads the stream until it holds `n` records (or the read times out).
