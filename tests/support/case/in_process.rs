@@ -4,6 +4,7 @@
 //! Never starts the binary: `Streamer` in `process.rs` does that.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -144,7 +145,7 @@ impl Running {
     }
 
     /// The ops server's address.
-    pub fn addr(&self) -> std::net::SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.ops.http_addr().expect("the ops server is bound")
     }
 
@@ -178,16 +179,23 @@ impl Captured {
     }
 }
 
-/// `GET path` over a plain socket: (status code, body).
-pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+/// `GET path` over a plain socket: (status code, body). Panics if the server cannot
+/// be reached.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_get(addr, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+}
+
+/// [`get`], with a connection error as an `Err` (a server not up yet).
+pub async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
     )
-    .await
-    .unwrap();
+    .await?;
     let mut raw = String::new();
-    s.read_to_string(&mut raw).await.unwrap();
+    s.read_to_string(&mut raw).await?;
     let code = raw
         .split_whitespace()
         .nth(1)
@@ -197,7 +205,12 @@ pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (code, body)
+    Ok((code, body))
+}
+
+/// The address of `port` on 127.0.0.1 (a streamer's ops port).
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// One slot on the shared cluster streaming into a new kinesalite stream of two
