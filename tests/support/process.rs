@@ -125,8 +125,9 @@ fn wait_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// How long a streamer may take to reach `streaming from`.
-pub const STARTUP: Duration = Duration::from_secs(30);
+/// How long a streamer may take to reach `streaming from` (an initial snapshot's
+/// first chunk may come first).
+pub const STARTUP: Duration = Duration::from_secs(60);
 /// `shutdown_timeout_secs` of the configs the case builder writes.
 pub const SHUTDOWN_SECS: u64 = 10;
 /// What a Rust panic writes to stderr.
@@ -196,7 +197,12 @@ impl Streamer {
     /// Starts the streamer and waits until it logs `streaming from`; panics with its
     /// log if it does not within [`STARTUP`].
     pub fn streaming(endpoint: &str, config: &Path) -> Streamer {
-        let mut streamer = Streamer::start(endpoint, config);
+        Self::streaming_with_env(endpoint, config, &[])
+    }
+
+    /// [`Streamer::streaming`] with extra environment variables.
+    pub fn streaming_with_env(endpoint: &str, config: &Path, env: &[(&str, &str)]) -> Streamer {
+        let mut streamer = Streamer::start_with_env(endpoint, config, env);
         assert!(
             streamer.wait_for_log("streaming from", STARTUP),
             "the streamer did not start streaming:\n{}",
