@@ -102,8 +102,8 @@ impl<'a> Case<'a> {
 }
 
 /// One `replication_slots` entry: `slot` reading `db` on 127.0.0.1:`port` as
-/// [`SUPERUSER`] with wal2json `options` (a YAML flow map) into `stream`, then `keys`,
-/// one slot key each (a key's further lines are indented with it).
+/// [`SUPERUSER`] with wal2json `options` (a YAML flow map; none if empty) into `stream`,
+/// then `keys`, one slot key each (a key's further lines are indented with it).
 pub fn slot_entry(
     slot: &str,
     port: u16,
@@ -114,9 +114,12 @@ pub fn slot_entry(
 ) -> String {
     let mut yaml = format!(
         "  - {slot}:\n      host: 127.0.0.1\n      port: {port}\n      user: {SUPERUSER}\n      \
-         password: {SUPERUSER}_pw\n      db_name: {db}\n      options: {options}\n      \
-         kns_stream: {stream}\n"
+         password: {SUPERUSER}_pw\n      db_name: {db}\n"
     );
+    if !options.is_empty() {
+        yaml += &format!("      options: {options}\n");
+    }
+    yaml += &format!("      kns_stream: {stream}\n");
     for key in keys {
         for line in key.lines() {
             yaml += &format!("      {line}\n");
