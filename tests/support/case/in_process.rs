@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use pg_cdc_to_kinesis::checkpoint::CheckpointStore;
 use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::pipeline::{SlotState, SlotStatus};
 use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
@@ -115,7 +116,6 @@ pub fn drop_slot(db: &str, slot: &str) {
 
 /// The pipeline and its ops server (EMF into a [`Captured`]) running from one config.
 pub struct Running {
-    pub config: Config,
     pub pipeline: Pipeline,
     pub ops: Ops,
     pub emf: Captured,
@@ -126,12 +126,20 @@ impl Running {
     /// Loads `yaml` and starts the pipeline against `aws` and the ops server; does not
     /// wait for the slots.
     pub async fn start(yaml: &str, aws: SdkConfig) -> Running {
+        Self::start_with_checkpoints(yaml, aws, None).await
+    }
+
+    /// [`Running::start`] with checkpoints in `store`.
+    pub async fn start_with_checkpoints(
+        yaml: &str,
+        aws: SdkConfig,
+        store: Option<Arc<dyn CheckpointStore>>,
+    ) -> Running {
         let (config, _dir) = load(yaml);
-        let pipeline = Pipeline::start(&config, &RunEnv { aws });
+        let pipeline = Pipeline::start_with_checkpoints(&config, &RunEnv { aws }, store);
         let emf = Captured::default();
         let ops = Ops::start_with(&config, &pipeline.slots, emf.out()).await;
         Running {
-            config,
             pipeline,
             ops,
             emf,
