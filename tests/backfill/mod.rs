@@ -22,7 +22,7 @@ use pg_cdc_to_kinesis::run::Pipeline;
 use pg_cdc_to_kinesis::source;
 use serde_json::Value;
 
-use crate::support::case::{config_yaml, load, Case};
+use crate::support::case::{config_yaml, load, wraps_case, Case};
 use crate::support::kinesis::{self, kinesalite};
 use crate::support::pg::{self, SUPERUSER};
 
@@ -43,12 +43,7 @@ struct Fixture {
     tables: Vec<String>,
 }
 
-impl std::ops::Deref for Fixture {
-    type Target = Case<'static>;
-    fn deref(&self) -> &Case<'static> {
-        &self.case
-    }
-}
+wraps_case!(Fixture);
 
 impl Fixture {
     async fn new(prefix: &str, tables: &[&str], rows: i64) -> Fixture {

@@ -19,7 +19,7 @@ use pg_cdc_to_kinesis::pipeline::SlotState;
 use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use pg_cdc_to_kinesis::source;
 
-use crate::support::case::{wait_state, Case};
+use crate::support::case::{wait_state, wraps_case, Case};
 use crate::support::kinesis::{self, kinesalite};
 use crate::support::moto::Moto;
 use crate::support::pg::{self, SUPERUSER};
@@ -30,12 +30,7 @@ struct Fixture {
     parameter: String,
 }
 
-impl std::ops::Deref for Fixture {
-    type Target = Case<'static>;
-    fn deref(&self) -> &Case<'static> {
-        &self.case
-    }
-}
+wraps_case!(Fixture);
 
 impl Fixture {
     async fn new(prefix: &str) -> Fixture {

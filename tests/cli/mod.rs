@@ -17,7 +17,7 @@ mod stop_and_restart;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::support::case::Case;
+use crate::support::case::{wraps_case, Case};
 use crate::support::kinesis::{self, verify, ReadRecord, Verdict};
 use crate::support::pg::{self, Pg, SUPERUSER};
 use crate::support::process::SHUTDOWN_SECS;
@@ -33,12 +33,7 @@ struct CliCase<'a> {
     table: String,
 }
 
-impl<'a> std::ops::Deref for CliCase<'a> {
-    type Target = Case<'a>;
-    fn deref(&self) -> &Case<'a> {
-        &self.case
-    }
-}
+wraps_case!(CliCase<'a>);
 
 impl<'a> CliCase<'a> {
     /// The table's identity is FULL: the tests key rows by `{columns: [k]}`, which a

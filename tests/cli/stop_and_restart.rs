@@ -9,7 +9,9 @@ use rand::Rng;
 
 use crate::support::kinesis;
 use crate::support::pg::{self, SUPERUSER};
-use crate::support::process::{assert_no_panic, Stopped, Streamer, SHUTDOWN_SECS};
+use crate::support::process::{
+    assert_no_panic, logged_confirmation, Stopped, Streamer, SHUTDOWN_SECS,
+};
 
 use super::*;
 
@@ -111,12 +113,7 @@ async fn sigterm_flushes_confirms_and_a_restart_sends_nothing_twice() {
         "stop took {took:?}:\n{log}"
     );
     assert!(log.contains("shutdown requested"), "{log}");
-    let logged = log
-        .lines()
-        .find_map(|l| l.split("stopped; confirmed ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|lsn| Lsn::from_str(lsn).ok())
-        .unwrap_or_else(|| panic!("no `stopped; confirmed <lsn>` line:\n{log}"));
+    let logged = logged_confirmation(&log);
     let confirmed = case.confirmed_flush();
     assert!(
         confirmed >= logged,

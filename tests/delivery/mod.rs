@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::run::Pipeline;
 
-use crate::support::case::{streaming_in_process, Case};
+use crate::support::case::{streaming_in_process, wraps_case, Case};
 use crate::support::kinesis::{verify, Verdict};
 use crate::support::pg;
 use crate::support::stub::{KinesisStub, StubUserRecord};
@@ -41,12 +41,7 @@ struct Delivery {
     _dir: tempfile::TempDir,
 }
 
-impl std::ops::Deref for Delivery {
-    type Target = Case<'static>;
-    fn deref(&self) -> &Case<'static> {
-        &self.case
-    }
-}
+wraps_case!(Delivery);
 
 impl Delivery {
     /// Creates the database with `schema` (SQL), a 4-shard stream on a stub in model

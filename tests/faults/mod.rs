@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::lsn::Lsn;
 
-use crate::support::case::Case;
+use crate::support::case::{wraps_case, Case};
 use crate::support::kinesis::{unique_stream_name, verify, Verdict};
 use crate::support::pg::Pg;
 use crate::support::process::{Stopped, Streamer, SHUTDOWN_SECS, STARTUP};
@@ -62,12 +62,7 @@ struct Scenario<'a> {
     config: PathBuf,
 }
 
-impl<'a> std::ops::Deref for Scenario<'a> {
-    type Target = Case<'a>;
-    fn deref(&self) -> &Case<'a> {
-        &self.case
-    }
-}
+wraps_case!(Scenario<'a>);
 
 impl<'a> Scenario<'a> {
     /// The streamer connects to `pg` through `port` (the server's, or a proxy's).

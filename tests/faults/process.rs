@@ -1,14 +1,13 @@
 //! Faults of the streamer process: SIGKILL at random moments, SIGTERM under load and
 //! restarts, and the confirmed position keeping up with deliveries meanwhile.
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use pg_cdc_to_kinesis::lsn::Lsn;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::support::pg;
+use crate::support::process::logged_confirmation;
 
 use super::*;
 
@@ -57,12 +56,7 @@ async fn sigterm_under_load_flushes_and_restarts_without_loss() {
         runner.wait_for(2_000 * round).await;
         let log = terminate(s.name, streamer);
         let confirmed = s.confirmed_flush();
-        let logged = log
-            .lines()
-            .find_map(|l| l.split("stopped; confirmed ").nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|lsn| Lsn::from_str(lsn).ok())
-            .unwrap_or_else(|| panic!("no `stopped; confirmed <lsn>` line:\n{log}"));
+        let logged = logged_confirmation(&log);
         assert!(
             confirmed >= logged,
             "slot confirmed {confirmed}, the log says {logged}"

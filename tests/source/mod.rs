@@ -16,7 +16,7 @@ use pg_cdc_to_kinesis::source::{
 };
 use tokio::time::timeout;
 
-use crate::support::case::Case;
+use crate::support::case::{wraps_case, Case};
 use crate::support::pg::{self, Pg};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -28,12 +28,7 @@ struct SourceCase<'a> {
     table: String,
 }
 
-impl<'a> std::ops::Deref for SourceCase<'a> {
-    type Target = Case<'a>;
-    fn deref(&self) -> &Case<'a> {
-        &self.case
-    }
-}
+wraps_case!(SourceCase<'a>);
 
 impl<'a> SourceCase<'a> {
     /// A fresh database with the table and a slot created by `user` through

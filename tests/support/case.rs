@@ -101,6 +101,31 @@ impl<'a> Case<'a> {
     }
 }
 
+/// `Deref<Target = Case>` for a test's own case type that keeps its [`Case`] in a field
+/// `case` and adds what its tests share (a table, a workload, a stub): its tests then
+/// read `case.db`, `case.slot`, `case.stream` as on a plain [`Case`].
+/// `wraps_case!(Name<'a>)` for a type borrowing its cluster, `wraps_case!(Name)` for
+/// one on the shared cluster (`Case<'static>`).
+macro_rules! wraps_case {
+    ($name:ident<$lt:lifetime>) => {
+        impl<$lt> std::ops::Deref for $name<$lt> {
+            type Target = $crate::support::case::Case<$lt>;
+            fn deref(&self) -> &Self::Target {
+                &self.case
+            }
+        }
+    };
+    ($name:ident) => {
+        impl std::ops::Deref for $name {
+            type Target = $crate::support::case::Case<'static>;
+            fn deref(&self) -> &Self::Target {
+                &self.case
+            }
+        }
+    };
+}
+pub(crate) use wraps_case;
+
 /// One `replication_slots` entry: `slot` reading `db` on 127.0.0.1:`port` as
 /// [`SUPERUSER`] with wal2json `options` (a YAML flow map; none if empty) into `stream`,
 /// then `keys`, one slot key each (a key's further lines are indented with it).

@@ -11,9 +11,12 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use pg_cdc_to_kinesis::lsn::Lsn;
 
 /// How often waits poll the child and its log.
 const POLL: Duration = Duration::from_millis(25);
@@ -137,6 +140,17 @@ pub const PANIC_TEXT: &str = "panicked at";
 #[track_caller]
 pub fn assert_no_panic(what: &str, text: &str) {
     assert!(!text.contains(PANIC_TEXT), "{what} panicked:\n{text}");
+}
+
+/// The position a stopped streamer logged as confirmed (`stopped; confirmed <lsn>`);
+/// panics with the log if it logged none.
+#[track_caller]
+pub fn logged_confirmation(log: &str) -> Lsn {
+    log.lines()
+        .find_map(|l| l.split("stopped; confirmed ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|lsn| Lsn::from_str(lsn).ok())
+        .unwrap_or_else(|| panic!("no `stopped; confirmed <lsn>` line:\n{log}"))
 }
 
 /// A streamer stopped by [`Streamer::terminate`].
