@@ -52,40 +52,28 @@ async fn fail_mode_stops_the_slot_naming_oversize_s3_and_exclude_columns() {
 fn oversize_s3_without_a_bucket_is_a_config_error_with_its_place_and_exit_2() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("configs.yml");
-    std::fs::write(
-        &path,
-        "replication_slots:\n  - s1:\n      host: h\n      user: u\n      db_name: d\n      kns_stream: k\n      oversize: s3\n",
-    )
-    .unwrap();
-    let out = process::run(
-        process::command(
-            &kinesalite().endpoint,
-            &["run", "--config", path.to_str().unwrap()],
+    let slot = "replication_slots:\n  - s1:\n      host: h\n      user: u\n      db_name: d\n      kns_stream: k\n      oversize: s3\n";
+    for (yaml, place, problem) in [
+        (slot.to_string(), "configs.yml:7:17", "oversize_bucket"),
+        (
+            format!("{slot}      oversize_bucket: Not_A_Bucket\n"),
+            "configs.yml:8:24",
+            "invalid S3 bucket name",
         ),
-        Duration::from_secs(30),
-    );
-    assert_eq!(out.code, Some(2), "{}", out.describe());
-    assert!(
-        out.stderr.contains("configs.yml:7:17") && out.stderr.contains("oversize_bucket"),
-        "{}",
-        out.describe()
-    );
-    std::fs::write(
-        &path,
-        "replication_slots:\n  - s1:\n      host: h\n      user: u\n      db_name: d\n      kns_stream: k\n      oversize: s3\n      oversize_bucket: Not_A_Bucket\n",
-    )
-    .unwrap();
-    let out = process::run(
-        process::command(
-            &kinesalite().endpoint,
-            &["run", "--config", path.to_str().unwrap()],
-        ),
-        Duration::from_secs(30),
-    );
-    assert_eq!(out.code, Some(2), "{}", out.describe());
-    assert!(
-        out.stderr.contains("configs.yml:8:24") && out.stderr.contains("invalid S3 bucket name"),
-        "{}",
-        out.describe()
-    );
+    ] {
+        std::fs::write(&path, yaml).unwrap();
+        let out = process::run(
+            process::command(
+                &kinesalite().endpoint,
+                &["run", "--config", path.to_str().unwrap()],
+            ),
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.code, Some(2), "{}", out.describe());
+        assert!(
+            out.stderr.contains(place) && out.stderr.contains(problem),
+            "{}",
+            out.describe()
+        );
+    }
 }

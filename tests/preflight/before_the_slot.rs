@@ -32,17 +32,9 @@ async fn a_missing_stream_stops_the_slot_before_creating_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_aws_region_stops_the_slot_before_creating_it() {
     let pg = pg::shared();
-    let db = pg.create_database(&unique_name("pf_region"));
-    let slot = unique_name("pf_region");
-    let stream = unique_stream_name("pf_region");
-    kinesis::create_stream(&kinesalite().client(), &stream, 1).await;
-    let (config, _dir) = load(&slot_yaml(
-        &slot,
-        &db,
-        &stream,
-        SUPERUSER,
-        "      checkpoint: false\n",
-    ));
+    let case = case("pf_region").await;
+    let (slot, stream) = (&case.slot, &case.stream);
+    let (config, _dir) = case_config(&case, "      checkpoint: false\n");
     let credentials = aws_credential_types::Credentials::new("AKIDTEST", "x", None, None, "t");
     let no_region = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
@@ -67,18 +59,13 @@ async fn no_aws_region_stops_the_slot_before_creating_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_created_before_a_permanent_failure_is_named_in_the_error() {
     let pg = pg::shared();
-    let db = pg.create_database(&unique_name("pf_left"));
-    let slot = unique_name("pf_left");
-    let stream = unique_stream_name("pf_left");
-    kinesis::create_stream(&kinesalite().client(), &stream, 1).await;
+    let case = case("pf_left").await;
+    let (slot, stream) = (&case.slot, &case.stream);
     // wal2json refuses the option value at START_REPLICATION, after the slot exists.
-    let (config, _dir) = load(&slot_yaml(
-        &slot,
-        &db,
-        &stream,
-        SUPERUSER,
+    let (config, _dir) = case_config(
+        &case,
         "      checkpoint: false\n      options: {actions: 'bogus'}\n",
-    ));
+    );
     let error = stop_message(&config, kinesalite().sdk_config()).await;
     assert!(slot_exists(pg, &slot));
     assert!(

@@ -18,8 +18,8 @@ use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::pipeline::SlotState;
 use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 
-use crate::support::case::wait_state;
-use crate::support::pg::{self, password_for, Pg};
+use crate::support::case::{load, wait_state, Case};
+use crate::support::pg::{self, password_for, Pg, SUPERUSER};
 
 /// One slot on the shared cluster: `user` (password `<user>_pw`), `extra` slot keys.
 fn slot_yaml(slot: &str, db: &str, stream: &str, user: &str, extra: &str) -> String {
@@ -28,6 +28,24 @@ fn slot_yaml(slot: &str, db: &str, stream: &str, user: &str, extra: &str) -> Str
         pg::shared().port,
         password_for(user).unwrap_or_else(|| format!("{user}_pw")),
     )
+}
+
+/// One test's [`Case`] on the shared cluster, its stream created on kinesalite.
+async fn case(prefix: &str) -> Case<'static> {
+    let case = Case::new(pg::shared(), prefix);
+    case.kinesalite_stream(1).await;
+    case
+}
+
+/// The case's config as [`SUPERUSER`] with the slot keys `extra`, loaded.
+fn case_config(case: &Case, extra: &str) -> (Config, tempfile::TempDir) {
+    load(&slot_yaml(
+        &case.slot,
+        &case.db,
+        &case.stream,
+        SUPERUSER,
+        extra,
+    ))
 }
 
 /// Runs `config` until its one slot stops for good; the stop message.

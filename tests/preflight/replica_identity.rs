@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::check;
 
-use crate::support::case::{load, local, try_get};
+use crate::support::case::{local, try_get};
 use crate::support::kinesis::{self, kinesalite, unique_stream_name};
 use crate::support::pg::{self, unique_name, SUPERUSER};
 use crate::support::process;
@@ -15,25 +15,20 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_lists_decoded_tables_without_a_replica_identity() {
     let pg = pg::shared();
-    let db = pg.create_database(&unique_name("pf_ident"));
+    let case = case("pf_ident").await;
+    let (db, stream) = (&case.db, &case.stream);
     pg.execute(
-        &db,
+        db,
         "CREATE TABLE keyed (id int PRIMARY KEY); \
          CREATE TABLE nokey (v text); \
          CREATE TABLE full_ident (v text); ALTER TABLE full_ident REPLICA IDENTITY FULL; \
          CREATE TABLE nothing (id int PRIMARY KEY); ALTER TABLE nothing REPLICA IDENTITY NOTHING; \
          CREATE TABLE ignored (v text)",
     );
-    let slot = unique_name("pf_ident");
-    let stream = unique_stream_name("pf_ident");
-    kinesis::create_stream(&kinesalite().client(), &stream, 1).await;
-    let (config, _dir) = load(&slot_yaml(
-        &slot,
-        &db,
-        &stream,
-        SUPERUSER,
+    let (config, _dir) = case_config(
+        &case,
         "      checkpoint: false\n      options: {filter-tables: 'public.ignored'}\n",
-    ));
+    );
     let rows = check::check(&config, &kinesalite().sdk_config()).await;
     let found = finding(&rows, "replident")
         .clone()
