@@ -39,23 +39,23 @@ async fn a_2_mib_row_goes_to_s3_and_its_claim_check_keeps_its_place_in_the_key_o
     );
     // The snapshot's row first: rows inserted while it reads could be read too (a
     // legal duplicate as a `read`), which would blur the order asserted below.
-    let first = kinesis::read_until(&kinesalite().client(), &stream, 1, STARTUP).await;
+    let first = kinesis::read_until(&kinesalite().client(), stream, 1, STARTUP).await;
     assert_eq!(first.len(), 1, "the snapshot's row\n{}", streamer.log());
 
     pg.execute(
-        &db,
+        db,
         "INSERT INTO docs VALUES (1, 1, 'small'), (2, 1, 'other')",
     );
-    pg.execute(&db, "UPDATE docs SET v = 2 WHERE id = 1");
+    pg.execute(db, "UPDATE docs SET v = 2 WHERE id = 1");
     pg.execute(
-        &db,
+        db,
         &format!("UPDATE docs SET v = 3, body = repeat('x', {BIG}) WHERE id = 1; UPDATE docs SET v = 2 WHERE id = 2"),
     );
-    pg.execute(&db, "UPDATE docs SET v = 4 WHERE id = 1");
-    pg.execute(&db, "UPDATE docs SET v = 3 WHERE id = 2");
+    pg.execute(db, "UPDATE docs SET v = 4 WHERE id = 1");
+    pg.execute(db, "UPDATE docs SET v = 3 WHERE id = 2");
     let after = current_lsn(db);
     // 1 read + 2 inserts + 5 updates.
-    let records = kinesis::read_until(&kinesalite().client(), &stream, 8, STARTUP).await;
+    let records = kinesis::read_until(&kinesalite().client(), stream, 8, STARTUP).await;
     let deadline = Instant::now() + STARTUP;
     while case.confirmed_flush() < after && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -159,26 +159,26 @@ async fn with_s3_unreachable_the_slot_is_not_acknowledged_past_the_row_until_the
         &config,
         &[("AWS_ENDPOINT_URL_S3", &s3_server.endpoint)],
     );
-    pg.execute(&db, "INSERT INTO docs VALUES (1, 1, 'small')");
+    pg.execute(db, "INSERT INTO docs VALUES (1, 1, 'small')");
     pg.execute(
-        &db,
+        db,
         &format!("INSERT INTO docs VALUES (2, 1, repeat('x', {BIG}))"),
     );
-    pg.execute(&db, "INSERT INTO docs VALUES (3, 1, 'after')");
-    pg.execute(&db, "UPDATE docs SET v = 2 WHERE id = 2");
+    pg.execute(db, "INSERT INTO docs VALUES (3, 1, 'after')");
+    pg.execute(db, "UPDATE docs SET v = 2 WHERE id = 2");
     let after = current_lsn(db);
 
     // Other keys flow past the waiting claim check.
-    let early = kinesis::read_until(&kinesalite().client(), &stream, 2, STARTUP).await;
+    let early = kinesis::read_until(&kinesalite().client(), stream, 2, STARTUP).await;
     let retried = streamer.wait_for_log("S3 PutObject failed", STARTUP);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let held = case.confirmed_flush();
-    let early_again = kinesis::read_all(&kinesalite().client(), &stream).await;
+    let early_again = kinesis::read_all(&kinesalite().client(), stream).await;
 
     // S3 comes back (moto keeps no state: the bucket is created again).
     s3_server.start_again().expect("moto again");
     create_bucket(&s3_server.endpoint, &bucket).await;
-    let records = kinesis::read_until(&kinesalite().client(), &stream, 4, STARTUP).await;
+    let records = kinesis::read_until(&kinesalite().client(), stream, 4, STARTUP).await;
     let deadline = Instant::now() + STARTUP;
     while case.confirmed_flush() < after && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;

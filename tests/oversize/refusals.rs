@@ -16,9 +16,9 @@ async fn fail_mode_stops_the_slot_naming_oversize_s3_and_exclude_columns() {
     let (db, slot) = (&case.db, &case.slot);
     let config = write_config(&case, "");
     let mut streamer = Streamer::streaming(&kinesalite().endpoint, &config);
-    pg.execute(&db, "INSERT INTO docs VALUES (1, 1, 'small')");
+    pg.execute(db, "INSERT INTO docs VALUES (1, 1, 'small')");
     pg.execute(
-        &db,
+        db,
         &format!("INSERT INTO docs VALUES (2, 1, repeat('x', {BIG}))"),
     );
     // At or past the big row's commit (other tests' databases write WAL too).

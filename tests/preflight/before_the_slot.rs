@@ -48,12 +48,9 @@ async fn no_aws_region_stops_the_slot_before_creating_it() {
         error.contains("region") && error.contains("AWS_REGION"),
         "{error}"
     );
-    assert!(
-        !slot_exists(pg, &slot),
-        "a replication slot was left behind"
-    );
-    pg.drop_slot(&slot);
-    kinesis::delete_stream(&kinesalite().client(), &stream).await;
+    assert!(!slot_exists(pg, slot), "a replication slot was left behind");
+    pg.drop_slot(slot);
+    kinesis::delete_stream(&kinesalite().client(), stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,12 +64,12 @@ async fn a_slot_created_before_a_permanent_failure_is_named_in_the_error() {
         "      checkpoint: false\n      options: {actions: 'bogus'}\n",
     );
     let error = stop_message(&config, kinesalite().sdk_config()).await;
-    assert!(slot_exists(pg, &slot));
+    assert!(slot_exists(pg, slot));
     assert!(
         error.contains(&format!("pg_drop_replication_slot('{slot}')"))
             && error.contains("holding WAL"),
         "{error}"
     );
-    pg.drop_slot(&slot);
-    kinesis::delete_stream(&kinesalite().client(), &stream).await;
+    pg.drop_slot(slot);
+    kinesis::delete_stream(&kinesalite().client(), stream).await;
 }

@@ -43,7 +43,7 @@ async fn check_lists_decoded_tables_without_a_replica_identity() {
     );
     assert!(found.contains("REPLICA IDENTITY FULL"), "{found}");
     pg.execute(
-        &db,
+        db,
         "ALTER TABLE nokey REPLICA IDENTITY FULL; ALTER TABLE nothing REPLICA IDENTITY DEFAULT",
     );
     let rows = check::check(&config, &kinesalite().sdk_config()).await;
@@ -53,7 +53,7 @@ async fn check_lists_decoded_tables_without_a_replica_identity() {
         check::render(&rows)
     );
     assert!(rows[0].ok(), "{}", check::render(&rows));
-    kinesis::delete_stream(&kinesalite().client(), &stream).await;
+    kinesis::delete_stream(&kinesalite().client(), stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
