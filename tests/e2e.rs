@@ -4,77 +4,15 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::lsn::Lsn;
-use pg_cdc_to_kinesis::pipeline::{SlotState, SlotStatus};
+use pg_cdc_to_kinesis::pipeline::SlotState;
 use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use pg_cdc_to_kinesis::source;
 
+use crate::support::case::{config_yaml, drop_slot, load, streaming_in_process, wait_state};
 use crate::support::kinesis::{self, kinesalite, unique_stream_name};
-use crate::support::pg::{self, password_for, unique_name, SUPERUSER};
+use crate::support::pg::{self, unique_name, SUPERUSER};
 use crate::support::stub::{KinesisStub, RecordError};
-
-/// A seed-style config for `slots` = (slot, database, options, stream).
-pub(crate) fn config_yaml(slots: &[(&str, &str, &str, &str)], extra: &str) -> String {
-    let pg = pg::shared();
-    let mut yaml = String::from("replication_slots:\n");
-    for (slot, db, options, stream) in slots {
-        yaml += &format!(
-            "  - {slot}:\n      host: 127.0.0.1\n      port: {}\n      user: {SUPERUSER}\n      password: {}\n      db_name: {db}\n      options: {options}\n      kns_stream: {stream}\n      status_interval_secs: 1\n{extra}",
-            pg.port,
-            password_for(SUPERUSER).unwrap_or_default(),
-        );
-    }
-    yaml
-}
-
-pub(crate) fn load(yaml: &str) -> (Config, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("configs.yml");
-    std::fs::write(&path, yaml).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    (config, dir)
-}
-
-pub(crate) async fn wait_state(
-    status: &SlotStatus,
-    timeout: Duration,
-    want: impl Fn(&SlotState) -> bool,
-) -> SlotState {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let state = status.state();
-        if want(&state) || Instant::now() > deadline {
-            return state;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-pub(crate) async fn start_streaming(
-    yaml: &str,
-    aws: aws_config::SdkConfig,
-) -> (Pipeline, tempfile::TempDir) {
-    let (config, dir) = load(yaml);
-    let pipeline = Pipeline::start(&config, &RunEnv { aws });
-    for status in &pipeline.slots {
-        let state = wait_state(status, Duration::from_secs(30), |s| {
-            *s == SlotState::Streaming
-        })
-        .await;
-        assert_eq!(
-            state,
-            SlotState::Streaming,
-            "slot {} did not start",
-            status.slot
-        );
-    }
-    (pipeline, dir)
-}
-
-pub(crate) fn drop_slot(db: &str, slot: &str) {
-    let _ = pg::shared().try_psql_in(db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
-}
 
 async fn confirmed_flush(db: &str, slot: &str) -> Lsn {
     let pg = pg::shared();
@@ -108,7 +46,7 @@ async fn every_kind_and_type(format: u8) {
         )],
         "",
     );
-    let (pipeline, _dir) = start_streaming(&yaml, k.sdk_config()).await;
+    let (pipeline, _dir) = streaming_in_process(&yaml, k.sdk_config()).await;
 
     pg.execute(
         &db,
@@ -300,7 +238,7 @@ async fn large_transaction_goes_out_in_requests_of_at_most_500() {
         &[(&slot, &db, "{add-tables: 'public.rows'}", "batch-stream")],
         "",
     );
-    let (pipeline, _dir) = start_streaming(&yaml, stub.sdk_config()).await;
+    let (pipeline, _dir) = streaming_in_process(&yaml, stub.sdk_config()).await;
     pg.execute(
         &db,
         "INSERT INTO rows SELECT g, 'row ' || g FROM generate_series(1, 1200) g",
@@ -361,7 +299,7 @@ async fn partial_failures_and_throttling_lose_nothing_and_keep_order() {
         &[(&slot, &db, "{add-tables: 'public.acct'}", "faults")],
         "      max_in_flight: 4\n",
     );
-    let (pipeline, _dir) = start_streaming(&yaml, stub.sdk_config()).await;
+    let (pipeline, _dir) = streaming_in_process(&yaml, stub.sdk_config()).await;
     stub.fail_records(0.3, RecordError::Mixed);
 
     let db_work = db.clone();

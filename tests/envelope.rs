@@ -13,7 +13,7 @@ use pg_cdc_to_kinesis::sink::kinesis::aggregate::deaggregate;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::e2e::{config_yaml, drop_slot, load};
+use crate::support::case::{config_yaml, drop_slot, load};
 use crate::support::kinesis::{self, kinesalite, unique_stream_name, ReadRecord};
 use crate::support::pg::{self, unique_name};
 

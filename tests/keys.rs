@@ -6,79 +6,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::pipeline::SlotState;
-use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use serde_json::Value;
 
-use crate::e2e::{config_yaml, drop_slot, load, wait_state};
-use crate::support::kinesis::{self, kinesalite, unique_stream_name, ReadRecord};
-use crate::support::pg::{self, unique_name};
+use crate::support::case::{drop_slot, wait_state, Live};
+use crate::support::kinesis::ReadRecord;
+use crate::support::pg::{self};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A database with `ddl`, a stream of two shards, and a slot streaming `table` in
-/// wal2json `format` into it (not yet started).
-struct Setup {
-    db: String,
-    slot: String,
-    stream: String,
-    config: Config,
-    _dir: tempfile::TempDir,
-}
-
-impl Setup {
-    async fn new(prefix: &str, ddl: &str, table: &str, format: u8) -> Setup {
-        Setup::with(prefix, ddl, table, format, "").await
-    }
-
-    /// `extra`: more slot keys, one per line, indented by six spaces.
-    async fn with(prefix: &str, ddl: &str, table: &str, format: u8, extra: &str) -> Setup {
-        let pg = pg::shared();
-        let db = pg.create_database(&unique_name(prefix));
-        pg.execute(&db, ddl);
-        let slot = unique_name(prefix);
-        let stream = unique_stream_name(prefix);
-        kinesis::create_stream(&kinesalite().client(), &stream, 2).await;
-        let options = format!("{{format-version: {format}, add-tables: 'public.{table}'}}");
-        let (config, _dir) = load(&config_yaml(&[(&slot, &db, &options, &stream)], extra));
-        Setup {
-            config,
-            _dir,
-            db,
-            slot,
-            stream,
-        }
-    }
-
-    fn start(&self) -> Pipeline {
-        Pipeline::start(
-            &self.config,
-            &RunEnv {
-                aws: kinesalite().sdk_config(),
-            },
-        )
-    }
-
-    /// Starts the slot and waits until it streams.
-    async fn streaming(&self) -> Pipeline {
-        let pipeline = self.start();
-        let state = wait_state(&pipeline.slots[0], READ_TIMEOUT, |s| {
-            *s == SlotState::Streaming
-        })
-        .await;
-        assert_eq!(
-            state,
-            SlotState::Streaming,
-            "slot {} did not start",
-            self.slot
-        );
-        pipeline
-    }
-
-    async fn records(&self, n: usize) -> Vec<ReadRecord> {
-        kinesis::read_until(&kinesalite().client(), &self.stream, n, READ_TIMEOUT).await
-    }
+/// A slot streaming `table` in wal2json `format` (see [`Live::new`]), not yet started;
+/// `extra`: more slot keys, one per line, indented by six spaces.
+async fn setup(prefix: &str, ddl: &str, table: &str, format: u8, extra: &str) -> Live {
+    let options = format!("{{format-version: {format}, add-tables: 'public.{table}'}}");
+    Live::new(prefix, ddl, &options, extra).await
 }
 
 /// `(partition key, payload)` in commit order.
@@ -99,11 +40,12 @@ fn in_commit_order(records: &[ReadRecord]) -> Vec<(String, Value)> {
 }
 
 async fn primary_key_change(format: u8) {
-    let s = Setup::new(
+    let s = setup(
         &format!("keychange_v{format}"),
         "CREATE TABLE orders (id int PRIMARY KEY, v text)",
         "orders",
         format,
+        "",
     )
     .await;
     let pipeline = s.streaming().await;
@@ -184,11 +126,12 @@ fn apply(rows: &mut BTreeMap<i64, String>, v: &Value) {
 /// delete the new row 2 when read after the `|2` records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_key_after_key_change_applies_in_any_order_of_keys() {
-    let s = Setup::new(
+    let s = setup(
         "keyreuse",
         "CREATE TABLE orders (id int PRIMARY KEY, v text)",
         "orders",
         2,
+        "",
     )
     .await;
     let pipeline = s.streaming().await;
@@ -249,7 +192,7 @@ const USING_INDEX_TABLE: &str = "CREATE TABLE ui (id int PRIMARY KEY, u int NOT 
 /// table key, and the slot streams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_using_a_non_key_index_is_refused_at_start_under_format_v2() {
-    let s = Setup::new("identity_idx", USING_INDEX_TABLE, "ui", 2).await;
+    let s = setup("identity_idx", USING_INDEX_TABLE, "ui", 2, "").await;
     let pipeline = s.start();
     let state = wait_state(&pipeline.slots[0], READ_TIMEOUT, |s| {
         matches!(s, SlotState::Stopped { .. } | SlotState::Streaming)
@@ -276,7 +219,7 @@ async fn identity_using_a_non_key_index_is_refused_at_start_under_format_v2() {
     }
     assert_eq!(slots, "0", "a refused slot must not be created");
 
-    let v1 = Setup::new("identity_idx_v1", USING_INDEX_TABLE, "ui", 1).await;
+    let v1 = setup("identity_idx_v1", USING_INDEX_TABLE, "ui", 1, "").await;
     let pipeline = v1.streaming().await;
     pg.execute(&v1.db, "INSERT INTO ui VALUES (1, 10, 'a')");
     pg.execute(&v1.db, "DELETE FROM ui WHERE id = 1");
@@ -293,11 +236,12 @@ async fn identity_using_a_non_key_index_is_refused_at_start_under_format_v2() {
 /// table key, and the slot's position stays before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_without_its_key_after_start_stops_the_slot_instead_of_table_key() {
-    let s = Setup::new(
+    let s = setup(
         "identity_late",
         "CREATE TABLE ui (id int PRIMARY KEY, u int NOT NULL, v text); CREATE UNIQUE INDEX ui_u ON ui (u);",
         "ui",
         2,
+        "",
     )
     .await;
     let pipeline = s.streaming().await;
@@ -336,7 +280,7 @@ async fn delete_without_its_key_after_start_stops_the_slot_instead_of_table_key(
 /// carry `region`, so the slot refuses to start and names the column.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_columns_outside_the_identity_are_refused_at_start() {
-    let s = Setup::with(
+    let s = setup(
         "identity_cols",
         "CREATE TABLE orders (id int PRIMARY KEY, region text NOT NULL)",
         "orders",

@@ -7,14 +7,10 @@ use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::checkpoint::MemoryStore;
 use pg_cdc_to_kinesis::metrics::{Kind, METRICS, PROMETHEUS_PREFIX};
-use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
-use pg_cdc_to_kinesis::serve::Ops;
 use serde_json::Value;
 
-use crate::ops::{get, load, ops_yaml, Captured};
-use crate::support::kinesis::unique_stream_name;
-use crate::support::pg::{self, unique_name};
-use crate::support::stub::KinesisStub;
+use crate::support::case::{get, Case, Running};
+use crate::support::pg;
 
 /// Checks one EMF line against the spec; returns the metric names it declares.
 fn check_emf(line: &str, namespace: &str) -> Vec<String> {
@@ -65,33 +61,22 @@ fn check_emf(line: &str, namespace: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_is_in_emf_and_on_the_metrics_endpoint() {
     let pg = pg::shared();
-    let db = pg.create_database(&unique_name("metrics"));
-    pg.execute(&db, "CREATE TABLE t (id int PRIMARY KEY, v text)");
-    let slot = unique_name("metrics");
-    let stub = KinesisStub::start();
-    let stream = unique_stream_name("metrics");
-    stub.create_stream(&stream, 2);
-    let yaml = ops_yaml(pg, &slot, &db, &stream, "metrics_namespace: Test/Cdc\n", "");
+    let case = Case::new(pg, "metrics").with_sql("CREATE TABLE t (id int PRIMARY KEY, v text)");
+    let (db, slot, stream) = (&case.db, &case.slot, &case.stream);
+    let stub = case.stub(2);
     // Checkpoints in memory, so that CheckpointAgeSeconds has something to report.
-    let yaml = yaml.replace("checkpoint: false", "checkpoint: true");
-    let (config, _dir) = load(&yaml);
+    let yaml = case
+        .ops_yaml("metrics_namespace: Test/Cdc\n", "")
+        .replace("checkpoint: false", "checkpoint: true");
     let store: Arc<dyn pg_cdc_to_kinesis::checkpoint::CheckpointStore> =
         Arc::new(MemoryStore::default());
-    let pipeline = Pipeline::start_with_checkpoints(
-        &config,
-        &RunEnv {
-            aws: stub.sdk_config(),
-        },
-        Some(store),
-    );
-    let emf = Captured::default();
-    let ops = Ops::start_with(&config, &pipeline.slots, emf.out()).await;
-    let addr = ops.http_addr().unwrap();
+    let running = Running::start_with_checkpoints(&yaml, stub.sdk_config(), Some(store)).await;
+    let (emf, addr) = (&running.emf, running.addr());
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    pg.execute(&db, "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 300) g; UPDATE t SET v = 'w' WHERE id <= 10");
+    pg.execute(db, "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 300) g; UPDATE t SET v = 'w' WHERE id <= 10");
     let got = stub
-        .wait_for_records(&stream, 310, Duration::from_secs(30))
+        .wait_for_records(stream, 310, Duration::from_secs(30))
         .await;
     assert_eq!(got.len(), 310, "records did not arrive");
 
@@ -155,8 +140,6 @@ async fn every_metric_is_in_emf_and_on_the_metrics_endpoint() {
         "{text}"
     );
 
-    pipeline.stop();
-    let _ = pipeline.wait().await;
-    drop(ops);
-    let _ = pg.try_psql_in(&db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
+    running.stop().await;
+    let _ = pg.try_psql_in(db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
 }

@@ -3,83 +3,15 @@
 //! Real PostgreSQL (shared or private clusters with their own settings), the Kinesis
 //! stub; the pipeline and its operations tasks run in process.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::pipeline::SlotState;
-use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
-use pg_cdc_to_kinesis::serve::{EmfOut, Ops};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::kinesis::unique_stream_name;
-use crate::support::pg::{self, password_for, unique_name, Pg, PgOptions, SUPERUSER};
+use crate::support::case::{get, Case, Running};
+use crate::support::pg::{self, Pg, PgOptions};
 use crate::support::process::{command, run};
-use crate::support::stub::{KinesisStub, StallMode};
-
-/// A config with one slot on `pg`, ops on a free local port, metrics every second.
-pub fn ops_yaml(pg: &Pg, slot: &str, db: &str, stream: &str, top: &str, extra: &str) -> String {
-    format!(
-        "http_listen: 127.0.0.1:0\nmetrics_interval_secs: 1\n{top}replication_slots:\n  - {slot}:\n      host: 127.0.0.1\n      port: {}\n      user: {SUPERUSER}\n      password: {}\n      db_name: {db}\n      options: {{add-tables: 'public.t'}}\n      kns_stream: {stream}\n      status_interval_secs: 1\n      checkpoint: false\n{extra}",
-        pg.port,
-        password_for(SUPERUSER).unwrap_or_default(),
-    )
-}
-
-pub fn load(yaml: &str) -> (Config, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("configs.yml");
-    std::fs::write(&path, yaml).unwrap();
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    (config, dir)
-}
-
-/// A `Write` the test can read back (EMF lines).
-#[derive(Clone, Default)]
-pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    pub fn out(&self) -> EmfOut {
-        Arc::new(Mutex::new(self.clone()))
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// `GET path` over a plain socket: (status code, body).
-pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.unwrap();
-    let code = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
+use crate::support::stub::StallMode;
 
 /// Poll `/readyz` until `want(code, body)` or the timeout; the last answer.
 async fn readyz_until(
@@ -105,28 +37,11 @@ fn slot_state(body: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_follows_slot_state_through_an_outage_and_a_stop() {
     let pg = Pg::start(PgOptions::default());
-    let db = pg.create_database("ready");
-    pg.execute(&db, "CREATE TABLE t (id int PRIMARY KEY)");
-    let stub = KinesisStub::start();
-    let stream = unique_stream_name("ready");
-    stub.create_stream(&stream, 1);
-    let yaml = ops_yaml(
-        &pg,
-        "ready_slot",
-        &db,
-        &stream,
-        "ready_retry_budget_secs: 2\n",
-        "",
-    );
-    let (config, _dir) = load(&yaml);
-    let pipeline = Pipeline::start(
-        &config,
-        &RunEnv {
-            aws: stub.sdk_config(),
-        },
-    );
-    let ops = Ops::start_with(&config, &pipeline.slots, Captured::default().out()).await;
-    let addr = ops.http_addr().expect("bound");
+    let case = Case::new(&pg, "ready").with_sql("CREATE TABLE t (id int PRIMARY KEY)");
+    let stub = case.stub(1);
+    let yaml = case.ops_yaml("ready_retry_budget_secs: 2\n", "");
+    let running = Running::start(&yaml, stub.sdk_config()).await;
+    let addr = running.addr();
 
     let (code, body) = readyz_until(addr, Duration::from_secs(30), |c, _| c == 200).await;
     assert_eq!((code, slot_state(&body)), (200, "streaming"), "{body}");
@@ -158,15 +73,14 @@ async fn readyz_follows_slot_state_through_an_outage_and_a_stop() {
     assert_eq!((code, slot_state(&body)), (200, "streaming"), "{body}");
 
     // The stream disappears: the slot stops for good.
-    stub.delete_stream(&stream);
-    pg.execute(&db, "INSERT INTO t VALUES (1)");
+    stub.delete_stream(&case.stream);
+    pg.execute(&case.db, "INSERT INTO t VALUES (1)");
     let (code, body) = readyz_until(addr, Duration::from_secs(60), |c, b| {
         c == 503 && slot_state(b) == "stopped"
     })
     .await;
     assert_eq!((code, slot_state(&body)), (503, "stopped"), "{body}");
-    pipeline.stop();
-    let _ = pipeline.wait().await;
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,31 +90,13 @@ async fn an_invalidated_slot_stops_with_what_to_do() {
             .set("max_slot_wal_keep_size", "'1MB'")
             .set("wal_keep_size", "0"),
     );
-    let db = pg.create_database("lost");
-    pg.execute(
-        &db,
-        "CREATE TABLE t (id int PRIMARY KEY, pad text); CREATE TABLE filler (pad text)",
-    );
-    let stub = KinesisStub::start();
-    let stream = unique_stream_name("lost");
-    stub.create_stream(&stream, 1);
-    let yaml = ops_yaml(
-        &pg,
-        "lost_slot",
-        &db,
-        &stream,
-        "",
-        "      queue_capacity: 4\n",
-    );
-    let (config, _dir) = load(&yaml);
-    let pipeline = Pipeline::start(
-        &config,
-        &RunEnv {
-            aws: stub.sdk_config(),
-        },
-    );
-    let ops = Ops::start_with(&config, &pipeline.slots, Captured::default().out()).await;
-    let status = pipeline.slots[0].clone();
+    let case = Case::new(&pg, "lost")
+        .with_sql("CREATE TABLE t (id int PRIMARY KEY, pad text); CREATE TABLE filler (pad text)");
+    let db = &case.db;
+    let stub = case.stub(1);
+    let yaml = case.ops_yaml("", "      queue_capacity: 4\n");
+    let running = Running::start(&yaml, stub.sdk_config()).await;
+    let status = running.slot();
     let deadline = Instant::now() + Duration::from_secs(30);
     while status.state() != SlotState::Streaming && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -210,14 +106,14 @@ async fn an_invalidated_slot_stops_with_what_to_do() {
     // Kinesis hangs: nothing is acknowledged, so the slot holds its WAL.
     stub.stall_for(Duration::from_secs(600), StallMode::Unavailable);
     pg.execute(
-        &db,
+        db,
         "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 50) g",
     );
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut state = status.state();
     while !matches!(state, SlotState::Stopped { .. }) && Instant::now() < deadline {
         pg.execute(
-            &db,
+            db,
             "INSERT INTO filler SELECT repeat('y', 1000) FROM generate_series(1, 3000); SELECT pg_switch_wal(); CHECKPOINT;",
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -232,46 +128,32 @@ async fn an_invalidated_slot_stops_with_what_to_do() {
     );
     assert_eq!(
         pg.psql_in(
-            &db,
-            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lost_slot'"
+            db,
+            &format!(
+                "SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{}'",
+                case.slot
+            )
         )
         .trim(),
         "lost"
     );
-    let (code, body) = get(ops.http_addr().unwrap(), "/readyz").await;
+    let (code, body) = get(running.addr(), "/readyz").await;
     assert_eq!(code, 503, "{body}");
     stub.clear_faults();
-    let _ = pipeline.wait().await;
+    let _ = running.pipeline.wait().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_advance_a_slot_whose_database_is_idle() {
     let pg = pg::shared();
-    let db = pg.create_database(&unique_name("hb_idle"));
-    let other = pg.create_database(&unique_name("hb_busy"));
-    pg.execute(&db, "CREATE TABLE t (id int PRIMARY KEY)");
+    let case = Case::new(pg, "hb").with_sql("CREATE TABLE t (id int PRIMARY KEY)");
+    let (db, slot) = (&case.db, &case.slot);
+    let other = pg.create_database(&pg::unique_name("hb_busy"));
     pg.execute(&other, "CREATE TABLE busy (id int)");
-    let slot = unique_name("hb");
-    let stub = KinesisStub::start();
-    let stream = unique_stream_name("hb");
-    stub.create_stream(&stream, 1);
-    let yaml = ops_yaml(
-        pg,
-        &slot,
-        &db,
-        &stream,
-        "",
-        "      heartbeat_interval_secs: 1\n",
-    );
-    let (config, _dir) = load(&yaml);
-    let pipeline = Pipeline::start(
-        &config,
-        &RunEnv {
-            aws: stub.sdk_config(),
-        },
-    );
-    let _ops = Ops::start_with(&config, &pipeline.slots, Captured::default().out()).await;
-    let status = pipeline.slots[0].clone();
+    let stub = case.stub(1);
+    let yaml = case.ops_yaml("", "      heartbeat_interval_secs: 1\n");
+    let running = Running::start(&yaml, stub.sdk_config()).await;
+    let status = running.slot();
 
     // WAL grows only in the other database.
     pg.execute(&other, "INSERT INTO busy SELECT generate_series(1, 1000)");
@@ -282,7 +164,7 @@ async fn heartbeats_advance_a_slot_whose_database_is_idle() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let advanced = loop {
         let past = pg.psql_in(
-            &db,
+            db,
             &format!("SELECT confirmed_flush_lsn >= '{target}' FROM pg_replication_slots WHERE slot_name = '{slot}'"),
         );
         if past.trim() == "t" {
@@ -301,31 +183,28 @@ async fn heartbeats_advance_a_slot_whose_database_is_idle() {
     assert!(status.metrics.heartbeats() >= 1, "no heartbeat was written");
     assert_eq!(status.state(), SlotState::Streaming);
     assert_eq!(
-        stub.record_count(&stream),
+        stub.record_count(&case.stream),
         0,
         "a heartbeat reached the stream"
     );
-    pipeline.stop();
-    let _ = pipeline.wait().await;
-    let _ = pg.try_psql_in(&db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
+    running.stop().await;
+    let _ = pg.try_psql_in(db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
 }
 
 #[test]
 fn status_prints_a_row_per_slot_as_a_table_and_as_json() {
     let pg = pg::shared();
-    let db = pg.create_database(&unique_name("status"));
-    let slot = unique_name("status");
+    let case = Case::new(pg, "status");
+    let (db, slot) = (&case.db, &case.slot);
     pg.psql_in(
-        &db,
+        db,
         &format!("SELECT pg_create_logical_replication_slot('{slot}', 'wal2json')"),
     );
     pg.execute(
-        &db,
+        db,
         "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)",
     );
-    let yaml = ops_yaml(pg, &slot, &db, "s", "", "");
-    let (_config, dir) = load(&yaml);
-    let path = dir.path().join("configs.yml");
+    let path = case.write_config(&case.ops_yaml("", ""));
     let path = path.to_str().unwrap();
 
     let table = run(
@@ -336,7 +215,7 @@ fn status_prints_a_row_per_slot_as_a_table_and_as_json() {
     let row = table
         .stdout
         .lines()
-        .find(|l| l.starts_with(&slot))
+        .find(|l| l.starts_with(slot.as_str()))
         .unwrap_or_else(|| panic!("{}", table.describe()));
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cells[1..4], ["no", "-", "reserved"], "{row}");
@@ -359,7 +238,7 @@ fn status_prints_a_row_per_slot_as_a_table_and_as_json() {
     assert_eq!(rows[0]["lag_bytes"], lag);
     assert!(rows[0]["lag"].as_str().unwrap().ends_with("B"), "{rows}");
 
-    pg.psql_in(&db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
+    pg.psql_in(db, &format!("SELECT pg_drop_replication_slot('{slot}')"));
     let missing = run(
         command("http://127.0.0.1:9", &["status", "--config", path]),
         Duration::from_secs(60),

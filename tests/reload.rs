@@ -8,14 +8,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pg_cdc_to_kinesis::config::Config;
-use pg_cdc_to_kinesis::pipeline::{SlotState, SlotStatus};
+use pg_cdc_to_kinesis::pipeline::SlotState;
 use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 
+use crate::support::case::{get, local, wait_state};
 use crate::support::kinesis::{self, kinesalite, unique_stream_name};
 use crate::support::pg::{self, password_for, unique_name, SUPERUSER};
 use crate::support::process::Streamer;
 
-const WAIT: Duration = Duration::from_secs(60);
+/// How long a slot, a walsender or a stream may take to show what a test waits for.
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// One slot of a test's configs.yml, reading `db` into `stream`.
 pub(crate) fn slot_entry(slot: &str, db: &str, stream: &str) -> String {
@@ -72,20 +74,6 @@ pub(crate) async fn ids_in(stream: &str, want: &BTreeSet<u64>) -> BTreeSet<u64> 
     }
 }
 
-pub(crate) async fn wait_state(
-    status: &SlotStatus,
-    want: impl Fn(&SlotState) -> bool,
-) -> SlotState {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let state = status.state();
-        if want(&state) || Instant::now() > deadline {
-            return state;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 pub(crate) fn drop_slots(slots: &[&str]) {
     for slot in slots {
         pg::shared().psql(&format!(
@@ -136,7 +124,7 @@ async fn a_slot_stopped_by_a_missing_stream_resumes_by_itself_once_the_stream_ex
         },
     );
     let late = p.slots[1].clone();
-    let state = wait_state(&late, |s| matches!(s, SlotState::Stopped { .. })).await;
+    let state = wait_state(&late, WAIT, |s| matches!(s, SlotState::Stopped { .. })).await;
     let SlotState::Stopped { error } = state else {
         panic!("the slot without a stream did not stop: {state:?}");
     };
@@ -150,7 +138,7 @@ async fn a_slot_stopped_by_a_missing_stream_resumes_by_itself_once_the_stream_ex
     assert_eq!(p.slots[0].state(), SlotState::Streaming);
 
     kinesis::create_stream(&client, &late_stream, 1).await;
-    let state = wait_state(&late, |s| *s == SlotState::Streaming).await;
+    let state = wait_state(&late, WAIT, |s| *s == SlotState::Streaming).await;
     assert_eq!(
         state,
         SlotState::Streaming,
@@ -166,20 +154,6 @@ async fn a_slot_stopped_by_a_missing_stream_resumes_by_itself_once_the_stream_ex
     for stream in [&ok_stream, &late_stream] {
         kinesis::delete_stream(&client, stream).await;
     }
-}
-
-/// GET `path` on the streamer's HTTP port; the body.
-async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    body
 }
 
 /// Polls the log until `needle` appears `n` times.
@@ -277,10 +251,10 @@ async fn sighup_adds_removes_and_changes_slots_while_an_unchanged_slot_keeps_its
         "the unchanged slot reconnected:\n{text}"
     );
     // The endpoints follow: the added slot is reported, the removed one is gone.
-    let ready = http_get(port, "/readyz").await;
+    let (_, ready) = get(local(port), "/readyz").await;
     assert!(ready.contains(&added) && ready.contains(&keep), "{ready}");
     assert!(!ready.contains(&removed), "{ready}");
-    let metrics = http_get(port, "/metrics").await;
+    let (_, metrics) = get(local(port), "/metrics").await;
     assert!(metrics.contains(&added), "{metrics}");
 
     streamer.signal(libc::SIGTERM);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use pg_cdc_to_kinesis::lsn::Lsn;
 use sha2::{Digest, Sha256};
 
-use crate::e2e::{config_yaml, drop_slot, start_streaming};
+use crate::support::case::{config_yaml, drop_slot, streaming_in_process};
 use crate::support::kinesis::{self, kinesalite, unique_stream_name};
 use crate::support::pg::{self, unique_name};
 use crate::support::stub::KinesisStub;
@@ -57,7 +57,7 @@ async fn two_tables_go_to_two_streams_with_skips_and_masks_in_every_kind_of_reco
          - match: public.secrets\n          skip: true\n"
     );
     let yaml = config_yaml(&[(&slot, &db, "{format-version: 2}", &main)], &tables);
-    let (pipeline, _dir) = start_streaming(&yaml, k.sdk_config()).await;
+    let (pipeline, _dir) = streaming_in_process(&yaml, k.sdk_config()).await;
     // The initial snapshot's row first, so that the changes below do not race it.
     kinesis::read_until(&k.client(), &side, 1, Duration::from_secs(60)).await;
 
@@ -171,7 +171,7 @@ async fn a_routed_slot_is_confirmed_only_after_every_stream_accepted() {
     let tables =
         format!("      tables:\n        - match: public.orders\n          stream: {side}\n");
     let yaml = config_yaml(&[(&slot, &db, "{format-version: 2}", &main)], &tables);
-    let (pipeline, _dir) = start_streaming(&yaml, stub.sdk_config()).await;
+    let (pipeline, _dir) = streaming_in_process(&yaml, stub.sdk_config()).await;
 
     const THROTTLED: Duration = Duration::from_secs(8);
     stub.throttle_shard(&side, 0, THROTTLED);

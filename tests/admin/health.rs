@@ -7,9 +7,10 @@ use std::sync::Mutex;
 use pg_cdc_to_kinesis::admin;
 use serde_json::{json, Value};
 
-use super::{admin_case, consume, ctx_with_metrics, drop_if_exists, wait_active};
 use crate::support::moto;
 use crate::support::pg::{self, unique_name};
+
+use super::{admin_case, consume, ctx_with_metrics, drop_if_exists, wait_active};
 
 /// The EMF lines written to `buf`, parsed, by slot.
 fn emf_by_slot(buf: &Mutex<Vec<u8>>) -> HashMap<String, Value> {

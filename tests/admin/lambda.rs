@@ -4,10 +4,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{admin_case, drop_if_exists, slot_row};
 use crate::support::lambda_api::{Outcome, RuntimeApi};
 use crate::support::moto;
 use crate::support::pg::{self, unique_name};
+
+use super::{admin_case, drop_if_exists, slot_row};
 
 #[tokio::test]
 async fn the_lambda_binary_answers_through_the_runtime_api() {

@@ -10,12 +10,12 @@ use pg_cdc_to_kinesis::pipeline::SlotState;
 use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 use serde_json::json;
 
-use super::ctx;
-use crate::reload::{
-    drop_slots, ids_in, slot_entry, wait_pid, wait_state, walsender_pid, write_config,
-};
+use crate::reload::{drop_slots, ids_in, slot_entry, wait_pid, walsender_pid, write_config, WAIT};
+use crate::support::case::wait_state;
 use crate::support::kinesis::{self, kinesalite, unique_stream_name};
 use crate::support::pg::{self, unique_name};
+
+use super::ctx;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_reaches_a_streaming_slot_and_a_stopped_one_with_nothing_lost() {
@@ -47,7 +47,10 @@ async fn restart_reaches_a_streaming_slot_and_a_stopped_one_with_nothing_lost() 
             aws: kinesalite().sdk_config(),
         },
     );
-    let state = wait_state(&p.slots[1], |s| matches!(s, SlotState::Stopped { .. })).await;
+    let state = wait_state(&p.slots[1], WAIT, |s| {
+        matches!(s, SlotState::Stopped { .. })
+    })
+    .await;
     assert!(matches!(state, SlotState::Stopped { .. }), "{state:?}");
     let pid = wait_pid(&live, |p| p.is_some()).await.expect("streams");
     let insert = |from: u64, to: u64| {
@@ -87,7 +90,7 @@ async fn restart_reaches_a_streaming_slot_and_a_stopped_one_with_nothing_lost() 
         .await
         .unwrap();
     assert_eq!(report["signalled"], true, "{report}");
-    let state = wait_state(&p.slots[1], |s| *s == SlotState::Streaming).await;
+    let state = wait_state(&p.slots[1], WAIT, |s| *s == SlotState::Streaming).await;
     assert_eq!(
         state,
         SlotState::Streaming,

@@ -1,6 +1,7 @@
 //! Test support: real servers (PostgreSQL 15 + wal2json, kinesalite) started once per
 //! test binary, and a scripted Kinesis stub for faults the emulators cannot produce.
 
+pub mod case;
 pub mod certs;
 pub mod daemon;
 pub mod fake_pg;

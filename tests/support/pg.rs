@@ -22,8 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pg_cdc_to_kinesis::config::Secret;
-use pg_cdc_to_kinesis::source::ConnectParams;
+mod sql;
 
 pub const SUPERUSER: &str = "cdc_admin";
 pub const SCRAM_USER: &str = "cdc_scram";
@@ -201,74 +200,6 @@ impl Pg {
         );
         sql += &format!("CREATE ROLE {TRUST_USER} LOGIN REPLICATION;\n");
         self.psql(&sql);
-    }
-
-    /// Connection parameters over TCP for one of the test users.
-    pub fn connect_params(&self, user: &str, db: &str) -> ConnectParams {
-        ConnectParams {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            user: user.into(),
-            password: password_for(user).map(Secret::new),
-            dbname: db.into(),
-            application_name: "pg-cdc-to-kinesis-test".into(),
-            sslmode: pg_cdc_to_kinesis::config::SslMode::Prefer,
-            sslrootcert: None,
-            hostaddr: None,
-            channel_binding: Default::default(),
-            require_auth: Default::default(),
-        }
-    }
-
-    /// Create a database owned by [`SUPERUSER`]; returns its name.
-    pub fn create_database(&self, name: &str) -> String {
-        self.psql(&format!("CREATE DATABASE \"{name}\" OWNER {SUPERUSER};"));
-        name.to_string()
-    }
-
-    /// Run SQL (one or more statements) in database `postgres` as the bootstrap
-    /// superuser; returns unaligned, tuples-only output. Panics on any error.
-    pub fn psql(&self, sql: &str) -> String {
-        self.psql_in("postgres", sql)
-    }
-
-    /// [`Pg::psql`] in database `db`.
-    pub fn psql_in(&self, db: &str, sql: &str) -> String {
-        self.try_psql_in(db, sql)
-            .unwrap_or_else(|e| panic!("psql in {db} failed: {e}\nSQL: {sql}"))
-    }
-
-    /// Run SQL, discarding output. Panics on any error.
-    pub fn execute(&self, db: &str, sql: &str) {
-        self.psql_in(db, sql);
-    }
-
-    /// Run SQL; `Err(stderr)` if psql or a statement failed.
-    pub fn try_psql_in(&self, db: &str, sql: &str) -> Result<String, String> {
-        use std::io::Write;
-        let mut child = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
-            .arg("-h")
-            .arg(&self.socket_dir)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run psql: {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(sql.as_bytes())
-                .map_err(|e| format!("writing to psql: {e}"))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("waiting for psql: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
     }
 
     /// `pg_ctl restart -m fast` (clients are disconnected, slots survive). Blocks until

@@ -11,9 +11,12 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use pg_cdc_to_kinesis::lsn::Lsn;
 
 /// How often waits poll the child and its log.
 const POLL: Duration = Duration::from_millis(25);
@@ -125,6 +128,38 @@ fn wait_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// How long a streamer may take to reach `streaming from` (an initial snapshot's
+/// first chunk may come first).
+pub const STARTUP: Duration = Duration::from_secs(60);
+/// `shutdown_timeout_secs` of the configs the case builder writes.
+pub const SHUTDOWN_SECS: u64 = 10;
+/// What a Rust panic writes to stderr.
+pub const PANIC_TEXT: &str = "panicked at";
+
+/// Asserts that `text` (a log or stderr) shows no panic.
+#[track_caller]
+pub fn assert_no_panic(what: &str, text: &str) {
+    assert!(!text.contains(PANIC_TEXT), "{what} panicked:\n{text}");
+}
+
+/// The position a stopped streamer logged as confirmed (`stopped; confirmed <lsn>`);
+/// panics with the log if it logged none.
+#[track_caller]
+pub fn logged_confirmation(log: &str) -> Lsn {
+    log.lines()
+        .find_map(|l| l.split("stopped; confirmed ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|lsn| Lsn::from_str(lsn).ok())
+        .unwrap_or_else(|| panic!("no `stopped; confirmed <lsn>` line:\n{log}"))
+}
+
+/// A streamer stopped by [`Streamer::terminate`].
+pub struct Stopped {
+    pub code: Option<i32>,
+    pub took: Duration,
+    pub log: String,
+}
+
 /// A long-running streamer (`run`) whose stderr is collected as it is written.
 pub struct Streamer {
     child: Child,
@@ -170,6 +205,37 @@ impl Streamer {
             log,
             reader: Some(reader),
             peak_rss_kib: 0,
+        }
+    }
+
+    /// Starts the streamer and waits until it logs `streaming from`; panics with its
+    /// log if it does not within [`STARTUP`].
+    pub fn streaming(endpoint: &str, config: &Path) -> Streamer {
+        Self::streaming_with_env(endpoint, config, &[])
+    }
+
+    /// [`Streamer::streaming`] with extra environment variables.
+    pub fn streaming_with_env(endpoint: &str, config: &Path, env: &[(&str, &str)]) -> Streamer {
+        let mut streamer = Streamer::start_with_env(endpoint, config, env);
+        assert!(
+            streamer.wait_for_log("streaming from", STARTUP),
+            "the streamer did not start streaming:\n{}",
+            streamer.log()
+        );
+        streamer
+    }
+
+    /// SIGTERM, then how it ended: exit code, how long the stop took, and its log.
+    pub fn terminate(mut self) -> Stopped {
+        let asked = Instant::now();
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(SHUTDOWN_SECS + 20));
+        let took = asked.elapsed();
+        let log = self.kill();
+        Stopped {
+            code: status.and_then(|s| s.code()),
+            took,
+            log,
         }
     }
 

@@ -9,10 +9,11 @@
 //!   throttles, KPL aggregates counted by the user records inside, and a per-key order
 //!   check on arrival.
 //!
-//! Owns: the stream/record store, the fault script, the model settings and the
-//! counters. The HTTP and JSON side lives in `stub/wire.rs`, PutRecords and its faults
-//! in `stub/put_records.rs`, shards and limits in `stub/shards.rs`, per-stream
-//! accounting in `stub/ledger.rs`, the model's knobs in `stub/model.rs`. Must never
+//! Owns: the stream/record store, the fault script's state, the model settings and
+//! the counters. The HTTP and JSON side lives in `stub/wire.rs`, the fault script in
+//! `stub/faults.rs`, PutRecords and its faults in `stub/put_records.rs`, shards and
+//! limits in `stub/shards.rs`, per-stream accounting in `stub/ledger.rs`, the model's
+//! knobs in `stub/model.rs`. Must never
 //! store a record it answered as failed, nor answer success for a record it did not
 //! store: tests count on that to prove loss.
 //!
@@ -23,6 +24,8 @@
 
 #[path = "stub/base64.rs"]
 mod base64;
+#[path = "stub/faults.rs"]
+mod faults;
 #[path = "stub/kpl.rs"]
 mod kpl;
 #[path = "stub/ledger.rs"]
@@ -36,6 +39,7 @@ mod shards;
 #[path = "stub/wire.rs"]
 mod wire;
 
+pub use faults::{RecordError, StallMode};
 /// A KPL aggregate of `(partition key, data)` records, for tests of the stub's
 /// de-aggregation.
 #[cfg(test)]
@@ -51,6 +55,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_sdk_kinesis::Client;
+
+use faults::{Faults, Rng};
 
 /// The same limit Kinesis enforces on one PutRecords call.
 pub const MAX_RECORDS_PER_REQUEST: usize = 500;
@@ -86,31 +92,6 @@ pub struct StubUserRecord {
     pub arrived: Instant,
 }
 
-/// Which per-record error code a failed record gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordError {
-    /// `ProvisionedThroughputExceededException`, the common case under load.
-    Throughput,
-    /// `InternalFailure`.
-    Internal,
-    /// Either, chosen at random per record.
-    Mixed,
-}
-
-/// What a stalled PutRecords call does once held. (hyper does not notice a client that
-/// hangs up mid-request, so the outcome is fixed here rather than left to the client.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StallMode {
-    /// Held until the stall ends, then answered 503 ServiceUnavailable; nothing stored.
-    Unavailable,
-    /// Held until the stall ends, then processed normally: a client that timed out and
-    /// retried meanwhile sees its records twice.
-    Slow,
-    /// Stored at once, answer held until the stall ends: a lost response, so a client
-    /// that times out and retries produces duplicates.
-    LostResponse,
-}
-
 /// Counters since start (or the last [`KinesisStub::reset_stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StubStats {
@@ -144,31 +125,6 @@ pub struct StubStats {
     pub duplicates: u64,
 }
 
-#[derive(Debug, Clone)]
-struct Faults {
-    record_failure_rate: f64,
-    record_error: RecordError,
-    throttle_next: u32,
-    throttle_rate: f64,
-    server_error_next: u32,
-    server_error_status: u16,
-    stall: Option<(Instant, StallMode)>,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            record_failure_rate: 0.0,
-            record_error: RecordError::Throughput,
-            throttle_next: 0,
-            throttle_rate: 0.0,
-            server_error_next: 0,
-            server_error_status: 500,
-            stall: None,
-        }
-    }
-}
-
 struct StubStream {
     shards: shards::Shards,
     records: Vec<StubRecord>,
@@ -176,30 +132,6 @@ struct StubStream {
     created: SystemTime,
     on_demand: bool,
     ledger: ledger::Ledger,
-}
-
-/// Deterministic xorshift64*: reproducible fault patterns for a given seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        // xorshift is stuck at zero forever.
-        Rng(seed.max(1))
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// True with probability `p`.
-    fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
 }
 
 struct State {

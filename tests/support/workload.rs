@@ -156,34 +156,6 @@ impl Workload {
             .parse()
             .unwrap_or(0)
     }
-
-    /// Drops `slot` (terminating its walsender first) and the database.
-    pub fn cleanup(self, pg: &Pg, slot: &str) {
-        for _ in 0..100 {
-            pg.psql(&format!(
-                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
-                 WHERE slot_name = '{slot}' AND active_pid IS NOT NULL;"
-            ));
-            let left = pg.psql(&format!(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
-            ));
-            if left == "0"
-                || pg
-                    .try_psql_in(
-                        "postgres",
-                        &format!("SELECT pg_drop_replication_slot('{slot}');"),
-                    )
-                    .is_ok()
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = pg.try_psql_in(
-            "postgres",
-            &format!("DROP DATABASE \"{}\" WITH (FORCE);", self.db),
-        );
-    }
 }
 
 /// Connection parameters for the workload's database as [`SUPERUSER`] on `port`.
