@@ -99,14 +99,16 @@ proptest! {
         cut in any::<proptest::sample::Index>(),
         flip in any::<proptest::sample::Index>(),
         byte in any::<u8>(),
+        extra in prop_oneof![Just(""), Just(r#","typeoid":23"#), Just(r#" , "optional" : true "#)],
+        sep in prop_oneof![Just(","), Just(" , "), Just(",\n")],
     ) {
         let columns: Vec<String> = cols
             .iter()
-            .map(|(n, t, v)| format!(r#"{{"name":"{n}","type":"{t}","value":{v}}}"#))
+            .map(|(n, t, v)| format!(r#"{{"name":"{n}","type":"{t}","value":{v}{extra}}}"#))
             .collect();
         let doc = format!(
-            r#"{{"action":"{action}","xid":5,"lsn":"0/1A","schema":"public","table":"t","columns":[{}],"pk":[{{"name":"id","type":"int"}}]}}"#,
-            columns.join(",")
+            r#"{{"action":"{action}"{sep}"xid":5{sep}"lsn":"0/1A"{sep}"schema":"public"{sep}"table":"t"{sep}"columns":[{}]{sep}"pk":[{{"name":"id","type":"int"}}]}}"#,
+            columns.join(sep)
         );
         agrees(&doc);
         let cut_at = cut.index(doc.len() + 1);
