@@ -23,11 +23,14 @@ use std::time::Instant;
 use super::pace::{ShardLimits, ShardPace};
 use super::shards::{hash_key, ShardMap};
 use crate::record::Record;
+use ready::ReadyKeys;
 
 /// Filling the next request with units.
 mod fill;
 /// What an accepted, failed or throttled unit does to the queues.
 mod outcome;
+/// A shard's ready keys: a FIFO for keys readied in order, a heap for the rest.
+mod ready;
 
 /// Bookkeeping per record held, counted with its bytes against the memory budget:
 /// the entry, its key's queue and ready-heap slot when it is a key's only record
@@ -148,7 +151,7 @@ struct KeyQueue {
 #[derive(Debug)]
 struct ShardQueue {
     /// Keys whose next record may go: (its sequence number, key), oldest first.
-    ready: BinaryHeap<Reverse<(u64, u128)>>,
+    ready: ReadyKeys,
     pace: ShardPace,
 }
 
@@ -234,7 +237,7 @@ impl Scheduler {
         };
         self.shards = (0..map.shard_count())
             .map(|_| ShardQueue {
-                ready: BinaryHeap::new(),
+                ready: ReadyKeys::new(),
                 pace: ShardPace::new(limits),
             })
             .collect();
