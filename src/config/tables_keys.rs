@@ -65,6 +65,22 @@ pub struct TableEntry {
     pub oversize: Option<TableOversize>,
 }
 
+impl TableEntry {
+    /// An entry matching `glob` that changes nothing: every other key at its default.
+    pub fn matching(glob: TableGlob) -> Self {
+        TableEntry {
+            glob,
+            skip: false,
+            stream: None,
+            partition_key: None,
+            exclude_columns: Vec::new(),
+            mask_columns: Vec::new(),
+            partition_root: None,
+            oversize: None,
+        }
+    }
+}
+
 /// A slot's table rules: `tables:` in file order (the first matching entry wins)
 /// and `mask_salt`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -183,20 +199,11 @@ fn entry(
         ));
     };
     let mut glob = None;
-    let mut e = TableEntry {
-        glob: TableGlob {
-            schema: NameGlob::parse("*"),
-            table: NameGlob::parse("*"),
-            text: String::new(),
-        },
-        skip: false,
-        stream: None,
-        partition_key: None,
-        exclude_columns: Vec::new(),
-        mask_columns: Vec::new(),
-        partition_root: None,
-        oversize: None,
-    };
+    let mut e = TableEntry::matching(TableGlob {
+        schema: NameGlob::parse("*"),
+        table: NameGlob::parse("*"),
+        text: String::new(),
+    });
     let mut skip_at = None;
     let mut routed_at: Option<(&Value, &str)> = None;
     let mut columns: Vec<(String, &Value)> = Vec::new();

@@ -14,16 +14,7 @@ fn change(kind: Kind, table: &str, columns: Vec<Column>, identity: Vec<Column>) 
 }
 
 fn entry(glob: &str) -> TableEntry {
-    TableEntry {
-        glob: TableGlob::parse(glob).unwrap(),
-        skip: false,
-        stream: None,
-        partition_key: None,
-        exclude_columns: Vec::new(),
-        mask_columns: Vec::new(),
-        partition_root: None,
-        oversize: None,
-    }
+    TableEntry::matching(TableGlob::parse(glob).unwrap())
 }
 
 fn router(entries: Vec<TableEntry>, salt: Option<&str>) -> TableRouter {
