@@ -5,13 +5,13 @@
 //! text wal2json printed, so a `numeric(40,10)` keeps every digit, unless the slot's
 //! value options ask for another form ([`types`], which never loses a digit either).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::config::{FormatConfig, PartitionKey, RecordFormat, Timestamps};
 use crate::decode::{Change, Kind};
 use crate::lsn::Lsn;
 
-use key::{find, key_changed, keyed, table_hash, table_key, KeySide};
+use key::{find, key_changed, keyed, table_hash, KeySide};
 use native::Extra;
 // The Debezium envelope writes its columns and strings the native way.
 use native::{push_columns, push_json_str};
@@ -136,7 +136,7 @@ pub struct RecordEncoder {
     /// Under `{columns}`: tables (`schema.table`) whose rows were seen with every key
     /// column, so a delete of theirs without one in its identity is certainly unkeyable
     /// (not a table that lacks the column). One entry per table.
-    tables_with_key: HashSet<String>,
+    tables_with_key: TablesSeen,
     /// The slot (Debezium's `source.name`).
     slot: String,
     format: RecordFormat,
@@ -154,7 +154,7 @@ impl RecordEncoder {
         RecordEncoder {
             database: database.into(),
             partition_key,
-            tables_with_key: HashSet::new(),
+            tables_with_key: TablesSeen::default(),
             slot: String::new(),
             format: RecordFormat::Native,
             values: types::ValueOptions::default(),
@@ -259,8 +259,8 @@ impl RecordEncoder {
                     .or_else(|| find(&change.identity, n))
                     .is_some()
             });
-            if has_key && !self.tables_with_key.contains(&table_key(change)) {
-                self.tables_with_key.insert(table_key(change));
+            if has_key {
+                self.tables_with_key.insert(&change.schema, &change.table);
             }
         }
         if let (Some(names), Kind::Update | Kind::Delete) = (columns, change.kind) {
@@ -305,6 +305,30 @@ impl RecordEncoder {
         self.partition_key = partition_key;
         self.tables_with_key.clear();
         self
+    }
+}
+
+/// Tables by schema, looked up per row from the change's own names, without
+/// building `schema.table` for each lookup.
+#[derive(Debug, Clone, Default)]
+struct TablesSeen(HashMap<String, HashSet<String>>);
+
+impl TablesSeen {
+    fn contains(&self, schema: &str, table: &str) -> bool {
+        self.0.get(schema).is_some_and(|t| t.contains(table))
+    }
+
+    fn insert(&mut self, schema: &str, table: &str) {
+        if !self.contains(schema, table) {
+            self.0
+                .entry(schema.to_string())
+                .or_default()
+                .insert(table.to_string());
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
     }
 }
 

@@ -32,7 +32,7 @@ impl RecordEncoder {
             PartitionKey::PrimaryKey => true,
             _ => match change.kind {
                 Kind::Update => names.iter().all(|n| find(&change.columns, n).is_some()),
-                _ => self.tables_with_key.contains(&table_key(change)),
+                _ => self.tables_with_key.contains(&change.schema, &change.table),
             },
         };
         if !certain {
