@@ -5,10 +5,9 @@
 //! bare, `NaN`/`Infinity` as null, booleans as `true`/`false`, everything else a JSON
 //! string of the type's text output). It never writes to the database.
 
-use serde_json::value::RawValue;
 use tokio_postgres::Client;
 
-use crate::decode::{Column, ColumnType};
+use crate::decode::{Column, ColumnType, Json};
 use crate::source::{sql_error, SourceError};
 
 /// A table the backfill cannot read in key order, or a query that failed.
@@ -275,7 +274,7 @@ impl TableShape {
                     .try_get(i)
                     .map_err(|e| query_err(sql_error("the server", "reading a chunk's row", e)))?;
                 cols.push(Column {
-                    name: name.clone(),
+                    name: name.as_str().into(),
                     value: json_value(*kind, text.as_deref(), style),
                     // The name wal2json prints (format_type), so a record option
                     // rewrites a read row exactly as the live row.
@@ -296,7 +295,7 @@ pub struct ValueStyle {
 }
 
 /// A value as wal2json prints a column of this kind.
-fn json_value(kind: ValueKind, text: Option<&str>, style: ValueStyle) -> Box<RawValue> {
+fn json_value(kind: ValueKind, text: Option<&str>, style: ValueStyle) -> Json {
     let json = match (kind, text) {
         (_, None) => "null".to_string(),
         (ValueKind::Number, Some(t)) if style.numeric_as_string => quote(t),
@@ -315,10 +314,10 @@ fn json_value(kind: ValueKind, text: Option<&str>, style: ValueStyle) -> Box<Raw
         (ValueKind::Bytea, Some(t)) => quote(t.strip_prefix("\\x").unwrap_or(t)),
         (ValueKind::Text, Some(t)) => quote(t),
     };
-    RawValue::from_string(json).unwrap_or_else(|_| {
+    Json::parse(&json).unwrap_or_else(|_| {
         // Only a number whose text is not JSON can get here (wal2json itself fails
         // on one): keep it as a string.
-        RawValue::from_string(quote(text.unwrap_or_default())).unwrap_or_default()
+        Json::printed(quote(text.unwrap_or_default()))
     })
 }
 
@@ -333,7 +332,7 @@ fn ident(name: &str) -> String {
 
 /// A key value as text, for matching a change to a buffered row: a JSON string's
 /// content, or the bare JSON (numbers, booleans).
-pub fn key_text(value: &RawValue) -> String {
+pub fn key_text(value: &Json) -> String {
     let raw = value.get();
     if raw.starts_with('"') {
         serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_string())
@@ -371,7 +370,7 @@ mod tests {
 
     #[test]
     fn key_text_unquotes_strings_only() {
-        let raw = |s: &str| RawValue::from_string(s.into()).unwrap();
+        let raw = |s: &str| crate::decode::Json::parse(s).unwrap();
         assert_eq!(key_text(&raw("42")), "42");
         assert_eq!(key_text(&raw(r#""a\u0041""#)), "aA");
         assert_eq!(key_text(&raw("true")), "true");

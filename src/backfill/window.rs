@@ -106,8 +106,8 @@ impl Buffer {
     fn row_change(&self, columns: Vec<Column>) -> Change {
         Change {
             kind: Kind::Read,
-            schema: self.schema.clone(),
-            table: self.name.clone(),
+            schema: self.schema.as_str().into(),
+            table: self.name.as_str().into(),
             columns,
             identity: Vec::new(),
             pk: self.pk.clone(),

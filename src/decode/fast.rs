@@ -10,9 +10,7 @@
 //! (`fast/tests.rs`) hold it to the serde path's output on the fixtures and on
 //! generated rows.
 
-use serde_json::value::RawValue;
-
-use super::{Change, Column, ColumnType, Kind};
+use super::{Change, Column, ColumnType, Json, Kind};
 use crate::lsn::Lsn;
 
 /// A row change, or `None` to let the serde path decide.
@@ -28,7 +26,7 @@ pub(super) fn row(data: &[u8]) -> Option<Change> {
     // between a row's tokens, so a document without any needs no check per string.
     // `plain_str` and `value` rely on this check: serde refuses a raw control
     // character inside a string, and they do not look for one.
-    if data.iter().any(|&c| c < 0x20) {
+    if has_control_byte(data) {
         return None;
     }
     let mut s = Scanner {
@@ -116,13 +114,25 @@ pub(super) fn row(data: &[u8]) -> Option<Change> {
         kind: kind?,
         // The serde path treats a missing schema as empty (include-schemas off) and
         // a missing table as an error: leave the error to it.
-        schema: schema.unwrap_or_default().to_owned(),
-        table: table?.to_owned(),
+        schema: schema.unwrap_or_default().into(),
+        table: table?.into(),
         columns: columns.unwrap_or_default(),
         identity: identity.unwrap_or_default(),
         pk: pk.unwrap_or_default(),
         lsn,
     })
+}
+
+/// Whether any byte is below 0x20, checked 32 bytes at a time (which the compiler
+/// turns into vector compares: no early exit inside a block).
+fn has_control_byte(data: &[u8]) -> bool {
+    let mut blocks = data.chunks_exact(32);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &c| any | (c < 0x20)) {
+            return true;
+        }
+    }
+    blocks.remainder().iter().any(|&c| c < 0x20)
 }
 
 struct Scanner<'a> {
@@ -165,13 +175,63 @@ impl<'a> Scanner<'a> {
     /// A string without escapes, without its quotes.
     fn plain_str(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
+        self.plain_str_body()
+    }
+
+    /// The rest of a string without escapes, its opening quote already taken. Keys,
+    /// names and types are short: the first bytes are looked at one by one, before
+    /// a vector search for the rest.
+    fn plain_str_body(&mut self) -> Option<&'a str> {
         let start = self.i;
-        let end = start + memchr::memchr2(b'"', b'\\', self.b.get(start..)?)?;
+        let rest = self.b.get(start..)?;
+        let end = match rest.iter().take(16).position(|&c| c == b'"' || c == b'\\') {
+            Some(n) => start + n,
+            None if rest.len() > 16 => 16 + start + memchr::memchr2(b'"', b'\\', &rest[16..])?,
+            None => return None,
+        };
         if self.b[end] != b'"' {
             return None;
         }
         self.i = end + 1;
         self.text(start, end)
+    }
+
+    /// Take `word` if the bytes at the cursor are exactly it.
+    fn take(&mut self, word: &[u8]) -> bool {
+        let hit = self
+            .b
+            .get(self.i..)
+            .is_some_and(|rest| rest.starts_with(word));
+        if hit {
+            self.i += word.len();
+        }
+        hit
+    }
+
+    /// A column as wal2json prints it, `{"name":"..","type":"..","value":..}` with
+    /// no spaces and no other keys: read without matching keys. `None` leaves the
+    /// cursor where it was, for the general reading.
+    fn printed_column(&mut self) -> Option<(&'a str, &'a str, &'a str)> {
+        let start = self.i;
+        let column = (|| {
+            if !self.take(br#"{"name":""#) {
+                return None;
+            }
+            let name = self.plain_str_body()?;
+            if !self.take(br#","type":""#) {
+                return None;
+            }
+            let ty = self.plain_str_body()?;
+            if !self.take(br#","value":"#) {
+                return None;
+            }
+            let value = self.value()?;
+            self.take(b"}").then_some((name, ty, value))
+        })();
+        if column.is_none() {
+            self.i = start;
+        }
+        column
     }
 
     /// A scalar value's exact text: a string (escapes other than `\u` allowed),
@@ -248,6 +308,14 @@ impl<'a> Scanner<'a> {
     fn columns(&mut self) -> Option<Vec<Column>> {
         let mut out = Vec::with_capacity(8);
         self.array(|s| {
+            if let Some((name, ty, value)) = s.printed_column() {
+                out.push(Column {
+                    name: name.into(),
+                    value: Json::scanned(value),
+                    ty: ColumnType::of(ty),
+                });
+                return Some(());
+            }
             let (mut name, mut ty, mut value) = (None, None, None);
             s.object(|s, key| {
                 match key {
@@ -262,8 +330,8 @@ impl<'a> Scanner<'a> {
                 Some(())
             })?;
             out.push(Column {
-                name: name?.to_owned(),
-                value: RawValue::from_string(value?.to_owned()).ok()?,
+                name: name?.into(),
+                value: Json::scanned(value?),
                 ty: ty.map_or(ColumnType::Other, ColumnType::of),
             });
             Some(())

@@ -4,7 +4,7 @@
 //! transaction, optionally split by `write-in-chunks`; format-version 2: one JSON
 //! document per row/transaction boundary) and the wal2json options this tool adds.
 //! It must never panic on any input, and it must never reinterpret a column value:
-//! values are kept as the exact JSON text wal2json wrote (`RawValue`), so a
+//! values are kept as the exact JSON text wal2json wrote ([`Json`]), so a
 //! `numeric(40,10)` never passes through `f64`.
 //!
 //! # Options added to the user's
@@ -60,6 +60,7 @@ use serde_json::value::RawValue;
 use crate::lsn::Lsn;
 
 mod fast;
+mod json;
 mod options;
 #[cfg(test)]
 mod proptests;
@@ -67,6 +68,7 @@ pub mod tables;
 mod v1;
 mod v2;
 
+pub use json::{Json, Name};
 pub use options::{
     check_options, effective_options, numbers_as_strings, OptionError, SIGNAL_PREFIX,
 };
@@ -113,8 +115,8 @@ impl Kind {
 /// One column and its value, exactly as wal2json printed it.
 #[derive(Debug, Clone)]
 pub struct Column {
-    pub name: String,
-    pub value: Box<RawValue>,
+    pub name: Name,
+    pub value: Json,
     /// What the record's type options need to know of the column's type (from
     /// wal2json's `columntypes`/`keytypes` (v1) or `type` (v2), or the catalog for
     /// a backfill); [`ColumnType::Other`] when wal2json sent no types.
@@ -123,7 +125,7 @@ pub struct Column {
 
 impl Column {
     /// A column of a type no option rewrites.
-    pub fn new(name: impl Into<String>, value: Box<RawValue>) -> Self {
+    pub fn new(name: impl Into<Name>, value: Json) -> Self {
         Column {
             name: name.into(),
             value,
@@ -195,8 +197,8 @@ impl ColumnType {
 #[derive(Debug, Clone)]
 pub struct Change {
     pub kind: Kind,
-    pub schema: String,
-    pub table: String,
+    pub schema: Name,
+    pub table: Name,
     /// The new row (insert, update). Empty for delete and truncate.
     pub columns: Vec<Column>,
     /// The old key / replica identity (update, delete) when the server sends it.
@@ -385,8 +387,8 @@ fn zip_columns(
         .zip(values)
         .enumerate()
         .map(|(i, (name, value))| Column {
-            name: name.into_owned(),
-            value: value.to_owned(),
+            name: Name::from(name),
+            value: Json::from_raw(value),
             ty: types
                 .get(i)
                 .map_or(ColumnType::Other, |t| ColumnType::of(t)),

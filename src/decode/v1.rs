@@ -258,8 +258,8 @@ fn push_item(
     out.push(Event::Change(Change {
         kind,
         // Absent only when the user turned include-schemas off.
-        schema: item.schema.map(Cow::into_owned).unwrap_or_default(),
-        table: table.into_owned(),
+        schema: item.schema.map(super::Name::from).unwrap_or_default(),
+        table: super::Name::from(table),
         columns,
         identity,
         pk: item

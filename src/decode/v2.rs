@@ -168,8 +168,8 @@ impl V2Decoder {
                 out.push(Event::Change(Change {
                     kind,
                     // Absent only when the user turned include-schemas off.
-                    schema: rec.schema.map(Cow::into_owned).unwrap_or_default(),
-                    table: table.into_owned(),
+                    schema: rec.schema.map(super::Name::from).unwrap_or_default(),
+                    table: super::Name::from(table),
                     columns: owned_columns(rec.columns),
                     identity: owned_columns(rec.identity),
                     pk: rec
@@ -190,8 +190,8 @@ fn owned_columns(cols: Option<Vec<ValueColumn<'_>>>) -> Vec<Column> {
     cols.unwrap_or_default()
         .into_iter()
         .map(|c| Column {
-            name: c.name.into_owned(),
-            value: c.value.to_owned(),
+            name: super::Name::from(c.name),
+            value: super::Json::from_raw(c.value),
             ty: c.ty.as_deref().map_or(ColumnType::Other, ColumnType::of),
         })
         .collect()

@@ -43,7 +43,7 @@ impl RecordEncoder {
             table: table_key(change),
             lsn: change.lsn.or(txn.commit_lsn).unwrap_or_default(),
             missing,
-            identity: change.identity.iter().map(|c| c.name.clone()).collect(),
+            identity: change.identity.iter().map(|c| c.name.to_string()).collect(),
         })
     }
 

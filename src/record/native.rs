@@ -5,7 +5,7 @@
 use super::key::table_key;
 use super::{debezium, toast, types, RecordEncoder, TxnContext};
 use crate::config::RecordFormat;
-use crate::decode::{Change, Column, Kind};
+use crate::decode::{Change, Column, Json, Kind};
 use crate::lsn::Lsn;
 
 impl RecordEncoder {
@@ -32,10 +32,7 @@ impl RecordEncoder {
                 let mut filled = change.clone();
                 filled.columns.extend(left.iter().map(|name| {
                     let marker = serde_json::to_string(&rules.placeholder).unwrap_or_default();
-                    Column::new(
-                        *name,
-                        serde_json::value::RawValue::from_string(marker).unwrap_or_default(),
-                    )
+                    Column::new(*name, Json::printed(marker))
                 }));
                 let (slot, db, values) = (&self.slot, &self.database, self.values);
                 return debezium::payload(&filled, kind, txn, slot, db, values);
@@ -140,9 +137,33 @@ pub(super) fn push_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 pub(super) fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Names, schemas and timestamps rarely hold a byte JSON escapes: copy those as
+    // they are, and leave the rest to serde_json.
+    if !s.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing a &str into a Vec cannot fail; fall back to an empty string rather
     // than panic if serde_json ever says otherwise.
     if serde_json::to_writer(&mut *out, s).is_err() {
         out.extend_from_slice(b"\"\"");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The copy without escapes writes what serde_json writes, for any text.
+        #[test]
+        fn push_json_str_writes_what_serde_json_writes(s in "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}])*") {
+            let mut out = Vec::new();
+            super::push_json_str(&mut out, &s);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
     }
 }

@@ -26,9 +26,9 @@ pub fn report_under_root(
     if !applies {
         return None;
     }
-    let leaf_schema = std::mem::replace(&mut change.schema, schema.clone());
-    let leaf_table = std::mem::replace(&mut change.table, table.clone());
-    Some((leaf_schema, leaf_table))
+    let leaf_schema = std::mem::replace(&mut change.schema, schema.as_str().into());
+    let leaf_table = std::mem::replace(&mut change.table, table.as_str().into());
+    Some((leaf_schema.into(), leaf_table.into()))
 }
 
 /// Name the leaf a record reported under its root came from:
@@ -51,8 +51,6 @@ pub fn mark_partition(record: &mut Record, leaf: &(String, String)) {
 mod tests {
     use std::time::Instant;
 
-    use serde_json::value::RawValue;
-
     use crate::config::PartitionKey;
     use crate::decode::{Change, Column, Kind};
     use crate::record::shape::{RootRule, ShapeRules, TableShape};
@@ -62,12 +60,12 @@ mod tests {
         let cols = vec![
             Column {
                 name: "id".into(),
-                value: RawValue::from_string(id.into()).unwrap(),
+                value: crate::decode::Json::parse(id).unwrap(),
                 ty: Default::default(),
             },
             Column {
                 name: "region".into(),
-                value: RawValue::from_string(format!("\"{region}\"")).unwrap(),
+                value: crate::decode::Json::parse(&format!("\"{region}\"")).unwrap(),
                 ty: Default::default(),
             },
         ];

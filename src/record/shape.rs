@@ -281,12 +281,11 @@ fn compare(shape: &TableShape, change: &Change) -> (bool, bool, bool) {
 mod tests {
     use super::*;
     use crate::decode::Column;
-    use serde_json::value::RawValue;
 
     fn col(name: &str) -> Column {
         Column {
             name: name.into(),
-            value: RawValue::from_string("1".into()).unwrap(),
+            value: crate::decode::Json::parse("1").unwrap(),
             ty: Default::default(),
         }
     }

@@ -11,12 +11,11 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::{Record, RecordEncoder, TxnContext, UnkeyedChange};
 use crate::config::{MaskMethod, PartitionKey, TableEntry, TablesConfig};
-use crate::decode::{Change, ColumnType};
+use crate::decode::{Change, ColumnType, Json};
 
 /// What a masked value becomes under `redact`.
 pub const REDACTED: &str = "\"***\"";
@@ -220,14 +219,14 @@ fn shape(change: &Change, rule: &Rule, salt: &[u8]) -> (Change, Change) {
         (&mut keys.identity, &mut shown.identity),
     ] {
         for column in k.iter_mut() {
-            if rule.exclude.contains(&column.name)
+            if rule.exclude.iter().any(|x| *x == column.name)
                 || rule.masks.iter().any(|(n, _)| *n == column.name)
             {
                 column.value = hashed(&column.value, salt);
                 column.ty = ColumnType::Other;
             }
         }
-        s.retain(|c| !rule.exclude.contains(&c.name));
+        s.retain(|c| !rule.exclude.iter().any(|x| *x == c.name));
         for column in s.iter_mut() {
             if let Some((_, method)) = rule.masks.iter().find(|(n, _)| *n == column.name) {
                 column.value = masked(&column.value, *method, salt);
@@ -239,9 +238,9 @@ fn shape(change: &Change, rule: &Rule, salt: &[u8]) -> (Change, Change) {
     (keys, shown)
 }
 
-fn masked(value: &RawValue, method: MaskMethod, salt: &[u8]) -> Box<RawValue> {
+fn masked(value: &Json, method: MaskMethod, salt: &[u8]) -> Json {
     match method {
-        _ if value.get() == "null" => value.to_owned(),
+        _ if value.get() == "null" => value.clone(),
         MaskMethod::Sha256 => hashed(value, salt),
         MaskMethod::Redact => raw(REDACTED),
     }
@@ -249,10 +248,10 @@ fn masked(value: &RawValue, method: MaskMethod, salt: &[u8]) -> Box<RawValue> {
 
 /// `"<hex sha256(salt ‖ value)>"`, the value being a string's text (unescaped) or
 /// any other JSON value's text as printed; `null` stays `null`.
-pub fn hashed(value: &RawValue, salt: &[u8]) -> Box<RawValue> {
+pub fn hashed(value: &Json, salt: &[u8]) -> Json {
     let text = value.get();
     if text == "null" {
-        return value.to_owned();
+        return value.clone();
     }
     let mut h = Sha256::new();
     h.update(salt);
@@ -263,9 +262,9 @@ pub fn hashed(value: &RawValue, salt: &[u8]) -> Box<RawValue> {
     raw(&format!("\"{}\"", hex::encode(h.finalize())))
 }
 
-fn raw(json: &str) -> Box<RawValue> {
+fn raw(json: &str) -> Json {
     // Hex digits and `***` in quotes are always valid JSON.
-    RawValue::from_string(json.to_string()).unwrap_or_else(|_| Box::<RawValue>::default())
+    Json::printed(json)
 }
 
 #[cfg(test)]

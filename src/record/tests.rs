@@ -3,10 +3,9 @@
 
 use super::*;
 use crate::decode::Column;
-use serde_json::value::RawValue;
 
 fn col(name: &str, raw: &str) -> Column {
-    Column::new(name, RawValue::from_string(raw.into()).unwrap())
+    Column::new(name, crate::decode::Json::parse(raw).unwrap())
 }
 
 fn change(kind: Kind, columns: Vec<Column>, identity: Vec<Column>) -> Change {

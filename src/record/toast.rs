@@ -6,6 +6,7 @@
 //! shape, absent from the new row wal2json printed) and how the record says so. It
 //! never invents a value: a placeholder is a marker, never the old value.
 
+use super::native::push_json_str;
 use super::shape::TableShape;
 use crate::config::UnchangedToast;
 use crate::decode::Change;
@@ -72,25 +73,18 @@ pub fn amend_data(out: &mut Vec<u8>, left: &[&str], mode: UnchangedToast, placeh
     }
 }
 
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    if serde_json::to_writer(&mut *out, s).is_err() {
-        out.extend_from_slice(b"\"\"");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::{Column, Kind};
     use crate::record::shape::ShapeColumn;
-    use serde_json::value::RawValue;
 
     fn shape(cols: &[(&str, bool)]) -> TableShape {
         TableShape {
             columns: cols
                 .iter()
                 .map(|(n, t)| ShapeColumn {
-                    name: n.to_string(),
+                    name: (*n).into(),
                     toastable: *t,
                 })
                 .collect(),
@@ -106,8 +100,8 @@ mod tests {
             columns: names
                 .iter()
                 .map(|n| Column {
-                    name: n.to_string(),
-                    value: RawValue::from_string("1".into()).unwrap(),
+                    name: (*n).into(),
+                    value: crate::decode::Json::parse("1").unwrap(),
                     ty: Default::default(),
                 })
                 .collect(),
@@ -162,7 +156,7 @@ mod tests {
     fn with_identity(mut c: Change, id: &str) -> Change {
         c.identity = vec![Column {
             name: "id".into(),
-            value: RawValue::from_string(id.into()).unwrap(),
+            value: crate::decode::Json::parse(id).unwrap(),
             ty: Default::default(),
         }];
         c.pk = vec!["id".into()];
@@ -195,7 +189,7 @@ mod tests {
         // The key moved from 1 to 2; `big` was not printed.
         let c = with_identity(update(&["id", "v"]), "2");
         let mut c = c;
-        c.columns[0].value = RawValue::from_string("3".into()).unwrap();
+        c.columns[0].value = crate::decode::Json::parse("3").unwrap();
         let v = records(&mut encoder(UnchangedToast::List), &c);
         assert_eq!(v.len(), 2);
         assert_eq!(v[0]["kind"], "delete");

@@ -3,10 +3,9 @@
 //! runs, slots and stale rows are ignored.
 
 use super::*;
-use serde_json::value::RawValue;
 
 fn col(name: &str, raw: &str) -> Column {
-    Column::new(name, RawValue::from_string(raw.into()).unwrap())
+    Column::new(name, crate::decode::Json::parse(raw).unwrap())
 }
 
 fn row(id: u32, v: &str) -> Vec<Column> {

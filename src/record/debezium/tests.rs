@@ -112,7 +112,7 @@ fn the_encoders_records_map_to_their_ops() {
     use crate::config::PartitionKey;
     use crate::decode::{Change, Column, Kind};
     use crate::record::{RecordEncoder, TxnContext};
-    let col = |name: &str, raw: &str| Column::new(name, RawValue::from_string(raw.into()).unwrap());
+    let col = |name: &str, raw: &str| Column::new(name, crate::decode::Json::parse(raw).unwrap());
     let change = |kind, columns, identity| Change {
         lsn: Some(Lsn(0x10)),
         ..Change::of_table(kind, "orders", columns, identity)
@@ -172,7 +172,7 @@ fn a_debezium_slot_writes_what_tail_makes_of_the_native_record() {
     use crate::decode::{Change, ColumnType, Kind};
     use crate::record::{RecordEncoder, TxnContext};
     let col = |name: &str, raw: &str, ty| {
-        let mut c = Column::new(name, RawValue::from_string(raw.into()).unwrap());
+        let mut c = Column::new(name, crate::decode::Json::parse(raw).unwrap());
         c.ty = ty;
         c
     };

@@ -17,7 +17,8 @@ fn policy(mode: OversizeMode) -> Oversize {
 }
 
 fn big_update() -> (Record, Change, TxnContext) {
-    let col = |name: &str, raw: String| Column::new(name, RawValue::from_string(raw).unwrap());
+    let col =
+        |name: &str, raw: String| Column::new(name, crate::decode::Json::parse(&raw).unwrap());
     let change = Change {
         kind: Kind::Update,
         schema: "public".into(),

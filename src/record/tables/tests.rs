@@ -6,7 +6,7 @@ use crate::config::{PartitionKey, TableGlob};
 use crate::decode::{Column, Kind};
 
 fn col(name: &str, raw: &str) -> Column {
-    Column::new(name, RawValue::from_string(raw.into()).unwrap())
+    Column::new(name, crate::decode::Json::parse(raw).unwrap())
 }
 
 fn change(kind: Kind, table: &str, columns: Vec<Column>, identity: Vec<Column>) -> Change {

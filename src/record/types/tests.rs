@@ -4,7 +4,7 @@
 use super::*;
 
 fn col(ty: ColumnType, raw: &str) -> Column {
-    let mut c = Column::new("c", RawValue::from_string(raw.into()).unwrap());
+    let mut c = Column::new("c", crate::decode::Json::parse(raw).unwrap());
     c.ty = ty;
     c
 }
