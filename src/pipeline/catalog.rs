@@ -75,6 +75,8 @@ impl Catalog {
             return Ok(());
         }
         let toast = rules.unchanged_toast != crate::config::UnchangedToast::Omit;
+        // One clock read for the batch: the cache's ages need no finer grain.
+        let now = Instant::now();
         for event in events {
             let change = match event {
                 Event::Begin {
@@ -91,8 +93,13 @@ impl Catalog {
                 continue;
             }
             let lsn = change.lsn.unwrap_or(txn_lsn);
-            self.ensure(shapes, &change.schema, &change.table, change, toast, lsn)
-                .await?;
+            self.ensure(
+                shapes,
+                (&change.schema, &change.table),
+                change,
+                (toast, lsn, now),
+            )
+            .await?;
             if !rules.root.any() {
                 continue;
             }
@@ -100,7 +107,7 @@ impl Catalog {
                 .get(&change.schema, &change.table)
                 .and_then(|s| s.root.clone());
             if let Some((schema, table)) = root {
-                self.ensure(shapes, &schema, &table, change, toast, lsn)
+                self.ensure(shapes, (&schema, &table), change, (toast, lsn, now))
                     .await?;
             }
         }
@@ -132,16 +139,15 @@ impl Catalog {
             .await
     }
 
+    /// Read `schema.table`'s shape unless the cache has it. `(toast, lsn, now)`: whether
+    /// unchanged TOAST needs its columns, the position for errors, and the batch's time.
     async fn ensure(
         &mut self,
         shapes: &mut ShapeCache,
-        schema: &str,
-        table: &str,
+        (schema, table): (&str, &str),
         change: &Change,
-        toast: bool,
-        lsn: Lsn,
+        (toast, lsn, now): (bool, Lsn, Instant),
     ) -> Result<(), CatalogError> {
-        let now = Instant::now();
         if !shapes.needs_lookup(schema, table, change, toast, now) {
             shapes.touch(schema, table);
             return Ok(());

@@ -266,7 +266,12 @@ impl Session<'_> {
                 }
                 msg = repl.recv(), if !restarting && reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES && reader.pending.is_empty() => {
                     last_heard = Instant::now();
-                    match msg? {
+                    // Then the messages already buffered, under the same limits, without
+                    // another turn of this select (which re-arms every branch above): the
+                    // branches above come after at most one chunk.
+                    let mut next = Some(msg?);
+                    while let Some(msg) = next.take() {
+                    match msg {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
                             self.status.metrics.observe(&events);
@@ -286,6 +291,10 @@ impl Session<'_> {
                                 last_status = Instant::now();
                             }
                         }
+                    }
+                    if reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES && reader.pending.is_empty() {
+                        next = repl.try_recv()?;
+                    }
                     }
                 }
                 // Last: hand over what was read, in chunks; reading continues while

@@ -265,6 +265,11 @@ impl Connection {
         }
     }
 
+    /// The next complete message if it is already buffered: no read.
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        take_frame(&mut self.read_buf).map_err(|d| self.protocol(d))
+    }
+
     /// Queue bytes for sending; [`Connection::flush`] sends them.
     pub fn write_buf(&mut self) -> &mut BytesMut {
         &mut self.write_buf

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use postgres_protocol::message::frontend;
 
 use super::conn::{log_notice, Connection};
-use super::frame::parse_error_fields;
+use super::frame::{parse_error_fields, Frame};
 use super::replication_wire::{
     parse_copy_data, pg_now_micros, put_status_update, start_replication_command,
     ReplicationMessage,
@@ -110,44 +110,58 @@ impl ReplicationStream {
     /// Cancel-safe: it may be dropped in `tokio::select!` at any await point without
     /// losing or tearing a message.
     pub async fn recv(&mut self) -> Result<ReplicationMessage, SourceError> {
-        let slot = self.slot.as_deref().unwrap_or("(not started)");
         loop {
+            let slot = self.slot.as_deref().unwrap_or("(not started)");
             let frame = self
                 .conn
                 .read_frame(|| format!("while streaming slot {slot:?}"))
                 .await?;
-            match frame.tag {
-                b'd' => {
-                    return parse_copy_data(frame.body)
-                        .map_err(|d| self.conn.protocol(format!("slot {slot:?}: {d}")))
-                }
-                b'E' => {
-                    return Err(self
-                        .conn
-                        .server_error(&format!("streaming slot {slot:?}"), frame.body))
-                }
-                b'N' => {
-                    let notice = parse_error_fields(frame.body);
-                    if !self.on_notice.as_ref().is_some_and(|hook| hook(&notice)) {
-                        tracing::info!(server = %self.conn.at, severity = %notice.severity, code = %notice.code, "postgres notice: {}", notice.message);
-                    }
-                }
-                b'S' => {}
-                // The walsender ends COPY (timeline switch, shutdown); CommandComplete
-                // and ReadyForQuery may follow. Either way this stream is over.
-                b'c' | b'C' | b'Z' => {
-                    return Err(SourceError::StreamEnded {
-                        at: self.conn.at.clone(),
-                        slot: slot.to_string(),
-                    })
-                }
-                other => {
-                    return Err(self.conn.protocol(format!(
-                        "unexpected message {:?} while streaming slot {slot:?}",
-                        other as char
-                    )))
-                }
+            if let Some(message) = self.message(frame)? {
+                return Ok(message);
             }
+        }
+    }
+
+    /// The next message if it is already buffered, without reading (`None` when a
+    /// read is needed): lets the caller take a burst of messages in one go.
+    pub fn try_recv(&mut self) -> Result<Option<ReplicationMessage>, SourceError> {
+        while let Some(frame) = self.conn.buffered_frame()? {
+            if let Some(message) = self.message(frame)? {
+                return Ok(Some(message));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What one frame of the COPY stream says: a message, nothing for the caller (a
+    /// notice, a parameter status), or the stream's end or error.
+    fn message(&mut self, frame: Frame) -> Result<Option<ReplicationMessage>, SourceError> {
+        let slot = self.slot.as_deref().unwrap_or("(not started)");
+        match frame.tag {
+            b'd' => parse_copy_data(frame.body)
+                .map(Some)
+                .map_err(|d| self.conn.protocol(format!("slot {slot:?}: {d}"))),
+            b'E' => Err(self
+                .conn
+                .server_error(&format!("streaming slot {slot:?}"), frame.body)),
+            b'N' => {
+                let notice = parse_error_fields(frame.body);
+                if !self.on_notice.as_ref().is_some_and(|hook| hook(&notice)) {
+                    tracing::info!(server = %self.conn.at, severity = %notice.severity, code = %notice.code, "postgres notice: {}", notice.message);
+                }
+                Ok(None)
+            }
+            b'S' => Ok(None),
+            // The walsender ends COPY (timeline switch, shutdown); CommandComplete
+            // and ReadyForQuery may follow. Either way this stream is over.
+            b'c' | b'C' | b'Z' => Err(SourceError::StreamEnded {
+                at: self.conn.at.clone(),
+                slot: slot.to_string(),
+            }),
+            other => Err(self.conn.protocol(format!(
+                "unexpected message {:?} while streaming slot {slot:?}",
+                other as char
+            ))),
         }
     }
 

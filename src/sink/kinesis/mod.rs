@@ -204,14 +204,15 @@ impl KinesisSink {
                     match chunk {
                         None => closed = true,
                         Some(chunk) => {
+                            let arrived = Instant::now();
                             for item in chunk {
-                                self.absorb(item, &mut sched, &mut tracker, &mut uploads)?;
+                                self.absorb(item, arrived, &mut sched, &mut tracker, &mut uploads)?;
                             }
                             while sched.held_bytes() + wire_bytes + uploads.bytes() < budget {
                                 match rx.try_recv() {
                                     Ok(chunk) => {
                                         for item in chunk {
-                                            self.absorb(item, &mut sched, &mut tracker, &mut uploads)?;
+                                            self.absorb(item, arrived, &mut sched, &mut tracker, &mut uploads)?;
                                         }
                                     }
                                     Err(_) => break,

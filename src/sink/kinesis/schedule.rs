@@ -23,8 +23,11 @@ use std::time::Instant;
 use super::pace::{ShardLimits, ShardPace};
 use super::shards::{hash_key, ShardMap};
 use crate::record::Record;
+use entries::KeyEntries;
 use ready::ReadyKeys;
 
+/// A key's buffered records, the first held inline.
+mod entries;
 /// Filling the next request with units.
 mod fill;
 /// What an accepted, failed or throttled unit does to the queues.
@@ -65,13 +68,19 @@ fn rank(head: &Entry) -> u64 {
 }
 
 impl Entry {
+    #[cfg(test)]
     pub fn new(seq: u64, record: Record) -> Self {
+        Entry::arrived(seq, record, Instant::now())
+    }
+
+    /// A record that entered the sink at `now` (one clock read per chunk of records).
+    pub fn arrived(seq: u64, record: Record, now: Instant) -> Self {
         Entry {
             seq,
             hash: hash_key(&record.partition_key),
             record,
             attempts: 0,
-            enqueued: Instant::now(),
+            enqueued: now,
             waiting: false,
         }
     }
@@ -141,7 +150,7 @@ pub struct Limits {
 
 #[derive(Debug, Default)]
 struct KeyQueue {
-    entries: VecDeque<Entry>,
+    entries: KeyEntries,
     in_flight: bool,
     /// Waiting out a retry backoff (in `Scheduler::delayed`).
     delayed: bool,
@@ -273,8 +282,6 @@ impl Scheduler {
         let hash = entry.hash;
         let shard = self.map.shard_of(hash);
         let queue = self.keys.entry(hash).or_insert_with(|| KeyQueue {
-            // Most keys hold one record at a time: no room for four.
-            entries: VecDeque::with_capacity(1),
             shard,
             ..KeyQueue::default()
         });

@@ -26,6 +26,7 @@ impl KinesisSink {
     pub(super) fn absorb(
         &self,
         item: Item,
+        now: Instant,
         sched: &mut Scheduler,
         tracker: &mut AckTracker,
         uploads: &mut Uploads,
@@ -34,7 +35,7 @@ impl KinesisSink {
             Item::Record(mut record) => {
                 let seq = tracker.register_record();
                 let offload = record.offload.take();
-                let mut entry = Entry::new(seq, record);
+                let mut entry = Entry::arrived(seq, record, now);
                 if let Some(offload) = offload {
                     entry.waiting = true;
                     uploads
@@ -102,6 +103,8 @@ impl KinesisSink {
             Outcome::Partial { results } => {
                 let mut unexpected_shard = false;
                 let mut failed = 0u64;
+                // Counted here and added once per answer, not once per record.
+                let (mut put, mut bytes, mut kinesis_put) = (0u64, 0u64, 0u64);
                 let mut throttled_shards = Vec::new();
                 for (unit, result) in units.into_iter().zip(results) {
                     match result {
@@ -116,13 +119,9 @@ impl KinesisSink {
                             for entry in &unit.members {
                                 tracker.accept(entry.seq);
                             }
-                            stats
-                                .records_put
-                                .fetch_add(unit.members.len() as u64, Ordering::Relaxed);
-                            stats
-                                .bytes_put
-                                .fetch_add(unit.user_bytes() as u64, Ordering::Relaxed);
-                            stats.kinesis_records_put.fetch_add(1, Ordering::Relaxed);
+                            put += unit.members.len() as u64;
+                            bytes += unit.user_bytes() as u64;
+                            kinesis_put += 1;
                             sched.accepted(unit);
                         }
                         request::RecordResult::Throttled => {
@@ -139,6 +138,11 @@ impl KinesisSink {
                         }
                     }
                 }
+                stats.records_put.fetch_add(put, Ordering::Relaxed);
+                stats.bytes_put.fetch_add(bytes, Ordering::Relaxed);
+                stats
+                    .kinesis_records_put
+                    .fetch_add(kinesis_put, Ordering::Relaxed);
                 // Once per shard and answer: the backoff grows per throttled answer,
                 // not per throttled record.
                 throttled_shards.sort_unstable();

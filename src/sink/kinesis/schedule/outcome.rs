@@ -85,16 +85,17 @@ impl Scheduler {
     /// The key's unit was accepted. Called once per record of the unit, so only
     /// the first call for a key acts: a key is never in its shard's heap twice.
     fn release_key(&mut self, hash: u128) {
-        let Some(queue) = self.keys.get_mut(&hash) else {
+        let std::collections::hash_map::Entry::Occupied(mut slot) = self.keys.entry(hash) else {
             return;
         };
+        let queue = slot.get_mut();
         if !queue.in_flight {
             return;
         }
         queue.in_flight = false;
         if queue.entries.is_empty() {
             if !queue.delayed {
-                self.keys.remove(&hash);
+                slot.remove();
             }
         } else {
             self.make_ready(hash);
