@@ -292,7 +292,8 @@ impl Session<'_> {
                             }
                         }
                     }
-                    if reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES && reader.pending.is_empty() {
+                    // A window waiting for its chunk's rows needs the rows branch first.
+                    if reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES && reader.pending.is_empty() && !reader.windows.waiting() {
                         next = repl.try_recv()?;
                     }
                     }

@@ -40,7 +40,7 @@ impl RecordEncoder {
         }
         Err(UnkeyedChange {
             kind: change.kind.as_str(),
-            table: table_key(change),
+            table: table_key(change, 0),
             lsn: change.lsn.or(txn.commit_lsn).unwrap_or_default(),
             missing,
             identity: change.identity.iter().map(|c| c.name.to_string()).collect(),
@@ -52,7 +52,7 @@ impl RecordEncoder {
     pub fn partition_key(&self, change: &Change) -> String {
         let key = match &self.partition_key {
             PartitionKey::Fixed(fixed) => return fixed.clone(),
-            PartitionKey::Table => table_key(change),
+            PartitionKey::Table => table_key(change, 0),
             // Only the primary key names a row the same way in an INSERT (new row)
             // and a DELETE (identity); a table without one is keyed by the table.
             PartitionKey::PrimaryKey => keyed(change, &change.pk, KeySide::New),
@@ -96,14 +96,16 @@ pub(super) fn key_changed(change: &Change, names: &[String]) -> bool {
 /// for every change of the table whatever its partition key.
 pub(super) fn table_hash(schema: &str, table: &str) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // Two tables sharing a hash would only share their barriers: FxHash suffices.
+    let mut h = rustc_hash::FxHasher::default();
     schema.hash(&mut h);
     table.hash(&mut h);
     h.finish()
 }
 
-pub(super) fn table_key(change: &Change) -> String {
-    let mut key = String::with_capacity(change.schema.len() + change.table.len() + 1);
+/// `schema.table`, with room for `more` bytes after it.
+pub(super) fn table_key(change: &Change, more: usize) -> String {
+    let mut key = String::with_capacity(change.schema.len() + change.table.len() + 1 + more);
     key.push_str(&change.schema);
     key.push('.');
     key.push_str(&change.table);
@@ -112,10 +114,11 @@ pub(super) fn table_key(change: &Change) -> String {
 
 /// `schema.table` followed by `|value` for each named column, read from `side`. With
 /// no names, or a name missing from the change, the table alone.
-pub(super) fn keyed(change: &Change, names: &[String], side: KeySide) -> String {
-    let mut key = table_key(change);
+pub(super) fn keyed(change: &Change, names: &[impl AsRef<str>], side: KeySide) -> String {
+    let mut key = table_key(change, 16 * names.len());
     let base_len = key.len();
     for name in names {
+        let name = name.as_ref();
         let value = match side {
             KeySide::New => find(&change.columns, name).or_else(|| find(&change.identity, name)),
             KeySide::Old => find(&change.identity, name),

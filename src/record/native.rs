@@ -84,7 +84,7 @@ impl RecordEncoder {
             Extra::KeyChange => out.extend_from_slice(b",\"key_change\":true"),
             Extra::Snapshot(chunk) => {
                 out.extend_from_slice(b",\"snapshot\":{\"table\":");
-                push_json_str(&mut out, &table_key(change));
+                push_json_str(&mut out, &table_key(change, 0));
                 out.extend_from_slice(b",\"chunk\":");
                 out.extend_from_slice(itoa::Buffer::new().format(chunk).as_bytes());
                 out.push(b'}');
