@@ -24,12 +24,15 @@ use super::pace::{ShardLimits, ShardPace};
 use super::shards::{hash_key, ShardMap};
 use crate::record::Record;
 use entries::KeyEntries;
+use keys::Keys;
 use ready::ReadyKeys;
 
 /// A key's buffered records, the first held inline.
 mod entries;
 /// Filling the next request with units.
 mod fill;
+/// The keys held: queues in slots, an index by hash.
+mod keys;
 /// What an accepted, failed or throttled unit does to the queues.
 mod outcome;
 /// A shard's ready keys: a FIFO for keys readied in order, a heap for the rest.
@@ -40,7 +43,8 @@ mod ready;
 /// (the common case with primary keys), and the allocator's headers.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>()
     + std::mem::size_of::<(u128, KeyQueue)>()
-    + std::mem::size_of::<Reverse<(u64, u128)>>()
+    + std::mem::size_of::<(u128, usize)>()
+    + std::mem::size_of::<Reverse<Ready>>()
     + 64;
 
 /// A record waiting for Kinesis, with its delivery sequence number.
@@ -157,10 +161,13 @@ struct KeyQueue {
     shard: usize,
 }
 
+/// A ready key in its shard's queue: its head's rank, its hash and its slot.
+type Ready = (u64, u128, usize);
+
 #[derive(Debug)]
 struct ShardQueue {
-    /// Keys whose next record may go: (its sequence number, key), oldest first.
-    ready: ReadyKeys,
+    /// Keys whose next record may go, oldest first.
+    ready: ReadyKeys<Ready>,
     pace: ShardPace,
 }
 
@@ -199,7 +206,7 @@ impl TableState {
 pub struct Scheduler {
     map: ShardMap,
     limits: ShardLimits,
-    keys: HashMap<u128, KeyQueue>,
+    keys: Keys,
     shards: Vec<ShardQueue>,
     /// Keys in retry backoff: (due, key).
     delayed: BinaryHeap<Reverse<(Instant, u128)>>,
@@ -219,7 +226,7 @@ impl Scheduler {
         let mut s = Scheduler {
             map: ShardMap::unknown(),
             limits,
-            keys: HashMap::default(),
+            keys: Keys::default(),
             shards: Vec::new(),
             delayed: BinaryHeap::new(),
             tables: HashMap::default(),
@@ -255,13 +262,13 @@ impl Scheduler {
         for table in self.tables.values_mut() {
             table.blocked.clear();
         }
-        let mut hashes = Vec::with_capacity(self.keys.len());
-        for (hash, queue) in &mut self.keys {
-            queue.shard = self.map.shard_of(*hash);
-            hashes.push(*hash);
+        let mut held = Vec::with_capacity(self.keys.len());
+        for (slot, hash, queue) in self.keys.iter_mut() {
+            queue.shard = self.map.shard_of(hash);
+            held.push((slot, hash));
         }
-        for hash in hashes {
-            self.make_ready(hash);
+        for (slot, hash) in held {
+            self.make_ready_at(slot, hash);
         }
     }
 
@@ -281,7 +288,7 @@ impl Scheduler {
     fn enqueue(&mut self, entry: Entry) {
         let hash = entry.hash;
         let shard = self.map.shard_of(hash);
-        let queue = self.keys.entry(hash).or_insert_with(|| KeyQueue {
+        let (slot, queue) = self.keys.get_or_insert(hash, || KeyQueue {
             shard,
             ..KeyQueue::default()
         });
@@ -291,14 +298,21 @@ impl Scheduler {
         );
         queue.entries.push_back(entry);
         if queue.entries.len() == 1 {
-            self.make_ready(hash);
+            self.make_ready_at(slot, hash);
+        }
+    }
+
+    /// [`Self::make_ready_at`] for a key known by its hash only.
+    fn make_ready(&mut self, hash: u128) {
+        if let Some(slot) = self.keys.slot(hash) {
+            self.make_ready_at(slot, hash);
         }
     }
 
     /// Put an idle key whose head may go into its shard's heap, or park it at its
     /// table's gate.
-    fn make_ready(&mut self, hash: u128) {
-        let Some(queue) = self.keys.get(&hash) else {
+    fn make_ready_at(&mut self, slot: usize, hash: u128) {
+        let Some(queue) = self.keys.at(slot, hash) else {
             return;
         };
         if queue.in_flight || queue.delayed {
@@ -314,7 +328,7 @@ impl Scheduler {
             Some(table) if !table.admits(head) => table.blocked.push(hash),
             _ => self.shards[queue.shard]
                 .ready
-                .push(Reverse((rank(head), hash))),
+                .push(Reverse((rank(head), hash, slot))),
         }
     }
 
@@ -350,7 +364,7 @@ impl Scheduler {
                 break;
             }
             self.delayed.pop();
-            if let Some(queue) = self.keys.get_mut(&hash) {
+            if let Some(queue) = self.keys.get_mut(hash) {
                 queue.delayed = false;
                 self.make_ready(hash);
             }

@@ -48,9 +48,9 @@ impl Scheduler {
     /// The shard's oldest ready key, dropping heap entries that no longer describe
     /// a ready key (a key readied twice, a remap): a slip can neither stall a shard
     /// nor put a second unit of a key in flight.
-    fn ready_head(&mut self, shard: usize) -> Option<u128> {
-        while let Some(&Reverse((seq, hash))) = self.shards[shard].ready.peek() {
-            let valid = self.keys.get(&hash).is_some_and(|q| {
+    fn ready_head(&mut self, shard: usize) -> Option<(usize, u128)> {
+        while let Some(&Reverse((seq, hash, slot))) = self.shards[shard].ready.peek() {
+            let valid = self.keys.at(slot, hash).is_some_and(|q| {
                 !q.in_flight
                     && !q.delayed
                     && q.shard == shard
@@ -61,7 +61,7 @@ impl Scheduler {
                     })
             });
             if valid {
-                return Some(hash);
+                return Some((slot, hash));
             }
             self.shards[shard].ready.pop();
         }
@@ -69,10 +69,10 @@ impl Scheduler {
     }
 
     fn take_single(&mut self, now: Instant, shard: usize, room: usize, started: bool) -> Take {
-        let Some(hash) = self.ready_head(shard) else {
+        let Some((slot, hash)) = self.ready_head(shard) else {
             return Take::ShardDone;
         };
-        let Some(queue) = self.keys.get_mut(&hash) else {
+        let Some(queue) = self.keys.at_mut(slot, hash) else {
             return Take::ShardDone;
         };
         let size = queue.entries.front().map_or(0, |e| e.record.billed_size());
@@ -105,12 +105,12 @@ impl Scheduler {
         largest: usize,
         started: bool,
     ) -> Take {
-        let Some(first) = self.ready_head(shard) else {
+        let Some((slot, first)) = self.ready_head(shard) else {
             return Take::ShardDone;
         };
         let head_size = self
             .keys
-            .get(&first)
+            .at(slot, first)
             .and_then(|q| q.entries.front())
             .map_or(0, |e| e.record.billed_size());
         if !self.shards[shard].pace.allows(now, 1, head_size as u64) {
@@ -128,11 +128,11 @@ impl Scheduler {
         };
         let mut members: Vec<Entry> = Vec::new();
         let mixed_keys = self.map.is_known();
-        'keys: while let Some(hash) = self.ready_head(shard) {
+        'keys: while let Some((slot, hash)) = self.ready_head(shard) {
             if !members.is_empty() && !mixed_keys {
                 break;
             }
-            let Some(queue) = self.keys.get_mut(&hash) else {
+            let Some(queue) = self.keys.at_mut(slot, hash) else {
                 break;
             };
             let mut took = false;

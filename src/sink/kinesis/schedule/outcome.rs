@@ -14,7 +14,7 @@ impl Scheduler {
     /// may go once it heads its key's queue.
     pub fn stored(&mut self, partition_key: &str, seq: u64) {
         let hash = hash_key(partition_key);
-        let Some(queue) = self.keys.get_mut(&hash) else {
+        let Some(queue) = self.keys.get_mut(hash) else {
             return;
         };
         let Some(entry) = queue.entries.iter_mut().find(|e| e.seq == seq) else {
@@ -47,7 +47,7 @@ impl Scheduler {
             entry.attempts += 1;
             let hash = entry.hash;
             let shard = self.map.shard_of(hash);
-            let queue = self.keys.entry(hash).or_insert_with(|| KeyQueue {
+            let (_, queue) = self.keys.get_or_insert(hash, || KeyQueue {
                 shard,
                 ..KeyQueue::default()
             });
@@ -62,7 +62,7 @@ impl Scheduler {
             }
         }
         for hash in touched {
-            let Some(queue) = self.keys.get_mut(&hash) else {
+            let Some(queue) = self.keys.get_mut(hash) else {
                 continue;
             };
             match not_before {
@@ -85,20 +85,22 @@ impl Scheduler {
     /// The key's unit was accepted. Called once per record of the unit, so only
     /// the first call for a key acts: a key is never in its shard's heap twice.
     fn release_key(&mut self, hash: u128) {
-        let std::collections::hash_map::Entry::Occupied(mut slot) = self.keys.entry(hash) else {
+        let Some(slot) = self.keys.slot(hash) else {
             return;
         };
-        let queue = slot.get_mut();
+        let Some(queue) = self.keys.at_mut(slot, hash) else {
+            return;
+        };
         if !queue.in_flight {
             return;
         }
         queue.in_flight = false;
         if queue.entries.is_empty() {
             if !queue.delayed {
-                slot.remove();
+                self.keys.remove_at(slot, hash);
             }
         } else {
-            self.make_ready(hash);
+            self.make_ready_at(slot, hash);
         }
     }
 

@@ -11,21 +11,30 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-/// (rank, key hash), smallest first; the same interface as
-/// `BinaryHeap<Reverse<(u64, u128)>>`, which it replaces.
-#[derive(Debug, Default)]
-pub(super) struct ReadyKeys {
+/// Items (the scheduler's: rank, key hash, slot), smallest first; the same
+/// interface as the `BinaryHeap<Reverse<T>>` it replaces.
+#[derive(Debug)]
+pub(super) struct ReadyKeys<T> {
     /// Ascending.
-    fifo: VecDeque<Reverse<(u64, u128)>>,
-    heap: BinaryHeap<Reverse<(u64, u128)>>,
+    fifo: VecDeque<Reverse<T>>,
+    heap: BinaryHeap<Reverse<T>>,
 }
 
-impl ReadyKeys {
+impl<T: Ord> Default for ReadyKeys<T> {
+    fn default() -> Self {
+        ReadyKeys {
+            fifo: VecDeque::new(),
+            heap: BinaryHeap::new(),
+        }
+    }
+}
+
+impl<T: Ord> ReadyKeys<T> {
     pub(super) fn new() -> Self {
         Self::default()
     }
 
-    pub(super) fn push(&mut self, item: Reverse<(u64, u128)>) {
+    pub(super) fn push(&mut self, item: Reverse<T>) {
         match self.fifo.back() {
             Some(last) if last.0 > item.0 => self.heap.push(item),
             _ => self.fifo.push_back(item),
@@ -33,7 +42,7 @@ impl ReadyKeys {
     }
 
     /// The oldest entry.
-    pub(super) fn peek(&self) -> Option<&Reverse<(u64, u128)>> {
+    pub(super) fn peek(&self) -> Option<&Reverse<T>> {
         match (self.fifo.front(), self.heap.peek()) {
             (Some(f), Some(h)) => Some(if f.0 <= h.0 { f } else { h }),
             (f, h) => f.or(h),
@@ -41,7 +50,7 @@ impl ReadyKeys {
     }
 
     /// Remove the oldest entry.
-    pub(super) fn pop(&mut self) -> Option<Reverse<(u64, u128)>> {
+    pub(super) fn pop(&mut self) -> Option<Reverse<T>> {
         let from_fifo = match (self.fifo.front(), self.heap.peek()) {
             (Some(f), Some(h)) => f.0 <= h.0,
             (f, _) => f.is_some(),
