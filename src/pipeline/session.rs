@@ -268,8 +268,11 @@ impl Session<'_> {
                     last_heard = Instant::now();
                     // Then the messages already buffered, under the same limits, without
                     // another turn of this select (which re-arms every branch above): the
-                    // branches above come after at most one chunk.
+                    // branches above wait at most for what is buffered (one read, or one
+                    // chunk of records). A signal ends the burst where the select's order
+                    // did: a restart stops reading right after the message that asked.
                     let mut next = Some(msg?);
+                    let mut signalled = false;
                     while let Some(msg) = next.take() {
                     match msg {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
@@ -280,6 +283,7 @@ impl Session<'_> {
                             catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, lsn).await?;
                             reader.pending.extend(events.drain(..));
                             reader.absorb(&mut encoder, max_record_bytes)?;
+                            signalled |= !reader.requests.is_empty() || !reader.restarts.is_empty();
                             take_requests(&mut reader, self.checkpoints);
                             pass_restarts(&mut reader, self.restarts, slot);
                         }
@@ -293,7 +297,7 @@ impl Session<'_> {
                         }
                     }
                     // A window waiting for its chunk's rows needs the rows branch first.
-                    if reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES && reader.pending.is_empty() && !reader.windows.waiting() {
+                    if !signalled && reader.out.len() < CHUNK_ITEMS && reader.out_bytes < CHUNK_BYTES && reader.pending.is_empty() && !reader.windows.waiting() {
                         next = repl.try_recv()?;
                     }
                     }

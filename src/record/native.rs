@@ -30,10 +30,11 @@ impl RecordEncoder {
                 && !left.is_empty()
             {
                 let mut filled = change.clone();
-                filled.columns.extend(left.iter().map(|name| {
-                    let marker = serde_json::to_string(&rules.placeholder).unwrap_or_default();
-                    Column::new(*name, Json::printed(marker))
-                }));
+                let marker = serde_json::to_string(&rules.placeholder)
+                    .map_or_else(|_| Json::default(), Json::printed);
+                filled
+                    .columns
+                    .extend(left.iter().map(|name| Column::new(*name, marker.clone())));
                 let (slot, db, values) = (&self.slot, &self.database, self.values);
                 return debezium::payload(&filled, kind, txn, slot, db, values);
             }

@@ -204,6 +204,7 @@ impl KinesisSink {
                     match chunk {
                         None => closed = true,
                         Some(chunk) => {
+                            // One clock read per wake-up, for every chunk it drains.
                             let arrived = Instant::now();
                             for item in chunk {
                                 self.absorb(item, arrived, &mut sched, &mut tracker, &mut uploads)?;

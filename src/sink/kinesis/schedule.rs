@@ -39,10 +39,11 @@ mod outcome;
 mod ready;
 
 /// Bookkeeping per record held, counted with its bytes against the memory budget:
-/// the entry, its key's queue and ready-heap slot when it is a key's only record
-/// (the common case with primary keys), and the allocator's headers.
-pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>()
-    + std::mem::size_of::<(u128, KeyQueue)>()
+/// its key's slot (which holds the key's first entry inline, and is at least the
+/// size of an entry queued behind it), the key's index entry and ready-queue item
+/// when it is a key's only record (the common case with primary keys), and the
+/// allocator's headers.
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<(u128, KeyQueue)>()
     + std::mem::size_of::<(u128, usize)>()
     + std::mem::size_of::<Reverse<Ready>>()
     + 64;
