@@ -5,10 +5,10 @@
 //! names have no escapes, whose values are JSON scalars (strings without `\u`
 //! escapes, numbers, `true`, `false`, `null`), with no key twice. Anything else
 //! (`B`, `C`, `M`, `T`, an odd table name, a syntax error) returns `None` and goes
-//! to the serde path in `v2.rs`, which decodes it or reports the error. So this
-//! module changes how fast a row is decoded, never what it decodes to; its tests
-//! (`fast/tests.rs`) hold it to the serde path's output on the fixtures and on
-//! generated rows.
+//! to the serde path in `v2.rs`, which decodes it or reports the error. It changes
+//! how fast a row is decoded, never what it decodes to: its tests hold it to the
+//! serde path's output on the fixtures and on generated rows. `fast/chunk.rs` does
+//! the same for format-version 1 change chunks, with this scanner.
 
 use super::{Change, Column, ColumnType, Json, Kind};
 use crate::lsn::Lsn;
@@ -123,8 +123,7 @@ pub(super) fn row(data: &[u8]) -> Option<Change> {
     })
 }
 
-/// Whether any byte is below 0x20, checked 32 bytes at a time (which the compiler
-/// turns into vector compares: no early exit inside a block).
+/// Whether any byte is below 0x20, in blocks of 32 that compile to vector compares.
 fn has_control_byte(data: &[u8]) -> bool {
     let mut blocks = data.chunks_exact(32);
     for block in &mut blocks {
@@ -178,9 +177,8 @@ impl<'a> Scanner<'a> {
         self.plain_str_body()
     }
 
-    /// The rest of a string without escapes, its opening quote already taken. Keys,
-    /// names and types are short: the first bytes are looked at one by one, before
-    /// a vector search for the rest.
+    /// The rest of a string without escapes, its opening quote taken: short keys and
+    /// names are scanned bytewise, then memchr takes the rest.
     fn plain_str_body(&mut self) -> Option<&'a str> {
         let start = self.i;
         let rest = self.b.get(start..)?;
@@ -394,6 +392,9 @@ impl<'a> Scanner<'a> {
         }
     }
 }
+
+/// Format-version 1 change chunks.
+pub(super) mod chunk;
 
 #[cfg(test)]
 mod tests;

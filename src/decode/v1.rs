@@ -122,19 +122,56 @@ impl V1Decoder {
                 return Ok(());
             }
             let item_text = body.strip_prefix(b",").unwrap_or(body);
-            let item: Item<'_> =
-                serde_json::from_slice(item_text).map_err(|e| json_error(wal_start, data, e))?;
-            if item.kind == "message" && item.transactional != Some(true) {
-                // Non-transactional messages are written when read from WAL, never
-                // while a transaction is replayed; one here means a lost close chunk.
-                return Err(shape_error(
-                    wal_start,
-                    data,
-                    "non-transactional message inside a chunked transaction",
-                ));
+            // A row change, the bulk of the stream, in one pass; the rest through serde.
+            if let Some(change) = super::fast::chunk::row(item_text) {
+                out.push(Event::Change(change));
+                return Ok(());
             }
-            return push_item(item, wal_start, data, out);
+            Self::item_chunk(wal_start, item_text, data, out)
+        } else {
+            self.feed_document(wal_start, body, data, out)
         }
+    }
+
+    /// One change chunk through serde (`item_text` without its leading `,`).
+    fn item_chunk(
+        wal_start: Lsn,
+        item_text: &[u8],
+        data: &[u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), DecodeError> {
+        let item: Item<'_> =
+            serde_json::from_slice(item_text).map_err(|e| json_error(wal_start, data, e))?;
+        if item.kind == "message" && item.transactional != Some(true) {
+            // Non-transactional messages are written when read from WAL, never
+            // while a transaction is replayed; one here means a lost close chunk.
+            return Err(shape_error(
+                wal_start,
+                data,
+                "non-transactional message inside a chunked transaction",
+            ));
+        }
+        push_item(item, wal_start, data, out)
+    }
+
+    /// A change chunk through serde only, as the fast path's tests compare with.
+    #[cfg(test)]
+    pub(super) fn item_slow(
+        wal_start: Lsn,
+        item_text: &[u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), DecodeError> {
+        Self::item_chunk(wal_start, item_text, item_text, out)
+    }
+
+    /// A whole document, or a chunked transaction's header, outside a transaction.
+    fn feed_document(
+        &mut self,
+        wal_start: Lsn,
+        body: &[u8],
+        data: &[u8],
+        out: &mut Vec<Event>,
+    ) -> Result<(), DecodeError> {
         if body.ends_with(b"[") {
             // Header chunk: close it to make a parseable document. Once per transaction.
             let closed = [body, b"]}"].concat();

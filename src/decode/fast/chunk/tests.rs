@@ -1,0 +1,138 @@
+//! Unit tests of the v1 chunk scanner: it answers as the serde path does, or not at all.
+
+use super::*;
+use crate::decode::tests::fixture_lines;
+use crate::decode::v1::V1Decoder;
+use crate::decode::Event;
+use crate::lsn::Lsn;
+use proptest::prelude::*;
+
+/// What the serde path makes of the chunk `doc` inside a chunked transaction.
+fn slow(doc: &str) -> String {
+    let mut out = Vec::new();
+    match V1Decoder::item_slow(Lsn(7), doc.as_bytes(), &mut out) {
+        Ok(()) => format!("{out:?}"),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn fast(doc: &str) -> Option<String> {
+    row(doc.as_bytes()).map(|c| format!("{:?}", vec![Event::Change(c)]))
+}
+
+/// Where the fast path answers, it answers what the serde path does.
+fn agrees(doc: &str) {
+    if let Some(f) = fast(doc) {
+        assert_eq!(f, slow(doc), "fast path differs on {doc}");
+    }
+}
+
+#[test]
+fn every_change_chunk_of_the_fixtures_decodes_as_the_serde_path_does() {
+    let mut rows = 0;
+    for fixture in [
+        include_str!("../../testdata/v1_chunks.jsonl"),
+        include_str!("../../testdata/v1_chunks_messages.jsonl"),
+        include_str!("../../testdata/v1_chunks_pretty.jsonl"),
+    ] {
+        for (_, data) in fixture_lines(fixture) {
+            let Ok(data) = std::str::from_utf8(&data) else {
+                assert!(row(&data).is_none());
+                continue;
+            };
+            // As v1.rs hands it over: trimmed, without the `,` of later changes.
+            let item = data.trim();
+            let item = item.strip_prefix(',').unwrap_or(item);
+            if !item.starts_with('{') || item.starts_with(r#"{"xid""#) {
+                continue; // headers and closes are not changes
+            }
+            agrees(item);
+            rows += usize::from(fast(item).is_some());
+        }
+    }
+    assert!(rows >= 5, "only {rows} fixture chunks took the fast path");
+}
+
+#[test]
+fn an_update_with_old_keys_takes_the_fast_path() {
+    let doc = r#"{"kind":"update","schema":"public","table":"t","columnnames":["id","n"],"columntypes":["bigint","jsonb"],"columnvalues":[2,"{\"a\": 1}"],"oldkeys":{"keynames":["id"],"keytypes":["bigint"],"keyvalues":[1]},"pk":{"pknames":["id"],"pktypes":["bigint"]}}"#;
+    let c = row(doc.as_bytes()).expect("fast path");
+    assert_eq!(c.kind, Kind::Update);
+    assert_eq!(c.identity[0].value.get(), "1");
+    assert_eq!(c.columns[1].ty, ColumnType::Json);
+    assert_eq!(c.pk, ["id"]);
+    agrees(doc);
+}
+
+#[test]
+fn what_it_does_not_fully_understand_goes_to_the_serde_path() {
+    for doc in [
+        r#"{"kind":"message","transactional":true,"prefix":"p","content":"c"}"#,
+        r#"{"kind":"truncate","schema":"s","table":"t"}"#,
+        r#"{"kind":"insert","table":"t","columnnames":["a"],"columnvalues":[1,2]}"#,
+        r#"{"kind":"insert","table":"t","columnnames":["a"],"columntypes":["int","int"],"columnvalues":[1]}"#,
+        r#"{"kind":"insert","table":"t","columnnames":["a"],"columnvalues":[[1]]}"#,
+        r#"{"kind":"insert","table":"t","columnnames":["a\"b"],"columnvalues":[1]}"#,
+        r#"{"kind":"delete","table":"t","oldkeys":{"keynames":["a"]}}"#,
+        r#"{"kind":"insert","table":"t","table":"u"}"#,
+        r#"{"kind":"insert","table":"t","pk":{"pknames":["a"],"pknames":["b"]}}"#,
+        r#"{"kind":"insert","table":"t"} x"#,
+        r#"{"kind":"insert","table":"t","#,
+        "{\"kind\":\"insert\",\"table\":\"t\",\"columnnames\":[\"a\"],\"columnvalues\":[\"\x01\"]}",
+    ] {
+        assert!(fast(doc).is_none(), "fast path took {doc}");
+    }
+}
+
+fn scalar() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("null".to_string()),
+        Just("true".to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,12})?([eE][+-]?[0-9]{1,3})?",
+        any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
+    ]
+}
+
+proptest! {
+    /// Generated chunks, whole and cut or flipped: the fast path never answers
+    /// differently from the serde path.
+    #[test]
+    fn agrees_with_the_serde_path_on_generated_and_mutated_chunks(
+        kind in prop_oneof![Just("insert"), Just("update"), Just("delete"), Just("message")],
+        cols in proptest::collection::vec(("[a-z_]{1,8}", "[a-z ()0-9]{1,30}", scalar()), 0..6),
+        types in any::<bool>(),
+        old in any::<bool>(),
+        cut in any::<proptest::sample::Index>(),
+        flip in any::<proptest::sample::Index>(),
+        byte in any::<u8>(),
+        sep in prop_oneof![Just(","), Just(" , "), Just(",\n")],
+    ) {
+        let list = |f: &dyn Fn(&(String, String, String)) -> String| {
+            cols.iter().map(f).collect::<Vec<_>>().join(sep)
+        };
+        let names = list(&|(n, _, _)| format!("\"{n}\""));
+        let tys = list(&|(_, t, _)| format!("\"{t}\""));
+        let vals = list(&|(_, _, v)| v.clone());
+        let mut doc = format!(r#"{{"kind":"{kind}"{sep}"schema":"public"{sep}"table":"t"{sep}"columnnames":[{names}]"#);
+        if types {
+            doc += &format!(r#"{sep}"columntypes":[{tys}]"#);
+        }
+        doc += &format!(r#"{sep}"columnvalues":[{vals}]"#);
+        if old {
+            doc += &format!(r#"{sep}"oldkeys":{{"keynames":[{names}],"keytypes":[{tys}],"keyvalues":[{vals}]}}"#);
+        }
+        doc += r#","pk":{"pknames":["id"],"pktypes":["integer"]}}"#;
+        agrees(&doc);
+        let cut_at = cut.index(doc.len() + 1);
+        if doc.is_char_boundary(cut_at) {
+            agrees(&doc[..cut_at]);
+        }
+        let mut flipped = doc.clone().into_bytes();
+        let at = flip.index(flipped.len());
+        flipped[at] = byte;
+        if let Ok(flipped) = String::from_utf8(flipped) {
+            agrees(&flipped);
+        }
+    }
+}
