@@ -12,6 +12,7 @@
 
 use super::{Change, Column, ColumnType, Json, Kind};
 use crate::lsn::Lsn;
+use scan::{has_control_byte, Scanner};
 
 /// A row change, or `None` to let the serde path decide.
 pub(super) fn row(data: &[u8]) -> Option<Change> {
@@ -29,24 +30,13 @@ pub(super) fn row(data: &[u8]) -> Option<Change> {
     if has_control_byte(data) {
         return None;
     }
-    let mut s = Scanner {
-        t: text,
-        b: text.as_bytes(),
-        i: 0,
-    };
-    let mut seen = 0u16;
+    let mut s = Scanner::new(text);
     let mut kind = None;
     let mut lsn = None;
     let (mut schema, mut table) = (None, None);
     let (mut columns, mut identity, mut pk) = (None, None, None);
-    s.expect(b'{')?;
-    if s.peek()? == b'}' {
-        return None;
-    }
-    loop {
-        let key = s.plain_str()?;
-        s.expect(b':')?;
-        let bit = match key {
+    s.document(|s, key| {
+        Some(match key {
             "action" => {
                 kind = Some(match s.plain_str()? {
                     "I" => Kind::Insert,
@@ -96,20 +86,8 @@ pub(super) fn row(data: &[u8]) -> Option<Change> {
                 s.value()?;
                 0
             }
-        };
-        if seen & bit != 0 {
-            return None; // serde refuses a duplicate field
-        }
-        seen |= bit;
-        match s.next_byte()? {
-            b',' => {}
-            b'}' => break,
-            _ => return None,
-        }
-    }
-    if s.skip_ws() != s.b.len() {
-        return None;
-    }
+        })
+    })?;
     Some(Change {
         kind: kind?,
         // The serde path treats a missing schema as empty (include-schemas off) and
@@ -123,89 +101,7 @@ pub(super) fn row(data: &[u8]) -> Option<Change> {
     })
 }
 
-/// Whether any byte is below 0x20, in blocks of 32 that compile to vector compares.
-fn has_control_byte(data: &[u8]) -> bool {
-    let mut blocks = data.chunks_exact(32);
-    for block in &mut blocks {
-        if block.iter().fold(false, |any, &c| any | (c < 0x20)) {
-            return true;
-        }
-    }
-    blocks.remainder().iter().any(|&c| c < 0x20)
-}
-
-struct Scanner<'a> {
-    t: &'a str,
-    b: &'a [u8],
-    i: usize,
-}
-
 impl<'a> Scanner<'a> {
-    fn skip_ws(&mut self) -> usize {
-        while let Some(c) = self.b.get(self.i) {
-            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
-                break;
-            }
-            self.i += 1;
-        }
-        self.i
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.skip_ws();
-        self.b.get(self.i).copied()
-    }
-
-    fn next_byte(&mut self) -> Option<u8> {
-        let c = self.peek()?;
-        self.i += 1;
-        Some(c)
-    }
-
-    fn expect(&mut self, want: u8) -> Option<()> {
-        (self.next_byte()? == want).then_some(())
-    }
-
-    fn text(&self, from: usize, to: usize) -> Option<&'a str> {
-        // Both ends sit next to ASCII bytes, so on character boundaries.
-        self.t.get(from..to)
-    }
-
-    /// A string without escapes, without its quotes.
-    fn plain_str(&mut self) -> Option<&'a str> {
-        self.expect(b'"')?;
-        self.plain_str_body()
-    }
-
-    /// The rest of a string without escapes, its opening quote taken: short keys and
-    /// names are scanned bytewise, then memchr takes the rest.
-    fn plain_str_body(&mut self) -> Option<&'a str> {
-        let start = self.i;
-        let rest = self.b.get(start..)?;
-        let end = match rest.iter().take(16).position(|&c| c == b'"' || c == b'\\') {
-            Some(n) => start + n,
-            None if rest.len() > 16 => 16 + start + memchr::memchr2(b'"', b'\\', &rest[16..])?,
-            None => return None,
-        };
-        if self.b[end] != b'"' {
-            return None;
-        }
-        self.i = end + 1;
-        self.text(start, end)
-    }
-
-    /// Take `word` if the bytes at the cursor are exactly it.
-    fn take(&mut self, word: &[u8]) -> bool {
-        let hit = self
-            .b
-            .get(self.i..)
-            .is_some_and(|rest| rest.starts_with(word));
-        if hit {
-            self.i += word.len();
-        }
-        hit
-    }
-
     /// A column as wal2json prints it, `{"name":"..","type":"..","value":..}` with
     /// no spaces and no other keys: read without matching keys. `None` leaves the
     /// cursor where it was, for the general reading.
@@ -230,76 +126,6 @@ impl<'a> Scanner<'a> {
             self.i = start;
         }
         column
-    }
-
-    /// A scalar value's exact text: a string (escapes other than `\u` allowed),
-    /// a number in JSON's grammar, `true`, `false` or `null`.
-    fn value(&mut self) -> Option<&'a str> {
-        let start = self.skip_ws();
-        match *self.b.get(self.i)? {
-            b'"' => {
-                self.i += 1;
-                loop {
-                    self.i += memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
-                    match *self.b.get(self.i + 1)? {
-                        _ if self.b[self.i] == b'"' => break,
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
-                        _ => return None,
-                    }
-                }
-                self.i += 1;
-            }
-            b't' => self.literal(b"true")?,
-            b'f' => self.literal(b"false")?,
-            b'n' => self.literal(b"null")?,
-            b'-' | b'0'..=b'9' => self.number()?,
-            _ => return None,
-        }
-        self.text(start, self.i)
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        if self.b.get(self.i..self.i + word.len())? != word {
-            return None;
-        }
-        self.i += word.len();
-        Some(())
-    }
-
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
-    fn number(&mut self) -> Option<()> {
-        if self.b.get(self.i) == Some(&b'-') {
-            self.i += 1;
-        }
-        match *self.b.get(self.i)? {
-            b'0' => self.i += 1,
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.b.get(self.i) == Some(&b'.') {
-            self.i += 1;
-            self.some_digits()?;
-        }
-        if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
-            self.i += 1;
-            if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
-                self.i += 1;
-            }
-            self.some_digits()?;
-        }
-        Some(())
-    }
-
-    fn digits(&mut self) {
-        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
-            self.i += 1;
-        }
-    }
-
-    fn some_digits(&mut self) -> Option<()> {
-        let start = self.i;
-        self.digits();
-        (self.i > start).then_some(())
     }
 
     /// `[{"name": .., "type": .., "value": .., ...}, ...]`
@@ -357,44 +183,12 @@ impl<'a> Scanner<'a> {
         })?;
         Some(out)
     }
-
-    fn array(&mut self, mut each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.expect(b'[')?;
-        if self.peek()? == b']' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            each(self)?;
-            match self.next_byte()? {
-                b',' => {}
-                b']' => return Some(()),
-                _ => return None,
-            }
-        }
-    }
-
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.expect(b'{')?;
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            let key = self.plain_str()?;
-            self.expect(b':')?;
-            field(self, key)?;
-            match self.next_byte()? {
-                b',' => {}
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
-    }
 }
 
 /// Format-version 1 change chunks.
 pub(super) mod chunk;
+/// The scanner both fast paths use.
+mod scan;
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@
 //! anything else it does not fully understand returns `None` and goes to serde in
 //! `v1.rs`, which decodes it or names the error.
 
-use super::{has_control_byte, Scanner};
+use super::scan::{has_control_byte, Scanner};
 use crate::decode::{Change, Column, ColumnType, Json, Kind};
 
 /// `(names, values, types)` of `columnnames`/`columnvalues`/`columntypes` or of
@@ -22,20 +22,12 @@ pub(in crate::decode) fn row(data: &[u8]) -> Option<Change> {
     if has_control_byte(data) {
         return None;
     }
-    let mut s = Scanner {
-        t: text,
-        b: text.as_bytes(),
-        i: 0,
-    };
-    let mut seen = 0u16;
+    let mut s = Scanner::new(text);
     let (mut kind, mut schema, mut table) = (None, None, None);
     let (mut names, mut values, mut types) = (None, None, None);
     let (mut old, mut pk) = (None, None);
-    s.expect(b'{')?;
-    loop {
-        let key = s.plain_str()?;
-        s.expect(b':')?;
-        let bit = match key {
+    s.document(|s, key| {
+        Some(match key {
             "kind" => {
                 kind = Some(match s.plain_str()? {
                     "insert" => Kind::Insert,
@@ -79,20 +71,8 @@ pub(in crate::decode) fn row(data: &[u8]) -> Option<Change> {
                 s.value()?;
                 0
             }
-        };
-        if seen & bit != 0 {
-            return None; // serde refuses a duplicate field
-        }
-        seen |= bit;
-        match s.next_byte()? {
-            b',' => {}
-            b'}' => break,
-            _ => return None,
-        }
-    }
-    if s.skip_ws() != s.b.len() {
-        return None;
-    }
+        })
+    })?;
     let columns = zip((names.unwrap_or_default(), values.unwrap_or_default(), types))?;
     let identity = match old {
         Some(lists) => zip(lists)?,

@@ -1,0 +1,232 @@
+//! The scanner under the fast paths: one pass over a document already checked as
+//! UTF-8 and free of control bytes, slicing strings and scalars out of it, and
+//! answering `None` for anything outside the subset the fast paths accept.
+
+/// Whether any byte is below 0x20, in blocks of 32 that compile to vector compares.
+pub(super) fn has_control_byte(data: &[u8]) -> bool {
+    let mut blocks = data.chunks_exact(32);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &c| any | (c < 0x20)) {
+            return true;
+        }
+    }
+    blocks.remainder().iter().any(|&c| c < 0x20)
+}
+
+/// A cursor over one document.
+pub(super) struct Scanner<'a> {
+    pub(super) t: &'a str,
+    pub(super) b: &'a [u8],
+    pub(super) i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    pub(super) fn new(text: &'a str) -> Self {
+        Scanner {
+            t: text,
+            b: text.as_bytes(),
+            i: 0,
+        }
+    }
+
+    pub(super) fn skip_ws(&mut self) -> usize {
+        while let Some(c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                break;
+            }
+            self.i += 1;
+        }
+        self.i
+    }
+
+    pub(super) fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.b.get(self.i).copied()
+    }
+
+    pub(super) fn next_byte(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    pub(super) fn expect(&mut self, want: u8) -> Option<()> {
+        (self.next_byte()? == want).then_some(())
+    }
+
+    pub(super) fn text(&self, from: usize, to: usize) -> Option<&'a str> {
+        // Both ends sit next to ASCII bytes, so on character boundaries.
+        self.t.get(from..to)
+    }
+
+    /// A string without escapes, without its quotes.
+    pub(super) fn plain_str(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        self.plain_str_body()
+    }
+
+    /// The rest of a string without escapes, its opening quote taken: short keys and
+    /// names are scanned bytewise, then memchr takes the rest.
+    pub(super) fn plain_str_body(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        let rest = self.b.get(start..)?;
+        let end = match rest.iter().take(16).position(|&c| c == b'"' || c == b'\\') {
+            Some(n) => start + n,
+            None if rest.len() > 16 => 16 + start + memchr::memchr2(b'"', b'\\', &rest[16..])?,
+            None => return None,
+        };
+        if self.b[end] != b'"' {
+            return None;
+        }
+        self.i = end + 1;
+        self.text(start, end)
+    }
+
+    /// Take `word` if the bytes at the cursor are exactly it.
+    pub(super) fn take(&mut self, word: &[u8]) -> bool {
+        let hit = self
+            .b
+            .get(self.i..)
+            .is_some_and(|rest| rest.starts_with(word));
+        if hit {
+            self.i += word.len();
+        }
+        hit
+    }
+
+    /// A scalar value's exact text: a string (escapes other than `\u` allowed),
+    /// a number in JSON's grammar, `true`, `false` or `null`.
+    pub(super) fn value(&mut self) -> Option<&'a str> {
+        let start = self.skip_ws();
+        match *self.b.get(self.i)? {
+            b'"' => {
+                self.i += 1;
+                loop {
+                    self.i += memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
+                    match *self.b.get(self.i + 1)? {
+                        _ if self.b[self.i] == b'"' => break,
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
+                        _ => return None,
+                    }
+                }
+                self.i += 1;
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => return None,
+        }
+        self.text(start, self.i)
+    }
+
+    pub(super) fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.b.get(self.i..self.i + word.len())? != word {
+            return None;
+        }
+        self.i += word.len();
+        Some(())
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    pub(super) fn number(&mut self) -> Option<()> {
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match *self.b.get(self.i)? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    pub(super) fn digits(&mut self) {
+        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+    }
+
+    pub(super) fn some_digits(&mut self) -> Option<()> {
+        let start = self.i;
+        self.digits();
+        (self.i > start).then_some(())
+    }
+
+    /// A whole document `{"key": value, ...}` with nothing after it: `field` reads
+    /// each key's value and returns the key's bit (0 for a key serde skips). A key
+    /// twice is refused, as serde refuses a duplicate field.
+    pub(super) fn document(
+        &mut self,
+        mut field: impl FnMut(&mut Self, &'a str) -> Option<u16>,
+    ) -> Option<()> {
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            return None;
+        }
+        let mut seen = 0u16;
+        loop {
+            let key = self.plain_str()?;
+            self.expect(b':')?;
+            let bit = field(self, key)?;
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            match self.next_byte()? {
+                b',' => {}
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        (self.skip_ws() == self.b.len()).then_some(())
+    }
+
+    pub(super) fn array(&mut self, mut each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.expect(b'[')?;
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            each(self)?;
+            match self.next_byte()? {
+                b',' => {}
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    pub(super) fn object(
+        &mut self,
+        mut field: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.plain_str()?;
+            self.expect(b':')?;
+            field(self, key)?;
+            match self.next_byte()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+}
