@@ -84,6 +84,37 @@ fn what_it_does_not_fully_understand_goes_to_the_serde_path() {
     }
 }
 
+/// Where serde's reading has its own rules (`null` for an absent option, unknown
+/// fields twice, empty lists), the fast path agrees or declines.
+#[test]
+fn agrees_where_serde_has_its_own_rules() {
+    let row = r#""table":"t","columnnames":["a"],"columnvalues":[1]"#;
+    for extra in [
+        r#","schema":null"#,
+        r#","columntypes":null"#,
+        r#","oldkeys":null"#,
+        r#","pk":null"#,
+        r#","x":1,"x":2"#,
+        r#","pk":{"pknames":["a"],"pktypes":["int"],"pktypes":["int"]}"#,
+        r#","columntypes":[]"#,
+    ] {
+        agrees(&format!(r#"{{"kind":"insert",{row}{extra}}}"#));
+    }
+    for doc in [
+        r#"{"kind":"insert","table":"t","columnvalues":[1]}"#,
+        r#"{"kind":"insert","table":"t","columnnames":[],"columnvalues":[]}"#,
+    ] {
+        agrees(doc);
+    }
+    let escaped =
+        r#"{"kind":"insert","table":"t","columnnames":["a"],"columnvalues":["q\"b\\c\/d"]}"#;
+    assert!(
+        fast(escaped).is_some(),
+        "escapes other than \\u take the fast path"
+    );
+    agrees(escaped);
+}
+
 fn scalar() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("null".to_string()),
