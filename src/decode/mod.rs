@@ -3,9 +3,8 @@
 //! Owns the two wal2json wire formats (format-version 1: one JSON document per
 //! transaction, optionally split by `write-in-chunks`; format-version 2: one JSON
 //! document per row/transaction boundary) and the wal2json options this tool adds.
-//! It must never panic on any input, and it must never reinterpret a column value:
-//! values are kept as the exact JSON text wal2json wrote ([`Json`]), so a
-//! `numeric(40,10)` never passes through `f64`.
+//! It never panics on any input and never reinterprets a value: values stay the exact
+//! JSON text wal2json wrote ([`Json`]), so a `numeric(40,10)` never passes `f64`.
 //!
 //! # Options added to the user's
 //!
