@@ -5,25 +5,34 @@ use crate::decode::tests::fixture_lines;
 use crate::decode::Event;
 use proptest::prelude::*;
 
-/// What the serde path makes of `doc` (inside a transaction).
-fn slow(doc: &str) -> String {
-    let mut d = super::super::v2::V2Decoder::in_transaction();
+/// Where a fast path answered `fast` for `doc`, its change is what `slow` (the serde
+/// path, writing into the events) makes of `doc`: the check both fast paths' tests use.
+pub(super) fn assert_agrees(
+    doc: &str,
+    fast: Option<Change>,
+    slow: impl FnOnce(&mut Vec<Event>) -> Result<(), crate::decode::DecodeError>,
+) {
+    let Some(change) = fast else {
+        return;
+    };
     let mut out = Vec::new();
-    match d.feed_slow(Lsn(7), doc.as_bytes(), &mut out) {
+    let serde = match slow(&mut out) {
         Ok(()) => format!("{out:?}"),
         Err(e) => format!("error: {e}"),
-    }
+    };
+    let fast = format!("{:?}", vec![Event::Change(change)]);
+    assert_eq!(fast, serde, "fast path differs on {doc}");
 }
 
-fn fast(doc: &str) -> Option<String> {
-    row(doc.as_bytes()).map(|c| format!("{:?}", vec![Event::Change(c)]))
+fn fast(doc: &str) -> Option<Change> {
+    row(doc.as_bytes())
 }
 
-/// Where the fast path answers, it answers what the serde path does.
+/// Where the fast path answers, it answers what the serde path does (in a transaction).
 fn agrees(doc: &str) {
-    if let Some(f) = fast(doc) {
-        assert_eq!(f, slow(doc), "fast path differs on {doc}");
-    }
+    assert_agrees(doc, fast(doc), |out| {
+        super::super::v2::V2Decoder::in_transaction().feed_slow(Lsn(7), doc.as_bytes(), out)
+    });
 }
 
 #[test]
@@ -78,7 +87,8 @@ fn what_it_does_not_fully_understand_goes_to_the_serde_path() {
     }
 }
 
-fn scalar() -> impl Strategy<Value = String> {
+/// A JSON scalar as wal2json may print one.
+pub(super) fn scalar() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("null".to_string()),
         Just("true".to_string()),
@@ -110,16 +120,26 @@ proptest! {
             r#"{{"action":"{action}"{sep}"xid":5{sep}"lsn":"0/1A"{sep}"schema":"public"{sep}"table":"t"{sep}"columns":[{}]{sep}"pk":[{{"name":"id","type":"int"}}]}}"#,
             columns.join(sep)
         );
-        agrees(&doc);
-        let cut_at = cut.index(doc.len() + 1);
-        if doc.is_char_boundary(cut_at) {
-            agrees(&doc[..cut_at]);
-        }
-        let mut flipped = doc.clone().into_bytes();
-        let at = flip.index(flipped.len());
-        flipped[at] = byte;
-        if let Ok(flipped) = String::from_utf8(flipped) {
-            agrees(&flipped);
-        }
+        whole_cut_and_flipped(&doc, (cut, flip, byte), agrees);
+    }
+}
+
+/// `check` on `doc`, on `doc` cut at `cut`, and on `doc` with the byte at `flip` set
+/// to `byte` (where each is still text).
+pub(super) fn whole_cut_and_flipped(
+    doc: &str,
+    (cut, flip, byte): (proptest::sample::Index, proptest::sample::Index, u8),
+    check: impl Fn(&str),
+) {
+    check(doc);
+    let cut_at = cut.index(doc.len() + 1);
+    if doc.is_char_boundary(cut_at) {
+        check(&doc[..cut_at]);
+    }
+    let mut flipped = doc.as_bytes().to_vec();
+    let at = flip.index(flipped.len());
+    flipped[at] = byte;
+    if let Ok(flipped) = String::from_utf8(flipped) {
+        check(&flipped);
     }
 }

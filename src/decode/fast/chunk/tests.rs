@@ -1,30 +1,22 @@
 //! Unit tests of the v1 chunk scanner: it answers as the serde path does, or not at all.
 
 use super::*;
+use crate::decode::fast::tests::{assert_agrees, scalar, whole_cut_and_flipped};
 use crate::decode::tests::fixture_lines;
 use crate::decode::v1::V1Decoder;
-use crate::decode::Event;
 use crate::lsn::Lsn;
 use proptest::prelude::*;
 
-/// What the serde path makes of the chunk `doc` inside a chunked transaction.
-fn slow(doc: &str) -> String {
-    let mut out = Vec::new();
-    match V1Decoder::item_slow(Lsn(7), doc.as_bytes(), &mut out) {
-        Ok(()) => format!("{out:?}"),
-        Err(e) => format!("error: {e}"),
-    }
+fn fast(doc: &str) -> Option<Change> {
+    row(doc.as_bytes())
 }
 
-fn fast(doc: &str) -> Option<String> {
-    row(doc.as_bytes()).map(|c| format!("{:?}", vec![Event::Change(c)]))
-}
-
-/// Where the fast path answers, it answers what the serde path does.
+/// Where the fast path answers, it answers what the serde path does (in a chunked
+/// transaction).
 fn agrees(doc: &str) {
-    if let Some(f) = fast(doc) {
-        assert_eq!(f, slow(doc), "fast path differs on {doc}");
-    }
+    assert_agrees(doc, fast(doc), |out| {
+        V1Decoder::item_slow(Lsn(7), doc.as_bytes(), out)
+    });
 }
 
 #[test]
@@ -115,16 +107,6 @@ fn agrees_where_serde_has_its_own_rules() {
     agrees(escaped);
 }
 
-fn scalar() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just("null".to_string()),
-        Just("true".to_string()),
-        any::<i64>().prop_map(|n| n.to_string()),
-        "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,12})?([eE][+-]?[0-9]{1,3})?",
-        any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap()),
-    ]
-}
-
 proptest! {
     /// Generated chunks, whole and cut or flipped: the fast path never answers
     /// differently from the serde path.
@@ -154,16 +136,6 @@ proptest! {
             doc += &format!(r#"{sep}"oldkeys":{{"keynames":[{names}],"keytypes":[{tys}],"keyvalues":[{vals}]}}"#);
         }
         doc += r#","pk":{"pknames":["id"],"pktypes":["integer"]}}"#;
-        agrees(&doc);
-        let cut_at = cut.index(doc.len() + 1);
-        if doc.is_char_boundary(cut_at) {
-            agrees(&doc[..cut_at]);
-        }
-        let mut flipped = doc.clone().into_bytes();
-        let at = flip.index(flipped.len());
-        flipped[at] = byte;
-        if let Ok(flipped) = String::from_utf8(flipped) {
-            agrees(&flipped);
-        }
+        whole_cut_and_flipped(&doc, (cut, flip, byte), agrees);
     }
 }
