@@ -14,7 +14,8 @@ use crate::lsn::Lsn;
 use key::{find, key_changed, keyed, table_hash, KeySide};
 use native::Extra;
 // The Debezium envelope writes its columns and strings the native way.
-use native::{push_columns, push_json_str};
+use native::push_columns;
+pub(crate) use native::push_json_str;
 
 /// The Debezium connector's envelope (`record_format: debezium`, `tail --format debezium`).
 pub mod debezium;

@@ -10,6 +10,7 @@
 //! either is accepted or stops the slot with an error.
 
 pub mod aggregate;
+mod body;
 mod describe;
 mod pace;
 mod request;
@@ -274,10 +275,14 @@ impl KinesisSink {
                 let client = self.client.clone();
                 let stream = self.stream.clone();
                 in_flight.spawn(async move {
+                    // The body is written here, once; the SDK sends it (see `body`).
+                    let prepared = body::put_records(&stream, &units);
                     let result = client
                         .put_records()
                         .stream_name(stream)
-                        .set_records(Some(request::entries(&units)))
+                        .set_records(Some(Vec::new()))
+                        .customize()
+                        .interceptor(body::Body(prepared))
                         .send()
                         .await;
                     let outcome = request::classify(units.len(), result);

@@ -8,10 +8,6 @@
 use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-
-use super::schedule::Unit;
 
 /// What happened to one record of a request.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,32 +35,6 @@ pub enum Outcome {
     RetryAll { reason: String, throttled: bool },
     /// The slot cannot continue.
     Permanent { reason: String },
-}
-
-pub fn entries(units: &[Unit]) -> Vec<PutRecordsRequestEntry> {
-    units
-        .iter()
-        .map(|u| {
-            // The builder only fails when a required field is missing; both are set.
-            PutRecordsRequestEntry::builder()
-                .data(Blob::new(u.data().to_vec()))
-                .partition_key(u.partition_key())
-                .set_explicit_hash_key(u.explicit_hash_key().map(str::to_string))
-                .build()
-                .unwrap_or_else(|_| unreachable_entry())
-        })
-        .collect()
-}
-
-#[cold]
-fn unreachable_entry() -> PutRecordsRequestEntry {
-    // Never reached: data and partition_key are always set above. Kept total so
-    // this path cannot panic.
-    PutRecordsRequestEntry::builder()
-        .data(Blob::new(Vec::new()))
-        .partition_key("")
-        .build()
-        .unwrap_or_else(|_| unreachable_entry())
 }
 
 /// Interpret the answer to a request of `sent` records.
