@@ -10,12 +10,44 @@
 //! serde path's output on the fixtures and on generated rows. `fast/chunk.rs` does
 //! the same for format-version 1 change chunks, with this scanner.
 
-use super::{Change, Column, ColumnType, Json, Kind};
+use rustc_hash::FxHashMap;
+
+use super::{Change, Column, ColumnType, Json, Kind, Name};
 use crate::lsn::Lsn;
 use scan::{has_control_byte, Scanner};
 
+/// The column headers (`{"name":"..","type":"..","value":`) of the last row read of
+/// each table, by position. Rows of a table repeat them, so a header whose bytes
+/// equal the one before is taken without reading its name and type again. Only
+/// equal bytes are taken, so what the cache holds never changes what a row decodes
+/// to; a table whose columns change just misses. At most [`MAX_TABLES`] tables.
+#[derive(Debug, Default)]
+pub(super) struct Headers(FxHashMap<Name, Vec<Header>>);
+
+#[derive(Debug)]
+struct Header {
+    text: Vec<u8>,
+    name: Name,
+    ty: ColumnType,
+}
+
+/// Beyond this many tables the cache starts again (bounded memory).
+const MAX_TABLES: usize = 1024;
+
+impl Headers {
+    fn of(&mut self, table: &str) -> Option<&mut Vec<Header>> {
+        if !self.0.contains_key(table) {
+            if self.0.len() >= MAX_TABLES {
+                self.0.clear();
+            }
+            self.0.insert(table.into(), Vec::new());
+        }
+        self.0.get_mut(table)
+    }
+}
+
 /// A row change, or `None` to let the serde path decide.
-pub(super) fn row(data: &[u8]) -> Option<Change> {
+pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
     // wal2json writes `action` first: a begin, commit, message or truncate defers
     // before any scanning.
     if data.starts_with(br#"{"action":""#) && !matches!(data.get(11), Some(b'I' | b'U' | b'D')) {
@@ -59,11 +91,12 @@ pub(super) fn row(data: &[u8]) -> Option<Change> {
                 8
             }
             "columns" => {
-                columns = Some(s.columns()?);
+                // wal2json writes the table before the columns; without one, no cache.
+                columns = Some(s.columns(table.and_then(|t| headers.of(t)))?);
                 16
             }
             "identity" => {
-                identity = Some(s.columns()?);
+                identity = Some(s.columns(None)?);
                 32
             }
             "pk" => {
@@ -103,41 +136,72 @@ pub(super) fn row(data: &[u8]) -> Option<Change> {
 
 impl<'a> Scanner<'a> {
     /// A column as wal2json prints it, `{"name":"..","type":"..","value":..}` with
-    /// no spaces and no other keys: read without matching keys. `None` leaves the
-    /// cursor where it was, for the general reading.
-    fn printed_column(&mut self) -> Option<(&'a str, &'a str, &'a str)> {
-        let start = self.i;
-        let column = (|| {
-            if !self.take(br#"{"name":""#) {
-                return None;
+    /// no spaces and no other keys: read without matching keys, its header taken
+    /// from `cache[at]` when the bytes are the same. `None` leaves the cursor where
+    /// it was, for the general reading.
+    fn printed_column(&mut self, cache: Option<&mut Vec<Header>>, at: usize) -> Option<Column> {
+        let (b, start) = (self.b, self.i);
+        let column = match cache.as_deref().and_then(|c| c.get(at)) {
+            Some(known) if b[start..].starts_with(&known.text) => {
+                self.i += known.text.len();
+                let value = self.value();
+                value.filter(|_| self.take(b"}")).map(|value| Column {
+                    name: known.name.clone(),
+                    value: Json::scanned(value),
+                    ty: known.ty,
+                })
             }
-            let name = self.plain_str_body()?;
-            if !self.take(br#","type":""#) {
-                return None;
-            }
-            let ty = self.plain_str_body()?;
-            if !self.take(br#","value":"#) {
-                return None;
-            }
-            let value = self.value()?;
-            self.take(b"}").then_some((name, ty, value))
-        })();
+            _ => self.printed_header().and_then(|(name, ty, end)| {
+                let value = self.value()?;
+                if !self.take(b"}") {
+                    return None;
+                }
+                let column = Column {
+                    name: name.into(),
+                    value: Json::scanned(value),
+                    ty: ColumnType::of(ty),
+                };
+                if let Some(cache) = cache.filter(|c| c.len() >= at) {
+                    let header = Header {
+                        text: b[start..end].to_vec(),
+                        name: column.name.clone(),
+                        ty: column.ty,
+                    };
+                    match cache.get_mut(at) {
+                        Some(slot) => *slot = header,
+                        None => cache.push(header),
+                    }
+                }
+                Some(column)
+            }),
+        };
         if column.is_none() {
             self.i = start;
         }
         column
     }
 
-    /// `[{"name": .., "type": .., "value": .., ...}, ...]`
-    fn columns(&mut self) -> Option<Vec<Column>> {
+    /// `{"name":"..","type":"..","value":` at the cursor: the name, the type, and
+    /// where the value starts.
+    fn printed_header(&mut self) -> Option<(&'a str, &'a str, usize)> {
+        if !self.take(br#"{"name":""#) {
+            return None;
+        }
+        let name = self.plain_str_body()?;
+        if !self.take(br#","type":""#) {
+            return None;
+        }
+        let ty = self.plain_str_body()?;
+        self.take(br#","value":"#).then_some((name, ty, self.i))
+    }
+
+    /// `[{"name": .., "type": .., "value": .., ...}, ...]`, with the table's cached
+    /// headers when it has some.
+    fn columns(&mut self, mut cache: Option<&mut Vec<Header>>) -> Option<Vec<Column>> {
         let mut out = Vec::with_capacity(8);
         self.array(|s| {
-            if let Some((name, ty, value)) = s.printed_column() {
-                out.push(Column {
-                    name: name.into(),
-                    value: Json::scanned(value),
-                    ty: ColumnType::of(ty),
-                });
+            if let Some(column) = s.printed_column(cache.as_deref_mut(), out.len()) {
+                out.push(column);
                 return Some(());
             }
             let (mut name, mut ty, mut value) = (None, None, None);

@@ -70,6 +70,8 @@ struct PkColumn<'a> {
 #[derive(Debug, Default)]
 pub(super) struct V2Decoder {
     in_txn: bool,
+    /// The fast path's column headers of the tables seen.
+    headers: super::fast::Headers,
 }
 
 impl Decode for V2Decoder {
@@ -82,7 +84,7 @@ impl Decode for V2Decoder {
         // Rows, the bulk of the stream, in one pass; the rest, and anything the fast
         // path does not fully understand, through serde.
         if self.in_txn {
-            if let Some(change) = super::fast::row(data) {
+            if let Some(change) = super::fast::row(data, &mut self.headers) {
                 out.push(Event::Change(change));
                 return Ok(());
             }
@@ -95,7 +97,10 @@ impl V2Decoder {
     /// A decoder inside a transaction (tests feed it rows directly).
     #[cfg(test)]
     pub(super) fn in_transaction() -> Self {
-        V2Decoder { in_txn: true }
+        V2Decoder {
+            in_txn: true,
+            ..Self::default()
+        }
     }
 
     /// Decode any v2 document with serde, or say what is wrong with it.

@@ -1,5 +1,7 @@
 //! Unit tests of the v2 row scanner: it answers as the serde path does, or not at all.
 
+use std::cell::RefCell;
+
 use super::*;
 use crate::decode::tests::fixture_lines;
 use crate::decode::Event;
@@ -25,12 +27,18 @@ pub(super) fn assert_agrees(
 }
 
 fn fast(doc: &str) -> Option<Change> {
-    row(doc.as_bytes())
+    row(doc.as_bytes(), &mut Headers::default())
 }
 
 /// Where the fast path answers, it answers what the serde path does (in a transaction).
 fn agrees(doc: &str) {
-    assert_agrees(doc, fast(doc), |out| {
+    agrees_after(&RefCell::default(), doc);
+}
+
+/// [`agrees`] with the column headers `headers` holds from the rows read before.
+fn agrees_after(headers: &RefCell<Headers>, doc: &str) {
+    let fast = row(doc.as_bytes(), &mut headers.borrow_mut());
+    assert_agrees(doc, fast, |out| {
         super::super::v2::V2Decoder::in_transaction().feed_slow(Lsn(7), doc.as_bytes(), out)
     });
 }
@@ -38,6 +46,8 @@ fn agrees(doc: &str) {
 #[test]
 fn every_row_of_the_fixtures_decodes_as_the_serde_path_does() {
     let mut rows = 0;
+    // One cache through all of them, as one decoder reads them: hits and misses.
+    let headers = RefCell::default();
     for fixture in [
         include_str!("../testdata/v2.jsonl"),
         include_str!("../testdata/v2_bare.jsonl"),
@@ -47,10 +57,10 @@ fn every_row_of_the_fixtures_decodes_as_the_serde_path_does() {
         for (_, data) in fixture_lines(fixture) {
             // Documents that are not UTF-8 (binary message content) never take it.
             let Ok(data) = std::str::from_utf8(&data) else {
-                assert!(row(&data).is_none());
+                assert!(row(&data, &mut headers.borrow_mut()).is_none());
                 continue;
             };
-            agrees(data);
+            agrees_after(&headers, data);
             rows += usize::from(fast(data).is_some());
         }
     }
@@ -60,11 +70,51 @@ fn every_row_of_the_fixtures_decodes_as_the_serde_path_does() {
 #[test]
 fn the_common_row_takes_the_fast_path() {
     let doc = r#"{"action":"U","xid":9,"lsn":"0/16B3748","schema":"public","table":"t","columns":[{"name":"id","type":"bigint","value":-1.5e+3},{"name":"n","type":"text","value":"a \"q\" \\ \n"},{"name":"j","type":"jsonb","value":null},{"name":"b","type":"boolean","value":true}],"identity":[{"name":"id","type":"bigint","value":0}],"pk":[{"name":"id","type":"bigint"}]}"#;
-    let c = row(doc.as_bytes()).expect("fast path");
+    let c = fast(doc).expect("fast path");
     assert_eq!(c.kind, Kind::Update);
     assert_eq!(c.columns[1].value.get(), r#""a \"q\" \\ \n""#);
     assert_eq!(c.columns[2].ty, ColumnType::Json);
     agrees(doc);
+}
+
+#[test]
+fn a_cached_header_stands_only_for_the_same_bytes() {
+    let doc = |table: &str, ty: &str, value: &str| {
+        format!(
+            r#"{{"action":"I","schema":"s","table":"{table}","columns":[{{"name":"id","type":"int","value":1}},{{"name":"a","type":"{ty}","value":{value}}}]}}"#
+        )
+    };
+    let headers = RefCell::new(Headers::default());
+    let read = |d: &str| {
+        agrees_after(&headers, d);
+        row(d.as_bytes(), &mut headers.borrow_mut())
+            .map(|c| (c.columns[1].ty, c.columns[1].value.clone()))
+    };
+    assert_eq!(
+        read(&doc("t", "text", "\"x\"")),
+        Some((ColumnType::Other, Json::scanned("\"x\"")))
+    );
+    assert_eq!(headers.borrow().0.get("t").map(Vec::len), Some(2));
+    // The same name with another type: read again, and the cache follows.
+    assert_eq!(
+        read(&doc("t", "jsonb", "null")),
+        Some((ColumnType::Json, Json::scanned("null")))
+    );
+    // Another table in between keeps its own headers.
+    assert_eq!(
+        read(&doc("u", "date", "\"2026-01-01\"")).map(|c| c.0),
+        Some(ColumnType::Date)
+    );
+    assert_eq!(
+        read(&doc("t", "jsonb", "[1]")),
+        None,
+        "a value the fast path does not take"
+    );
+    assert_eq!(
+        read(&doc("t", "jsonb", "2")).map(|c| c.0),
+        Some(ColumnType::Json)
+    );
+    assert_eq!(headers.borrow().0.len(), 2);
 }
 
 #[test]
@@ -120,7 +170,9 @@ proptest! {
             r#"{{"action":"{action}"{sep}"xid":5{sep}"lsn":"0/1A"{sep}"schema":"public"{sep}"table":"t"{sep}"columns":[{}]{sep}"pk":[{{"name":"id","type":"int"}}]}}"#,
             columns.join(sep)
         );
-        whole_cut_and_flipped(&doc, (cut, flip, byte), agrees);
+        // The whole row first, so the cut and flipped ones meet its cached headers.
+        let headers = RefCell::default();
+        whole_cut_and_flipped(&doc, (cut, flip, byte), |d| agrees_after(&headers, d));
     }
 }
 

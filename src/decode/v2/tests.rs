@@ -198,7 +198,7 @@ fn throughput() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut d = V2Decoder { in_txn: true };
+    let mut d = V2Decoder::in_transaction();
     let mut out = Vec::with_capacity(1);
     let n = 200_000;
     let rate = |slow: bool, d: &mut V2Decoder, out: &mut Vec<Event>| {
