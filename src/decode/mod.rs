@@ -58,6 +58,7 @@ use serde_json::value::RawValue;
 
 use crate::lsn::Lsn;
 
+pub(crate) mod bytes;
 mod fast;
 mod json;
 mod options;

@@ -140,7 +140,7 @@ pub(super) fn push_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
     // Names, schemas and timestamps rarely hold a byte JSON escapes: copy those as
     // they are, and leave the rest to serde_json.
-    if !s.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\') {
+    if !crate::decode::bytes::needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

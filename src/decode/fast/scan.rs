@@ -65,16 +65,11 @@ impl<'a> Scanner<'a> {
         self.plain_str_body()
     }
 
-    /// The rest of a string without escapes, its opening quote taken: short keys and
-    /// names are scanned bytewise, then memchr takes the rest.
+    /// The rest of a string without escapes, its opening quote taken.
     pub(super) fn plain_str_body(&mut self) -> Option<&'a str> {
         let start = self.i;
         let rest = self.b.get(start..)?;
-        let end = match rest.iter().take(16).position(|&c| c == b'"' || c == b'\\') {
-            Some(n) => start + n,
-            None if rest.len() > 16 => 16 + start + memchr::memchr2(b'"', b'\\', &rest[16..])?,
-            None => return None,
-        };
+        let end = start + crate::decode::bytes::quote_or_backslash(rest)?;
         if self.b[end] != b'"' {
             return None;
         }
