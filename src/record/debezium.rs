@@ -134,7 +134,13 @@ pub(super) fn payload(
         commit_lsn: txn.commit_lsn,
         processed_ms: now_ms(),
     };
-    let mut out = Vec::with_capacity(256 + change.columns.len() * 24);
+    // Sized for the whole envelope (see `native::columns_len`).
+    let size = 640
+        + change.schema.len()
+        + change.table.len()
+        + super::native::columns_len(&change.columns)
+        + super::native::columns_len(&change.identity);
+    let mut out = Vec::with_capacity(size);
     write(&mut out, op, before, after, &meta, &|out, cols| {
         super::push_columns(out, cols, values)
     });

@@ -40,7 +40,17 @@ impl RecordEncoder {
             }
             return debezium::payload(change, kind, txn, &self.slot, &self.database, self.values);
         }
-        let mut out = Vec::with_capacity(128 + change.columns.len() * 24);
+        // Sized for the whole record, so that it is written without growing: the
+        // fixed fields, and each column's name and value with their punctuation
+        // (value options may lengthen a few; the Vec then grows once).
+        let size = 256
+            + self.database.len()
+            + change.schema.len()
+            + change.table.len()
+            + txn.timestamp.as_deref().map_or(0, str::len)
+            + columns_len(&change.columns)
+            + columns_len(&change.identity);
+        let mut out = Vec::with_capacity(size);
         out.extend_from_slice(b"{\"kind\":\"");
         out.extend_from_slice(kind.as_str().as_bytes());
         out.extend_from_slice(b"\",\"database\":");
@@ -104,6 +114,15 @@ pub(super) enum Extra {
     KeyChange,
     /// A backfilled row: `"snapshot": {"table": "schema.table", "chunk": n}`.
     Snapshot(u64),
+}
+
+/// The bytes `columns` take as a JSON object (names and values as they are, and
+/// their punctuation): what a record reserves for them.
+pub(super) fn columns_len(columns: &[Column]) -> usize {
+    columns
+        .iter()
+        .map(|c| c.name.len() + c.value.get().len() + 4)
+        .sum()
 }
 
 pub(super) fn push_columns(out: &mut Vec<u8>, columns: &[Column], values: types::ValueOptions) {

@@ -8,12 +8,14 @@
 use aws_sdk_kinesis::config::http::HttpResponse;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
+use compact_str::CompactString;
 
 /// What happened to one record of a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RecordResult {
-    /// Stored, on this shard (when Kinesis said).
-    Accepted { shard_id: Option<String> },
+    /// Stored, on this shard (when Kinesis said). Shard ids (`shardId-000000000000`)
+    /// fit a `CompactString` inline: no allocation per record.
+    Accepted { shard_id: Option<CompactString> },
     /// `ProvisionedThroughputExceededException` or `KMSThrottlingException`: its shard
     /// (or key) is over its limit.
     Throttled,
@@ -87,7 +89,7 @@ fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
     for r in records {
         match r.error_code() {
             None => results.push(RecordResult::Accepted {
-                shard_id: r.shard_id().map(str::to_string),
+                shard_id: r.shard_id().map(CompactString::from),
             }),
             Some("ProvisionedThroughputExceededException" | "KMSThrottlingException") => {
                 results.push(RecordResult::Throttled)
