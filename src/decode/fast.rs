@@ -20,9 +20,12 @@ use scan::{has_control_byte, Scanner};
 /// each table, by position. Rows of a table repeat them, so a header whose bytes
 /// equal the one before is taken without reading its name and type again. Only
 /// equal bytes are taken, so what the cache holds never changes what a row decodes
-/// to; a table whose columns change just misses. At most [`MAX_TABLES`] tables.
+/// to; a table whose columns change just misses, and so would two tables whose
+/// names hash alike. Keyed by a hash of schema and table. Bounded: at most
+/// [`MAX_TABLES`] tables, the first [`MAX_COLUMNS`] columns of each, headers of at
+/// most [`MAX_HEADER`] bytes (a few MiB at worst).
 #[derive(Debug, Default)]
-pub(super) struct Headers(FxHashMap<Name, Vec<Header>>);
+pub(super) struct Headers(FxHashMap<u64, Vec<Header>>);
 
 #[derive(Debug)]
 struct Header {
@@ -31,18 +34,26 @@ struct Header {
     ty: ColumnType,
 }
 
-/// Beyond this many tables the cache starts again (bounded memory).
-const MAX_TABLES: usize = 1024;
+/// Beyond this many tables the cache starts again.
+const MAX_TABLES: usize = 256;
+/// Columns past this position are read without the cache.
+const MAX_COLUMNS: usize = 64;
+/// Longer headers (long names or types) are read without the cache.
+const MAX_HEADER: usize = 128;
 
 impl Headers {
-    fn of(&mut self, table: &str) -> Option<&mut Vec<Header>> {
-        if !self.0.contains_key(table) {
+    fn of(&mut self, schema: &str, table: &str) -> Option<&mut Vec<Header>> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = rustc_hash::FxHasher::default();
+        (schema, table).hash(&mut hasher);
+        let key = hasher.finish();
+        if !self.0.contains_key(&key) {
             if self.0.len() >= MAX_TABLES {
                 self.0.clear();
             }
-            self.0.insert(table.into(), Vec::new());
+            self.0.insert(key, Vec::new());
         }
-        self.0.get_mut(table)
+        self.0.get_mut(&key)
     }
 }
 
@@ -91,8 +102,10 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
                 8
             }
             "columns" => {
-                // wal2json writes the table before the columns; without one, no cache.
-                columns = Some(s.columns(table.and_then(|t| headers.of(t)))?);
+                // wal2json writes schema and table before the columns; without a
+                // table, no cache.
+                let cache = table.and_then(|t| headers.of(schema.unwrap_or_default(), t));
+                columns = Some(s.columns(cache)?);
                 16
             }
             "identity" => {
@@ -161,7 +174,8 @@ impl<'a> Scanner<'a> {
                     value: Json::scanned(value),
                     ty: ColumnType::of(ty),
                 };
-                if let Some(cache) = cache.filter(|c| c.len() >= at) {
+                let fits = at < MAX_COLUMNS && end - start <= MAX_HEADER;
+                if let Some(cache) = cache.filter(|c| fits && c.len() >= at) {
                     let header = Header {
                         text: b[start..end].to_vec(),
                         name: column.name.clone(),

@@ -42,14 +42,20 @@ impl RecordEncoder {
         }
         // Sized for the whole record, so that it is written without growing: the
         // fixed fields, and each column's name and value with their punctuation
-        // (value options may lengthen a few; the Vec then grows once).
+        // (value options may lengthen a few; the Vec then grows once). A delete
+        // writes its identity twice (`data` and `old`); a backfilled row names its
+        // table again.
+        let identity = columns_len(&change.identity);
         let size = 256
             + self.database.len()
-            + change.schema.len()
-            + change.table.len()
+            + 2 * (change.schema.len() + change.table.len())
             + txn.timestamp.as_deref().map_or(0, str::len)
             + columns_len(&change.columns)
-            + columns_len(&change.identity);
+            + if kind == Kind::Delete {
+                2 * identity
+            } else {
+                identity
+            };
         let mut out = Vec::with_capacity(size);
         out.extend_from_slice(b"{\"kind\":\"");
         out.extend_from_slice(kind.as_str().as_bytes());

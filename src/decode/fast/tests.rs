@@ -94,7 +94,7 @@ fn a_cached_header_stands_only_for_the_same_bytes() {
         read(&doc("t", "text", "\"x\"")),
         Some((ColumnType::Other, Json::scanned("\"x\"")))
     );
-    assert_eq!(headers.borrow().0.get("t").map(Vec::len), Some(2));
+    assert_eq!(headers.borrow_mut().of("s", "t").map(|h| h.len()), Some(2));
     // The same name with another type: read again, and the cache follows.
     assert_eq!(
         read(&doc("t", "jsonb", "null")),
@@ -115,6 +115,35 @@ fn a_cached_header_stands_only_for_the_same_bytes() {
         Some(ColumnType::Json)
     );
     assert_eq!(headers.borrow().0.len(), 2);
+}
+
+#[test]
+fn the_header_cache_is_bounded_and_keeps_schemas_apart() {
+    let headers = RefCell::new(Headers::default());
+    let wide: Vec<String> = (0..MAX_COLUMNS + 6)
+        .map(|i| format!(r#"{{"name":"c{i}","type":"int","value":{i}}}"#))
+        .collect();
+    let long = format!(
+        r#"{{"name":"{}","type":"text","value":"x"}}"#,
+        "n".repeat(MAX_HEADER)
+    );
+    for schema in ["a", "b"] {
+        let doc = format!(
+            r#"{{"action":"I","schema":"{schema}","table":"t","columns":[{},{long}]}}"#,
+            wide.join(",")
+        );
+        agrees_after(&headers, &doc);
+        agrees_after(&headers, &doc);
+    }
+    let mut headers = headers.borrow_mut();
+    // Only the first MAX_COLUMNS columns, and not the long header past them.
+    assert_eq!(headers.of("a", "t").map(|h| h.len()), Some(MAX_COLUMNS));
+    assert_eq!(headers.of("b", "t").map(|h| h.len()), Some(MAX_COLUMNS));
+    assert_eq!(headers.0.len(), 2, "a.t and b.t are two tables");
+    for i in 0..MAX_TABLES + 1 {
+        headers.of("s", &format!("t{i}"));
+    }
+    assert!(headers.0.len() <= MAX_TABLES);
 }
 
 #[test]

@@ -22,6 +22,33 @@ struct Sent {
 #[derive(Debug)]
 struct Capture(Arc<Mutex<Sent>>);
 
+/// Records the request as it is signed: the signature covers this body.
+#[derive(Debug)]
+struct AsSigned(Arc<Mutex<Sent>>);
+
+fn sent(request: &aws_sdk_kinesis::config::http::HttpRequest) -> Sent {
+    Sent {
+        length: request.headers().get("Content-Length").map(str::to_string),
+        body: request.body().bytes().unwrap_or_default().to_vec(),
+    }
+}
+
+impl Intercept for AsSigned {
+    fn name(&self) -> &'static str {
+        "AsSigned"
+    }
+
+    fn read_before_signing(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        *self.0.lock().unwrap() = sent(context.request());
+        Ok(())
+    }
+}
+
 impl Intercept for Capture {
     fn name(&self) -> &'static str {
         "Capture"
@@ -33,12 +60,7 @@ impl Intercept for Capture {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let request = context.request();
-        let sent = Sent {
-            length: request.headers().get("Content-Length").map(str::to_string),
-            body: request.body().bytes().unwrap_or_default().to_vec(),
-        };
-        *self.0.lock().unwrap() = sent;
+        *self.0.lock().unwrap() = sent(context.request());
         Err("captured".into())
     }
 }
@@ -79,19 +101,21 @@ async fn by_the_sdk(stream: &str, units: &[Unit]) -> Sent {
     sent
 }
 
-/// The request as the sink sends it: an empty list, and [`Body`] in its place.
-async fn prepared(stream: &str, units: &[Unit]) -> Sent {
-    let seen = Arc::new(Mutex::new(Sent::default()));
+/// The request as the sink sends it: an empty list, and [`Body`] in its place;
+/// and the request as it was signed.
+async fn prepared(stream: &str, units: &[Unit]) -> (Sent, Sent) {
+    let (seen, signed) = (Arc::default(), Arc::default());
     let _ = client()
         .put_records()
         .stream_name(stream)
         .set_records(Some(Vec::new()))
         .customize()
         .interceptor(Body(put_records(stream, units)))
-        .interceptor(Capture(seen.clone()))
+        .interceptor(AsSigned(Arc::clone(&signed)))
+        .interceptor(Capture(Arc::clone(&seen)))
         .send()
         .await;
-    let sent = seen.lock().unwrap().clone();
+    let sent = (seen.lock().unwrap().clone(), signed.lock().unwrap().clone());
     sent
 }
 
@@ -126,7 +150,7 @@ fn assert_same_request(stream: &str, units: &[Unit]) {
         .enable_all()
         .build()
         .unwrap();
-    let (sdk, ours) = runtime.block_on(async {
+    let (sdk, (ours, signed)) = runtime.block_on(async {
         (
             by_the_sdk(stream, units).await,
             prepared(stream, units).await,
@@ -135,6 +159,9 @@ fn assert_same_request(stream: &str, units: &[Unit]) {
     assert!(!sdk.body.is_empty(), "the SDK's request was not captured");
     assert_eq!(json(&ours.body), json(&sdk.body));
     assert_eq!(ours.length, Some(ours.body.len().to_string()));
+    // What was signed is what is sent: the body was in place before signing.
+    assert_eq!(signed.body, ours.body);
+    assert_eq!(signed.length, ours.length);
 }
 
 #[test]
