@@ -8,10 +8,10 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::config::{FormatConfig, PartitionKey, RecordFormat, Timestamps};
-use crate::decode::{Change, Kind};
+use crate::decode::{table_hash, Change, Kind};
 use crate::lsn::Lsn;
 
-use key::{find, key_changed, keyed, table_hash, KeySide};
+use key::{find, key_changed, keyed, KeySide};
 use native::Extra;
 // The Debezium envelope writes its columns and strings the native way.
 use native::push_columns;

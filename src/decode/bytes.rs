@@ -1,6 +1,7 @@
-//! Byte searches over JSON text, eight bytes at a time: where a string ends, and
-//! whether a string needs escaping. Names, keys and short values are the common
-//! case, where a byte loop costs more than the search.
+//! Byte searches over JSON text: whether a document holds a control byte (32 at a
+//! time), and, eight bytes at a time, where a string ends and whether a string needs
+//! escaping. Names, keys and short values are the common case, where a byte loop
+//! costs more than the search.
 
 const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -39,6 +40,17 @@ pub(crate) fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
         at += 8;
     }
     memchr::memchr2(b'"', b'\\', bytes.get(at..)?).map(|n| at + n)
+}
+
+/// Whether any byte is below 0x20, in blocks of 32 that compile to vector compares.
+pub(crate) fn has_control_byte(data: &[u8]) -> bool {
+    let mut blocks = data.chunks_exact(32);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &c| any | (c < 0x20)) {
+            return true;
+        }
+    }
+    blocks.remainder().iter().any(|&c| c < 0x20)
 }
 
 /// Whether `bytes` holds a byte JSON escapes in a string: `"`, `\` or a control

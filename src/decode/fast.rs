@@ -12,9 +12,10 @@
 
 use rustc_hash::FxHashMap;
 
+use super::bytes::has_control_byte;
 use super::{Change, Column, ColumnType, Json, Kind, Name};
 use crate::lsn::Lsn;
-use scan::{has_control_byte, Scanner};
+use scan::Scanner;
 
 /// The column headers (`{"name":"..","type":"..","value":`) of the last row read of
 /// each table, by position. Rows of a table repeat them, so a header whose bytes
@@ -42,18 +43,12 @@ const MAX_COLUMNS: usize = 64;
 const MAX_HEADER: usize = 128;
 
 impl Headers {
-    fn of(&mut self, schema: &str, table: &str) -> Option<&mut Vec<Header>> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = rustc_hash::FxHasher::default();
-        (schema, table).hash(&mut hasher);
-        let key = hasher.finish();
-        if !self.0.contains_key(&key) {
-            if self.0.len() >= MAX_TABLES {
-                self.0.clear();
-            }
-            self.0.insert(key, Vec::new());
+    fn of(&mut self, schema: &str, table: &str) -> &mut Vec<Header> {
+        let key = super::table_hash(schema, table);
+        if self.0.len() >= MAX_TABLES && !self.0.contains_key(&key) {
+            self.0.clear();
         }
-        self.0.get_mut(&key)
+        self.0.entry(key).or_default()
     }
 }
 
@@ -104,7 +99,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
             "columns" => {
                 // wal2json writes schema and table before the columns; without a
                 // table, no cache.
-                let cache = table.and_then(|t| headers.of(schema.unwrap_or_default(), t));
+                let cache = table.map(|t| headers.of(schema.unwrap_or_default(), t));
                 columns = Some(s.columns(cache)?);
                 16
             }

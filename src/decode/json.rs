@@ -1,4 +1,4 @@
-//! A column's name and value as the decoder keeps them: the exact JSON text wal2json
+//! A column's name and value (and a table's name hash) as the decoder keeps them: the exact JSON text wal2json
 //! printed, in a string that holds short texts inline, so that the common column (a
 //! short name, a number or a short string) costs no allocation.
 //!
@@ -14,6 +14,17 @@ use serde_json::value::RawValue;
 
 /// A column name; names of up to 24 bytes are held inline.
 pub type Name = CompactString;
+
+/// A table's schema and name as one hash, stable within the process: the scope of a
+/// record's truncate barrier, and the key of the fast path's column headers. Two
+/// tables sharing a hash would only share those, so FxHash suffices.
+pub fn table_hash(schema: &str, table: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    schema.hash(&mut h);
+    table.hash(&mut h);
+    h.finish()
+}
 
 /// A value's exact JSON text.
 #[derive(Clone, PartialEq, Eq)]

@@ -54,9 +54,8 @@
 //! - Format-version 1 writes a non-transactional message that follows a
 //!   transaction of two or more changes as `{"change":[,{...}]}`; `v1` accepts it.
 
-use serde_json::value::RawValue;
-
 use crate::lsn::Lsn;
+use serde_json::value::RawValue;
 
 pub(crate) mod bytes;
 mod fast;
@@ -68,7 +67,7 @@ pub mod tables;
 mod v1;
 mod v2;
 
-pub use json::{Json, Name};
+pub use json::{table_hash, Json, Name};
 pub use options::{
     check_options, effective_options, numbers_as_strings, OptionError, SIGNAL_PREFIX,
 };

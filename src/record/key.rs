@@ -92,17 +92,6 @@ pub(super) fn key_changed(change: &Change, names: &[String]) -> bool {
     })
 }
 
-/// The truncate-barrier scope of a table: stable within the process, and the same
-/// for every change of the table whatever its partition key.
-pub(super) fn table_hash(schema: &str, table: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    // Two tables sharing a hash would only share their barriers: FxHash suffices.
-    let mut h = rustc_hash::FxHasher::default();
-    schema.hash(&mut h);
-    table.hash(&mut h);
-    h.finish()
-}
-
 /// `schema.table`, with room for `more` bytes after it.
 pub(super) fn table_key(change: &Change, more: usize) -> String {
     let mut key = String::with_capacity(change.schema.len() + change.table.len() + 1 + more);

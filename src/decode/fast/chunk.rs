@@ -5,7 +5,8 @@
 //! anything else it does not fully understand returns `None` and goes to serde in
 //! `v1.rs`, which decodes it or names the error.
 
-use super::scan::{has_control_byte, Scanner};
+use super::scan::Scanner;
+use crate::decode::bytes::has_control_byte;
 use crate::decode::{Change, Column, ColumnType, Json, Kind};
 
 /// `(names, values, types)` of `columnnames`/`columnvalues`/`columntypes` or of

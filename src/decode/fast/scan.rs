@@ -2,17 +2,6 @@
 //! UTF-8 and free of control bytes, slicing strings and scalars out of it, and
 //! answering `None` for anything outside the subset the fast paths accept.
 
-/// Whether any byte is below 0x20, in blocks of 32 that compile to vector compares.
-pub(super) fn has_control_byte(data: &[u8]) -> bool {
-    let mut blocks = data.chunks_exact(32);
-    for block in &mut blocks {
-        if block.iter().fold(false, |any, &c| any | (c < 0x20)) {
-            return true;
-        }
-    }
-    blocks.remainder().iter().any(|&c| c < 0x20)
-}
-
 /// A cursor over one document.
 pub(super) struct Scanner<'a> {
     pub(super) t: &'a str,
