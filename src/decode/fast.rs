@@ -60,7 +60,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
         return None;
     }
     // One validation of the whole document: every slice below is then a `str`.
-    let text = std::str::from_utf8(data).ok()?;
+    let text = simdutf8::basic::from_utf8(data).ok()?;
     // wal2json escapes control characters inside strings and writes no newlines
     // between a row's tokens, so a document without any needs no check per string.
     // `plain_str` and `value` rely on this check: serde refuses a raw control

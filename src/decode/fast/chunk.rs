@@ -19,7 +19,7 @@ pub(in crate::decode) fn row(data: &[u8]) -> Option<Change> {
     if !data.starts_with(br#"{"kind":""#) || data.get(9) == Some(&b'm') {
         return None;
     }
-    let text = std::str::from_utf8(data).ok()?;
+    let text = simdutf8::basic::from_utf8(data).ok()?;
     if has_control_byte(data) {
         return None;
     }
