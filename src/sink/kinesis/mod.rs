@@ -10,6 +10,7 @@
 //! either is accepted or stops the slot with an error.
 
 pub mod aggregate;
+mod answer;
 mod body;
 mod describe;
 mod pace;
@@ -32,6 +33,7 @@ use crate::lsn::Lsn;
 use crate::sink::oversize::Uploads;
 use crate::sink::{Item, CHUNK_ITEMS};
 use crate::telemetry::Console;
+use answer::Answer;
 pub use pace::ShardLimits;
 use request::Outcome;
 pub use route::RoutedSink;
@@ -276,16 +278,19 @@ impl KinesisSink {
                 let stream = self.stream.clone();
                 in_flight.spawn(async move {
                     // The body is written here, once; the SDK sends it (see `body`).
+                    // The answer is read here too, once (see `answer`).
                     let prepared = body::put_records(&stream, &units);
+                    let answer = Answer::new(units.len());
                     let result = client
                         .put_records()
                         .stream_name(stream)
                         .set_records(Some(Vec::new()))
                         .customize()
                         .interceptor(body::Body(prepared))
+                        .interceptor(answer.clone())
                         .send()
                         .await;
-                    let outcome = request::classify(units.len(), result);
+                    let outcome = request::classify(units.len(), result, answer.take());
                     (units, wire, outcome)
                 });
             }

@@ -39,13 +39,15 @@ pub enum Outcome {
     Permanent { reason: String },
 }
 
-/// Interpret the answer to a request of `sent` records.
+/// Interpret the answer to a request of `sent` records. `read` is what
+/// `answer::Answer` read from a successful answer, if it read one.
 pub fn classify(
     sent: usize,
     result: Result<PutRecordsOutput, SdkError<PutRecordsError, HttpResponse>>,
+    read: Option<Outcome>,
 ) -> Outcome {
     match result {
-        Ok(out) => classify_output(sent, &out),
+        Ok(out) => read.unwrap_or_else(|| classify_output(sent, &out)),
         Err(SdkError::ServiceError(err)) => {
             let status = err.raw().status().as_u16();
             classify_service_error(err.into_err(), status)
@@ -73,7 +75,28 @@ pub fn classify(
 }
 
 fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
-    let records = out.records();
+    classify_records(
+        sent,
+        out.records().iter().map(|r| Answered {
+            shard_id: r.shard_id(),
+            error_code: r.error_code(),
+            error_message: r.error_message(),
+        }),
+    )
+}
+
+/// One record's entry in a `PutRecords` answer, as read by the SDK or by `answer`.
+pub struct Answered<'a> {
+    pub shard_id: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub error_message: Option<&'a str>,
+}
+
+/// Interpret the entries of a successful answer to a request of `sent` records.
+pub fn classify_records<'a>(
+    sent: usize,
+    records: impl ExactSizeIterator<Item = Answered<'a>>,
+) -> Outcome {
     if records.len() != sent {
         // Without a one-to-one answer we cannot tell which records were stored, even
         // when FailedRecordCount says 0: resend all.
@@ -87,9 +110,9 @@ fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
     }
     let mut results = Vec::with_capacity(sent);
     for r in records {
-        match r.error_code() {
+        match r.error_code {
             None => results.push(RecordResult::Accepted {
-                shard_id: r.shard_id().map(CompactString::from),
+                shard_id: r.shard_id.map(CompactString::from),
             }),
             Some("ProvisionedThroughputExceededException" | "KMSThrottlingException") => {
                 results.push(RecordResult::Throttled)
@@ -99,7 +122,7 @@ fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
                 return Outcome::Permanent {
                     reason: format!(
                         "Kinesis rejected a record with {code}: {}",
-                        r.error_message().unwrap_or("")
+                        r.error_message.unwrap_or("")
                     ),
                 };
             }

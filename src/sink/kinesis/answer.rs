@@ -1,0 +1,275 @@
+//! The `PutRecords` answer read in one pass: each record's shard id or error code
+//! taken from the body as it stands.
+//!
+//! The SDK's own reader built an output with two strings a record (sequence number
+//! and shard id) through its generic JSON deserializer: about a tenth of the
+//! streamer's instructions per row. [`Answer`] goes with each request as an
+//! interceptor. Before the request is serialized, it puts a reader in front of the
+//! operation's own deserializer:
+//! - a successful answer (2xx) is read here into the request's [`Outcome`], and the
+//!   SDK gets an output without records;
+//! - anything else (an error answer, or a body this reader cannot read) goes to the
+//!   SDK's deserializer as before, so errors, the SDK's retries and their
+//!   classification do not change.
+
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use aws_sdk_kinesis::config::http::HttpResponse;
+use aws_sdk_kinesis::config::interceptors::BeforeSerializationInterceptorContextMut;
+use aws_sdk_kinesis::config::{
+    ConfigBag, FrozenLayer, Intercept, RuntimeComponents, RuntimePlugin,
+};
+use aws_sdk_kinesis::error::BoxError;
+use aws_sdk_kinesis::operation::put_records::{PutRecords, PutRecordsOutput};
+use aws_smithy_runtime_api::client::interceptors::context::{Error, Output};
+use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+use aws_smithy_runtime_api::client::ser_de::{DeserializeResponse, SharedResponseDeserializer};
+use serde::Deserialize;
+
+use super::request::{self, Outcome};
+
+/// Reads the answer to one request of `sent` records; [`Answer::take`] gives its
+/// outcome once the SDK has returned.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    sent: usize,
+    outcome: Arc<Mutex<Option<Outcome>>>,
+}
+
+impl Answer {
+    pub fn new(sent: usize) -> Self {
+        Answer {
+            sent,
+            outcome: Arc::default(),
+        }
+    }
+
+    /// The outcome read from a successful answer, if this reader read one.
+    pub fn take(&self) -> Option<Outcome> {
+        self.outcome.lock().map_or(None, |mut o| o.take())
+    }
+}
+
+impl Intercept for Answer {
+    fn name(&self) -> &'static str {
+        "PutRecordsAnswer"
+    }
+
+    /// Once per operation (before the SDK's retry loop): the reader takes the
+    /// place of the operation's deserializer, and falls back on it. Should the SDK's
+    /// operation ever hold none, the reader stays out and the SDK reads the answer.
+    fn modify_before_serialization(
+        &self,
+        _: &mut BeforeSerializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(sdk) = SDK.as_ref() {
+            cfg.interceptor_state()
+                .store_put(SharedResponseDeserializer::new(Reader {
+                    sdk: sdk.clone(),
+                    answer: self.clone(),
+                }));
+        }
+        Ok(())
+    }
+}
+
+/// The `PutRecords` operation's own configuration (the SDK's runtime plugin for it),
+/// which holds its response deserializer; `None` if it holds none.
+static SDK: LazyLock<Option<FrozenLayer>> = LazyLock::new(|| {
+    PutRecords::new()
+        .config()
+        .filter(|layer| layer.load::<SharedResponseDeserializer>().is_some())
+});
+
+/// The part of the answer the sink uses: `{"Records":[{"ShardId":…}|{"ErrorCode":…,
+/// "ErrorMessage":…},…]}`. Other fields (`SequenceNumber`, `FailedRecordCount`,
+/// `EncryptionType`) are skipped.
+#[derive(Deserialize)]
+struct Document<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<Entry<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Entry<'a> {
+    #[serde(rename = "ShardId", borrow, default)]
+    shard_id: Option<Cow<'a, str>>,
+    #[serde(rename = "ErrorCode", borrow, default)]
+    error_code: Option<Cow<'a, str>>,
+    #[serde(rename = "ErrorMessage", borrow, default)]
+    error_message: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug)]
+struct Reader {
+    /// The operation's configuration, with the SDK's deserializer.
+    sdk: FrozenLayer,
+    answer: Answer,
+}
+
+impl Reader {
+    fn sdk(&self) -> Result<&SharedResponseDeserializer, OrchestratorError<Error>> {
+        self.sdk
+            .load::<SharedResponseDeserializer>()
+            .ok_or_else(|| {
+                OrchestratorError::other("the PutRecords operation holds no response deserializer")
+            })
+    }
+
+    /// The outcome of a successful answer, or `None` when this is not one this
+    /// reader reads (the SDK's deserializer then has it).
+    fn read(&self, response: &HttpResponse) -> Option<Outcome> {
+        if !response.status().is_success() {
+            return None;
+        }
+        let body = response.body().bytes()?;
+        if let Some(shards) = all_accepted(body) {
+            return Some(request::classify_records(
+                self.answer.sent,
+                shards.into_iter().map(|shard| request::Answered {
+                    shard_id: Some(shard),
+                    error_code: None,
+                    error_message: None,
+                }),
+            ));
+        }
+        let doc: Document<'_> = serde_json::from_slice(body).ok()?;
+        Some(request::classify_records(
+            self.answer.sent,
+            doc.records.iter().map(|e| request::Answered {
+                shard_id: e.shard_id.as_deref(),
+                error_code: e.error_code.as_deref(),
+                error_message: e.error_message.as_deref(),
+            }),
+        ))
+    }
+}
+
+impl DeserializeResponse for Reader {
+    fn deserialize_streaming_with_config(
+        &self,
+        response: &mut HttpResponse,
+        cfg: &ConfigBag,
+    ) -> Option<Result<Output, OrchestratorError<Error>>> {
+        match self.sdk() {
+            Ok(sdk) => sdk.deserialize_streaming_with_config(response, cfg),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    fn deserialize_nonstreaming_with_config(
+        &self,
+        response: &HttpResponse,
+        cfg: &ConfigBag,
+    ) -> Result<Output, OrchestratorError<Error>> {
+        let Some(outcome) = self.read(response) else {
+            return self
+                .sdk()?
+                .deserialize_nonstreaming_with_config(response, cfg);
+        };
+        let output = PutRecordsOutput::builder()
+            .set_records(Some(Vec::new()))
+            .build()
+            .map_err(OrchestratorError::other)?;
+        if let Ok(mut slot) = self.answer.outcome.lock() {
+            *slot = Some(outcome);
+        }
+        Ok(Output::erase(output))
+    }
+}
+
+/// The usual answer, read without serde: every record accepted, in compact form:
+/// `{"FailedRecordCount":N,"Records":[{"SequenceNumber":"…","ShardId":
+/// "…"},…],"EncryptionType":"…"}`, top-level fields in any order, no whitespace, no
+/// escapes. Gives the shard ids in order; anything else is `None` (serde reads it).
+fn all_accepted(body: &[u8]) -> Option<Vec<&str>> {
+    let mut c = Cursor { b: body, i: 0 };
+    c.eat(b"{")?;
+    let mut shards = None;
+    loop {
+        c.eat(b"\"")?;
+        match c.plain()? {
+            "Records" if shards.is_none() => {
+                c.eat(b":[")?;
+                shards = Some(c.accepted_entries()?);
+            }
+            "FailedRecordCount" => {
+                c.eat(b":")?;
+                c.digits()?;
+            }
+            "EncryptionType" => {
+                c.eat(b":\"")?;
+                c.plain()?;
+            }
+            _ => return None,
+        }
+        if c.eat(b",").is_none() {
+            break;
+        }
+    }
+    c.eat(b"}")?;
+    (c.i == body.len()).then_some(())?;
+    shards
+}
+
+/// A position in an answer's bytes.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Step over `bytes` if they come next.
+    fn eat(&mut self, bytes: &[u8]) -> Option<()> {
+        self.b[self.i..]
+            .starts_with(bytes)
+            .then(|| self.i += bytes.len())
+    }
+
+    /// The rest of a string up to its closing quote (stepped over): printable ASCII
+    /// without a backslash, so its text is its value.
+    fn plain(&mut self) -> Option<&'a str> {
+        let rest = &self.b[self.i..];
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        let text = &rest[..end];
+        if rest[end] != b'"' || !text.iter().all(|b| (0x20..0x7f).contains(b)) {
+            return None;
+        }
+        self.i += end + 1;
+        std::str::from_utf8(text).ok()
+    }
+
+    /// One or more decimal digits.
+    fn digits(&mut self) -> Option<()> {
+        let n = self.b[self.i..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        (n > 0).then(|| self.i += n)
+    }
+
+    /// `{"SequenceNumber":"…","ShardId":"…"},…]` (after the `[`): the shard ids.
+    fn accepted_entries(&mut self) -> Option<Vec<&'a str>> {
+        let mut shards = Vec::new();
+        if self.eat(b"]").is_some() {
+            return Some(shards);
+        }
+        loop {
+            self.eat(br#"{"SequenceNumber":""#)?;
+            self.plain()?;
+            self.eat(br#","ShardId":""#)?;
+            shards.push(self.plain()?);
+            self.eat(b"}")?;
+            if self.eat(b",").is_none() {
+                self.eat(b"]")?;
+                return Some(shards);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
