@@ -247,7 +247,7 @@ impl RecordEncoder {
         out: &mut Vec<Record>,
     ) -> Result<usize, UnkeyedChange> {
         let columns = match &self.partition_key {
-            PartitionKey::PrimaryKey => Some(change.pk.as_slice()),
+            PartitionKey::PrimaryKey => Some(&change.pk[..]),
             PartitionKey::Columns(columns) => Some(columns.as_slice()),
             PartitionKey::Table | PartitionKey::Fixed(_) => None,
         };

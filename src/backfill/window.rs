@@ -7,6 +7,7 @@
 //! first, so the column's value is not lost. Nothing here touches SQL or Kinesis.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::table::key_text;
 use crate::decode::{Change, Column, Kind};
@@ -75,7 +76,8 @@ struct Buffer {
     schema: String,
     name: String,
     key: Vec<String>,
-    pk: Vec<String>,
+    /// Shared by the chunk's rows.
+    pk: Arc<[String]>,
     rows: Vec<Option<Vec<Column>>>,
     index: HashMap<Vec<String>, usize>,
 }
@@ -92,7 +94,7 @@ impl Buffer {
             schema: chunk.schema,
             name: chunk.name,
             key: chunk.key,
-            pk: chunk.pk,
+            pk: chunk.pk.into(),
             rows: chunk.rows.into_iter().map(Some).collect(),
             index,
         }
@@ -110,7 +112,7 @@ impl Buffer {
             table: self.name.as_str().into(),
             columns,
             identity: Vec::new(),
-            pk: self.pk.clone(),
+            pk: Arc::clone(&self.pk),
             lsn: None,
         }
     }

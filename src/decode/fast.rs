@@ -10,6 +10,8 @@
 //! serde path's output on the fixtures and on generated rows. `fast/chunk.rs` does
 //! the same for format-version 1 change chunks, with this scanner.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
 use super::bytes::has_control_byte;
@@ -25,8 +27,23 @@ use scan::Scanner;
 /// names hash alike. Keyed by a hash of schema and table. Bounded: at most
 /// [`MAX_TABLES`] tables, the first [`MAX_COLUMNS`] columns of each, headers of at
 /// most [`MAX_HEADER`] bytes (a few MiB at worst).
+/// The same holds for the primary key's names (`include-pk`): a table's rows repeat
+/// them, so equal bytes share one list, and a row's `pk` costs no allocation.
 #[derive(Debug, Default)]
-pub(super) struct Headers(FxHashMap<u64, Vec<Header>>);
+pub(super) struct Headers(FxHashMap<u64, Table>);
+
+#[derive(Debug, Default)]
+struct Table {
+    columns: Vec<Header>,
+    pk: Option<KnownPk>,
+}
+
+/// The text of the last row's `pk` value, and its names.
+#[derive(Debug)]
+struct KnownPk {
+    text: Box<[u8]>,
+    names: Arc<[String]>,
+}
 
 #[derive(Debug)]
 struct Header {
@@ -41,14 +58,42 @@ const MAX_TABLES: usize = 256;
 const MAX_COLUMNS: usize = 64;
 /// Longer headers (long names or types) are read without the cache.
 const MAX_HEADER: usize = 128;
+/// Longer `pk` values (wide keys) are read without the cache.
+const MAX_PK: usize = 512;
 
 impl Headers {
-    fn of(&mut self, schema: &str, table: &str) -> &mut Vec<Header> {
+    fn of(&mut self, schema: &str, table: &str) -> &mut Table {
         let key = super::table_hash(schema, table);
         if self.0.len() >= MAX_TABLES && !self.0.contains_key(&key) {
             self.0.clear();
         }
         self.0.entry(key).or_default()
+    }
+}
+
+impl<'a> Scanner<'a> {
+    /// A `pk` value read by `read`, shared with the table's last row when its bytes
+    /// are the same. `None` leaves the error to the serde path, as `read` does.
+    fn shared_pk(
+        &mut self,
+        table: Option<&mut Table>,
+        read: impl FnOnce(&mut Self) -> Option<Vec<String>>,
+    ) -> Option<Arc<[String]>> {
+        let (b, start) = (self.b, self.i);
+        if let Some(known) = table.as_ref().and_then(|t| t.pk.as_ref()) {
+            if b[start..].starts_with(&known.text) {
+                self.i += known.text.len();
+                return Some(Arc::clone(&known.names));
+            }
+        }
+        let names: Arc<[String]> = read(self)?.into();
+        if let Some(table) = table.filter(|_| self.i - start <= MAX_PK) {
+            table.pk = Some(KnownPk {
+                text: b[start..self.i].into(),
+                names: Arc::clone(&names),
+            });
+        }
+        Some(names)
     }
 }
 
@@ -99,7 +144,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
             "columns" => {
                 // wal2json writes schema and table before the columns; without a
                 // table, no cache.
-                let cache = table.map(|t| headers.of(schema.unwrap_or_default(), t));
+                let cache = table.map(|t| &mut headers.of(schema.unwrap_or_default(), t).columns);
                 columns = Some(s.columns(cache)?);
                 16
             }
@@ -108,7 +153,8 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
                 32
             }
             "pk" => {
-                pk = Some(s.pk()?);
+                let cache = table.map(|t| headers.of(schema.unwrap_or_default(), t));
+                pk = Some(s.shared_pk(cache, Scanner::pk)?);
                 64
             }
             // Unused by a row, but typed in the serde path: the same types here.

@@ -54,6 +54,8 @@
 //! - Format-version 1 writes a non-transactional message that follows a
 //!   transaction of two or more changes as `{"change":[,{...}]}`; `v1` accepts it.
 
+use std::sync::Arc;
+
 use crate::lsn::Lsn;
 use serde_json::value::RawValue;
 
@@ -203,7 +205,8 @@ pub struct Change {
     /// The old key / replica identity (update, delete) when the server sends it.
     pub identity: Vec<Column>,
     /// Primary-key column names, when wal2json sends them (`include-pk`).
-    pub pk: Vec<String>,
+    /// Shared by a table's rows in the fast paths (`fast::Headers`).
+    pub pk: Arc<[String]>,
     /// The change's own WAL position when known (format-version 2 with `include-lsn`).
     pub lsn: Option<Lsn>,
 }
@@ -219,7 +222,7 @@ impl Change {
             table: table.into(),
             columns,
             identity,
-            pk: vec!["id".into()],
+            pk: ["id".to_string()].into(),
             lsn: None,
         }
     }

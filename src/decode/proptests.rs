@@ -31,7 +31,7 @@ fn check_change(c: &Change, row: &Row, lsn: Option<Lsn>) -> Result<(), TestCaseE
     prop_assert_eq!(c.kind, row.kind);
     prop_assert_eq!(&c.schema, &row.schema);
     prop_assert_eq!(&c.table, &row.table);
-    prop_assert_eq!(&c.pk, &row.pk);
+    prop_assert_eq!(&c.pk[..], &row.pk[..]);
     prop_assert_eq!(c.lsn, lsn);
     check_columns(&c.columns, &row.columns)?;
     check_columns(&c.identity, &row.identity)

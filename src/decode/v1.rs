@@ -88,6 +88,8 @@ struct Pk<'a> {
 pub(super) struct V1Decoder {
     /// Between a header chunk and its closing `]}`.
     in_chunked_txn: bool,
+    /// The fast path's primary keys of the tables seen.
+    headers: super::fast::Headers,
 }
 
 impl Decode for V1Decoder {
@@ -123,7 +125,7 @@ impl V1Decoder {
             }
             let item_text = body.strip_prefix(b",").unwrap_or(body);
             // A row change, the bulk of the stream, in one pass; the rest through serde.
-            if let Some(change) = super::fast::chunk::row(item_text) {
+            if let Some(change) = super::fast::chunk::row(item_text, &mut self.headers) {
                 out.push(Event::Change(change));
                 return Ok(());
             }

@@ -218,7 +218,7 @@ mod tests {
             table: "t".into(),
             columns: Vec::new(),
             identity: Vec::new(),
-            pk: Vec::new(),
+            pk: Default::default(),
             lsn: None,
         })
     }

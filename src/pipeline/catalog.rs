@@ -64,19 +64,19 @@ impl Catalog {
 
     /// Look up every table the changes in `events` need under `rules`, so that the
     /// encoder finds their shapes. `txn_lsn`: the open transaction's LSN, for errors.
+    /// `now`: when the events were read, for the cache's ages, which need no finer
+    /// grain than a burst of messages (one clock read per burst, not per row).
     pub async fn prepare(
         &mut self,
         shapes: &mut ShapeCache,
         rules: &ShapeRules,
         events: &[Event],
-        mut txn_lsn: Lsn,
+        (mut txn_lsn, now): (Lsn, Instant),
     ) -> Result<(), CatalogError> {
         if !rules.uses_catalog() {
             return Ok(());
         }
         let toast = rules.unchanged_toast != crate::config::UnchangedToast::Omit;
-        // One clock read for the batch: the cache's ages need no finer grain.
-        let now = Instant::now();
         for event in events {
             let change = match event {
                 Event::Begin {
@@ -132,11 +132,16 @@ impl Catalog {
             table: table.into(),
             columns: Vec::new(),
             identity: Vec::new(),
-            pk: Vec::new(),
+            pk: Default::default(),
             lsn: None,
         };
-        self.prepare(shapes, rules, &[Event::Change(probe)], lsn)
-            .await
+        self.prepare(
+            shapes,
+            rules,
+            &[Event::Change(probe)],
+            (lsn, Instant::now()),
+        )
+        .await
     }
 
     /// Read `schema.table`'s shape unless the cache has it. `(toast, lsn, now)`: whether

@@ -280,7 +280,7 @@ impl Session<'_> {
                             self.status.metrics.observe(&events);
                             // Before the encoder needs them: the shapes of new or changed tables.
                             let lsn = reader.txn.commit_lsn.unwrap_or(wal_start);
-                            catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, lsn).await?;
+                            catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, (lsn, last_heard)).await?;
                             reader.pending.extend(events.drain(..));
                             reader.absorb(&mut encoder, max_record_bytes)?;
                             signalled |= !reader.requests.is_empty() || !reader.restarts.is_empty();

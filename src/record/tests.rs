@@ -109,7 +109,7 @@ fn update_keeping_its_key_stays_one_record_without_the_mark() {
     let enc = RecordEncoder::new("shop", PartitionKey::PrimaryKey);
     // The second column is missing from the new row: an unchanged TOASTed value.
     let mut c = change(Kind::Update, vec![col("id", "3")], vec![col("id", "3")]);
-    c.pk = vec!["id".into(), "big".into()];
+    c.pk = ["id".to_string(), "big".to_string()].into();
     c.identity.push(col("big", "\"t\""));
     let rec = encode(&enc, &c, &txn(), 0);
     let v: serde_json::Value = serde_json::from_slice(&rec.data).unwrap();
@@ -204,7 +204,7 @@ fn partition_key_rules() {
         "public.orders|\"eu\"|5"
     );
     let mut no_pk = c.clone();
-    no_pk.pk.clear();
+    no_pk.pk = Default::default();
     assert_eq!(
         RecordEncoder::new("d", PartitionKey::PrimaryKey).partition_key(&no_pk),
         "public.orders"

@@ -106,7 +106,7 @@ mod tests {
                 })
                 .collect(),
             identity: vec![],
-            pk: vec![],
+            pk: Default::default(),
             lsn: None,
         }
     }
@@ -159,7 +159,7 @@ mod tests {
             value: crate::decode::Json::parse(id).unwrap(),
             ty: Default::default(),
         }];
-        c.pk = vec!["id".into()];
+        c.pk = ["id".to_string()].into();
         c
     }
 

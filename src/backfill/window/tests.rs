@@ -76,7 +76,7 @@ fn changes_inside_the_window_drop_their_rows() {
     assert!(emit
         .rows
         .iter()
-        .all(|c| c.kind == Kind::Read && c.pk == ["id"]));
+        .all(|c| c.kind == Kind::Read && c.pk[..] == ["id"]));
     assert_eq!(w.on_commit(), Some(("public.t".into(), 1, 2)));
     assert_eq!(w.on_commit(), None);
     // Outside a window, changes touch nothing.

@@ -6,6 +6,7 @@
 //! `v1.rs`, which decodes it or names the error.
 
 use super::scan::Scanner;
+use super::Headers;
 use crate::decode::bytes::has_control_byte;
 use crate::decode::{Change, Column, ColumnType, Json, Kind};
 
@@ -14,7 +15,7 @@ use crate::decode::{Change, Column, ColumnType, Json, Kind};
 type Lists<'a> = (Vec<&'a str>, Vec<&'a str>, Option<Vec<&'a str>>);
 
 /// A change chunk (without its leading `,`), or `None` to let the serde path decide.
-pub(in crate::decode) fn row(data: &[u8]) -> Option<Change> {
+pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
     // wal2json writes `kind` first; a message defers before any scanning.
     if !data.starts_with(br#"{"kind":""#) || data.get(9) == Some(&b'm') {
         return None;
@@ -63,7 +64,9 @@ pub(in crate::decode) fn row(data: &[u8]) -> Option<Change> {
                 64
             }
             "pk" => {
-                pk = Some(s.pk_names()?);
+                // wal2json writes schema and table first; without a table, no cache.
+                let cache = table.map(|t| headers.of(schema.unwrap_or_default(), t));
+                pk = Some(s.shared_pk(cache, Scanner::pk_names)?);
                 128
             }
             // Fields of a message, typed in the serde path.

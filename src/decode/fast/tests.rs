@@ -1,6 +1,7 @@
 //! Unit tests of the v2 row scanner: it answers as the serde path does, or not at all.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use super::*;
 use crate::decode::tests::fixture_lines;
@@ -94,7 +95,7 @@ fn a_cached_header_stands_only_for_the_same_bytes() {
         read(&doc("t", "text", "\"x\"")),
         Some((ColumnType::Other, Json::scanned("\"x\"")))
     );
-    assert_eq!(headers.borrow_mut().of("s", "t").len(), 2);
+    assert_eq!(headers.borrow_mut().of("s", "t").columns.len(), 2);
     // The same name with another type: read again, and the cache follows.
     assert_eq!(
         read(&doc("t", "jsonb", "null")),
@@ -137,8 +138,8 @@ fn the_header_cache_is_bounded_and_keeps_schemas_apart() {
     }
     let mut headers = headers.borrow_mut();
     // Only the first MAX_COLUMNS columns, and not the long header past them.
-    assert_eq!(headers.of("a", "t").len(), MAX_COLUMNS);
-    assert_eq!(headers.of("b", "t").len(), MAX_COLUMNS);
+    assert_eq!(headers.of("a", "t").columns.len(), MAX_COLUMNS);
+    assert_eq!(headers.of("b", "t").columns.len(), MAX_COLUMNS);
     assert_eq!(headers.0.len(), 2, "a.t and b.t are two tables");
     for i in 0..MAX_TABLES + 1 {
         headers.of("s", &format!("t{i}"));
@@ -223,4 +224,43 @@ pub(super) fn whole_cut_and_flipped(
     if let Ok(flipped) = String::from_utf8(flipped) {
         check(&flipped);
     }
+}
+
+#[test]
+fn a_table_s_rows_share_their_primary_key_names() {
+    let doc = |table: &str, pk: &str| {
+        format!(
+            r#"{{"action":"I","schema":"s","table":"{table}","columns":[{{"name":"id","type":"int","value":1}},{{"name":"k","type":"int","value":2}}],"pk":[{pk}]}}"#
+        )
+    };
+    let (id, id_k) = (
+        r#"{"name":"id","type":"int"}"#,
+        r#"{"name":"id","type":"int"},{"name":"k","type":"int"}"#,
+    );
+    let headers = RefCell::new(Headers::default());
+    let read = |d: &str| {
+        agrees_after(&headers, d);
+        row(d.as_bytes(), &mut headers.borrow_mut())
+            .expect("fast path")
+            .pk
+    };
+    let first = read(&doc("t", id));
+    let second = read(&doc("t", id));
+    assert!(Arc::ptr_eq(&first, &second), "the same bytes: one list");
+    // Another key, another table, and back: each read as it is.
+    let wider = read(&doc("t", id_k));
+    assert_eq!(wider[..], ["id", "k"]);
+    assert_eq!(read(&doc("u", id))[..], ["id"]);
+    assert!(!Arc::ptr_eq(&read(&doc("t", id)), &wider));
+    // A key the fast path refuses (a name twice) is not taken from the cache.
+    let twice = doc("t", r#"{"name":"id","name":"id","type":"int"}"#);
+    assert!(row(twice.as_bytes(), &mut headers.borrow_mut()).is_none());
+    // Too long to keep: read each time, never cached.
+    let long = format!(r#"{{"name":"{}","type":"int"}}"#, "n".repeat(MAX_PK));
+    let columns = format!(
+        r#"{{"name":"{}","type":"int","value":1}}"#,
+        "n".repeat(MAX_PK)
+    );
+    let wide = doc("v", &long).replace(r#"{"name":"id","type":"int","value":1}"#, &columns);
+    assert!(!Arc::ptr_eq(&read(&wide), &read(&wide)));
 }

@@ -29,7 +29,7 @@ fn check_v1_events(events: &[Event]) {
     let ins = find_change(events, Kind::Insert, "t_all", 0);
     assert_eq!(ins.schema, "public");
     assert_eq!(ins.lsn, None);
-    assert_eq!(ins.pk, ["id"]);
+    assert_eq!(ins.pk[..], ["id"]);
     assert_eq!(
         value_of(&ins.columns, "num"),
         "123456789012345678901.1234567890"
@@ -62,7 +62,7 @@ fn check_v1_events(events: &[Event]) {
     assert_eq!(value_of(&del.identity, "id"), "1");
     assert_eq!(value_of(&del.identity, "v"), r#""full uno""#);
     let weird = find_change(events, Kind::Delete, "Weird \"Name\"", 0);
-    assert_eq!(weird.pk, ["k1", "k2"]);
+    assert_eq!(weird.pk[..], ["k1", "k2"]);
     assert_eq!(value_of(&weird.identity, "k2"), r#""k""#);
 
     // The non-transactional message is not wrapped in Begin/Commit.

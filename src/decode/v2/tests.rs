@@ -29,7 +29,7 @@ fn decodes_real_v2_fixture() {
     let ins = find_change(&events, Kind::Insert, "t_all", 0);
     assert_eq!(ins.schema, "public");
     assert_eq!(ins.lsn, Some(lsn("0/153BE58")));
-    assert_eq!(ins.pk, ["id"]);
+    assert_eq!(ins.pk[..], ["id"]);
     assert_eq!(
         value_of(&ins.columns, "num"),
         "123456789012345678901.1234567890"
@@ -65,7 +65,7 @@ fn decodes_real_v2_fixture() {
     assert!(del.columns.is_empty());
     assert_eq!(value_of(&del.identity, "v"), r#""full uno""#);
     let weird = find_change(&events, Kind::Delete, "Weird \"Name\"", 0);
-    assert_eq!(weird.pk, ["k1", "k2"]);
+    assert_eq!(weird.pk[..], ["k1", "k2"]);
     assert_eq!(value_of(&weird.identity, "k2"), r#""k""#);
     assert!(find_change(&events, Kind::Insert, "t_nopk", 0)
         .pk

@@ -28,7 +28,7 @@ fn big_update() -> (Record, Change, TxnContext) {
             col("body", format!("\"{}\"", "x".repeat(5000))),
         ],
         identity: vec![col("id", "7".into())],
-        pk: vec!["id".into()],
+        pk: ["id".to_string()].into(),
         lsn: Some(Lsn(0x10)),
     };
     let txn = TxnContext {

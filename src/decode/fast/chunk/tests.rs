@@ -6,9 +6,10 @@ use crate::decode::tests::fixture_lines;
 use crate::decode::v1::V1Decoder;
 use crate::lsn::Lsn;
 use proptest::prelude::*;
+use std::sync::Arc;
 
 fn fast(doc: &str) -> Option<Change> {
-    row(doc.as_bytes())
+    row(doc.as_bytes(), &mut Headers::default())
 }
 
 /// Where the fast path answers, it answers what the serde path does (in a chunked
@@ -29,7 +30,7 @@ fn every_change_chunk_of_the_fixtures_decodes_as_the_serde_path_does() {
     ] {
         for (_, data) in fixture_lines(fixture) {
             let Ok(data) = std::str::from_utf8(&data) else {
-                assert!(row(&data).is_none());
+                assert!(row(&data, &mut Headers::default()).is_none());
                 continue;
             };
             // As v1.rs hands it over: trimmed, without the `,` of later changes.
@@ -48,11 +49,11 @@ fn every_change_chunk_of_the_fixtures_decodes_as_the_serde_path_does() {
 #[test]
 fn an_update_with_old_keys_takes_the_fast_path() {
     let doc = r#"{"kind":"update","schema":"public","table":"t","columnnames":["id","n"],"columntypes":["bigint","jsonb"],"columnvalues":[2,"{\"a\": 1}"],"oldkeys":{"keynames":["id"],"keytypes":["bigint"],"keyvalues":[1]},"pk":{"pknames":["id"],"pktypes":["bigint"]}}"#;
-    let c = row(doc.as_bytes()).expect("fast path");
+    let c = row(doc.as_bytes(), &mut Headers::default()).expect("fast path");
     assert_eq!(c.kind, Kind::Update);
     assert_eq!(c.identity[0].value.get(), "1");
     assert_eq!(c.columns[1].ty, ColumnType::Json);
-    assert_eq!(c.pk, ["id"]);
+    assert_eq!(c.pk[..], ["id"]);
     agrees(doc);
 }
 
@@ -138,4 +139,20 @@ proptest! {
         doc += r#","pk":{"pknames":["id"],"pktypes":["integer"]}}"#;
         whole_cut_and_flipped(&doc, (cut, flip, byte), agrees);
     }
+}
+
+#[test]
+fn a_table_s_chunks_share_their_primary_key_names() {
+    let doc = |table: &str, pk: &str| {
+        format!(
+            r#"{{"kind":"insert","schema":"s","table":"{table}","columnnames":["id","k"],"columntypes":["int","int"],"columnvalues":[1,2],"pk":{{"pknames":[{pk}],"pktypes":["int"]}}}}"#
+        )
+    };
+    let mut headers = Headers::default();
+    let mut read = |d: &str| row(d.as_bytes(), &mut headers).expect("fast path").pk;
+    let first = read(&doc("t", r#""id""#));
+    assert!(Arc::ptr_eq(&first, &read(&doc("t", r#""id""#))));
+    assert_eq!(read(&doc("t", r#""k""#))[..], ["k"]);
+    assert_eq!(read(&doc("u", r#""id""#))[..], ["id"]);
+    assert_eq!(read(&doc("t", r#""id""#))[..], ["id"]);
 }
