@@ -71,7 +71,7 @@ impl Catalog {
         shapes: &mut ShapeCache,
         rules: &ShapeRules,
         events: &[Event],
-        (mut txn_lsn, now): (Lsn, Instant),
+        (mut txn_lsn, mut now): (Lsn, Instant),
     ) -> Result<(), CatalogError> {
         if !rules.uses_catalog() {
             return Ok(());
@@ -93,13 +93,18 @@ impl Catalog {
                 continue;
             }
             let lsn = change.lsn.unwrap_or(txn_lsn);
-            self.ensure(
-                shapes,
-                (&change.schema, &change.table),
-                change,
-                (toast, lsn, now),
-            )
-            .await?;
+            if self
+                .ensure(
+                    shapes,
+                    (&change.schema, &change.table),
+                    change,
+                    (toast, lsn, now),
+                )
+                .await?
+            {
+                // A lookup waited on the database: the burst's time is past.
+                now = Instant::now();
+            }
             if !rules.root.any() {
                 continue;
             }
@@ -107,8 +112,12 @@ impl Catalog {
                 .get(&change.schema, &change.table)
                 .and_then(|s| s.root.clone());
             if let Some((schema, table)) = root {
-                self.ensure(shapes, (&schema, &table), change, (toast, lsn, now))
-                    .await?;
+                if self
+                    .ensure(shapes, (&schema, &table), change, (toast, lsn, now))
+                    .await?
+                {
+                    now = Instant::now();
+                }
             }
         }
         Ok(())
@@ -146,16 +155,17 @@ impl Catalog {
 
     /// Read `schema.table`'s shape unless the cache has it. `(toast, lsn, now)`: whether
     /// unchanged TOAST needs its columns, the position for errors, and the batch's time.
+    /// Returns whether it read the catalog.
     async fn ensure(
         &mut self,
         shapes: &mut ShapeCache,
         (schema, table): (&str, &str),
         change: &Change,
         (toast, lsn, now): (bool, Lsn, Instant),
-    ) -> Result<(), CatalogError> {
+    ) -> Result<bool, CatalogError> {
         if !shapes.needs_lookup(schema, table, change, toast, now) {
             shapes.touch(schema, table);
-            return Ok(());
+            return Ok(false);
         }
         let shape = self
             .lookup(schema, table)
@@ -174,8 +184,9 @@ impl Catalog {
                 tracing::warn!(slot = %self.slot, table = %format!("{schema}.{table}"), lsn = %lsn, "table {schema}.{table} is not in the catalog (dropped or renamed since the change was written): its changes go out without unchanged_toast and under their own name")
             }
         }
-        shapes.insert(schema, table, shape, now);
-        Ok(())
+        // The time of the answer, not the batch's: the lookup waited.
+        shapes.insert(schema, table, shape, Instant::now());
+        Ok(true)
     }
 
     /// One lookup, on a fresh connection once more if the first try failed transiently.

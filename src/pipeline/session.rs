@@ -273,14 +273,21 @@ impl Session<'_> {
                     // did: a restart stops reading right after the message that asked.
                     let mut next = Some(msg?);
                     let mut signalled = false;
+                    // The time messages were read, for the catalog's cache ages: a clock
+                    // read per 64 messages of a burst, not one per message.
+                    let (mut read_at, mut burst) = (last_heard, 0u32);
                     while let Some(msg) = next.take() {
+                    burst += 1;
+                    if burst % 64 == 0 {
+                        read_at = Instant::now();
+                    }
                     match msg {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
                             self.status.metrics.observe(&events);
                             // Before the encoder needs them: the shapes of new or changed tables.
                             let lsn = reader.txn.commit_lsn.unwrap_or(wal_start);
-                            catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, (lsn, last_heard)).await?;
+                            catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, (lsn, read_at)).await?;
                             reader.pending.extend(events.drain(..));
                             reader.absorb(&mut encoder, max_record_bytes)?;
                             signalled |= !reader.requests.is_empty() || !reader.restarts.is_empty();

@@ -9,8 +9,12 @@
 //! - a successful answer (2xx) is read here into the request's [`Outcome`], and the
 //!   SDK gets an output without records;
 //! - anything else (an error answer, or a body this reader cannot read) goes to the
-//!   SDK's deserializer as before, so errors, the SDK's retries and their
-//!   classification do not change.
+//!   SDK's deserializer as before, so errors and their classification do not change.
+//!
+//! The fields the sink does not use are still typed as the SDK types them, so a body
+//! the SDK would refuse is refused here too and left to it. Each deserialization
+//! sets the outcome afresh, so only the attempt the SDK returns counts (the sink's
+//! client makes one attempt; the sink itself retries).
 
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -45,7 +49,9 @@ impl Answer {
         }
     }
 
-    /// The outcome read from a successful answer, if this reader read one.
+    /// The outcome read from a successful answer, if this reader read one. A
+    /// poisoned lock gives `None`: the SDK's output, which has no records, then
+    /// sends the whole request again.
     pub fn take(&self) -> Option<Outcome> {
         self.outcome.lock().map_or(None, |mut o| o.take())
     }
@@ -91,10 +97,16 @@ static SDK: LazyLock<Option<FrozenLayer>> = LazyLock::new(|| {
 struct Document<'a> {
     #[serde(rename = "Records", borrow)]
     records: Vec<Entry<'a>>,
+    #[serde(rename = "FailedRecordCount", default)]
+    _failed: Option<i32>,
+    #[serde(rename = "EncryptionType", borrow, default)]
+    _encryption: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct Entry<'a> {
+    #[serde(rename = "SequenceNumber", borrow, default)]
+    _sequence_number: Option<Cow<'a, str>>,
     #[serde(rename = "ShardId", borrow, default)]
     shard_id: Option<Cow<'a, str>>,
     #[serde(rename = "ErrorCode", borrow, default)]
@@ -165,18 +177,20 @@ impl DeserializeResponse for Reader {
         response: &HttpResponse,
         cfg: &ConfigBag,
     ) -> Result<Output, OrchestratorError<Error>> {
-        let Some(outcome) = self.read(response) else {
+        let outcome = self.read(response);
+        let read = outcome.is_some();
+        if let Ok(mut slot) = self.answer.outcome.lock() {
+            *slot = outcome;
+        }
+        if !read {
             return self
                 .sdk()?
                 .deserialize_nonstreaming_with_config(response, cfg);
-        };
+        }
         let output = PutRecordsOutput::builder()
             .set_records(Some(Vec::new()))
             .build()
             .map_err(OrchestratorError::other)?;
-        if let Ok(mut slot) = self.answer.outcome.lock() {
-            *slot = Some(outcome);
-        }
         Ok(Output::erase(output))
     }
 }
@@ -198,7 +212,7 @@ fn all_accepted(body: &[u8]) -> Option<Vec<&str>> {
             }
             "FailedRecordCount" => {
                 c.eat(b":")?;
-                c.digits()?;
+                c.count()?;
             }
             "EncryptionType" => {
                 c.eat(b":\"")?;
@@ -242,13 +256,19 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(text).ok()
     }
 
-    /// One or more decimal digits.
-    fn digits(&mut self) -> Option<()> {
+    /// A count as the SDK reads it: a JSON number (no leading zero) within `i32`.
+    fn count(&mut self) -> Option<()> {
         let n = self.b[self.i..]
             .iter()
             .take_while(|b| b.is_ascii_digit())
             .count();
-        (n > 0).then(|| self.i += n)
+        let digits = std::str::from_utf8(&self.b[self.i..self.i + n]).ok()?;
+        if digits.len() > 1 && digits.starts_with('0') {
+            return None;
+        }
+        digits.parse::<i32>().ok()?;
+        self.i += n;
+        Some(())
     }
 
     /// `{"SequenceNumber":"…","ShardId":"…"},…]` (after the `[`): the shard ids.

@@ -87,9 +87,9 @@ fn classify_output(sent: usize, out: &PutRecordsOutput) -> Outcome {
 
 /// One record's entry in a `PutRecords` answer, as read by the SDK or by `answer`.
 pub struct Answered<'a> {
-    pub shard_id: Option<&'a str>,
-    pub error_code: Option<&'a str>,
-    pub error_message: Option<&'a str>,
+    pub(super) shard_id: Option<&'a str>,
+    pub(super) error_code: Option<&'a str>,
+    pub(super) error_message: Option<&'a str>,
 }
 
 /// Interpret the entries of a successful answer to a request of `sent` records.

@@ -180,6 +180,24 @@ fn error_answers_and_unreadable_bodies_are_left_to_the_sdk() {
         (200, r#"{"Records": 5}"#),
         (200, "not json"),
         (200, r#"{"FailedRecordCount": 0}"#),
+        // Fields the sink does not use, typed wrong or out of range: the SDK refuses
+        // them, so the sink's reader leaves them to it.
+        (
+            200,
+            r#"{"FailedRecordCount":3000000000,"Records":[{"SequenceNumber":"1","ShardId":"s"}]}"#,
+        ),
+        (
+            200,
+            r#"{"FailedRecordCount":"0","Records":[{"SequenceNumber":"1","ShardId":"s"}]}"#,
+        ),
+        (
+            200,
+            r#"{"FailedRecordCount":0,"Records":[{"SequenceNumber":1,"ShardId":"s"}]}"#,
+        ),
+        (
+            200,
+            r#"{"EncryptionType":7,"Records":[{"SequenceNumber":"1","ShardId":"s"}]}"#,
+        ),
     ];
     for (status, body) in answers {
         let canned = Canned {
@@ -189,6 +207,19 @@ fn error_answers_and_unreadable_bodies_are_left_to_the_sdk() {
         let (by_sdk, read_here, was_read) = rt.block_on(both(1, &canned));
         assert!(!was_read, "{status} {body}: read by the sink's reader");
         assert_eq!(read_here, by_sdk, "{status} {body}");
+        if status == 200 {
+            // None of these is a readable answer to the SDK either: all is sent again.
+            assert!(
+                matches!(
+                    by_sdk,
+                    Outcome::RetryAll {
+                        throttled: false,
+                        ..
+                    }
+                ),
+                "{body}: {by_sdk:?}"
+            );
+        }
     }
     // And the SDK's classification still reaches the sink through the reader.
     let throttled = Canned {
@@ -263,6 +294,8 @@ fn the_usual_answer_is_read_without_serde() {
         r#"{"FailedRecordCount":0,"Records":[]}x"#,
         r#"{"FailedRecordCount":0,"Records":[{"SequenceNumber":"1","ShardId":"s"}"#,
         r#"{"FailedRecordCount":,"Records":[]}"#,
+        r#"{"FailedRecordCount":00,"Records":[]}"#,
+        r#"{"FailedRecordCount":2147483648,"Records":[]}"#,
         r#"{"Other":"x","Records":[]}"#,
     ] {
         assert_eq!(all_accepted(body.as_bytes()), None, "{body}");
