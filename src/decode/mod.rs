@@ -54,8 +54,6 @@
 //! - Format-version 1 writes a non-transactional message that follows a
 //!   transaction of two or more changes as `{"change":[,{...}]}`; `v1` accepts it.
 
-use std::sync::Arc;
-
 use crate::lsn::Lsn;
 use serde_json::value::RawValue;
 
@@ -204,9 +202,8 @@ pub struct Change {
     pub columns: Vec<Column>,
     /// The old key / replica identity (update, delete) when the server sends it.
     pub identity: Vec<Column>,
-    /// Primary-key column names, when wal2json sends them (`include-pk`).
-    /// Shared by a table's rows in the fast paths (`fast::Headers`).
-    pub pk: Arc<[String]>,
+    /// Primary-key names (`include-pk`), shared by a table's rows (`fast::Headers`).
+    pub pk: std::sync::Arc<[String]>,
     /// The change's own WAL position when known (format-version 2 with `include-lsn`).
     pub lsn: Option<Lsn>,
 }
