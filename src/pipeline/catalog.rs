@@ -65,7 +65,7 @@ impl Catalog {
     /// Look up every table the changes in `events` need under `rules`, so that the
     /// encoder finds their shapes. `txn_lsn`: the open transaction's LSN, for errors.
     /// `now`: when the events were read, for the cache's ages, which need no finer
-    /// grain than a burst of messages (one clock read per burst, not per row).
+    /// grain than a burst of messages; read again after a lookup, which waits.
     pub async fn prepare(
         &mut self,
         shapes: &mut ShapeCache,
@@ -93,18 +93,13 @@ impl Catalog {
                 continue;
             }
             let lsn = change.lsn.unwrap_or(txn_lsn);
-            if self
-                .ensure(
-                    shapes,
-                    (&change.schema, &change.table),
-                    change,
-                    (toast, lsn, now),
-                )
-                .await?
-            {
-                // A lookup waited on the database: the burst's time is past.
-                now = Instant::now();
-            }
+            self.ensure(
+                shapes,
+                (&change.schema, &change.table),
+                change,
+                (toast, lsn, &mut now),
+            )
+            .await?;
             if !rules.root.any() {
                 continue;
             }
@@ -112,12 +107,8 @@ impl Catalog {
                 .get(&change.schema, &change.table)
                 .and_then(|s| s.root.clone());
             if let Some((schema, table)) = root {
-                if self
-                    .ensure(shapes, (&schema, &table), change, (toast, lsn, now))
-                    .await?
-                {
-                    now = Instant::now();
-                }
+                self.ensure(shapes, (&schema, &table), change, (toast, lsn, &mut now))
+                    .await?;
             }
         }
         Ok(())
@@ -154,18 +145,18 @@ impl Catalog {
     }
 
     /// Read `schema.table`'s shape unless the cache has it. `(toast, lsn, now)`: whether
-    /// unchanged TOAST needs its columns, the position for errors, and the batch's time.
-    /// Returns whether it read the catalog.
+    /// unchanged TOAST needs its columns, the position for errors, and the batch's time
+    /// (moved to the answer's time when it reads the catalog, which waits).
     async fn ensure(
         &mut self,
         shapes: &mut ShapeCache,
         (schema, table): (&str, &str),
         change: &Change,
-        (toast, lsn, now): (bool, Lsn, Instant),
-    ) -> Result<bool, CatalogError> {
-        if !shapes.needs_lookup(schema, table, change, toast, now) {
+        (toast, lsn, now): (bool, Lsn, &mut Instant),
+    ) -> Result<(), CatalogError> {
+        if !shapes.needs_lookup(schema, table, change, toast, *now) {
             shapes.touch(schema, table);
-            return Ok(false);
+            return Ok(());
         }
         let shape = self
             .lookup(schema, table)
@@ -184,9 +175,9 @@ impl Catalog {
                 tracing::warn!(slot = %self.slot, table = %format!("{schema}.{table}"), lsn = %lsn, "table {schema}.{table} is not in the catalog (dropped or renamed since the change was written): its changes go out without unchanged_toast and under their own name")
             }
         }
-        // The time of the answer, not the batch's: the lookup waited.
-        shapes.insert(schema, table, shape, Instant::now());
-        Ok(true)
+        *now = Instant::now();
+        shapes.insert(schema, table, shape, *now);
+        Ok(())
     }
 
     /// One lookup, on a fresh connection once more if the first try failed transiently.

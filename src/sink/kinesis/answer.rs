@@ -71,10 +71,13 @@ impl Intercept for Answer {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(sdk) = SDK.as_ref() {
+        if let Some(sdk) = SDK
+            .as_ref()
+            .and_then(|layer| layer.load::<SharedResponseDeserializer>())
+        {
             cfg.interceptor_state()
                 .store_put(SharedResponseDeserializer::new(Reader {
-                    sdk: sdk.clone(),
+                    sdk,
                     answer: self.clone(),
                 }));
         }
@@ -83,12 +86,8 @@ impl Intercept for Answer {
 }
 
 /// The `PutRecords` operation's own configuration (the SDK's runtime plugin for it),
-/// which holds its response deserializer; `None` if it holds none.
-static SDK: LazyLock<Option<FrozenLayer>> = LazyLock::new(|| {
-    PutRecords::new()
-        .config()
-        .filter(|layer| layer.load::<SharedResponseDeserializer>().is_some())
-});
+/// which holds its response deserializer.
+static SDK: LazyLock<Option<FrozenLayer>> = LazyLock::new(|| PutRecords::new().config());
 
 /// The part of the answer the sink uses: `{"Records":[{"ShardId":…}|{"ErrorCode":…,
 /// "ErrorMessage":…},…]}`. Other fields (`SequenceNumber`, `FailedRecordCount`,
@@ -117,20 +116,12 @@ struct Entry<'a> {
 
 #[derive(Debug)]
 struct Reader {
-    /// The operation's configuration, with the SDK's deserializer.
-    sdk: FrozenLayer,
+    /// The SDK's deserializer for `PutRecords`.
+    sdk: &'static SharedResponseDeserializer,
     answer: Answer,
 }
 
 impl Reader {
-    fn sdk(&self) -> Result<&SharedResponseDeserializer, OrchestratorError<Error>> {
-        self.sdk
-            .load::<SharedResponseDeserializer>()
-            .ok_or_else(|| {
-                OrchestratorError::other("the PutRecords operation holds no response deserializer")
-            })
-    }
-
     /// The outcome of a successful answer, or `None` when this is not one this
     /// reader reads (the SDK's deserializer then has it).
     fn read(&self, response: &HttpResponse) -> Option<Outcome> {
@@ -166,10 +157,7 @@ impl DeserializeResponse for Reader {
         response: &mut HttpResponse,
         cfg: &ConfigBag,
     ) -> Option<Result<Output, OrchestratorError<Error>>> {
-        match self.sdk() {
-            Ok(sdk) => sdk.deserialize_streaming_with_config(response, cfg),
-            Err(e) => Some(Err(e)),
-        }
+        self.sdk.deserialize_streaming_with_config(response, cfg)
     }
 
     fn deserialize_nonstreaming_with_config(
@@ -183,9 +171,7 @@ impl DeserializeResponse for Reader {
             *slot = outcome;
         }
         if !read {
-            return self
-                .sdk()?
-                .deserialize_nonstreaming_with_config(response, cfg);
+            return self.sdk.deserialize_nonstreaming_with_config(response, cfg);
         }
         let output = PutRecordsOutput::builder()
             .set_records(Some(Vec::new()))
