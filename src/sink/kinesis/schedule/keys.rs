@@ -3,19 +3,30 @@
 //!
 //! A ready key carries its slot, so taking its record reaches the queue directly. The
 //! slots are taken in the order records arrive and reused as keys leave, so that
-//! walk stays within recently touched memory, where a lookup by hash lands anywhere
-//! in a table as large as the records held. A slot is checked against the hash
-//! before use: a key that left and a new key in its slot are not confused.
+//! walk stays within recently touched memory. The index holds slots only (a word per
+//! key, not the key's 16-byte hash beside it) and compares a candidate through its
+//! slot: with tens of thousands of keys held, the index stays small enough for the
+//! CPU's cache, and finding a key that was just taken for a request (to release it)
+//! reads the slot that taking it touched, rather than a line of a table as large as
+//! the records held. A slot is checked against the hash before use: a key that left
+//! and a new key in its slot are not confused.
 
-use rustc_hash::FxHashMap as HashMap;
+use hashbrown::HashTable;
 use slab::Slab;
 
 use super::KeyQueue;
 
 #[derive(Debug, Default)]
 pub(super) struct Keys {
-    index: HashMap<u128, usize>,
+    /// Slots of `slots`, found by [`index_hash`] of their key's hash.
+    index: HashTable<usize>,
     slots: Slab<(u128, KeyQueue)>,
+}
+
+/// The index's hash of a key's hash. Key hashes are MD5 (uniform) in use, but tests
+/// use small numbers: folding both halves through a multiply spreads those too.
+fn index_hash(hash: u128) -> u64 {
+    ((hash as u64) ^ ((hash >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl Keys {
@@ -24,7 +35,12 @@ impl Keys {
     }
 
     pub fn slot(&self, hash: u128) -> Option<usize> {
-        self.index.get(&hash).copied()
+        let slots = &self.slots;
+        self.index
+            .find(index_hash(hash), |&s| {
+                slots.get(s).is_some_and(|(h, _)| *h == hash)
+            })
+            .copied()
     }
 
     /// No key held: neither a slot nor an index entry (tests check both).
@@ -59,11 +75,14 @@ impl Keys {
         hash: u128,
         new: impl FnOnce() -> KeyQueue,
     ) -> (usize, &mut KeyQueue) {
-        let slot = match self.index.get(&hash) {
-            Some(&slot) => slot,
+        let slot = match self.slot(hash) {
+            Some(slot) => slot,
             None => {
                 let slot = self.slots.insert((hash, new()));
-                self.index.insert(hash, slot);
+                let slots = &self.slots;
+                self.index.insert_unique(index_hash(hash), slot, |&s| {
+                    slots.get(s).map_or(0, |(h, _)| index_hash(*h))
+                });
                 slot
             }
         };
@@ -73,8 +92,10 @@ impl Keys {
     /// Forget the key in `slot` (its queue must be `hash`'s).
     pub fn remove_at(&mut self, slot: usize, hash: u128) {
         if self.at(slot, hash).is_some() {
+            if let Ok(found) = self.index.find_entry(index_hash(hash), |&s| s == slot) {
+                found.remove();
+            }
             self.slots.remove(slot);
-            self.index.remove(&hash);
         }
     }
 
@@ -88,6 +109,51 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        /// Any mix of keys entering and leaving finds what a map by hash finds:
+        /// small hashes (which share most bits) and MD5-like ones, keys that come
+        /// back into reused slots, stale slots that no longer match.
+        #[test]
+        fn finds_what_a_map_by_hash_finds(
+            ops in proptest::collection::vec((any::<bool>(), 0u8..40, any::<bool>()), 0..400),
+        ) {
+            let hash_of = |k: u8, wide: bool| if wide {
+                u128::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+            } else {
+                u128::from(k)
+            };
+            let (mut keys, mut model) = (Keys::default(), HashMap::<u128, usize>::new());
+            let mut stale = Vec::new();
+            for (enter, k, wide) in ops {
+                let hash = hash_of(k, wide);
+                if enter {
+                    let (slot, _) = keys.get_or_insert(hash, KeyQueue::default);
+                    prop_assert_eq!(*model.entry(hash).or_insert(slot), slot);
+                } else if let Some(slot) = model.remove(&hash) {
+                    keys.remove_at(slot, hash);
+                    stale.push((slot, hash));
+                }
+                prop_assert_eq!(keys.len(), model.len());
+                for (&hash, &slot) in &model {
+                    prop_assert_eq!(keys.slot(hash), Some(slot));
+                    prop_assert!(keys.at(slot, hash).is_some());
+                }
+                for &(slot, hash) in &stale {
+                    if !model.contains_key(&hash) {
+                        prop_assert_eq!(keys.slot(hash), None);
+                        prop_assert!(keys.at(slot, hash).is_none());
+                    }
+                }
+            }
+            for (hash, slot) in model {
+                keys.remove_at(slot, hash);
+            }
+            prop_assert!(keys.is_empty());
+        }
+    }
 
     #[test]
     fn a_reused_slot_is_not_taken_for_the_key_that_left() {
