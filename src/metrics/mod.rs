@@ -142,15 +142,16 @@ pub struct SlotMetrics {
 }
 
 impl SlotMetrics {
-    /// The session read these events from the slot (before handing them on).
-    pub fn observe(&self, events: &[Event]) {
+    /// The session read these events from the slot (before handing them on) at
+    /// `read_at`: the time of the read, or of the burst of buffered messages it
+    /// belongs to (a clock read per message cost about 1% of a row's CPU).
+    pub fn observe(&self, events: &[Event], read_at: Instant) {
         if events.is_empty() {
             return;
         }
-        let now = Instant::now();
         let mut changes = 0;
         if let Ok(mut p) = self.progress.lock() {
-            changes = p.observe(events, now);
+            changes = p.observe(events, read_at);
         }
         self.changes_read.fetch_add(changes, Ordering::Relaxed);
     }

@@ -273,8 +273,9 @@ impl Session<'_> {
                     // did: a restart stops reading right after the message that asked.
                     let mut next = Some(msg?);
                     let mut signalled = false;
-                    // The time messages were read, for the catalog's cache ages: a clock
-                    // read per 64 messages of a burst, not one per message.
+                    // The time messages were read, for the catalog's cache ages and the lag
+                    // metrics' first read of a transaction: a clock read per 64 messages
+                    // of a burst, not one per message.
                     let (mut read_at, mut burst) = (last_heard, 0u32);
                     while let Some(msg) = next.take() {
                     burst += 1;
@@ -284,7 +285,7 @@ impl Session<'_> {
                     match msg {
                         ReplicationMessage::XLogData { wal_start, data, .. } => {
                             decoder.feed(wal_start, &data, &mut events)?;
-                            self.status.metrics.observe(&events);
+                            self.status.metrics.observe(&events, read_at);
                             // Before the encoder needs them: the shapes of new or changed tables.
                             let lsn = reader.txn.commit_lsn.unwrap_or(wal_start);
                             catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, (lsn, read_at)).await?;
