@@ -114,6 +114,7 @@ impl Buffer {
             identity: Vec::new(),
             pk: Arc::clone(&self.pk),
             lsn: None,
+            columns_tag: 0,
         }
     }
 }

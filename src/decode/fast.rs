@@ -10,6 +10,7 @@
 //! serde path's output on the fixtures and on generated rows. `fast/chunk.rs` does
 //! the same for format-version 1 change chunks, with this scanner.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -29,6 +30,10 @@ use scan::Scanner;
 /// most [`MAX_HEADER`] bytes (a few MiB at worst).
 /// The same holds for the primary key's names (`include-pk`): a table's rows repeat
 /// them, so equal bytes share one list, and a row's `pk` costs no allocation.
+/// A row whose every header is the cached one gets the tag of that many cached
+/// headers ([`Change::columns_tag`]): a number no other header set of any table has
+/// had, so the catalog's check of a row against its table's shape is done once per
+/// tag. Any header read rather than taken from the cache retires the table's tag.
 #[derive(Debug, Default)]
 pub(super) struct Headers(FxHashMap<u64, Table>);
 
@@ -36,7 +41,13 @@ pub(super) struct Headers(FxHashMap<u64, Table>);
 struct Table {
     columns: Vec<Header>,
     pk: Option<KnownPk>,
+    /// The tag of the first `tag_len` of `columns`, 0 when none is current.
+    tag: u64,
+    tag_len: usize,
 }
+
+/// The last tag given out, process-wide: tags are never reused.
+static LAST_TAG: AtomicU64 = AtomicU64::new(0);
 
 /// The text of the last row's `pk` value, and its names.
 #[derive(Debug)]
@@ -118,6 +129,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
     let mut lsn = None;
     let (mut schema, mut table) = (None, None);
     let (mut columns, mut identity, mut pk) = (None, None, None);
+    let mut columns_tag = 0;
     s.document(|s, key| {
         Some(match key {
             "action" => {
@@ -144,12 +156,24 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
             "columns" => {
                 // wal2json writes schema and table before the columns; without a
                 // table, no cache.
-                let cache = table.map(|t| &mut headers.of(schema.unwrap_or_default(), t).columns);
-                columns = Some(s.columns(cache)?);
+                let mut cache = table.map(|t| headers.of(schema.unwrap_or_default(), t));
+                let (read, all_known) = s.columns(cache.as_mut().map(|t| &mut t.columns))?;
+                if let Some(t) = cache {
+                    if !all_known {
+                        t.tag = 0;
+                    } else {
+                        if t.tag == 0 || t.tag_len != read.len() {
+                            t.tag = LAST_TAG.fetch_add(1, Ordering::Relaxed) + 1;
+                            t.tag_len = read.len();
+                        }
+                        columns_tag = t.tag;
+                    }
+                }
+                columns = Some(read);
                 16
             }
             "identity" => {
-                identity = Some(s.columns(None)?);
+                identity = Some(s.columns(None)?.0);
                 32
             }
             "pk" => {
@@ -185,6 +209,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
         identity: identity.unwrap_or_default(),
         pk: pk.unwrap_or_default(),
         lsn,
+        columns_tag,
     })
 }
 
@@ -193,16 +218,23 @@ impl<'a> Scanner<'a> {
     /// no spaces and no other keys: read without matching keys, its header taken
     /// from `cache[at]` when the bytes are the same. `None` leaves the cursor where
     /// it was, for the general reading.
-    fn printed_column(&mut self, cache: Option<&mut Vec<Header>>, at: usize) -> Option<Column> {
+    fn printed_column(
+        &mut self,
+        cache: Option<&mut Vec<Header>>,
+        at: usize,
+    ) -> Option<(Column, bool)> {
         let (b, start) = (self.b, self.i);
         let column = match cache.as_deref().and_then(|c| c.get(at)) {
             Some(known) if b[start..].starts_with(&known.text) => {
                 self.i += known.text.len();
                 let value = self.value();
-                value.filter(|_| self.take(b"}")).map(|value| Column {
-                    name: known.name.clone(),
-                    value: Json::scanned(value),
-                    ty: known.ty,
+                value.filter(|_| self.take(b"}")).map(|value| {
+                    let column = Column {
+                        name: known.name.clone(),
+                        value: Json::scanned(value),
+                        ty: known.ty,
+                    };
+                    (column, true)
                 })
             }
             _ => self.printed_header().and_then(|(name, ty, end)| {
@@ -227,7 +259,7 @@ impl<'a> Scanner<'a> {
                         None => cache.push(header),
                     }
                 }
-                Some(column)
+                Some((column, false))
             }),
         };
         if column.is_none() {
@@ -251,14 +283,18 @@ impl<'a> Scanner<'a> {
     }
 
     /// `[{"name": .., "type": .., "value": .., ...}, ...]`, with the table's cached
-    /// headers when it has some.
-    fn columns(&mut self, mut cache: Option<&mut Vec<Header>>) -> Option<Vec<Column>> {
+    /// headers when it has some; and whether every header was the cached one (the
+    /// first that is not changes the cache, and says no).
+    fn columns(&mut self, mut cache: Option<&mut Vec<Header>>) -> Option<(Vec<Column>, bool)> {
         let mut out = Vec::with_capacity(8);
+        let mut all_known = cache.is_some();
         self.array(|s| {
-            if let Some(column) = s.printed_column(cache.as_deref_mut(), out.len()) {
+            if let Some((column, known)) = s.printed_column(cache.as_deref_mut(), out.len()) {
+                all_known &= known;
                 out.push(column);
                 return Some(());
             }
+            all_known = false;
             let (mut name, mut ty, mut value) = (None, None, None);
             s.object(|s, key| {
                 match key {
@@ -279,7 +315,7 @@ impl<'a> Scanner<'a> {
             });
             Some(())
         })?;
-        Some(out)
+        Some((out, all_known))
     }
 
     /// `[{"name": .., "type": ..}, ...]`: the names.

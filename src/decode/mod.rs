@@ -1,10 +1,10 @@
 //! wal2json output → [`Event`]s.
 //!
-//! Owns the two wal2json wire formats (format-version 1: one JSON document per
-//! transaction, optionally split by `write-in-chunks`; format-version 2: one JSON
-//! document per row/transaction boundary) and the wal2json options this tool adds.
-//! It never panics on any input and never reinterprets a value: values stay the exact
-//! JSON text wal2json wrote ([`Json`]), so a `numeric(40,10)` never passes `f64`.
+//! Owns the two wal2json wire formats (format-version 1: one JSON document per transaction,
+//! optionally split by `write-in-chunks`; format-version 2: one JSON document per
+//! row/transaction boundary) and the wal2json options this tool adds. It never panics on
+//! any input and never reinterprets a value: values stay the exact JSON text wal2json wrote
+//! ([`Json`]), so a `numeric(40,10)` never passes `f64`.
 //!
 //! # Options added to the user's
 //!
@@ -23,36 +23,35 @@
 //!
 //! # LSNs (checked against PostgreSQL 15 + wal2json 2.5)
 //!
-//! The XLogData start the walsender sends is the decoding context's write
-//! position, which `pg_logical_slot_peek_changes` returns as `lsn`. For the message
-//! that ends a transaction (v2 `C`, v1 whole document or closing `]}` chunk) it is
-//! the end of the commit record (`txn->end_lsn`, equal to wal2json's `nextlsn`);
-//! `pg_logical_slot_get_changes(slot, upto_lsn => that)` leaves
-//! `confirmed_flush_lsn` exactly there and the next read starts at the next
-//! transaction. So `Event::Commit::end_lsn` is the position to confirm.
-//! v2's `lsn` on `B`/`C` is the *start* of the commit record; changes carry their
-//! own record's position; `M` carries the end of the message record.
+//! The XLogData start the walsender sends is the decoding context's write position, which
+//! `pg_logical_slot_peek_changes` returns as `lsn`. For the message that ends a transaction
+//! (v2 `C`, v1 whole document or closing `]}` chunk) it is the end of the commit record
+//! (`txn->end_lsn`, equal to wal2json's `nextlsn`);
+//! `pg_logical_slot_get_changes(slot, upto_lsn => that)` leaves `confirmed_flush_lsn`
+//! exactly there and the next read starts at the next transaction. So
+//! `Event::Commit::end_lsn` is the position to confirm. v2's `lsn` on `B`/`C` is the
+//! *start* of the commit record; changes carry their own record's position; `M` carries the
+//! end of the message record.
 //!
-//! Transactions arrive in commit order, so only `Commit::end_lsn` rises
-//! monotonically. A transaction that started before the previous one committed
-//! has its `Begin`/row messages at WAL positions *below* that commit (see
-//! `testdata/v2_interleaved.jsonl`): never confirm a change's or a begin's
-//! position, only a commit's (or a non-transactional message's, which is read in
-//! WAL order between commits).
+//! Transactions arrive in commit order, so only `Commit::end_lsn` rises monotonically. A
+//! transaction that started before the previous one committed has its `Begin`/row messages
+//! at WAL positions *below* that commit (see `testdata/v2_interleaved.jsonl`): never
+//! confirm a change's or a begin's position, only a commit's (or a non-transactional
+//! message's, which is read in WAL order between commits).
 //!
 //! # Things wal2json does that callers should know
 //!
-//! - Format-version 1 never emits TRUNCATE (its truncate callback is compiled
-//!   out); the v1 decoder still accepts `"kind":"truncate"` should one appear.
+//! - Format-version 1 never emits TRUNCATE (its truncate callback is compiled out); the v1
+//!   decoder still accepts `"kind":"truncate"` should one appear.
 //! - Unchanged TOASTed columns are left out of an update's `columns`.
 //! - NaN / ±Infinity numerics are printed as `null`.
-//! - Updates and deletes on a table without a replica identity are skipped by
-//!   wal2json with a server-side WARNING.
-//! - A logical message's `content` is the application's bytes, written unescaped
-//!   (not necessarily UTF-8). Both decoders skip it unread; the prefix is read as
-//!   bytes and shown lossily.
-//! - Format-version 1 writes a non-transactional message that follows a
-//!   transaction of two or more changes as `{"change":[,{...}]}`; `v1` accepts it.
+//! - Updates and deletes on a table without a replica identity are skipped by wal2json with
+//!   a server-side WARNING.
+//! - A logical message's `content` is the application's bytes, written unescaped (not
+//!   necessarily UTF-8). Both decoders skip it unread; the prefix is read as bytes and
+//!   shown lossily.
+//! - Format-version 1 writes a non-transactional message that follows a transaction of two
+//!   or more changes as `{"change":[,{...}]}`; `v1` accepts it.
 
 use crate::lsn::Lsn;
 use serde_json::value::RawValue;
@@ -206,23 +205,8 @@ pub struct Change {
     pub pk: std::sync::Arc<[String]>,
     /// The change's own WAL position when known (format-version 2 with `include-lsn`).
     pub lsn: Option<Lsn>,
-}
-
-#[cfg(test)]
-impl Change {
-    /// A change of `public.<table>` keyed by `id`, at no known LSN: the one test
-    /// fixture the encoder, backfill and shape tests build on.
-    pub fn of_table(kind: Kind, table: &str, columns: Vec<Column>, identity: Vec<Column>) -> Self {
-        Change {
-            kind,
-            schema: "public".into(),
-            table: table.into(),
-            columns,
-            identity,
-            pk: ["id".to_string()].into(),
-            lsn: None,
-        }
-    }
+    /// Equal non-zero tags: the same column names and types in order (`fast::Headers`).
+    pub columns_tag: u64,
 }
 
 /// What the decoder produces, in stream order.

@@ -2,6 +2,23 @@
 
 use super::*;
 
+impl Change {
+    /// A change of `public.<table>` keyed by `id`, at no known LSN: the one test
+    /// fixture the encoder, backfill and shape tests build on.
+    pub fn of_table(kind: Kind, table: &str, columns: Vec<Column>, identity: Vec<Column>) -> Self {
+        Change {
+            kind,
+            schema: "public".into(),
+            table: table.into(),
+            columns,
+            identity,
+            pk: ["id".to_string()].into(),
+            lsn: None,
+            columns_tag: 0,
+        }
+    }
+}
+
 /// One captured message, exactly as `pg_logical_slot_peek_changes` returned it
 /// (see `testdata/`): `{"lsn": "X/Y", "data": "..."}` per line, or `"hex"`
 /// instead of `"data"` where the bytes are not UTF-8 (`testdata/messages.sql`).

@@ -306,6 +306,7 @@ fn push_item(
             .map(|p| p.pknames.into_iter().map(Cow::into_owned).collect())
             .unwrap_or_default(),
         lsn: None,
+        columns_tag: 0,
     }));
     Ok(())
 }

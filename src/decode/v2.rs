@@ -184,6 +184,7 @@ impl V2Decoder {
                         .map(|c| c.name.into_owned())
                         .collect(),
                     lsn,
+                    columns_tag: 0,
                 }));
             }
         }

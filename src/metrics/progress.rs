@@ -220,6 +220,7 @@ mod tests {
             identity: Vec::new(),
             pk: Default::default(),
             lsn: None,
+            columns_tag: 0,
         })
     }
 

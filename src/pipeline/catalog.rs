@@ -93,13 +93,11 @@ impl Catalog {
                 continue;
             }
             let lsn = change.lsn.unwrap_or(txn_lsn);
-            self.ensure(
-                shapes,
-                (&change.schema, &change.table),
-                change,
-                (toast, lsn, &mut now),
-            )
-            .await?;
+            // Checked here rather than in an async call: most changes need nothing.
+            let own = (change.schema.as_str(), change.table.as_str());
+            if shapes.needs_lookup(own, change, toast, now) {
+                self.refresh(shapes, own, (lsn, &mut now)).await?;
+            }
             if !rules.root.any() {
                 continue;
             }
@@ -107,8 +105,10 @@ impl Catalog {
                 .get(&change.schema, &change.table)
                 .and_then(|s| s.root.clone());
             if let Some((schema, table)) = root {
-                self.ensure(shapes, (&schema, &table), change, (toast, lsn, &mut now))
-                    .await?;
+                if shapes.needs_lookup((&schema, &table), change, toast, now) {
+                    self.refresh(shapes, (&schema, &table), (lsn, &mut now))
+                        .await?;
+                }
             }
         }
         Ok(())
@@ -134,6 +134,7 @@ impl Catalog {
             identity: Vec::new(),
             pk: Default::default(),
             lsn: None,
+            columns_tag: 0,
         };
         self.prepare(
             shapes,
@@ -144,20 +145,15 @@ impl Catalog {
         .await
     }
 
-    /// Read `schema.table`'s shape unless the cache has it. `(toast, lsn, now)`: whether
-    /// unchanged TOAST needs its columns, the position for errors, and the batch's time
-    /// (moved to the answer's time when it reads the catalog, which waits).
-    async fn ensure(
+    /// Read `schema.table`'s shape into the cache, which lacks it or holds it stale
+    /// ([`ShapeCache::needs_lookup`]). `(lsn, now)`: the position for errors, and the
+    /// batch's time, moved to the answer's time (the lookup waits).
+    async fn refresh(
         &mut self,
         shapes: &mut ShapeCache,
         (schema, table): (&str, &str),
-        change: &Change,
-        (toast, lsn, now): (bool, Lsn, &mut Instant),
+        (lsn, now): (Lsn, &mut Instant),
     ) -> Result<(), CatalogError> {
-        if !shapes.needs_lookup(schema, table, change, toast, *now) {
-            shapes.touch(schema, table);
-            return Ok(());
-        }
         let shape = self
             .lookup(schema, table)
             .await

@@ -136,6 +136,9 @@ struct Entry {
     shape: Option<TableShape>,
     looked_up: Instant,
     used: u64,
+    /// A [`Change::columns_tag`] whose columns matched the shape exactly: a change
+    /// with that tag needs no comparison.
+    matched_tag: u64,
 }
 
 /// The shapes of one slot's tables, bounded by [`MAX_CACHED_TABLES`].
@@ -165,15 +168,6 @@ impl ShapeCache {
         self.len == 0
     }
 
-    /// Mark the table as needed now, so the bound evicts others first.
-    pub fn touch(&mut self, schema: &str, table: &str) {
-        self.tick += 1;
-        let tick = self.tick;
-        if let Some(e) = self.tables.get_mut(schema).and_then(|t| t.get_mut(table)) {
-            e.used = tick;
-        }
-    }
-
     /// Store what the catalog said of the table at `now`, evicting the least
     /// recently used table when the cache is full.
     pub fn insert(&mut self, schema: &str, table: &str, shape: Option<TableShape>, now: Instant) {
@@ -182,6 +176,7 @@ impl ShapeCache {
             shape,
             looked_up: now,
             used: self.tick,
+            matched_tag: 0,
         };
         let tables = self.tables.entry(schema.to_string()).or_default();
         if tables.insert(table.to_string(), entry).is_none() {
@@ -217,35 +212,46 @@ impl ShapeCache {
     /// [`SHAPE_TTL`], or at odds with the change (a column the shape lacks, an insert
     /// without a column it has, an update without a column that cannot be TOASTed, or
     /// one that leaves a column out and was not checked for [`REVERIFY_LEFT_OUT`]).
+    /// When not, the table is marked as needed now, so the bound evicts others first.
     pub fn needs_lookup(
-        &self,
-        schema: &str,
-        table: &str,
+        &mut self,
+        (schema, table): (&str, &str),
         change: &Change,
         toast: bool,
         now: Instant,
     ) -> bool {
-        let Some(entry) = self.entry(schema, table) else {
+        self.tick += 1;
+        let tick = self.tick;
+        let Some(entry) = self.tables.get_mut(schema).and_then(|t| t.get_mut(table)) else {
             return true;
         };
         let age = now.saturating_duration_since(entry.looked_up);
         if age > SHAPE_TTL {
             return true;
         }
-        let Some(shape) = &entry.shape else {
-            return false;
+        let needs = match &entry.shape {
+            Some(shape)
+                if toast
+                    && matches!(change.kind, Kind::Insert | Kind::Update)
+                    && age >= MIN_RELOOKUP
+                    && (change.columns_tag == 0 || change.columns_tag != entry.matched_tag) =>
+            {
+                let (unknown, left_out, fixed_left_out) = compare(shape, change);
+                if !unknown && !left_out {
+                    entry.matched_tag = change.columns_tag;
+                }
+                match change.kind {
+                    _ if unknown || fixed_left_out => true,
+                    Kind::Insert => left_out,
+                    _ => left_out && age > REVERIFY_LEFT_OUT,
+                }
+            }
+            _ => false,
         };
-        if !toast || !matches!(change.kind, Kind::Insert | Kind::Update) || age < MIN_RELOOKUP {
-            return false;
+        if !needs {
+            entry.used = tick;
         }
-        let (unknown, left_out, fixed_left_out) = compare(shape, change);
-        if unknown || fixed_left_out {
-            return true;
-        }
-        match change.kind {
-            Kind::Insert => left_out,
-            _ => left_out && age > REVERIFY_LEFT_OUT,
-        }
+        needs
     }
 }
 
@@ -278,95 +284,4 @@ fn compare(shape: &TableShape, change: &Change) -> (bool, bool, bool) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::Column;
-
-    fn col(name: &str) -> Column {
-        Column {
-            name: name.into(),
-            value: crate::decode::Json::parse("1").unwrap(),
-            ty: Default::default(),
-        }
-    }
-
-    fn change(kind: Kind, names: &[&str]) -> Change {
-        Change::of_table(kind, "docs", names.iter().map(|n| col(n)).collect(), vec![])
-    }
-
-    fn shape() -> TableShape {
-        TableShape {
-            columns: vec![
-                ShapeColumn {
-                    name: "id".into(),
-                    toastable: false,
-                },
-                ShapeColumn {
-                    name: "body".into(),
-                    toastable: true,
-                },
-            ],
-            root: None,
-        }
-    }
-
-    #[test]
-    fn a_shape_is_looked_up_when_unknown_stale_or_at_odds_with_a_change() {
-        let t0 = Instant::now();
-        let mut cache = ShapeCache::default();
-        let upd = change(Kind::Update, &["id"]);
-        assert!(cache.needs_lookup("public", "docs", &upd, true, t0));
-        cache.insert("public", "docs", Some(shape()), t0);
-        let soon = t0 + Duration::from_secs(2);
-        // Leaving out a TOASTable column is what unchanged TOAST looks like.
-        assert!(!cache.needs_lookup("public", "docs", &upd, true, soon));
-        // A column the shape lacks: added since the lookup.
-        let added = change(Kind::Update, &["id", "body", "extra"]);
-        assert!(cache.needs_lookup("public", "docs", &added, true, soon));
-        // Not within MIN_RELOOKUP of the last lookup.
-        assert!(!cache.needs_lookup("public", "docs", &added, true, t0));
-        // An insert prints every column: one missing was dropped.
-        let ins = change(Kind::Insert, &["id"]);
-        assert!(cache.needs_lookup("public", "docs", &ins, true, soon));
-        // A fixed-width column cannot be TOASTed: left out means dropped.
-        let no_id = change(Kind::Update, &["body"]);
-        assert!(cache.needs_lookup("public", "docs", &no_id, true, soon));
-        // A left-out TOASTable column is checked again now and then.
-        let later = t0 + REVERIFY_LEFT_OUT + Duration::from_secs(1);
-        assert!(cache.needs_lookup("public", "docs", &upd, true, later));
-        let full = change(Kind::Update, &["id", "body"]);
-        assert!(!cache.needs_lookup("public", "docs", &full, true, later));
-        // Without TOAST handling only the TTL matters.
-        assert!(!cache.needs_lookup("public", "docs", &added, false, soon));
-        assert!(cache.needs_lookup("public", "docs", &full, false, t0 + SHAPE_TTL * 2));
-        // A table the catalog lacks is not asked about again until the TTL.
-        cache.insert("public", "gone", None, t0);
-        assert!(!cache.needs_lookup("public", "gone", &added, true, soon));
-    }
-
-    #[test]
-    fn the_cache_keeps_at_most_its_bound_dropping_the_least_recently_used() {
-        let t0 = Instant::now();
-        let mut cache = ShapeCache::default();
-        for i in 0..MAX_CACHED_TABLES {
-            cache.insert("s", &format!("t{i}"), Some(shape()), t0);
-        }
-        cache.touch("s", "t0");
-        cache.insert("s", "new", Some(shape()), t0);
-        assert_eq!(cache.len(), MAX_CACHED_TABLES);
-        assert!(cache.get("s", "t0").is_some(), "recently used stays");
-        assert!(cache.get("s", "t1").is_none(), "least recently used goes");
-        assert!(cache.get("s", "new").is_some());
-    }
-
-    #[test]
-    fn a_per_table_rule_overrides_the_slot_default() {
-        let rule = RootRule::new(false)
-            .with_per_table(|_leaf, root| (root == ("public", "m")).then_some(true));
-        assert!(rule.applies(("public", "m_1"), ("public", "m")));
-        assert!(!rule.applies(("public", "n_1"), ("public", "n")));
-        assert!(RootRule::new(true).applies(("public", "n_1"), ("public", "n")));
-        assert!(rule.any());
-        assert!(!RootRule::new(false).any());
-    }
-}
+mod tests;

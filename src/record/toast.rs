@@ -108,6 +108,7 @@ mod tests {
             identity: vec![],
             pk: Default::default(),
             lsn: None,
+            columns_tag: 0,
         }
     }
 

@@ -91,6 +91,7 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
         identity,
         pk: pk.unwrap_or_default(),
         lsn: None,
+        columns_tag: 0,
     })
 }
 

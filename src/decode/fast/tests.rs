@@ -10,14 +10,39 @@ use proptest::prelude::*;
 
 /// Where a fast path answered `fast` for `doc`, its change is what `slow` (the serde
 /// path, writing into the events) makes of `doc`: the check both fast paths' tests use.
+/// Its columns tag, which the serde path does not give, is held to its promise
+/// instead: one tag, one table's column names and types in one order.
 pub(super) fn assert_agrees(
     doc: &str,
     fast: Option<Change>,
     slow: impl FnOnce(&mut Vec<Event>) -> Result<(), crate::decode::DecodeError>,
 ) {
-    let Some(change) = fast else {
+    let Some(mut change) = fast else {
         return;
     };
+    let tag = std::mem::take(&mut change.columns_tag);
+    if tag != 0 {
+        let columns = format!(
+            "{:?}",
+            (
+                &change.schema,
+                &change.table,
+                change
+                    .columns
+                    .iter()
+                    .map(|c| (&c.name, c.ty))
+                    .collect::<Vec<_>>()
+            )
+        );
+        TAGS.with(|tags| {
+            let mut tags = tags.borrow_mut();
+            let first = tags.entry(tag).or_insert_with(|| columns.clone());
+            assert_eq!(
+                *first, columns,
+                "tag {tag} given to two sets of columns, the second in {doc}"
+            );
+        });
+    }
     let mut out = Vec::new();
     let serde = match slow(&mut out) {
         Ok(()) => format!("{out:?}"),
@@ -25,6 +50,11 @@ pub(super) fn assert_agrees(
     };
     let fast = format!("{:?}", vec![Event::Change(change)]);
     assert_eq!(fast, serde, "fast path differs on {doc}");
+}
+
+thread_local! {
+    /// The columns each tag was seen with, by the tests of this thread.
+    static TAGS: RefCell<std::collections::HashMap<u64, String>> = RefCell::default();
 }
 
 fn fast(doc: &str) -> Option<Change> {
@@ -224,6 +254,61 @@ pub(super) fn whole_cut_and_flipped(
     if let Ok(flipped) = String::from_utf8(flipped) {
         check(&flipped);
     }
+}
+
+#[test]
+fn a_tag_stands_for_one_table_s_headers_and_is_never_given_again() {
+    let doc = |table: &str, second: &str| {
+        format!(
+            r#"{{"action":"I","schema":"s","table":"{table}","columns":[{{"name":"id","type":"int","value":1}},{second}]}}"#
+        )
+    };
+    let (a, b) = (
+        r#"{"name":"a","type":"text","value":"x"}"#,
+        r#"{"name":"a","type":"jsonb","value":"x"}"#,
+    );
+    let headers = RefCell::new(Headers::default());
+    // One read per row, checked against the serde path.
+    let tag = |d: &str| {
+        let change = row(d.as_bytes(), &mut headers.borrow_mut()).expect("fast path");
+        let tag = change.columns_tag;
+        assert_agrees(d, Some(change), |out| {
+            super::super::v2::V2Decoder::in_transaction().feed_slow(Lsn(7), d.as_bytes(), out)
+        });
+        tag
+    };
+    // The first row fills the cache (no tag: its headers were read); the next ones
+    // repeat them, whatever their values.
+    assert_eq!(tag(&doc("t", a)), 0);
+    let t = tag(&doc("t", a));
+    assert_ne!(t, 0);
+    assert_eq!(tag(&doc("t", &a.replace("\"x\"", "null"))), t);
+    // Another type: no tag until a row repeats it.
+    assert_eq!(tag(&doc("t", b)), 0);
+    let tb = tag(&doc("t", b));
+    assert!(tb != 0 && tb != t);
+    // Fewer columns, all cached: a tag of their own, and back.
+    let short = r#"{"action":"I","schema":"s","table":"t","columns":[{"name":"id","type":"int","value":1}]}"#;
+    let ts = tag(short);
+    assert!(ts != 0 && ts != tb);
+    let tb2 = tag(&doc("t", b));
+    assert!(tb2 != 0 && tb2 != tb && tb2 != ts);
+    // One more column: read, so no tag.
+    assert_eq!(tag(&doc("t", &format!("{b},{a}"))), 0);
+    // Back to the first headers: a new tag, not the old one.
+    assert_eq!(tag(&doc("t", a)), 0);
+    let again = tag(&doc("t", a));
+    assert!(again != 0 && ![t, tb, ts, tb2].contains(&again));
+    // Another table with the same headers has its own tag.
+    tag(&doc("u", a));
+    let tu = tag(&doc("u", a));
+    assert!(tu != 0 && tu != again);
+    // A header too long to cache: never tagged.
+    let long = format!(
+        r#"{{"name":"{}","type":"int","value":1}}"#,
+        "n".repeat(MAX_HEADER)
+    );
+    assert_eq!((tag(&doc("v", &long)), tag(&doc("v", &long))), (0, 0));
 }
 
 #[test]

@@ -30,6 +30,7 @@ fn big_update() -> (Record, Change, TxnContext) {
         identity: vec![col("id", "7".into())],
         pk: ["id".to_string()].into(),
         lsn: Some(Lsn(0x10)),
+        columns_tag: 0,
     };
     let txn = TxnContext {
         xid: Some(9),
