@@ -157,17 +157,18 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
                 // wal2json writes schema and table before the columns; without a
                 // table, no cache.
                 let mut cache = table.map(|t| headers.of(schema.unwrap_or_default(), t));
+                // Retired before reading: a header read changes the cache, and a row
+                // that fails after that must not leave the tag standing.
+                let kept = cache.as_mut().map_or(0, |t| std::mem::take(&mut t.tag));
                 let (read, all_known) = s.columns(cache.as_mut().map(|t| &mut t.columns))?;
-                if let Some(t) = cache {
-                    if !all_known {
-                        t.tag = 0;
+                if let Some(t) = cache.filter(|_| all_known) {
+                    t.tag = if kept != 0 && t.tag_len == read.len() {
+                        kept
                     } else {
-                        if t.tag == 0 || t.tag_len != read.len() {
-                            t.tag = LAST_TAG.fetch_add(1, Ordering::Relaxed) + 1;
-                            t.tag_len = read.len();
-                        }
-                        columns_tag = t.tag;
-                    }
+                        t.tag_len = read.len();
+                        LAST_TAG.fetch_add(1, Ordering::Relaxed) + 1
+                    };
+                    columns_tag = t.tag;
                 }
                 columns = Some(read);
                 16

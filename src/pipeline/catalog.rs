@@ -65,16 +65,17 @@ impl Catalog {
     /// Look up every table the changes in `events` need under `rules`, so that the
     /// encoder finds their shapes. `txn_lsn`: the open transaction's LSN, for errors.
     /// `now`: when the events were read, for the cache's ages, which need no finer
-    /// grain than a burst of messages; read again after a lookup, which waits.
+    /// grain than a burst of messages; read again after a lookup, which waits, and
+    /// returned (the burst's time from then on).
     pub async fn prepare(
         &mut self,
         shapes: &mut ShapeCache,
         rules: &ShapeRules,
         events: &[Event],
         (mut txn_lsn, mut now): (Lsn, Instant),
-    ) -> Result<(), CatalogError> {
+    ) -> Result<Instant, CatalogError> {
         if !rules.uses_catalog() {
-            return Ok(());
+            return Ok(now);
         }
         let toast = rules.unchanged_toast != crate::config::UnchangedToast::Omit;
         for event in events {
@@ -111,7 +112,7 @@ impl Catalog {
                 }
             }
         }
-        Ok(())
+        Ok(now)
     }
 
     /// Look up a backfilled table (and its root) before its rows are encoded.
@@ -143,6 +144,7 @@ impl Catalog {
             (lsn, Instant::now()),
         )
         .await
+        .map(drop)
     }
 
     /// Read `schema.table`'s shape into the cache, which lacks it or holds it stale

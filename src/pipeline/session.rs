@@ -275,7 +275,7 @@ impl Session<'_> {
                     let mut signalled = false;
                     // The time messages were read, for the catalog's cache ages and the lag
                     // metrics' first read of a transaction: a clock read per 64 messages
-                    // of a burst, not one per message.
+                    // of a burst, not one per message, and after a catalog lookup.
                     let (mut read_at, mut burst) = (last_heard, 0u32);
                     while let Some(msg) = next.take() {
                     burst += 1;
@@ -288,7 +288,7 @@ impl Session<'_> {
                             self.status.metrics.observe(&events, read_at);
                             // Before the encoder needs them: the shapes of new or changed tables.
                             let lsn = reader.txn.commit_lsn.unwrap_or(wal_start);
-                            catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, (lsn, read_at)).await?;
+                            read_at = catalog.prepare(encoder.shapes_mut(), &shape_rules, &events, (lsn, read_at)).await?;
                             reader.pending.extend(events.drain(..));
                             reader.absorb(&mut encoder, max_record_bytes)?;
                             signalled |= !reader.requests.is_empty() || !reader.restarts.is_empty();

@@ -303,6 +303,25 @@ fn a_tag_stands_for_one_table_s_headers_and_is_never_given_again() {
     tag(&doc("u", a));
     let tu = tag(&doc("u", a));
     assert!(tu != 0 && tu != again);
+    // A row that goes to the serde path after a header was read into the cache (a
+    // later value the fast path does not take) retires the tag: the next row with
+    // the new headers, every one cached now, gets a new one.
+    let three = |second: &str, last: &str| {
+        format!(
+            r#"{{"action":"I","schema":"s","table":"w","columns":[{{"name":"id","type":"int","value":1}},{{"name":"{second}","type":"text","value":"x"}},{{"name":"b","type":"text","value":{last}}}]}}"#
+        )
+    };
+    tag(&three("a", "null"));
+    let tw = tag(&three("a", "null"));
+    assert_ne!(tw, 0);
+    let fails = three("c", r#""\u001b""#);
+    assert!(row(fails.as_bytes(), &mut headers.borrow_mut()).is_none());
+    agrees_after(&RefCell::default(), &fails);
+    let renamed = tag(&three("c", "null"));
+    assert!(
+        renamed != 0 && renamed != tw,
+        "{renamed}: the tag of (id, a, b) for (id, c, b)"
+    );
     // A header too long to cache: never tagged.
     let long = format!(
         r#"{{"name":"{}","type":"int","value":1}}"#,
