@@ -79,12 +79,31 @@ impl AckTracker {
 
     /// Kinesis accepted the record `seq`.
     pub fn accept(&mut self, seq: u64) {
-        let removed = self.outstanding.remove(&seq);
-        debug_assert!(removed, "record {seq} accepted twice or never registered");
-        if removed {
-            self.accepted.fetch_add(1, Ordering::Release);
+        self.accept_all(&mut [seq]);
+    }
+
+    /// Kinesis accepted the records `seqs` (one answer's; sorted here in place): what
+    /// [`Self::accept`] on each would do, with the markers around them coalesced once
+    /// per transaction they fall in rather than once per record, and the position
+    /// moved once.
+    pub fn accept_all(&mut self, seqs: &mut [u64]) {
+        let mut removed = 0;
+        for seq in seqs.iter() {
+            let was = self.outstanding.remove(seq);
+            debug_assert!(was, "record {seq} accepted twice or never registered");
+            removed += u64::from(was);
         }
-        self.coalesce_around(seq);
+        if removed > 0 {
+            self.accepted.fetch_add(removed, Ordering::Release);
+        }
+        seqs.sort_unstable();
+        let mut i = 0;
+        while let Some(&seq) = seqs.get(i) {
+            // The records of one answer mostly share a transaction: one look per
+            // transaction, then past the records before its end marker.
+            let end = self.coalesce_around(seq);
+            i += seqs[i..].partition_point(|&s| s < end);
+        }
         self.advance();
     }
 
@@ -107,18 +126,20 @@ impl AckTracker {
     }
 
     /// The markers on either side of the accepted record `seq` collapse into the
-    /// later one when no outstanding record is left between them.
-    fn coalesce_around(&mut self, seq: u64) {
-        let Some((&before, _)) = self.commits.range(..=seq).next_back() else {
-            return; // Before the first marker: advance() handles it.
-        };
+    /// later one when no outstanding record is left between them. Returns that later
+    /// marker (`u64::MAX` when there is none): records below it share `seq`'s fate.
+    fn coalesce_around(&mut self, seq: u64) -> u64 {
         let Some((&after, &later)) = self.commits.range(seq + 1..).next() else {
-            return; // After the last marker: its transaction has not ended.
+            return u64::MAX; // After the last marker: its transaction has not ended.
+        };
+        let Some((&before, _)) = self.commits.range(..=seq).next_back() else {
+            return after; // Before the first marker: advance() handles it.
         };
         if self.outstanding.range(before..after).next().is_none() {
             let earlier = self.commits.remove(&before).unwrap_or_default();
             self.commits.insert(after, earlier.max(later));
         }
+        after
     }
 
     fn advance(&mut self) {

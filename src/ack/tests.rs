@@ -128,10 +128,21 @@ fn coalesced_markers_confirm_exactly_what_one_marker_per_commit_would() {
                     plain.commits.push_back((plain.next, Lsn(lsn)));
                     plain.advance();
                 }
-                _ if !open.is_empty() => {
+                7 | 8 if !open.is_empty() => {
                     let seq = open.swap_remove(rand(open.len() as u64) as usize);
                     t.accept(seq);
                     plain.outstanding.remove(&seq);
+                    plain.advance();
+                }
+                // An answer's worth at once, in any order, across transactions.
+                9 if !open.is_empty() => {
+                    let mut answer: Vec<u64> = (0..=rand(open.len().min(12) as u64))
+                        .map(|_| open.swap_remove(rand(open.len() as u64) as usize))
+                        .collect();
+                    for seq in &answer {
+                        plain.outstanding.remove(seq);
+                    }
+                    t.accept_all(&mut answer);
                     plain.advance();
                 }
                 _ => {}

@@ -106,6 +106,8 @@ impl KinesisSink {
                 // Counted here and added once per answer, not once per record.
                 let (mut put, mut bytes, mut kinesis_put) = (0u64, 0u64, 0u64);
                 let mut throttled_shards = Vec::new();
+                // Handed to the tracker together, once the answer is read.
+                let mut accepted = Vec::with_capacity(units.len());
                 for (unit, result) in units.into_iter().zip(results) {
                     match result {
                         request::RecordResult::Accepted { shard_id } => {
@@ -116,9 +118,7 @@ impl KinesisSink {
                             {
                                 unexpected_shard = true;
                             }
-                            for entry in &unit.members {
-                                tracker.accept(entry.seq);
-                            }
+                            accepted.extend(unit.members.iter().map(|e| e.seq));
                             put += unit.members.len() as u64;
                             bytes += unit.user_bytes() as u64;
                             kinesis_put += 1;
@@ -138,6 +138,7 @@ impl KinesisSink {
                         }
                     }
                 }
+                tracker.accept_all(&mut accepted);
                 stats.records_put.fetch_add(put, Ordering::Relaxed);
                 stats.bytes_put.fetch_add(bytes, Ordering::Relaxed);
                 stats
