@@ -16,6 +16,7 @@
 //! [`Confirmed`] is the position actually sent to PostgreSQL; it only moves forward.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -102,7 +103,7 @@ impl AckTracker {
             // The records of one answer mostly share a transaction: one look per
             // transaction, then past the records before its end marker.
             let end = self.coalesce_around(seq);
-            i += seqs[i..].partition_point(|&s| s < end);
+            i += seqs[i..].partition_point(|&s| s < end).max(1);
         }
         self.advance();
     }
@@ -129,7 +130,8 @@ impl AckTracker {
     /// later one when no outstanding record is left between them. Returns that later
     /// marker (`u64::MAX` when there is none): records below it share `seq`'s fate.
     fn coalesce_around(&mut self, seq: u64) -> u64 {
-        let Some((&after, &later)) = self.commits.range(seq + 1..).next() else {
+        let above = (Bound::Excluded(seq), Bound::Unbounded);
+        let Some((&after, &later)) = self.commits.range(above).next() else {
             return u64::MAX; // After the last marker: its transaction has not ended.
         };
         let Some((&before, _)) = self.commits.range(..=seq).next_back() else {

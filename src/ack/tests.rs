@@ -105,6 +105,8 @@ fn coalesced_markers_confirm_exactly_what_one_marker_per_commit_would() {
     };
     for _ in 0..200 {
         let mut t = AckTracker::new(Lsn(0));
+        // The same records accepted one at a time, where `t` takes answers whole.
+        let mut one_by_one = AckTracker::new(Lsn(0));
         let mut plain = Plain::default();
         let mut open: Vec<u64> = Vec::new();
         let mut lsn = 0;
@@ -112,6 +114,7 @@ fn coalesced_markers_confirm_exactly_what_one_marker_per_commit_would() {
             match rand(10) {
                 0..=3 => {
                     let seq = t.register_record();
+                    assert_eq!(one_by_one.register_record(), seq);
                     assert_eq!(seq, plain.next);
                     plain.outstanding.insert(seq);
                     plain.next += 1;
@@ -125,12 +128,14 @@ fn coalesced_markers_confirm_exactly_what_one_marker_per_commit_would() {
                         lsn + 1 + rand(100)
                     };
                     t.register_commit(Lsn(lsn));
+                    one_by_one.register_commit(Lsn(lsn));
                     plain.commits.push_back((plain.next, Lsn(lsn)));
                     plain.advance();
                 }
                 7 | 8 if !open.is_empty() => {
                     let seq = open.swap_remove(rand(open.len() as u64) as usize);
                     t.accept(seq);
+                    one_by_one.accept(seq);
                     plain.outstanding.remove(&seq);
                     plain.advance();
                 }
@@ -141,6 +146,7 @@ fn coalesced_markers_confirm_exactly_what_one_marker_per_commit_would() {
                         .collect();
                     for seq in &answer {
                         plain.outstanding.remove(seq);
+                        one_by_one.accept(*seq);
                     }
                     t.accept_all(&mut answer);
                     plain.advance();
@@ -150,6 +156,10 @@ fn coalesced_markers_confirm_exactly_what_one_marker_per_commit_would() {
             assert_eq!(t.acked(), plain.acked);
             assert_eq!(t.pending(), plain.outstanding.len());
             assert!(t.commits.len() <= t.pending(), "markers beyond records");
+            // Coalesced exactly as one record at a time would: the same markers.
+            assert_eq!(t.commits, one_by_one.commits);
+            assert_eq!(t.accepted_count().get(), one_by_one.accepted_count().get());
+            assert_eq!(t.acked(), one_by_one.acked());
         }
     }
 }

@@ -107,7 +107,7 @@ impl KinesisSink {
                 let (mut put, mut bytes, mut kinesis_put) = (0u64, 0u64, 0u64);
                 let mut throttled_shards = Vec::new();
                 // Handed to the tracker together, once the answer is read.
-                let mut accepted = Vec::with_capacity(units.len());
+                let mut accepted = Vec::with_capacity(units.iter().map(|u| u.members.len()).sum());
                 for (unit, result) in units.into_iter().zip(results) {
                     match result {
                         request::RecordResult::Accepted { shard_id } => {
