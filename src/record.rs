@@ -148,6 +148,8 @@ pub struct RecordEncoder {
     /// Columns the current table's `tables:` entry excludes: never named, not even
     /// as unchanged TOAST (set by [`tables::TableRouter`] around each call).
     hidden: Vec<String>,
+    /// `data`'s keys for the decoder's sets of columns.
+    names: native::names::Keys,
 }
 
 impl RecordEncoder {
@@ -162,6 +164,7 @@ impl RecordEncoder {
             shape_rules: shape::ShapeRules::default(),
             shapes: shape::ShapeCache::default(),
             hidden: Vec::new(),
+            names: native::names::Keys::default(),
         }
     }
 
@@ -276,6 +279,7 @@ impl RecordEncoder {
                 return Ok(2);
             }
         }
+        self.names.learn(shown);
         let data = self.payload(shown, change.kind, txn, seq, Extra::None);
         let key = self.partition_key(change);
         out.push(Record::of_change(key, data, change, change.kind));

@@ -75,7 +75,10 @@ impl RecordEncoder {
             &change.columns
         };
         out.extend_from_slice(b",\"data\":");
-        push_columns(&mut out, data, self.values);
+        match self.names.of(change).filter(|_| kind != Kind::Delete) {
+            Some(keys) => names::push_columns_with(&mut out, data, keys, self.values),
+            None => push_columns(&mut out, data, self.values),
+        }
         if kind != Kind::Delete {
             let left = self.unchanged_toast_columns(change);
             let rules = &self.shape_rules;
@@ -111,6 +114,9 @@ impl RecordEncoder {
         out
     }
 }
+
+/// The keys of `data` written once per set of columns.
+pub(super) mod names;
 
 /// What a record says besides the change itself.
 #[derive(Clone, Copy)]

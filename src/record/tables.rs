@@ -214,6 +214,9 @@ fn rule(entry: &TableEntry, streams: &[&str]) -> Rule {
 fn shape(change: &Change, rule: &Rule, salt: &[u8]) -> (Change, Change) {
     let mut keys = change.clone();
     let mut shown = change.clone();
+    // Columns edited here no longer match the decoder's tag for them.
+    keys.columns_tag = 0;
+    shown.columns_tag = 0;
     for (k, s) in [
         (&mut keys.columns, &mut shown.columns),
         (&mut keys.identity, &mut shown.identity),

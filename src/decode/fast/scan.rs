@@ -86,7 +86,7 @@ impl<'a> Scanner<'a> {
             b'"' => {
                 self.i += 1;
                 loop {
-                    self.i += memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
+                    self.i += crate::decode::bytes::quote_or_backslash(self.b.get(self.i..)?)?;
                     match *self.b.get(self.i + 1)? {
                         _ if self.b[self.i] == b'"' => break,
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,

@@ -229,13 +229,14 @@ impl<'a> Cursor<'a> {
             .then(|| self.i += bytes.len())
     }
 
-    /// The rest of a string up to its closing quote (stepped over): printable ASCII
-    /// without a backslash, so its text is its value.
+    /// The rest of a string up to its closing quote (stepped over): ASCII without a
+    /// control byte or a backslash, so its text is its value.
     fn plain(&mut self) -> Option<&'a str> {
         let rest = &self.b[self.i..];
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        let end = crate::decode::bytes::quote_or_backslash(rest)?;
         let text = &rest[..end];
-        if rest[end] != b'"' || !text.iter().all(|b| (0x20..0x7f).contains(b)) {
+        // ASCII without control bytes (both checks a word or a block at a time).
+        if rest[end] != b'"' || !text.is_ascii() || crate::decode::bytes::has_control_byte(text) {
             return None;
         }
         self.i += end + 1;
