@@ -15,7 +15,7 @@
 //!
 //! [`Confirmed`] is the position actually sent to PostgreSQL; it only moves forward.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use crate::lsn::Lsn;
 pub struct AckTracker {
     next_seq: u64,
     /// Records handed to the sink and not yet accepted.
-    outstanding: BTreeSet<u64>,
+    outstanding: outstanding::Outstanding,
     /// Transaction ends not yet confirmable: records before this seq → end LSN.
     /// Between two consecutive markers there is always an outstanding record.
     commits: BTreeMap<u64, Lsn>,
@@ -68,7 +68,7 @@ impl AckTracker {
     pub fn register_commit(&mut self, end_lsn: Lsn) {
         let lsn = match self.commits.last_key_value() {
             // No outstanding record since the previous marker: this one replaces it.
-            Some((&before, &prev)) if self.outstanding.range(before..).next().is_none() => {
+            Some((&before, &prev)) if self.outstanding.first_from(before).is_none() => {
                 self.commits.remove(&before);
                 prev.max(end_lsn)
             }
@@ -90,7 +90,7 @@ impl AckTracker {
     pub fn accept_all(&mut self, seqs: &mut [u64]) {
         let mut removed = 0;
         for seq in seqs.iter() {
-            let was = self.outstanding.remove(seq);
+            let was = self.outstanding.remove(*seq);
             debug_assert!(was, "record {seq} accepted twice or never registered");
             removed += u64::from(was);
         }
@@ -137,7 +137,7 @@ impl AckTracker {
         let Some((&before, _)) = self.commits.range(..=seq).next_back() else {
             return after; // Before the first marker: advance() handles it.
         };
-        if self.outstanding.range(before..after).next().is_none() {
+        if !self.outstanding.any_in(before, after) {
             let earlier = self.commits.remove(&before).unwrap_or_default();
             self.commits.insert(after, earlier.max(later));
         }
@@ -145,7 +145,7 @@ impl AckTracker {
     }
 
     fn advance(&mut self) {
-        let first_unaccepted = self.outstanding.first().copied().unwrap_or(self.next_seq);
+        let first_unaccepted = self.outstanding.first().unwrap_or(self.next_seq);
         while let Some(entry) = self.commits.first_entry() {
             if *entry.key() > first_unaccepted {
                 break;
@@ -194,6 +194,9 @@ impl Confirmed {
         self.0
     }
 }
+
+/// The records not yet accepted, as bitmaps.
+mod outstanding;
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! markers stay bounded behind a stuck record, per-stream trackers confirm their lowest.
 
 use super::*;
+use std::collections::BTreeSet;
 
 #[test]
 fn confirms_only_complete_prefixes() {

@@ -13,7 +13,8 @@ impl Scheduler {
     /// shard's pace and the request's limits.
     pub fn next_request(&mut self, now: Instant, limits: Limits) -> Vec<Unit> {
         self.promote_delayed(now);
-        let mut units = Vec::new();
+        // Sized once for what is queued (at most a request's worth), not grown.
+        let mut units = Vec::with_capacity(self.queued.min(limits.max_units));
         let mut bytes = 0usize;
         let n = self.shards.len();
         'shards: for i in 0..n {
