@@ -279,7 +279,9 @@ impl RecordEncoder {
                 return Ok(2);
             }
         }
-        self.names.learn(shown);
+        if self.format == RecordFormat::Native {
+            self.names.learn(shown);
+        }
         let data = self.payload(shown, change.kind, txn, seq, Extra::None);
         let key = self.partition_key(change);
         out.push(Record::of_change(key, data, change, change.kind));

@@ -5,9 +5,10 @@
 //!
 //! Memory follows the records outstanding, not the span of sequence numbers behind
 //! a stuck one: a block leaves as soon as it is empty at the front, and empty
-//! blocks elsewhere are dropped once they are half of all blocks. So at most two
-//! blocks (96 bytes) per outstanding record, and about one block per 256 records
-//! when they are accepted roughly in order.
+//! blocks elsewhere are dropped once they are more than half of all blocks. So at
+//! most two blocks (96 bytes) per outstanding record, and about one block per 256
+//! records when they are accepted roughly in order; the queue's capacity follows
+//! the most blocks held at once.
 
 use std::collections::VecDeque;
 
@@ -218,6 +219,19 @@ mod tests {
                 prop_assert!(set.blocks.front().is_none_or(|b| b.count > 0));
             }
         }
+    }
+
+    #[test]
+    fn the_last_sequence_numbers_fit() {
+        let mut set = Outstanding::default();
+        for seq in [u64::MAX - 300, u64::MAX - 1, u64::MAX] {
+            set.insert(seq);
+        }
+        assert_eq!(set.first_from(u64::MAX - 299), Some(u64::MAX - 1));
+        assert!(set.any_in(u64::MAX - 1, u64::MAX));
+        assert!(!set.any_in(u64::MAX - 299, u64::MAX - 1));
+        assert!(set.remove(u64::MAX) && set.remove(u64::MAX - 300));
+        assert_eq!((set.first(), set.len()), (Some(u64::MAX - 1), 1));
     }
 
     #[test]

@@ -8,7 +8,9 @@ use rustc_hash::FxHashMap;
 use super::push_json_str;
 use crate::decode::{Change, Column};
 
-/// Beyond this many tags the keys are written again from the start.
+/// Beyond this many tags the keys are written again from the start. A tag covers
+/// at most the decoder's 64 cached headers of at most 128 bytes each, so the keys
+/// stay under a few MiB.
 const MAX_TAGS: usize = 1024;
 
 /// The keys written for each tag seen.
@@ -47,10 +49,10 @@ impl Keys {
 
     /// The keys of `change`'s columns, when its tag has them.
     pub(in crate::record) fn of(&self, change: &Change) -> Option<&Written> {
-        let written = self
-            .0
-            .get(&change.columns_tag)
-            .filter(|_| change.columns_tag != 0)?;
+        if change.columns_tag == 0 {
+            return None;
+        }
+        let written = self.0.get(&change.columns_tag)?;
         // A tag stands for one list of names; the count is checked in release builds
         // too, so that a change whose columns were edited without retiring its tag
         // cannot put a key on the wrong value.

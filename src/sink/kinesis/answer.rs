@@ -186,7 +186,17 @@ impl DeserializeResponse for Reader {
 /// "…"},…],"EncryptionType":"…"}`, top-level fields in any order, no whitespace, no
 /// escapes. Gives the shard ids in order; anything else is `None` (serde reads it).
 fn all_accepted(body: &[u8]) -> Option<Vec<&str>> {
-    let mut c = Cursor { b: body, i: 0 };
+    // One check of the whole body: every string below is then ASCII without a
+    // control byte, and its text is its value once it has no backslash.
+    if !body.is_ascii() || crate::decode::bytes::has_control_byte(body) {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let mut c = Cursor {
+        t: text,
+        b: body,
+        i: 0,
+    };
     c.eat(b"{")?;
     let mut shards = None;
     loop {
@@ -215,8 +225,9 @@ fn all_accepted(body: &[u8]) -> Option<Vec<&str>> {
     shards
 }
 
-/// A position in an answer's bytes.
+/// A position in an answer (ASCII without control bytes).
 struct Cursor<'a> {
+    t: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -229,18 +240,16 @@ impl<'a> Cursor<'a> {
             .then(|| self.i += bytes.len())
     }
 
-    /// The rest of a string up to its closing quote (stepped over): ASCII without a
-    /// control byte or a backslash, so its text is its value.
+    /// The rest of a string up to its closing quote (stepped over), without a
+    /// backslash, so its text is its value.
     fn plain(&mut self) -> Option<&'a str> {
-        let rest = &self.b[self.i..];
-        let end = crate::decode::bytes::quote_or_backslash(rest)?;
-        let text = &rest[..end];
-        // ASCII without control bytes (both checks a word or a block at a time).
-        if rest[end] != b'"' || !text.is_ascii() || crate::decode::bytes::has_control_byte(text) {
+        let end = crate::decode::bytes::quote_or_backslash(&self.b[self.i..])?;
+        if self.b[self.i + end] != b'"' {
             return None;
         }
+        let text = self.t.get(self.i..self.i + end)?;
         self.i += end + 1;
-        std::str::from_utf8(text).ok()
+        Some(text)
     }
 
     /// A count as the SDK reads it: a JSON number (no leading zero) within `i32`.
@@ -249,7 +258,7 @@ impl<'a> Cursor<'a> {
             .iter()
             .take_while(|b| b.is_ascii_digit())
             .count();
-        let digits = std::str::from_utf8(&self.b[self.i..self.i + n]).ok()?;
+        let digits = self.t.get(self.i..self.i + n)?;
         if digits.len() > 1 && digits.starts_with('0') {
             return None;
         }

@@ -280,6 +280,10 @@ fn the_usual_answer_is_read_without_serde() {
         all_accepted(br#"{"FailedRecordCount":0,"Records":[]}"#),
         Some(vec![])
     );
+    // DEL is no control character to JSON: read here as serde reads it.
+    let del = "{\"Records\":[{\"SequenceNumber\":\"1\",\"ShardId\":\"s\u{7f}\"}]}";
+    assert_eq!(all_accepted(del.as_bytes()), Some(vec!["s\u{7f}"]));
+    assert_eq!(by_serde(del.as_bytes()), Some(vec!["s\u{7f}".to_string()]));
     // Anything else goes to serde: a failed entry, whitespace, an escape, another
     // field, fields in another order inside an entry, Records twice, no Records,
     // trailing bytes, a cut answer.
@@ -297,6 +301,9 @@ fn the_usual_answer_is_read_without_serde() {
         r#"{"FailedRecordCount":00,"Records":[]}"#,
         r#"{"FailedRecordCount":2147483648,"Records":[]}"#,
         r#"{"Other":"x","Records":[]}"#,
+        // A control byte or a character past ASCII anywhere.
+        "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"1\",\"ShardId\":\"s\u{1}\"}]}",
+        "{\"FailedRecordCount\":0,\"Records\":[{\"SequenceNumber\":\"1\",\"ShardId\":\"é\"}]}",
     ] {
         assert_eq!(all_accepted(body.as_bytes()), None, "{body}");
     }

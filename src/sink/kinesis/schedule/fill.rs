@@ -13,8 +13,7 @@ impl Scheduler {
     /// shard's pace and the request's limits.
     pub fn next_request(&mut self, now: Instant, limits: Limits) -> Vec<Unit> {
         self.promote_delayed(now);
-        // Sized once for what is queued (at most a request's worth), not grown.
-        let mut units = Vec::with_capacity(self.queued.min(limits.max_units));
+        let mut units = Vec::new();
         let mut bytes = 0usize;
         let n = self.shards.len();
         'shards: for i in 0..n {
@@ -31,6 +30,12 @@ impl Scheduler {
                         let size = unit.wire_size();
                         self.shards[shard].pace.sent(now, 1, size as u64);
                         bytes += size;
+                        if units.is_empty() {
+                            // Sized once, at the first unit, for what is queued (at most
+                            // a request's worth), not grown; a call that finds nothing
+                            // ready allocates nothing.
+                            units.reserve(self.queued.min(limits.max_units));
+                        }
                         self.queued -= unit.members.len();
                         units.push(unit);
                     }
