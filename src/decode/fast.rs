@@ -44,10 +44,17 @@ struct Table {
     /// The tag of the first `tag_len` of `columns`, 0 when none is current.
     tag: u64,
     tag_len: usize,
+    /// Format-version 1: the last chunk's `columnnames` and `columntypes`.
+    lists: Option<Box<chunk::KnownLists>>,
 }
 
 /// The last tag given out, process-wide: tags are never reused.
 static LAST_TAG: AtomicU64 = AtomicU64::new(0);
+
+/// A tag no set of columns has had.
+fn new_tag() -> u64 {
+    LAST_TAG.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// The text of the last row's `pk` value, and its names.
 #[derive(Debug)]
@@ -166,7 +173,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
                         kept
                     } else {
                         t.tag_len = read.len();
-                        LAST_TAG.fetch_add(1, Ordering::Relaxed) + 1
+                        new_tag()
                     };
                     columns_tag = t.tag;
                 }

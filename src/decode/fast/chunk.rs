@@ -5,10 +5,34 @@
 //! anything else it does not fully understand returns `None` and goes to serde in
 //! `v1.rs`, which decodes it or names the error.
 
+use std::sync::Arc;
+
 use super::scan::Scanner;
-use super::Headers;
+use super::{new_tag, Headers};
 use crate::decode::bytes::has_control_byte;
-use crate::decode::{Change, Column, ColumnType, Json, Kind};
+use crate::decode::{Change, Column, ColumnType, Json, Kind, Name};
+
+/// A table's last `columnnames` and `columntypes`, as printed and as read: a chunk
+/// whose list is the same bytes takes it without reading it again, and a chunk that
+/// takes both gets the pair's tag ([`Change::columns_tag`]), as a format-version 2
+/// row whose every header is cached does. A list read replaces the cached one and
+/// retires the tag at once.
+#[derive(Debug, Default)]
+pub(in crate::decode) struct KnownLists {
+    names: Option<Known<Name>>,
+    types: Option<Known<ColumnType>>,
+    /// The pair's tag, 0 until a chunk takes both.
+    tag: u64,
+}
+
+#[derive(Debug)]
+struct Known<T> {
+    text: Box<[u8]>,
+    items: Arc<[T]>,
+}
+
+/// Longer lists (very wide tables) are read without the cache.
+const MAX_LIST: usize = 8192;
 
 /// `(names, values, types)` of `columnnames`/`columnvalues`/`columntypes` or of
 /// `oldkeys`.
@@ -28,6 +52,7 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
     let (mut kind, mut schema, mut table) = (None, None, None);
     let (mut names, mut values, mut types) = (None, None, None);
     let (mut old, mut pk) = (None, None);
+    let (mut names_known, mut types_known) = (false, false);
     s.document(|s, key| {
         Some(match key {
             "kind" => {
@@ -48,7 +73,9 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
                 4
             }
             "columnnames" => {
-                names = Some(s.strings()?);
+                let lists = table.map(|t| lists_of(headers, schema.unwrap_or_default(), t));
+                let (list, known) = s.known_list(lists, |l| &mut l.names, Name::from)?;
+                (names, names_known) = (Some(list), known);
                 8
             }
             "columnvalues" => {
@@ -56,7 +83,9 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
                 16
             }
             "columntypes" => {
-                types = Some(s.strings()?);
+                let lists = table.map(|t| lists_of(headers, schema.unwrap_or_default(), t));
+                let (list, known) = s.known_list(lists, |l| &mut l.types, ColumnType::of)?;
+                (types, types_known) = (Some(list), known);
                 32
             }
             "oldkeys" => {
@@ -77,7 +106,17 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
             }
         })
     })?;
-    let columns = zip((names.unwrap_or_default(), values.unwrap_or_default(), types))?;
+    let names = names.unwrap_or_else(|| Arc::from([]));
+    let columns = zip_known(&names, values.unwrap_or_default(), types.as_deref())?;
+    // Both lists are the cached ones, unchanged since they were cached: the pair's tag.
+    let mut columns_tag = 0;
+    if let (true, true, Some(t)) = (names_known, types_known, table) {
+        let lists = lists_of(headers, schema.unwrap_or_default(), t);
+        if lists.tag == 0 {
+            lists.tag = new_tag();
+        }
+        columns_tag = lists.tag;
+    }
     let identity = match old {
         Some(lists) => zip(lists)?,
         None => Vec::new(),
@@ -91,8 +130,40 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
         identity,
         pk: pk.unwrap_or_default(),
         lsn: None,
-        columns_tag: 0,
+        columns_tag,
     })
+}
+
+/// The table's cached lists.
+fn lists_of<'h>(headers: &'h mut Headers, schema: &str, table: &str) -> &'h mut KnownLists {
+    headers
+        .of(schema, table)
+        .lists
+        .get_or_insert_with(Default::default)
+}
+
+/// [`zip`] of lists read through the cache.
+fn zip_known(
+    names: &[Name],
+    values: Vec<&str>,
+    types: Option<&[ColumnType]>,
+) -> Option<Vec<Column>> {
+    let types = types.unwrap_or_default();
+    if names.len() != values.len() || (!types.is_empty() && types.len() != names.len()) {
+        return None;
+    }
+    Some(
+        names
+            .iter()
+            .zip(values)
+            .enumerate()
+            .map(|(i, (name, value))| Column {
+                name: name.clone(),
+                value: Json::scanned(value),
+                ty: types.get(i).copied().unwrap_or(ColumnType::Other),
+            })
+            .collect(),
+    )
 }
 
 /// Names, values and types as the serde path pairs them; `None` where it reports
@@ -119,6 +190,34 @@ fn zip((names, values, types): Lists<'_>) -> Option<Vec<Column>> {
 }
 
 impl<'a> Scanner<'a> {
+    /// A list of strings, taken from the cache `pick` chooses in `lists` when the
+    /// bytes at the cursor are the cached list's, else read and cached (retiring the
+    /// pair's tag); and whether it was taken. `None` leaves the error to serde.
+    fn known_list<T>(
+        &mut self,
+        lists: Option<&mut KnownLists>,
+        pick: impl Fn(&mut KnownLists) -> &mut Option<Known<T>>,
+        convert: impl Fn(&'a str) -> T,
+    ) -> Option<(Arc<[T]>, bool)> {
+        let (b, start) = (self.b, self.i);
+        let mut lists = lists;
+        if let Some(known) = lists.as_deref_mut().and_then(|l| pick(l).as_ref()) {
+            if b[start..].starts_with(&known.text) {
+                self.i += known.text.len();
+                return Some((Arc::clone(&known.items), true));
+            }
+        }
+        let items: Arc<[T]> = self.strings()?.into_iter().map(convert).collect();
+        if let Some(lists) = lists {
+            lists.tag = 0;
+            *pick(lists) = (self.i - start <= MAX_LIST).then(|| Known {
+                text: b[start..self.i].into(),
+                items: Arc::clone(&items),
+            });
+        }
+        Some((items, false))
+    }
+
     /// `["..", ...]`: strings without escapes.
     fn strings(&mut self) -> Option<Vec<&'a str>> {
         let mut out = Vec::with_capacity(8);

@@ -167,3 +167,46 @@ fn a_table_s_chunks_share_their_primary_key_names() {
     assert_eq!(read(&doc("u", r#""id""#))[..], ["id"]);
     assert_eq!(read(&doc("t", r#""id""#))[..], ["id"]);
 }
+
+#[test]
+fn a_table_s_chunks_with_the_same_lists_share_a_tag() {
+    let doc = |table: &str, names: &str, types: &str, values: &str| {
+        format!(
+            r#"{{"kind":"insert","schema":"s","table":"{table}","columnnames":[{names}],"columntypes":[{types}],"columnvalues":[{values}]}}"#
+        )
+    };
+    let headers = RefCell::new(Headers::default());
+    let read = |d: &str| {
+        let change = row(d.as_bytes(), &mut headers.borrow_mut()).expect("fast path");
+        assert_agrees(d, Some(change.clone()), |out| {
+            V1Decoder::item_slow(Lsn(7), d.as_bytes(), out)
+        });
+        change
+    };
+    let t = |names, types| doc("t", names, types, "1,2");
+    // The first chunk reads both lists: no tag yet; the next takes both: a tag.
+    assert_eq!(read(&t(r#""id","k""#, r#""int","int""#)).columns_tag, 0);
+    let tag = read(&t(r#""id","k""#, r#""int","int""#)).columns_tag;
+    assert_ne!(tag, 0);
+    assert_eq!(read(&t(r#""id","k""#, r#""int","int""#)).columns_tag, tag);
+    // Another type: read, no tag; then a new tag for the new pair, never the old one.
+    let text = r#""int","text""#;
+    assert_eq!(read(&t(r#""id","k""#, text)).columns_tag, 0);
+    let next = read(&t(r#""id","k""#, text)).columns_tag;
+    assert!(next != 0 && next != tag);
+    // A chunk that fails after reading new names (values of another length) goes to
+    // serde, and leaves no tag standing for the names it replaced.
+    assert!(row(
+        doc("t", r#""a","b""#, text, "1").as_bytes(),
+        &mut headers.borrow_mut()
+    )
+    .is_none());
+    assert_eq!(read(&t(r#""id","k""#, text)).columns_tag, 0);
+    // Without types (include-types off), no tag; another table, its own lists.
+    let bare = r#"{"kind":"insert","schema":"s","table":"t","columnnames":["id","k"],"columnvalues":[1,2]}"#;
+    assert_eq!(read(bare).columns_tag, 0);
+    assert_eq!(read(bare).columns_tag, 0);
+    assert_eq!(read(&doc("u", r#""id","k""#, text, "1,2")).columns_tag, 0);
+    let u = read(&doc("u", r#""id","k""#, text, "1,2")).columns_tag;
+    assert!(u != 0 && u != next);
+}
