@@ -29,7 +29,8 @@ use scan::Scanner;
 /// [`MAX_TABLES`] tables, the first [`MAX_COLUMNS`] columns of each, headers of at
 /// most [`MAX_HEADER`] bytes (a few MiB at worst).
 /// The same holds for the primary key's names (`include-pk`): a table's rows repeat
-/// them, so equal bytes share one list, and a row's `pk` costs no allocation.
+/// them, so equal bytes share one list, and a row's `pk` costs no allocation; and
+/// for format 1's `columnnames` and `columntypes` (`chunk.rs`, at most 8 KiB each).
 /// A row whose every header is the cached one gets the tag of that many cached
 /// headers ([`Change::columns_tag`]): a number no other header set of any table has
 /// had, so the catalog's check of a row against its table's shape is done once per

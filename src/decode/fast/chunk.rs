@@ -52,7 +52,9 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
     let (mut kind, mut schema, mut table) = (None, None, None);
     let (mut names, mut values, mut types) = (None, None, None);
     let (mut old, mut pk) = (None, None);
-    let (mut names_known, mut types_known) = (false, false);
+    // Whether each list was taken from the cache, and under which schema it was
+    // looked up (`schema` may come later in a document, if not in wal2json's).
+    let (mut names_known, mut types_known) = (None, None);
     s.document(|s, key| {
         Some(match key {
             "kind" => {
@@ -75,7 +77,7 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
             "columnnames" => {
                 let lists = table.map(|t| lists_of(headers, schema.unwrap_or_default(), t));
                 let (list, known) = s.known_list(lists, |l| &mut l.names, Name::from)?;
-                (names, names_known) = (Some(list), known);
+                (names, names_known) = (Some(list), known.then_some(schema));
                 8
             }
             "columnvalues" => {
@@ -85,7 +87,7 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
             "columntypes" => {
                 let lists = table.map(|t| lists_of(headers, schema.unwrap_or_default(), t));
                 let (list, known) = s.known_list(lists, |l| &mut l.types, ColumnType::of)?;
-                (types, types_known) = (Some(list), known);
+                (types, types_known) = (Some(list), known.then_some(schema));
                 32
             }
             "oldkeys" => {
@@ -108,10 +110,12 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
     })?;
     let names = names.unwrap_or_else(|| Arc::from([]));
     let columns = zip_known(&names, values.unwrap_or_default(), types.as_deref())?;
-    // Both lists are the cached ones, unchanged since they were cached: the pair's tag.
+    // Both lists are the ones one table's cache holds, unchanged since they were
+    // cached: that cache's tag for the pair. Lists taken under different schemas (one
+    // looked up before `schema` came) get none.
     let mut columns_tag = 0;
-    if let (true, true, Some(t)) = (names_known, types_known, table) {
-        let lists = lists_of(headers, schema.unwrap_or_default(), t);
+    if let (Some(a), Some(t)) = (names_known.filter(|a| Some(*a) == types_known), table) {
+        let lists = lists_of(headers, a.unwrap_or_default(), t);
         if lists.tag == 0 {
             lists.tag = new_tag();
         }

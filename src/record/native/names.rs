@@ -8,10 +8,10 @@ use rustc_hash::FxHashMap;
 use super::push_json_str;
 use crate::decode::{Change, Column};
 
-/// Beyond this many tags the keys are written again from the start. A tag covers
-/// at most the decoder's 64 cached headers of at most 128 bytes each, so the keys
-/// stay under a few MiB.
-const MAX_TAGS: usize = 1024;
+/// Beyond this many tags the keys are written again from the start. A tag's names
+/// are at most 8 KiB of text (format 1's cached lists; format 2 caches 64 headers
+/// of at most 128 bytes), so the keys stay under about 8 MiB at worst.
+const MAX_TAGS: usize = 256;
 
 /// The keys written for each tag seen.
 #[derive(Debug, Clone, Default)]

@@ -209,4 +209,28 @@ fn a_table_s_chunks_with_the_same_lists_share_a_tag() {
     assert_eq!(read(&doc("u", r#""id","k""#, text, "1,2")).columns_tag, 0);
     let u = read(&doc("u", r#""id","k""#, text, "1,2")).columns_tag;
     assert!(u != 0 && u != next);
+    // `schema` after the lists (valid JSON, not wal2json's order): the lists are
+    // looked up before the schema is known, and the tag comes from the same cache,
+    // never from the table's under its real schema (read checks every tag's columns).
+    let late = |names: &str, types: &str, at_end: bool| {
+        let lists =
+            format!(r#""columnnames":[{names}],"columntypes":[{types}],"columnvalues":[1]"#);
+        match at_end {
+            true => format!(r#"{{"kind":"insert","table":"v",{lists},"schema":"s"}}"#),
+            false => format!(r#"{{"kind":"insert","schema":"s","table":"v",{lists}}}"#),
+        }
+    };
+    read(&late(r#""a""#, r#""int""#, false));
+    let a = read(&late(r#""a""#, r#""int""#, false)).columns_tag;
+    read(&late(r#""b""#, r#""text""#, true));
+    let b = read(&late(r#""b""#, r#""text""#, true)).columns_tag;
+    assert!(a != 0 && b != a, "{a} {b}");
+    // The schema between the two lists: each looked up under another schema, no tag.
+    let between = r#"{"kind":"insert","table":"v","columnnames":["a"],"schema":"s","columntypes":["int"],"columnvalues":[1]}"#;
+    assert_eq!(read(between).columns_tag, 0);
+    assert_eq!(
+        read(between).columns_tag,
+        0,
+        "both lists cached, in two tables' caches"
+    );
 }
