@@ -109,7 +109,7 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
         })
     })?;
     let names = names.unwrap_or_else(|| Arc::from([]));
-    let columns = zip_known(&names, values.unwrap_or_default(), types.as_deref())?;
+    let columns = zip(&names, values.unwrap_or_default(), types.as_deref())?;
     // Both lists are the ones one table's cache holds, unchanged since they were
     // cached: that cache's tag for the pair. Lists taken under different schemas (one
     // looked up before `schema` came) get none.
@@ -122,7 +122,7 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
         columns_tag = lists.tag;
     }
     let identity = match old {
-        Some(lists) => zip(lists)?,
+        Some(lists) => zip_read(lists)?,
         None => Vec::new(),
     };
     Some(Change {
@@ -146,12 +146,9 @@ fn lists_of<'h>(headers: &'h mut Headers, schema: &str, table: &str) -> &'h mut 
         .get_or_insert_with(Default::default)
 }
 
-/// [`zip`] of lists read through the cache.
-fn zip_known(
-    names: &[Name],
-    values: Vec<&str>,
-    types: Option<&[ColumnType]>,
-) -> Option<Vec<Column>> {
+/// Names, values and types as the serde path pairs them; `None` where it reports
+/// an error (lengths that disagree).
+fn zip(names: &[Name], values: Vec<&str>, types: Option<&[ColumnType]>) -> Option<Vec<Column>> {
     let types = types.unwrap_or_default();
     if names.len() != values.len() || (!types.is_empty() && types.len() != names.len()) {
         return None;
@@ -170,27 +167,11 @@ fn zip_known(
     )
 }
 
-/// Names, values and types as the serde path pairs them; `None` where it reports
-/// an error (lengths that disagree).
-fn zip((names, values, types): Lists<'_>) -> Option<Vec<Column>> {
-    let types = types.unwrap_or_default();
-    if names.len() != values.len() || (!types.is_empty() && types.len() != names.len()) {
-        return None;
-    }
-    Some(
-        names
-            .into_iter()
-            .zip(values)
-            .enumerate()
-            .map(|(i, (name, value))| Column {
-                name: name.into(),
-                value: Json::scanned(value),
-                ty: types
-                    .get(i)
-                    .map_or(ColumnType::Other, |t| ColumnType::of(t)),
-            })
-            .collect(),
-    )
+/// [`zip`] of `oldkeys`' lists, which are not cached.
+fn zip_read((names, values, types): Lists<'_>) -> Option<Vec<Column>> {
+    let names: Vec<Name> = names.into_iter().map(Name::from).collect();
+    let types: Option<Vec<ColumnType>> = types.map(|t| t.into_iter().map(ColumnType::of).collect());
+    zip(&names, values, types.as_deref())
 }
 
 impl<'a> Scanner<'a> {
