@@ -20,10 +20,6 @@ use crate::config::{Config, SlotConfig};
 use crate::pipeline::restart::Restarts;
 use crate::pipeline::{kinesis_client, SlotState, SlotStatus, Worker};
 
-/// The runtime's worker threads for a config.
-mod threads;
-pub use threads::worker_threads;
-
 /// How often `wait` looks whether every slot is stopped.
 const ALL_STOPPED_POLL: Duration = Duration::from_millis(200);
 

@@ -89,9 +89,23 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    let command = cli.command.take().unwrap_or(Command::Run);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Run);
     // The config first: a config error is reported at once, before any AWS lookup.
     let config = match command {
         Command::Run | Command::Check | Command::Status { .. } | Command::Backfill { .. } => {
@@ -102,24 +116,6 @@ fn main() -> ExitCode {
         }
         Command::Tail { .. } => None,
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let (Command::Run, Some(config)) = (&command, &config) {
-        if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            builder.worker_threads(run::worker_threads(config.slots.len(), cpus));
-        }
-    }
-    let runtime = match builder.enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(async_main(cli, command, config))
-}
-
-async fn async_main(cli: Cli, command: Command, config: Option<Config>) -> ExitCode {
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
