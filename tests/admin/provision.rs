@@ -41,7 +41,14 @@ async fn provision_creates_missing_slots_and_a_second_run_changes_nothing() {
         );
     }
     let before = (slot_row(pg, &a), slot_row(pg, &b));
-    let slots_before = pg.psql("SELECT count(*) FROM pg_replication_slots");
+    // Other tests create and drop slots on the shared cluster at the same time: count only
+    // the slots this test's prefix could name.
+    let ours = format!(
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'adm\\_prov\\_{}\\_%'",
+        std::process::id()
+    );
+    let slots_before = pg.psql(&ours);
+    assert_eq!(slots_before.trim(), "2", "{slots_before}");
 
     let second = admin::handle(&case.config, &ctx, json!({"action": "provision"}))
         .await
@@ -50,10 +57,7 @@ async fn provision_creates_missing_slots_and_a_second_run_changes_nothing() {
     assert_eq!(second["slots"][0]["outcome"], "exists");
     assert_eq!(second["slots"][1]["outcome"], "exists");
     assert_eq!((slot_row(pg, &a), slot_row(pg, &b)), before);
-    assert_eq!(
-        pg.psql("SELECT count(*) FROM pg_replication_slots"),
-        slots_before
-    );
+    assert_eq!(pg.psql(&ours), slots_before);
     drop_if_exists(pg, &a);
     drop_if_exists(pg, &b);
 }
