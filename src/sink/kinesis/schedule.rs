@@ -58,6 +58,10 @@ pub struct Entry {
     hash: u128,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// Its key's slot in [`Keys`], set when the record is taken for a request: the
+    /// answer releases the key there without looking its hash up again (a hint,
+    /// checked against the hash).
+    key_slot: u32,
     /// When the record entered the sink.
     enqueued: Instant,
     /// A claim check whose S3 object is not stored yet: its key waits (see
@@ -85,6 +89,7 @@ impl Entry {
             hash: hash_key(&record.partition_key),
             record,
             attempts: 0,
+            key_slot: u32::MAX,
             enqueued: now,
             waiting: false,
         }

@@ -89,9 +89,10 @@ impl Scheduler {
             return Take::ShardDone;
         }
         self.shards[shard].ready.pop();
-        let Some(entry) = queue.entries.pop_front() else {
+        let Some(mut entry) = queue.entries.pop_front() else {
             return Take::ShardDone;
         };
+        entry.key_slot = slot_hint(slot);
         queue.in_flight = true;
         Take::Unit(Unit {
             shard,
@@ -166,7 +167,8 @@ impl Scheduler {
                     break;
                 }
                 agg.push(key, &entry.record.data);
-                if let Some(entry) = queue.entries.pop_front() {
+                if let Some(mut entry) = queue.entries.pop_front() {
+                    entry.key_slot = slot_hint(slot);
                     members.push(entry);
                 }
                 took = true;
@@ -204,6 +206,12 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// `slot` as an entry's [`Entry::key_slot`] hint (a slot past `u32` is never met: the
+/// hint would then only miss, and the key be looked up by its hash).
+fn slot_hint(slot: usize) -> u32 {
+    u32::try_from(slot).unwrap_or(u32::MAX)
 }
 
 enum Take {

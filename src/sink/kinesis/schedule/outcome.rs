@@ -33,7 +33,7 @@ impl Scheduler {
         }
         for entry in unit.members {
             self.held_bytes -= entry.held_size();
-            self.release_key(entry.hash);
+            self.release_key(entry.hash, entry.key_slot as usize);
             self.settle_table(&entry);
         }
     }
@@ -84,9 +84,16 @@ impl Scheduler {
 
     /// The key's unit was accepted. Called once per record of the unit, so only
     /// the first call for a key acts: a key is never in its shard's heap twice.
-    fn release_key(&mut self, hash: u128) {
-        let Some(slot) = self.keys.slot(hash) else {
-            return;
+    /// `hint` is where the key was when its record was taken; it is still there
+    /// (a key in flight is never removed), so the index is read only to remove it.
+    fn release_key(&mut self, hash: u128, hint: usize) {
+        let slot = if self.keys.at(hint, hash).is_some() {
+            hint
+        } else {
+            let Some(slot) = self.keys.slot(hash) else {
+                return;
+            };
+            slot
         };
         let Some(queue) = self.keys.at_mut(slot, hash) else {
             return;

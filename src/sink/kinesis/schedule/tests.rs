@@ -92,6 +92,31 @@ fn one_record_per_key_in_flight() {
 }
 
 #[test]
+fn an_accepted_record_releases_its_key_through_its_slot_or_else_by_hash() {
+    let mut s = Scheduler::new(ShardMap::unknown(), UNPACED);
+    for (i, k) in ["a", "b", "a", "b"].iter().enumerate() {
+        s.push(entry(i as u64, k));
+    }
+    let now = Instant::now();
+    let mut first = s.next_request(now, plain(500));
+    assert_eq!(seqs(&first), vec![0, 1]);
+    for u in &first {
+        let e = &u.members[0];
+        assert_eq!(
+            s.keys.slot(e.hash),
+            Some(e.key_slot as usize),
+            "the hint is the key's slot"
+        );
+    }
+    // A hint that no longer names the key (a slot past u32, say) falls back to the hash.
+    first[1].members[0].key_slot = u32::MAX;
+    for u in first {
+        s.accepted(u);
+    }
+    assert_eq!(seqs(&s.next_request(now, plain(500))), vec![2, 3]);
+}
+
+#[test]
 fn live_changes_go_before_backfilled_rows_and_a_keys_own_order_holds() {
     let mut s = Scheduler::new(ShardMap::unknown(), UNPACED);
     let read = |seq: u64, key: &str| {
