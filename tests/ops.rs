@@ -235,7 +235,10 @@ fn status_prints_a_row_per_slot_as_a_table_and_as_json() {
     assert_eq!(rows[0]["slot"], slot.as_str());
     assert_eq!(rows[0]["active"], false);
     assert_eq!(rows[0]["wal_status"], "reserved");
-    assert_eq!(rows[0]["lag_bytes"], lag);
+    // The lag runs to the shared cluster's current WAL position, which other tests
+    // move between the two runs: it can only have grown.
+    let lag_json = rows[0]["lag_bytes"].as_i64().unwrap_or(-1);
+    assert!(lag_json >= lag, "{lag_json} < {lag}: {rows}");
     assert!(rows[0]["lag"].as_str().unwrap().ends_with("B"), "{rows}");
 
     pg.psql_in(db, &format!("SELECT pg_drop_replication_slot('{slot}')"));

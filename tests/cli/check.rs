@@ -78,7 +78,7 @@ async fn check_reports_ok_and_a_missing_stream_without_creating_a_slot() {
     assert!(!out.stdout.contains("FAIL"), "{}", out.describe());
     assert_no_panic("check", &out.stderr);
     let slots = case.pg.psql(&format!(
-        "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '{}%';",
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{0}' OR slot_name LIKE '{0}\\_%';",
         case.slot
     ));
     assert_eq!(slots, "0", "check left a replication slot behind");
