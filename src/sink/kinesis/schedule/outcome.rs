@@ -84,8 +84,9 @@ impl Scheduler {
 
     /// The key's unit was accepted. Called once per record of the unit, so only
     /// the first call for a key acts: a key is never in its shard's heap twice.
-    /// `hint` is where the key was when its record was taken; it is still there
-    /// (a key in flight is never removed), so the index is read only to remove it.
+    /// `hint` is where the key was when its record was taken; it is still there (a
+    /// key in flight is never removed) unless an earlier record of the same unit
+    /// released it, so the index is read only to remove the key.
     fn release_key(&mut self, hash: u128, hint: usize) {
         let slot = if self.keys.at(hint, hash).is_some() {
             hint

@@ -108,8 +108,12 @@ fn an_accepted_record_releases_its_key_through_its_slot_or_else_by_hash() {
             "the hint is the key's slot"
         );
     }
-    // A hint that no longer names the key (a slot past u32, say) falls back to the hash.
+    // A hint that does not name the key falls back to the hash: a slot past u32 (b's
+    // record), or another live key's slot (b's, given to a's record: b holds seq 3).
     first[1].members[0].key_slot = u32::MAX;
+    let b = first.pop().unwrap();
+    s.accepted(b);
+    first[0].members[0].key_slot = s.keys.slot(hash_key("b")).unwrap_or(0) as u32;
     for u in first {
         s.accepted(u);
     }

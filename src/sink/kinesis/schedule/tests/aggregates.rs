@@ -51,6 +51,11 @@ fn aggregates_respect_their_size_and_pack_keys_of_one_shard() {
                 map.shard_of(hash_key(&member.record.partition_key)),
                 unit.shard
             );
+            assert_eq!(
+                s.keys.slot(member.hash),
+                Some(member.key_slot as usize),
+                "an aggregated record carries its key's slot"
+            );
         }
     }
     assert_eq!(units.iter().map(|u| u.members.len()).sum::<usize>(), 200);
