@@ -10,6 +10,8 @@
 //! never confirms a position: the session's reader and sink do, as for any change.
 
 pub mod table;
+/// The chunk's snapshot sees what committed before its low watermark.
+mod visible;
 pub mod window;
 
 use std::time::{Duration, Instant};
@@ -199,6 +201,13 @@ impl Backfiller<'_> {
         signal::emit(client, &mark(Mark::Low))
             .await
             .map_err(|e| ChunkError::Retry(format!("writing a low watermark: {e}")))?;
+        visible::after_low_watermark(client, &progress.table)
+            .await
+            .map_err(|e| {
+                ChunkError::Retry(format!(
+                    "waiting for the transactions in progress at the low watermark: {e}"
+                ))
+            })?;
         let read = shape
             .read_chunk(
                 client,

@@ -228,11 +228,22 @@ where
 }
 
 fn assert_consistent(r: &Replay, diff: &[String], what: &str) {
+    // The differing keys' records, and the other checks' findings, in one message.
+    let traces: Vec<String> = diff
+        .iter()
+        .take(3)
+        .filter_map(|d| d.split([' ', ':']).next())
+        .map(|key| format!("{key}: {:?}", r.trace.get(key)))
+        .collect();
     assert!(
         diff.is_empty(),
-        "{what}: the stream does not replay to the tables ({} differences): {:?}",
+        "{what}: the stream does not replay to the tables ({} differences): {:?}\n\
+         records of those keys on the stream: {traces:#?}\n\
+         stale reads: {:?}\norder violations: {:?}",
         diff.len(),
-        &diff[..diff.len().min(10)]
+        &diff[..diff.len().min(10)],
+        &r.stale_reads[..r.stale_reads.len().min(5)],
+        &r.order_violations[..r.order_violations.len().min(5)]
     );
     assert!(
         r.order_violations.is_empty(),

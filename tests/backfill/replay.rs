@@ -34,6 +34,9 @@ pub(super) struct Replay {
     pub(super) order_violations: Vec<String>,
     /// Chunks that sent rows: (table, chunk) → reads.
     pub(super) chunks: BTreeMap<(String, u64), u64>,
+    /// Per key, its records as the stream holds them (kind, position, chunk, `v`):
+    /// what a failure prints for the keys that differ.
+    pub(super) trace: HashMap<String, Vec<String>>,
 }
 
 pub(super) fn position(v: &Value) -> (Lsn, u64) {
@@ -59,6 +62,21 @@ pub(super) fn replay(records: &[(String, Value)]) -> Replay {
     let mut seen_at: std::collections::HashSet<(&str, (Lsn, u64))> = Default::default();
     for (key, v) in records {
         let at = position(v);
+        out.trace.entry(key.clone()).or_default().push(format!(
+            "{}{} at {}/{}{} v={}",
+            v["kind"].as_str().unwrap_or("?"),
+            if v["key_change"] == Value::Bool(true) {
+                " (key change)"
+            } else {
+                ""
+            },
+            at.0,
+            at.1,
+            v["snapshot"]["chunk"]
+                .as_u64()
+                .map_or(String::new(), |c| format!(" chunk {c}")),
+            v["data"]["v"]
+        ));
         let repeat = !seen_at.insert((key.as_str(), at));
         if let Some(prev) = last_at.insert(key, at) {
             if prev >= at && !repeat {
