@@ -201,25 +201,28 @@ impl Backfiller<'_> {
         signal::emit(client, &mark(Mark::Low))
             .await
             .map_err(|e| ChunkError::Retry(format!("writing a low watermark: {e}")))?;
-        visible::after_low_watermark(client, &progress.table)
-            .await
-            .map_err(|e| {
-                ChunkError::Retry(format!(
+        // Whatever fails from here, the reader gets this chunk's rows or `None`: it
+        // waits at the low watermark for them.
+        let (rows, failure) = match visible::after_low_watermark(client, &progress.table).await {
+            Err(e) => (
+                None,
+                Some(ChunkError::Retry(format!(
                     "waiting for the transactions in progress at the low watermark: {e}"
-                ))
-            })?;
-        let read = shape
-            .read_chunk(
-                client,
-                progress.last_key.as_deref(),
-                filter.as_deref(),
-                self.slot.snapshot.chunk_rows,
-                self.style,
-            )
-            .await;
-        let (rows, failure) = match read {
-            Ok(rows) => (Some(rows), None),
-            Err(e) => (None, Some(ChunkError::from_table(e))),
+                ))),
+            ),
+            Ok(()) => match shape
+                .read_chunk(
+                    client,
+                    progress.last_key.as_deref(),
+                    filter.as_deref(),
+                    self.slot.snapshot.chunk_rows,
+                    self.style,
+                )
+                .await
+            {
+                Ok(rows) => (Some(rows), None),
+                Err(e) => (None, Some(ChunkError::from_table(e))),
+            },
         };
         let count = rows.as_ref().map_or(0, Vec::len) as u64;
         let last_key = rows.as_ref().and_then(|r| r.last()).and_then(|row| {

@@ -9,45 +9,68 @@
 //! older copy of the row, and the `read` record would put the old row back after it.
 //! SQL cannot tell such a transaction from one still running (both are "in
 //! progress"), so after the low watermark the chunk waits until every transaction in
-//! progress at the watermark has ended, except those that cannot have committed: a
-//! session idle in its transaction, and a prepared transaction (their commit comes
-//! after the watermark, inside the window or later, where the window handles it).
+//! progress at the watermark is visible or has ended, except a session idle in its
+//! transaction (it cannot have committed: its commit comes after the watermark, inside
+//! the window or later, where the window handles it) and a transaction of another
+//! database. A prepared transaction is waited for: while `COMMIT PREPARED` writes its
+//! commit, it is still listed as prepared.
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
-/// How long between two looks.
+/// The first wait between two looks; it doubles up to [`POLL_MAX`].
 const POLL: Duration = Duration::from_millis(2);
+const POLL_MAX: Duration = Duration::from_millis(200);
 /// After this long waiting, the chunk says for what.
 const WARN_AFTER: Duration = Duration::from_secs(5);
 
-/// The transactions in progress at the low watermark that may have committed before
-/// it and are not visible yet: running (not idle in their transaction) and not
-/// prepared. `$1` lists the candidates (txids).
-const UNSETTLED: &str = "SELECT x, (SELECT a.pid FROM pg_stat_activity a \
-       WHERE a.backend_xid::text::bigint = x % 4294967296 LIMIT 1) \
+/// The transactions in progress at the low watermark (`$1`, txids) that may have
+/// committed before it and are not visible yet: those the current snapshot still
+/// counts as running (the rule the chunk's `SELECT` applies), but not a session idle
+/// in its transaction, nor one in another database (it cannot change this one's
+/// tables). Each with what to call it in a message.
+const UNSETTLED: &str = "SELECT x, coalesce('backend pid ' || \
+       (SELECT a.pid FROM pg_stat_activity a WHERE a.backend_xid::text::bigint = x % 4294967296 LIMIT 1), \
+       'prepared transaction ' || (SELECT quote_literal(p.gid) FROM pg_prepared_xacts p \
+         WHERE p.transaction::text::bigint = x % 4294967296), 'no session') \
      FROM unnest($1::bigint[]) x \
-     WHERE txid_status(x) = 'in progress' \
+     WHERE NOT txid_visible_in_snapshot(x, txid_current_snapshot()) \
        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
          WHERE a.backend_xid::text::bigint = x % 4294967296 \
-           AND a.state LIKE 'idle in transaction%') \
+           AND (a.state LIKE 'idle in transaction%' \
+             OR a.datname IS DISTINCT FROM current_database())) \
        AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p \
-         WHERE p.transaction::text::bigint = x % 4294967296)";
+         WHERE p.transaction::text::bigint = x % 4294967296 \
+           AND p.database IS DISTINCT FROM current_database())";
+
+/// A transaction of our own, committed: its id is above every one assigned before.
+/// Only its end matters, not its durability, so it does not wait for the disk or a
+/// standby.
+const HORIZON: &str =
+    "BEGIN; SET LOCAL synchronous_commit = off; SELECT txid_current()::text; COMMIT";
 
 /// Run right after the low watermark (`table` for the message): returns once every
 /// transaction that could have committed before the watermark is visible.
 ///
 /// A snapshot lists the running transactions below its `xmax`, which is one past the
 /// latest to *complete*: a running transaction above it is invisible without being
-/// listed. So a transaction of our own completes first (its id above every one
-/// assigned before the watermark); then every transaction that could have committed
-/// before the watermark and still runs is listed.
+/// listed. So a transaction of our own completes first ([`HORIZON`]); then every
+/// transaction that could have committed before the watermark and still runs is
+/// listed.
 pub(super) async fn after_low_watermark(
     c: &Client,
     table: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let horizon: i64 = c.query_one("SELECT txid_current()", &[]).await?.get(0);
+    let horizon: i64 = c
+        .simple_query(HORIZON)
+        .await?
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).and_then(|t| t.parse().ok()),
+            _ => None,
+        })
+        .unwrap_or(i64::MAX);
     let pending: Vec<i64> = c
         .query(
             "SELECT x FROM txid_snapshot_xip(txid_current_snapshot()) x WHERE x < $1",
@@ -61,7 +84,7 @@ pub(super) async fn after_low_watermark(
         return Ok(());
     }
     let started = Instant::now();
-    let mut warned = false;
+    let (mut warned, mut pause) = (false, POLL);
     loop {
         let rows = c.query(UNSETTLED, &[&pending]).await?;
         if rows.is_empty() {
@@ -72,15 +95,16 @@ pub(super) async fn after_low_watermark(
             let waits: Vec<String> = rows
                 .iter()
                 .map(|r| {
-                    let pid: Option<i32> = r.get(1);
-                    let xid: i64 = r.get(0);
-                    pid.map_or(format!("transaction {xid}"), |p| {
-                        format!("transaction {xid} (backend pid {p})")
-                    })
+                    format!(
+                        "transaction {} ({})",
+                        r.get::<_, i64>(0),
+                        r.get::<_, String>(1)
+                    )
                 })
                 .collect();
-            tracing::warn!(table, "the backfill's next chunk of {table} waits for {} to end: it was running at the chunk's low watermark and may have committed before it (a long statement, or a commit held by a synchronous standby that does not answer); the chunk is read once it ends", waits.join(", "));
+            tracing::warn!(table, "the backfill's next chunk of {table} waits for {} to end: it was running at the chunk's low watermark and may have committed before it (a long statement, a prepared transaction, or a commit held by a synchronous standby that does not answer); the chunk is read once it ends", waits.join(", "));
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL_MAX);
     }
 }
