@@ -6,7 +6,7 @@
 //! Memory follows the records outstanding, not the span of sequence numbers behind
 //! a stuck one: a block leaves as soon as it is empty at the front, and empty
 //! blocks elsewhere are dropped once they are more than half of all blocks. So at
-//! most two blocks (96 bytes) per outstanding record, and about one block per 256
+//! most two blocks (80 bytes) per outstanding record, and about one block per 256
 //! records when they are accepted roughly in order; the queue's capacity follows
 //! the most blocks held at once.
 
@@ -30,10 +30,13 @@ struct Block {
     /// The block's first sequence number over 256.
     base: u64,
     bits: [u64; WORDS],
-    count: u32,
 }
 
 impl Block {
+    fn is_empty(&self) -> bool {
+        self.bits == [0; WORDS]
+    }
+
     fn has(&self, offset: u64) -> bool {
         self.bits[(offset / 64) as usize] & (1 << (offset % 64)) != 0
     }
@@ -64,23 +67,18 @@ impl Outstanding {
         );
         match self.blocks.back_mut() {
             Some(block) if block.base == base => {
-                if block.count == 0 {
-                    self.empty -= 1;
-                }
                 if block.has(offset) {
                     return;
                 }
+                if block.is_empty() {
+                    self.empty -= 1;
+                }
                 block.bits[(offset / 64) as usize] |= 1 << (offset % 64);
-                block.count += 1;
             }
             _ => {
                 let mut bits = [0; WORDS];
                 bits[(offset / 64) as usize] = 1 << (offset % 64);
-                self.blocks.push_back(Block {
-                    base,
-                    bits,
-                    count: 1,
-                });
+                self.blocks.push_back(Block { base, bits });
             }
         }
         self.len += 1;
@@ -97,9 +95,8 @@ impl Outstanding {
             return false;
         }
         block.bits[(offset / 64) as usize] &= !(1 << (offset % 64));
-        block.count -= 1;
         self.len -= 1;
-        if block.count == 0 {
+        if block.is_empty() {
             self.empty += 1;
             self.drop_empty();
         }
@@ -107,7 +104,7 @@ impl Outstanding {
     }
 
     fn drop_empty(&mut self) {
-        while self.blocks.front().is_some_and(|b| b.count == 0) {
+        while self.blocks.front().is_some_and(Block::is_empty) {
             self.blocks.pop_front();
             self.empty -= 1;
         }
@@ -117,9 +114,9 @@ impl Outstanding {
             let mut i = 0;
             self.blocks.retain(|b| {
                 i += 1;
-                b.count > 0 || i - 1 == last
+                !b.is_empty() || i - 1 == last
             });
-            self.empty = usize::from(self.blocks.back().is_some_and(|b| b.count == 0));
+            self.empty = usize::from(self.blocks.back().is_some_and(Block::is_empty));
         }
     }
 
@@ -213,10 +210,10 @@ mod tests {
                 }
                 prop_assert_eq!(set.len(), model.len());
                 prop_assert_eq!(set.first(), model.first().copied());
-                let full = set.blocks.iter().filter(|b| b.count > 0).count();
+                let full = set.blocks.iter().filter(|b| !b.is_empty()).count();
                 prop_assert_eq!(set.blocks.len() - full, set.empty);
                 prop_assert!(set.empty <= full + 1, "{} empty blocks beside {} full", set.empty, full);
-                prop_assert!(set.blocks.front().is_none_or(|b| b.count > 0));
+                prop_assert!(set.blocks.front().is_none_or(|b| !b.is_empty()));
             }
         }
     }

@@ -30,19 +30,15 @@ const WARN_AFTER: Duration = Duration::from_secs(5);
 /// counts as running (the rule the chunk's `SELECT` applies), but not a session idle
 /// in its transaction, nor one in another database (it cannot change this one's
 /// tables). Each with what to call it in a message.
-const UNSETTLED: &str = "SELECT x, coalesce('backend pid ' || \
-       (SELECT a.pid FROM pg_stat_activity a WHERE a.backend_xid::text::bigint = x % 4294967296 LIMIT 1), \
-       'prepared transaction ' || (SELECT quote_literal(p.gid) FROM pg_prepared_xacts p \
-         WHERE p.transaction::text::bigint = x % 4294967296), 'no session') \
+const UNSETTLED: &str = "SELECT x, coalesce('backend pid ' || a.pid, \
+       'prepared transaction ' || quote_literal(p.gid), 'no session') \
      FROM unnest($1::bigint[]) x \
+     LEFT JOIN pg_stat_activity a ON a.backend_xid::text::bigint = x % 4294967296 \
+     LEFT JOIN pg_prepared_xacts p ON p.transaction::text::bigint = x % 4294967296 \
      WHERE NOT txid_visible_in_snapshot(x, txid_current_snapshot()) \
-       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
-         WHERE a.backend_xid::text::bigint = x % 4294967296 \
-           AND (a.state LIKE 'idle in transaction%' \
-             OR a.datname IS DISTINCT FROM current_database())) \
-       AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p \
-         WHERE p.transaction::text::bigint = x % 4294967296 \
-           AND p.database IS DISTINCT FROM current_database())";
+       AND NOT coalesce(a.state LIKE 'idle in transaction%' \
+         OR a.datname <> current_database(), false) \
+       AND NOT coalesce(p.database <> current_database(), false)";
 
 /// A transaction of our own, committed: its id is above every one assigned before.
 /// Only its end matters, not its durability, so it does not wait for the disk or a

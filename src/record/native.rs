@@ -30,8 +30,6 @@ impl RecordEncoder {
                 && !left.is_empty()
             {
                 let mut filled = change.clone();
-                // More columns than the decoder's tag names.
-                filled.columns_tag = 0;
                 let marker = serde_json::to_string(&rules.placeholder)
                     .map_or_else(|_| Json::default(), Json::printed);
                 filled

@@ -188,12 +188,7 @@ async fn a_chunk_reads_only_once_its_snapshot_sees_what_committed_before_its_low
         "",
         "      create_slot: false\n",
     ));
-    let pipeline = Pipeline::start(
-        &config,
-        &RunEnv {
-            aws: kinesalite().sdk_config(),
-        },
-    );
+    let pipeline = streaming(&config, kinesalite().sdk_config()).await;
     let client = source::sql_connect(&pg.connect_params(SUPERUSER, &db))
         .await
         .unwrap();

@@ -188,15 +188,11 @@ impl DeserializeResponse for Reader {
 fn all_accepted(body: &[u8]) -> Option<Vec<&str>> {
     // One check of the whole body: every string below is then ASCII without a
     // control byte, and its text is its value once it has no backslash.
-    if !body.is_ascii() || crate::decode::bytes::has_control_byte(body) {
+    let text = std::str::from_utf8(body).ok().filter(|t| t.is_ascii())?;
+    if crate::decode::bytes::has_control_byte(body) {
         return None;
     }
-    let text = std::str::from_utf8(body).ok()?;
-    let mut c = Cursor {
-        t: text,
-        b: body,
-        i: 0,
-    };
+    let mut c = Cursor { t: text, i: 0 };
     c.eat(b"{")?;
     let mut shards = None;
     loop {
@@ -228,14 +224,17 @@ fn all_accepted(body: &[u8]) -> Option<Vec<&str>> {
 /// A position in an answer (ASCII without control bytes).
 struct Cursor<'a> {
     t: &'a str,
-    b: &'a [u8],
     i: usize,
 }
 
 impl<'a> Cursor<'a> {
+    fn b(&self) -> &'a [u8] {
+        self.t.as_bytes()
+    }
+
     /// Step over `bytes` if they come next.
     fn eat(&mut self, bytes: &[u8]) -> Option<()> {
-        self.b[self.i..]
+        self.b()[self.i..]
             .starts_with(bytes)
             .then(|| self.i += bytes.len())
     }
@@ -243,8 +242,8 @@ impl<'a> Cursor<'a> {
     /// The rest of a string up to its closing quote (stepped over), without a
     /// backslash, so its text is its value.
     fn plain(&mut self) -> Option<&'a str> {
-        let end = crate::decode::bytes::quote_or_backslash(&self.b[self.i..])?;
-        if self.b[self.i + end] != b'"' {
+        let end = crate::decode::bytes::quote_or_backslash(&self.b()[self.i..])?;
+        if self.b()[self.i + end] != b'"' {
             return None;
         }
         let text = self.t.get(self.i..self.i + end)?;
@@ -254,7 +253,7 @@ impl<'a> Cursor<'a> {
 
     /// A count as the SDK reads it: a JSON number (no leading zero) within `i32`.
     fn count(&mut self) -> Option<()> {
-        let n = self.b[self.i..]
+        let n = self.b()[self.i..]
             .iter()
             .take_while(|b| b.is_ascii_digit())
             .count();

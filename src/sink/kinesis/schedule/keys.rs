@@ -49,6 +49,15 @@ impl Keys {
         self.slots.is_empty() && self.index.is_empty()
     }
 
+    /// The key's slot, tried first at `hint` (where the key was seen last), then
+    /// through the index.
+    pub fn find(&self, hint: usize, hash: u128) -> Option<usize> {
+        match self.at(hint, hash) {
+            Some(_) => Some(hint),
+            None => self.slot(hash),
+        }
+    }
+
     pub fn get_mut(&mut self, hash: u128) -> Option<&mut KeyQueue> {
         let slot = self.slot(hash)?;
         self.at_mut(slot, hash)

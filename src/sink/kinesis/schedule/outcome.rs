@@ -88,13 +88,8 @@ impl Scheduler {
     /// key in flight is never removed) unless an earlier record of the same unit
     /// released it, so the index is read only to remove the key.
     fn release_key(&mut self, hash: u128, hint: usize) {
-        let slot = if self.keys.at(hint, hash).is_some() {
-            hint
-        } else {
-            let Some(slot) = self.keys.slot(hash) else {
-                return;
-            };
-            slot
+        let Some(slot) = self.keys.find(hint, hash) else {
+            return;
         };
         let Some(queue) = self.keys.at_mut(slot, hash) else {
             return;
