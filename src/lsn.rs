@@ -24,10 +24,13 @@ impl Lsn {
 
 fn push_hex(out: &mut Vec<u8>, v: u32) {
     const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let digits = (32 - v.leading_zeros()).div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        out.push(DIGITS[((v >> (i * 4)) & 0xF) as usize]);
+    // All eight digits into a buffer, then the significant ones in one copy.
+    let mut buf = [0u8; 8];
+    for (i, d) in buf.iter_mut().enumerate() {
+        *d = DIGITS[((v >> ((7 - i) * 4)) & 0xF) as usize];
     }
+    let digits = (32 - v.leading_zeros()).div_ceil(4).max(1) as usize;
+    out.extend_from_slice(&buf[8 - digits..]);
 }
 
 /// The text was not a `X/Y` hexadecimal LSN.
@@ -90,6 +93,15 @@ mod tests {
             let mut out = b"x".to_vec();
             Lsn(v).write_to(&mut out);
             assert_eq!(&out[1..], Lsn(v).to_string().as_bytes(), "{v:#x}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn write_to_writes_what_display_writes(v: u64) {
+            let mut out = Vec::new();
+            Lsn(v).write_to(&mut out);
+            proptest::prop_assert_eq!(out, Lsn(v).to_string().into_bytes());
         }
     }
 

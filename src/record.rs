@@ -150,6 +150,8 @@ pub struct RecordEncoder {
     hidden: Vec<String>,
     /// `data`'s keys for the decoder's sets of columns.
     names: native::names::Keys,
+    /// The last table's and transaction's fields as written.
+    written: native::source::Written,
 }
 
 impl RecordEncoder {
@@ -165,6 +167,7 @@ impl RecordEncoder {
             shapes: shape::ShapeCache::default(),
             hidden: Vec::new(),
             names: native::names::Keys::default(),
+            written: native::source::Written::default(),
         }
     }
 

@@ -59,14 +59,9 @@ impl RecordEncoder {
         let mut out = Vec::with_capacity(size);
         out.extend_from_slice(b"{\"kind\":\"");
         out.extend_from_slice(kind.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"database\":");
-        push_json_str(&mut out, &self.database);
-        out.extend_from_slice(b",\"schema\":");
-        push_json_str(&mut out, &change.schema);
-        out.extend_from_slice(b",\"table\":");
-        push_json_str(&mut out, &change.table);
-        out.extend_from_slice(b",\"timestamp\":");
-        push_opt_str(&mut out, txn.timestamp.as_deref());
+        out.push(b'"');
+        self.written
+            .push_source(&mut out, &self.database, change, txn);
         // A DELETE has no new row: its `data` is the old key / identity, so that a
         // consumer always finds the row's key in `data`.
         let data = if kind == Kind::Delete {
@@ -117,6 +112,8 @@ impl RecordEncoder {
 
 /// The keys of `data` written once per set of columns.
 pub(super) mod names;
+/// `database`, `schema`, `table` and `timestamp` written once per table and transaction.
+pub(super) mod source;
 
 /// What a record says besides the change itself.
 #[derive(Clone, Copy)]

@@ -188,6 +188,10 @@ fn what_it_does_not_fully_understand_goes_to_the_serde_path() {
         r#"{"action":"I","table":"t","columns":[{"name":"a","value":1.}]}"#,
         r#"{"action":"I","table":"t","columns":[{"name":"a","value":[1]}]}"#,
         r#"{"action":"I","table":"t","table":"u"}"#,
+        // An escape in a key: serde reads `table` twice (and refuses the row).
+        r#"{"action":"I","table":"t","t\u0061ble":"u","columns":[]}"#,
+        r#"{"action":"I","table":"t","t\u0061ble"  :"u","columns":[]}"#,
+        r#"{"action":"I","table":"t","a_key_longer_than_sixteen\n":1,"columns":[]}"#,
         r#"{"action":"I","table":"t","columns":[{"name":"a","value":1,"value":2}]}"#,
         r#"{"action":"I","table":"t"} x"#,
         r#"{"action":"I","table":"t","#,
