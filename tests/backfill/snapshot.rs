@@ -1,6 +1,7 @@
 //! The initial snapshot: under a concurrent workload it replays to the tables, its
 //! read records match live records of the same row and carry unique positions, and a
-//! chunk reads only once its snapshot sees what committed before its low watermark.
+//! chunk reads only once its snapshot sees what committed before its low watermark
+//! (a prepared transaction included).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -228,4 +229,67 @@ async fn a_chunk_reads_only_once_its_snapshot_sees_what_committed_before_its_low
     assert_eq!(r.rows["public.t|2"]["v"], "two", "{:?}", r.trace);
     assert!(r.stale_reads.is_empty(), "{:?}", r.stale_reads);
     assert!(r.order_violations.is_empty(), "{:?}", r.order_violations);
+}
+
+/// A prepared transaction running at a chunk's low watermark is waited for (its
+/// `COMMIT PREPARED` may have written its commit before the watermark while it still
+/// counts as running); once it commits, the chunk reads the row as committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_waits_for_a_prepared_transaction_and_then_reads_its_commit() {
+    let pg = Pg::start(PgOptions::default().set("max_prepared_transactions", "4"));
+    let db = pg.create_database(&unique_name("snap_prepared"));
+    let slot = unique_name("snap_prepared");
+    pg.execute(
+        &db,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'old');
+             SELECT pg_create_logical_replication_slot('{slot}', 'wal2json');"
+        ),
+    );
+    pg.psql_in(
+        &db,
+        "BEGIN; UPDATE t SET v = 'prepared' WHERE id = 1; PREPARE TRANSACTION 'snap_g1';",
+    );
+    let stream = unique_stream_name("snap-prepared");
+    kinesis::create_stream(&kinesalite().client(), &stream, 1).await;
+    let (config, _dir) = load(&ops_yaml(
+        &pg,
+        &slot,
+        &db,
+        &stream,
+        "",
+        "      create_slot: false\n",
+    ));
+    let pipeline = streaming(&config, kinesalite().sdk_config()).await;
+    let client = source::sql_connect(&pg.connect_params(SUPERUSER, &db))
+        .await
+        .unwrap();
+    let request = Signal::Backfill {
+        slot: slot.clone(),
+        id: signal::new_id(),
+        tables: vec!["public.t".into()],
+        filter: None,
+    };
+    signal::emit(&client, &request).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let early = user_records(&kinesis::read_all(&kinesalite().client(), &stream).await);
+    assert!(
+        early.is_empty(),
+        "while the transaction is prepared the chunk waits: {early:?}"
+    );
+
+    pg.psql_in(&db, "COMMIT PREPARED 'snap_g1';");
+    wait_backfilled(&pipeline, Duration::from_secs(60)).await;
+    let records =
+        kinesis::read_until(&kinesalite().client(), &stream, 2, Duration::from_secs(30)).await;
+    pipeline.stop();
+    pipeline.wait().await.unwrap();
+    let kinds: Vec<String> = user_records(&records)
+        .iter()
+        .map(|(_, v)| v["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(kinds.join(","), "update,read");
+    let r = replay(&user_records(&records));
+    assert_eq!(r.rows["public.t|1"]["v"], "prepared", "{:?}", r.trace);
+    assert!(r.stale_reads.is_empty(), "{:?}", r.stale_reads);
 }
