@@ -41,7 +41,7 @@ pub(super) struct Headers(FxHashMap<u64, Table>);
 #[derive(Debug, Default)]
 struct Table {
     columns: Vec<Header>,
-    pk: Option<KnownPk>,
+    pk: Option<Known<String>>,
     /// The tag of the first `tag_len` of `columns`, 0 when none is current.
     tag: u64,
     tag_len: usize,
@@ -57,11 +57,12 @@ fn new_tag() -> u64 {
     LAST_TAG.fetch_add(1, Ordering::Relaxed) + 1
 }
 
-/// The text of the last row's `pk` value, and its names.
+/// A list as printed (its bytes) and as read: the `pk` names, and format 1's
+/// `columnnames` and `columntypes`.
 #[derive(Debug)]
-struct KnownPk {
+struct Known<T> {
     text: Box<[u8]>,
-    names: Arc<[String]>,
+    items: Arc<[T]>,
 }
 
 #[derive(Debug)]
@@ -91,28 +92,30 @@ impl Headers {
 }
 
 impl<'a> Scanner<'a> {
-    /// A `pk` value read by `read`, shared with the table's last row when its bytes
-    /// are the same. `None` leaves the error to the serde path, as `read` does.
-    fn shared_pk(
+    /// A list taken from `cache` when the bytes at the cursor are the cached list's,
+    /// else read by `read` and cached (when at most `max` bytes); and whether it was
+    /// taken. `None` leaves the error to the serde path, as `read` does.
+    fn known<T>(
         &mut self,
-        table: Option<&mut Table>,
-        read: impl FnOnce(&mut Self) -> Option<Vec<String>>,
-    ) -> Option<Arc<[String]>> {
+        cache: Option<&mut Option<Known<T>>>,
+        max: usize,
+        read: impl FnOnce(&mut Self) -> Option<Arc<[T]>>,
+    ) -> Option<(Arc<[T]>, bool)> {
         let (b, start) = (self.b, self.i);
-        if let Some(known) = table.as_ref().and_then(|t| t.pk.as_ref()) {
+        if let Some(known) = cache.as_deref().and_then(Option::as_ref) {
             if b[start..].starts_with(&known.text) {
                 self.i += known.text.len();
-                return Some(Arc::clone(&known.names));
+                return Some((Arc::clone(&known.items), true));
             }
         }
-        let names: Arc<[String]> = read(self)?.into();
-        if let Some(table) = table.filter(|_| self.i - start <= MAX_PK) {
-            table.pk = Some(KnownPk {
+        let items = read(self)?;
+        if let Some(cache) = cache {
+            *cache = (self.i - start <= max).then(|| Known {
                 text: b[start..self.i].into(),
-                names: Arc::clone(&names),
+                items: Arc::clone(&items),
             });
         }
-        Some(names)
+        Some((items, false))
     }
 }
 
@@ -186,8 +189,8 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
                 32
             }
             "pk" => {
-                let cache = table.map(|t| headers.of(schema.unwrap_or_default(), t));
-                pk = Some(s.shared_pk(cache, Scanner::pk)?);
+                let cache = table.map(|t| &mut headers.of(schema.unwrap_or_default(), t).pk);
+                pk = Some(s.known(cache, MAX_PK, |s| Some(s.pk()?.into()))?.0);
                 64
             }
             // Unused by a row, but typed in the serde path: the same types here.

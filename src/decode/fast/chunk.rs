@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::scan::Scanner;
-use super::{new_tag, Headers};
+use super::{new_tag, Headers, Known};
 use crate::decode::bytes::has_control_byte;
 use crate::decode::{Change, Column, ColumnType, Json, Kind, Name};
 
@@ -23,12 +23,6 @@ pub(in crate::decode) struct KnownLists {
     types: Option<Known<ColumnType>>,
     /// The pair's tag, 0 until a chunk takes both.
     tag: u64,
-}
-
-#[derive(Debug)]
-struct Known<T> {
-    text: Box<[u8]>,
-    items: Arc<[T]>,
 }
 
 /// Longer lists (very wide tables) are read without the cache.
@@ -96,8 +90,11 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
             }
             "pk" => {
                 // wal2json writes schema and table first; without a table, no cache.
-                let cache = table.map(|t| headers.of(schema.unwrap_or_default(), t));
-                pk = Some(s.shared_pk(cache, Scanner::pk_names)?);
+                let cache = table.map(|t| &mut headers.of(schema.unwrap_or_default(), t).pk);
+                pk = Some(
+                    s.known(cache, super::MAX_PK, |s| Some(s.pk_names()?.into()))?
+                        .0,
+                );
                 128
             }
             // Fields of a message, typed in the serde path.
@@ -175,32 +172,21 @@ fn zip_read((names, values, types): Lists<'_>) -> Option<Vec<Column>> {
 }
 
 impl<'a> Scanner<'a> {
-    /// A list of strings, taken from the cache `pick` chooses in `lists` when the
-    /// bytes at the cursor are the cached list's, else read and cached (retiring the
-    /// pair's tag); and whether it was taken. `None` leaves the error to serde.
+    /// A list of strings, taken from the cache `pick` chooses in `lists` or read
+    /// and cached ([`Scanner::known`]); a list read retires the pair's tag.
     fn known_list<T>(
         &mut self,
         lists: Option<&mut KnownLists>,
         pick: impl Fn(&mut KnownLists) -> &mut Option<Known<T>>,
         convert: impl Fn(&'a str) -> T,
     ) -> Option<(Arc<[T]>, bool)> {
-        let (b, start) = (self.b, self.i);
         let mut lists = lists;
-        if let Some(known) = lists.as_deref_mut().and_then(|l| pick(l).as_ref()) {
-            if b[start..].starts_with(&known.text) {
-                self.i += known.text.len();
-                return Some((Arc::clone(&known.items), true));
-            }
-        }
-        let items: Arc<[T]> = self.strings()?.into_iter().map(convert).collect();
-        if let Some(lists) = lists {
+        let read = |s: &mut Self| Some(s.strings()?.into_iter().map(convert).collect());
+        let (items, taken) = self.known(lists.as_deref_mut().map(pick), MAX_LIST, read)?;
+        if let Some(lists) = lists.filter(|_| !taken) {
             lists.tag = 0;
-            *pick(lists) = (self.i - start <= MAX_LIST).then(|| Known {
-                text: b[start..self.i].into(),
-                items: Arc::clone(&items),
-            });
         }
-        Some((items, false))
+        Some((items, taken))
     }
 
     /// `["..", ...]`: strings without escapes.
