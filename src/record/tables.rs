@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Record, RecordEncoder, TxnContext, UnkeyedChange};
 use crate::config::{MaskMethod, PartitionKey, TableEntry, TablesConfig};
-use crate::decode::{Change, ColumnType, Json};
+use crate::decode::{Change, ColumnType, Json, Name};
 
 /// What a masked value becomes under `redact`.
 pub const REDACTED: &str = "\"***\"";
@@ -48,6 +48,9 @@ pub struct TableRouter {
     encoder: RecordEncoder,
     /// schema → table → rule index: one glob walk per table, not per change.
     cache: HashMap<String, HashMap<String, usize>>,
+    /// The last table resolved and its rule index: a slot's changes come in runs of
+    /// one table, and comparing two names costs less than hashing them.
+    last: Option<(Name, Name, usize)>,
     salt: Vec<u8>,
 }
 
@@ -74,6 +77,7 @@ impl TableRouter {
             globs: tables.entries.iter().map(|e| e.glob.clone()).collect(),
             encoder: base,
             cache: HashMap::default(),
+            last: None,
             salt: tables
                 .mask_salt
                 .as_ref()
@@ -84,6 +88,19 @@ impl TableRouter {
 
     /// The index of the rule for `schema.table`: the first matching entry's.
     fn resolve(&mut self, schema: &str, table: &str) -> usize {
+        if let Some((_, _, i)) = self
+            .last
+            .as_ref()
+            .filter(|(s, t, _)| s == schema && t == table)
+        {
+            return *i;
+        }
+        let i = self.resolve_uncached(schema, table);
+        self.last = Some((schema.into(), table.into(), i));
+        i
+    }
+
+    fn resolve_uncached(&mut self, schema: &str, table: &str) -> usize {
         if let Some(&i) = self.cache.get(schema).and_then(|t| t.get(table)) {
             return i;
         }

@@ -248,3 +248,26 @@ fn an_excluded_column_is_never_named_as_unchanged_toast_and_entries_keep_their_o
         "the slot's key is back"
     );
 }
+
+proptest::proptest! {
+    /// Any run of tables (schema and table names that differ in one place only)
+    /// resolves to the rule a fresh lookup finds: the last table kept is never taken
+    /// for another.
+    #[test]
+    fn the_last_table_kept_resolves_as_a_fresh_lookup(
+        steps in proptest::collection::vec((0usize..3, 0usize..4), 1..30),
+    ) {
+        let mut orders = entry("public.orders");
+        orders.stream = Some("orders-cdc".into());
+        let mut audit = entry("public.audit_*");
+        audit.skip = true;
+        let mut r = router(vec![orders, audit, entry("sales.*")], None);
+        let schemas = ["public", "sales", "publid"];
+        let tables = ["orders", "audit_x", "order", "other"];
+        for (s, t) in steps {
+            let (schema, table) = (schemas[s], tables[t]);
+            let fresh = r.clone().resolve_uncached(schema, table);
+            proptest::prop_assert_eq!(r.resolve(schema, table), fresh, "{}.{}", schema, table);
+        }
+    }
+}
