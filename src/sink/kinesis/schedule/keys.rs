@@ -18,8 +18,10 @@ use super::KeyQueue;
 
 #[derive(Debug, Default)]
 pub(super) struct Keys {
-    /// Slots of `slots`, found by [`index_hash`] of their key's hash.
-    index: HashTable<usize>,
+    /// Slots of `slots`, found by [`index_hash`] of their key's hash. Four bytes a
+    /// slot: the index's share of the cache halves, and a slot past `u32` would need
+    /// billions of keys held, far past any memory budget.
+    index: HashTable<u32>,
     slots: Slab<(u128, KeyQueue)>,
 }
 
@@ -27,6 +29,13 @@ pub(super) struct Keys {
 /// use small numbers: folding both halves through a multiply spreads those too.
 fn index_hash(hash: u128) -> u64 {
     ((hash as u64) ^ ((hash >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// `slot` as the index holds it. Slots are taken lowest first and a key holds at least
+/// one record of tens of bytes, so a slot past `u32::MAX` needs hundreds of GiB held.
+fn index_slot(slot: usize) -> u32 {
+    debug_assert!(u32::try_from(slot).is_ok(), "slot {slot} past u32");
+    slot as u32
 }
 
 impl Keys {
@@ -38,9 +47,9 @@ impl Keys {
         let slots = &self.slots;
         self.index
             .find(index_hash(hash), |&s| {
-                slots.get(s).is_some_and(|(h, _)| *h == hash)
+                slots.get(s as usize).is_some_and(|(h, _)| *h == hash)
             })
-            .copied()
+            .map(|&s| s as usize)
     }
 
     /// No key held: neither a slot nor an index entry (tests check both).
@@ -89,8 +98,8 @@ impl Keys {
             None => {
                 let slot = self.slots.insert((hash, new()));
                 let slots = &self.slots;
-                self.index.insert_unique(index_hash(hash), slot, |&s| {
-                    slots.get(s).map_or(0, |(h, _)| index_hash(*h))
+                self.index.insert_unique(index_hash(hash), index_slot(slot), |&s| {
+                    slots.get(s as usize).map_or(0, |(h, _)| index_hash(*h))
                 });
                 slot
             }
@@ -101,7 +110,8 @@ impl Keys {
     /// Forget the key in `slot` (its queue must be `hash`'s).
     pub fn remove_at(&mut self, slot: usize, hash: u128) {
         if self.at(slot, hash).is_some() {
-            if let Ok(found) = self.index.find_entry(index_hash(hash), |&s| s == slot) {
+            let slot32 = index_slot(slot);
+            if let Ok(found) = self.index.find_entry(index_hash(hash), |&s| s == slot32) {
                 found.remove();
             }
             self.slots.remove(slot);
