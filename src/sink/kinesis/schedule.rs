@@ -40,11 +40,12 @@ mod ready;
 
 /// Bookkeeping per record held, counted with its bytes against the memory budget:
 /// its key's slot (which holds the key's first entry inline, and is at least the
-/// size of an entry queued behind it), the key's index entry and ready-queue item
+/// size of an entry queued behind it), the key's index entry (a slot number and a
+/// control byte, in a table that may be half empty) and ready-queue item
 /// when it is a key's only record (the common case with primary keys), and the
 /// allocator's headers.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<(u128, KeyQueue)>()
-    + std::mem::size_of::<(u128, usize)>()
+    + 2 * (std::mem::size_of::<u32>() + 1)
     + std::mem::size_of::<Reverse<Ready>>()
     + 64;
 
