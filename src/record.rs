@@ -151,7 +151,7 @@ pub struct RecordEncoder {
     /// `data`'s keys for the decoder's sets of columns.
     names: native::names::Keys,
     /// The last table's and transaction's fields as written.
-    written: native::source::Written,
+    source: native::source::SourceFields,
 }
 
 impl RecordEncoder {
@@ -167,7 +167,7 @@ impl RecordEncoder {
             shapes: shape::ShapeCache::default(),
             hidden: Vec::new(),
             names: native::names::Keys::default(),
-            written: native::source::Written::default(),
+            source: native::source::SourceFields::default(),
         }
     }
 
@@ -293,13 +293,13 @@ impl RecordEncoder {
 
     /// A backfilled row (`row.kind` is [`Kind::Read`]), the `seq`-th record of the
     /// transaction `txn` (the chunk's high watermark), tagged with its chunk.
-    pub fn encode_read(&self, row: &Change, txn: &TxnContext, seq: u64, chunk: u64) -> Record {
+    pub fn encode_read(&mut self, row: &Change, txn: &TxnContext, seq: u64, chunk: u64) -> Record {
         self.encode_read_shaped(row, row, txn, seq, chunk)
     }
 
     /// [`Self::encode_read`] with the key read from `row` and the payload from `shown`.
     pub fn encode_read_shaped(
-        &self,
+        &mut self,
         row: &Change,
         shown: &Change,
         txn: &TxnContext,

@@ -15,6 +15,8 @@ pub const DEFAULT_SHARD_BYTES_PER_SEC: u64 = 1024 * 1024;
 /// `memory_budget_bytes` default: 64 MiB for the records all slots hold (about
 /// 200,000 rows of 330 bytes), well inside the CDK task's 1 GiB.
 pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
+/// `memory_budget_bytes` upper bound (1 TiB).
+pub const MAX_MEMORY_BUDGET_BYTES: u64 = 1 << 40;
 /// `memory_budget_bytes` lower bound: room for a few full requests.
 pub const MIN_MEMORY_BUDGET_BYTES: u64 = 16 * 1024 * 1024;
 /// The least share of the budget one slot gets, whatever the number of slots: one
@@ -89,7 +91,7 @@ pub(super) fn memory_budget(src: &Source<'_>, v: &Option<Value>) -> Result<u64, 
             v,
             "top level, key `memory_budget_bytes`",
             MIN_MEMORY_BUDGET_BYTES,
-            1 << 40,
+            MAX_MEMORY_BUDGET_BYTES,
         ),
     }
 }

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 pub use auth::{AuthMethod, ChannelBinding, RequireAuth};
 pub use delivery_keys::{
     Aggregation, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_SHARD_BYTES_PER_SEC,
-    DEFAULT_SHARD_RECORDS_PER_SEC,
+    DEFAULT_SHARD_RECORDS_PER_SEC, MAX_MEMORY_BUDGET_BYTES,
 };
 pub use error::ConfigError;
 use error::Source;

@@ -78,7 +78,7 @@ const MAX_TABLES: usize = 256;
 const MAX_COLUMNS: usize = 64;
 /// Longer headers (long names or types) are read without the cache.
 const MAX_HEADER: usize = 128;
-/// Longer `pk` values (wide keys) are read without the cache.
+/// Longer `pk` values (wide keys) are read without the cache (and empty it).
 const MAX_PK: usize = 512;
 
 impl Headers {
@@ -93,8 +93,8 @@ impl Headers {
 
 impl<'a> Scanner<'a> {
     /// A list taken from `cache` when the bytes at the cursor are the cached list's,
-    /// else read by `read` and cached (when at most `max` bytes); and whether it was
-    /// taken. `None` leaves the error to the serde path, as `read` does.
+    /// else read by `read` and cached (when at most `max` bytes; a longer list
+    /// empties the cache); and whether it was taken. `None` leaves the error to the serde path, as `read` does.
     fn known<T>(
         &mut self,
         cache: Option<&mut Option<Known<T>>>,

@@ -10,7 +10,7 @@ use crate::lsn::Lsn;
 
 impl RecordEncoder {
     pub(super) fn payload(
-        &self,
+        &mut self,
         change: &Change,
         kind: Kind,
         txn: &TxnContext,
@@ -60,8 +60,7 @@ impl RecordEncoder {
         out.extend_from_slice(b"{\"kind\":\"");
         out.extend_from_slice(kind.as_str().as_bytes());
         out.push(b'"');
-        self.written
-            .push_source(&mut out, &self.database, change, txn);
+        self.source.push(&mut out, &self.database, change, txn);
         // A DELETE has no new row: its `data` is the old key / identity, so that a
         // consumer always finds the row's key in `data`.
         let data = if kind == Kind::Delete {

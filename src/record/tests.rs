@@ -266,7 +266,7 @@ fn truncate_is_a_barrier_scoped_to_its_table() {
 
 #[test]
 fn a_read_record_carries_its_chunk_and_the_live_key() {
-    let enc = RecordEncoder::new("d", PartitionKey::PrimaryKey);
+    let mut enc = RecordEncoder::new("d", PartitionKey::PrimaryKey);
     let row = change(Kind::Read, vec![col("id", "7"), col("v", "\"x\"")], vec![]);
     let rec = enc.encode_read(&row, &txn(), 4, 2);
     let v: serde_json::Value = serde_json::from_slice(&rec.data).unwrap();

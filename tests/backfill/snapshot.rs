@@ -231,9 +231,10 @@ async fn a_chunk_reads_only_once_its_snapshot_sees_what_committed_before_its_low
     assert!(r.order_violations.is_empty(), "{:?}", r.order_violations);
 }
 
-/// A prepared transaction running at a chunk's low watermark is waited for (its
-/// `COMMIT PREPARED` may have written its commit before the watermark while it still
-/// counts as running); once it commits, the chunk reads the row as committed.
+/// A prepared transaction open at a chunk's low watermark is waited for (the chunk
+/// cannot tell a `COMMIT PREPARED` that wrote its commit before the watermark from
+/// one still to come); once it commits, the chunk reads the row as committed. The
+/// test pins the wait, not that race.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_chunk_waits_for_a_prepared_transaction_and_then_reads_its_commit() {
     let pg = Pg::start(PgOptions::default().set("max_prepared_transactions", "4"));
@@ -271,8 +272,21 @@ async fn a_chunk_waits_for_a_prepared_transaction_and_then_reads_its_commit() {
         filter: None,
     };
     signal::emit(&client, &request).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let early = user_records(&kinesis::read_all(&kinesalite().client(), &stream).await);
+    // The chunk's session has asked which transactions it waits for.
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND query LIKE '%pg_prepared_xacts%' AND pid <> pg_backend_pid()"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let read = || async { user_records(&kinesis::read_all(&kinesalite().client(), &stream).await) };
+    while pg.psql(&waiting).trim().parse::<i64>().unwrap_or(0) < 1 && read().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the chunk neither waited nor read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let early = read().await;
     assert!(
         early.is_empty(),
         "while the transaction is prepared the chunk waits: {early:?}"
@@ -290,6 +304,11 @@ async fn a_chunk_waits_for_a_prepared_transaction_and_then_reads_its_commit() {
         .collect();
     assert_eq!(kinds.join(","), "update,read");
     let r = replay(&user_records(&records));
-    assert_eq!(r.rows["public.t|1"]["v"], "prepared", "{:?}", r.trace);
+    let row = r
+        .rows
+        .get("public.t|1")
+        .unwrap_or_else(|| panic!("{:?}", r.trace));
+    assert_eq!(row["v"], "prepared", "{:?}", r.trace);
     assert!(r.stale_reads.is_empty(), "{:?}", r.stale_reads);
+    assert!(r.order_violations.is_empty(), "{:?}", r.order_violations);
 }

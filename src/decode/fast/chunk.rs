@@ -15,8 +15,8 @@ use crate::decode::{Change, Column, ColumnType, Json, Kind, Name};
 /// A table's last `columnnames` and `columntypes`, as printed and as read: a chunk
 /// whose list is the same bytes takes it without reading it again, and a chunk that
 /// takes both gets the pair's tag ([`Change::columns_tag`]), as a format-version 2
-/// row whose every header is cached does. A list read replaces the cached one and
-/// retires the tag at once.
+/// row whose every header is cached does. A list read replaces the cached one (a
+/// list over [`MAX_LIST`] bytes empties it) and retires the tag at once.
 #[derive(Debug, Default)]
 pub(in crate::decode) struct KnownLists {
     names: Option<Known<Name>>,

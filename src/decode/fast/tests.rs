@@ -188,7 +188,8 @@ fn what_it_does_not_fully_understand_goes_to_the_serde_path() {
         r#"{"action":"I","table":"t","columns":[{"name":"a","value":1.}]}"#,
         r#"{"action":"I","table":"t","columns":[{"name":"a","value":[1]}]}"#,
         r#"{"action":"I","table":"t","table":"u"}"#,
-        // An escape in a key: serde reads `table` twice (and refuses the row).
+        // Escapes in keys: serde reads `table` twice (and refuses the row), and a key
+        // longer than a word with an escape.
         r#"{"action":"I","table":"t","t\u0061ble":"u","columns":[]}"#,
         r#"{"action":"I","table":"t","t\u0061ble"  :"u","columns":[]}"#,
         r#"{"action":"I","table":"t","a_key_longer_than_sixteen\n":1,"columns":[]}"#,
@@ -372,4 +373,16 @@ fn a_table_s_rows_share_their_primary_key_names() {
     );
     let wide = doc("v", &long).replace(r#"{"name":"id","type":"int","value":1}"#, &columns);
     assert!(!Arc::ptr_eq(&read(&wide), &read(&wide)));
+    // On a table with a short key cached, a long one empties the cache: the short
+    // key is read again, then shared again.
+    let short = read(&doc("w", id));
+    assert!(Arc::ptr_eq(&short, &read(&doc("w", id))));
+    let wide_w = doc("w", &long).replace(r#"{"name":"id","type":"int","value":1}"#, &columns);
+    read(&wide_w);
+    let again = read(&doc("w", id));
+    assert!(
+        !Arc::ptr_eq(&short, &again),
+        "the long key emptied the cache"
+    );
+    assert!(Arc::ptr_eq(&again, &read(&doc("w", id))));
 }

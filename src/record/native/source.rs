@@ -6,64 +6,69 @@
 //! equal to them copies it. Equal strings write equal JSON, so what a record says
 //! does not depend on what came before it.
 
-use std::cell::RefCell;
-
 use super::{push_json_str, push_opt_str};
 use crate::decode::{Change, Name};
 use crate::record::TxnContext;
 
 /// The last table's and the last transaction's fields as written.
 #[derive(Debug, Clone, Default)]
-pub(in crate::record) struct Written(RefCell<Last>);
-
-#[derive(Debug, Clone, Default)]
-struct Last {
-    /// `database`, `schema` and `table` of `text`.
+pub(in crate::record) struct SourceFields {
+    /// `database`, `schema` and `table` of `table_text`, once one is written.
     table: Option<(String, Name, Name)>,
     /// `"database":…,"schema":…,"table":…`
-    text: Vec<u8>,
-    /// The `timestamp` of `timestamp_text`.
+    table_text: Vec<u8>,
+    /// The `timestamp` of `timestamp_text`, once one is written.
     timestamp: Option<Option<String>>,
     /// `"timestamp":…`
     timestamp_text: Vec<u8>,
 }
 
-impl Written {
+impl SourceFields {
     /// `,"database":…,"schema":…,"table":…,"timestamp":…` for `change` in `txn`.
-    pub(in crate::record) fn push_source(
-        &self,
+    pub(in crate::record) fn push(
+        &mut self,
         out: &mut Vec<u8>,
         database: &str,
         change: &Change,
         txn: &TxnContext,
     ) {
-        let Ok(mut last) = self.0.try_borrow_mut() else {
-            // Not reached (nothing here calls back in); written afresh if it were.
-            return push_fresh(out, database, change, txn.timestamp.as_deref());
-        };
-        let last = &mut *last;
-        let same_table = last
+        let same_table = self
             .table
             .as_ref()
             .is_some_and(|(d, s, t)| *s == change.schema && *t == change.table && d == database);
         if !same_table {
-            last.text.clear();
-            push_table(&mut last.text, database, change);
-            last.table = Some((
-                database.to_owned(),
-                change.schema.clone(),
-                change.table.clone(),
-            ));
+            self.table_text.clear();
+            push_table(&mut self.table_text, database, change);
+            // The buffers are reused: a run of tables or of one-row transactions
+            // allocates nothing here after the first.
+            match &mut self.table {
+                Some((d, s, t)) => {
+                    d.clear();
+                    d.push_str(database);
+                    s.clone_from(&change.schema);
+                    t.clone_from(&change.table);
+                }
+                None => {
+                    self.table = Some((
+                        database.to_owned(),
+                        change.schema.clone(),
+                        change.table.clone(),
+                    ))
+                }
+            }
         }
-        if last.timestamp.as_ref() != Some(&txn.timestamp) {
-            last.timestamp_text.clear();
-            push_timestamp(&mut last.timestamp_text, txn.timestamp.as_deref());
-            last.timestamp = Some(txn.timestamp.clone());
+        if self.timestamp.as_ref() != Some(&txn.timestamp) {
+            self.timestamp_text.clear();
+            push_timestamp(&mut self.timestamp_text, txn.timestamp.as_deref());
+            match &mut self.timestamp {
+                Some(last) => last.clone_from(&txn.timestamp),
+                None => self.timestamp = Some(txn.timestamp.clone()),
+            }
         }
         out.push(b',');
-        out.extend_from_slice(&last.text);
+        out.extend_from_slice(&self.table_text);
         out.push(b',');
-        out.extend_from_slice(&last.timestamp_text);
+        out.extend_from_slice(&self.timestamp_text);
     }
 }
 
@@ -81,30 +86,25 @@ fn push_timestamp(out: &mut Vec<u8>, timestamp: Option<&str>) {
     push_opt_str(out, timestamp);
 }
 
-/// The same fields written without the memo.
-fn push_fresh(out: &mut Vec<u8>, database: &str, change: &Change, timestamp: Option<&str>) {
-    out.push(b',');
-    push_table(out, database, change);
-    out.push(b',');
-    push_timestamp(out, timestamp);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::Kind;
     use proptest::prelude::*;
 
     fn change(schema: &str, table: &str) -> Change {
-        Change {
-            kind: crate::decode::Kind::Insert,
-            schema: schema.into(),
-            table: table.into(),
-            columns: Vec::new(),
-            identity: Vec::new(),
-            pk: Vec::new().into(),
-            lsn: None,
-            columns_tag: 0,
-        }
+        let mut change = Change::of_table(Kind::Insert, table, Vec::new(), Vec::new());
+        change.schema = schema.into();
+        change
+    }
+
+    /// The same fields written without the memo.
+    fn fresh(database: &str, change: &Change, timestamp: Option<&str>) -> String {
+        let mut out = vec![b','];
+        push_table(&mut out, database, change);
+        out.push(b',');
+        push_timestamp(&mut out, timestamp);
+        String::from_utf8(out).unwrap()
     }
 
     proptest! {
@@ -120,7 +120,7 @@ mod tests {
             let names = ["public", "pub\"lic", "publid"];
             let databases = ["db", "d\\b", "postgres"];
             let stamps = ["2026-12-01 07:00:00+00", "2026-12-01 07:00:01+00", "x\u{1}y"];
-            let written = Written::default();
+            let mut fields = SourceFields::default();
             for (d, s, t, ts) in steps {
                 let change = change(names[s], names[t]);
                 let txn = TxnContext {
@@ -128,23 +128,22 @@ mod tests {
                     ..TxnContext::default()
                 };
                 let mut memo = Vec::new();
-                written.push_source(&mut memo, databases[d], &change, &txn);
-                let mut fresh = Vec::new();
-                push_fresh(&mut fresh, databases[d], &change, txn.timestamp.as_deref());
-                prop_assert_eq!(String::from_utf8(memo).unwrap(), String::from_utf8(fresh).unwrap());
+                fields.push(&mut memo, databases[d], &change, &txn);
+                let want = fresh(databases[d], &change, txn.timestamp.as_deref());
+                prop_assert_eq!(String::from_utf8(memo).unwrap(), want);
             }
         }
     }
 
     #[test]
     fn writes_the_fields_as_json() {
-        let written = Written::default();
+        let mut fields = SourceFields::default();
         let txn = TxnContext {
             timestamp: Some("t\"s".into()),
             ..TxnContext::default()
         };
         let mut out = Vec::new();
-        written.push_source(&mut out, "db", &change("s", "t"), &txn);
+        fields.push(&mut out, "db", &change("s", "t"), &txn);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#","database":"db","schema":"s","table":"t","timestamp":"t\"s""#

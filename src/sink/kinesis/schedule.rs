@@ -26,6 +26,7 @@ use crate::record::Record;
 use entries::KeyEntries;
 use keys::Keys;
 use ready::ReadyKeys;
+pub use unit::{Aggregate, Unit};
 
 /// A key's buffered records, the first held inline.
 mod entries;
@@ -37,17 +38,24 @@ mod keys;
 mod outcome;
 /// A shard's ready keys: a FIFO for keys readied in order, a heap for the rest.
 mod ready;
+/// One Kinesis record of a request and what it carries.
+mod unit;
 
 /// Bookkeeping per record held, counted with its bytes against the memory budget:
 /// its key's slot (which holds the key's first entry inline, and is at least the
 /// size of an entry queued behind it), the key's index entry (a slot number and a
-/// control byte, in a table that may be half empty) and ready-queue item
-/// when it is a key's only record (the common case with primary keys), and the
-/// allocator's headers.
+/// control byte, in a table grown at 7/8 full, so at least 7/16 full) and
+/// ready-queue item when it is a key's only record (the common case with primary
+/// keys), and the allocator's headers.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<(u128, KeyQueue)>()
-    + 2 * (std::mem::size_of::<u32>() + 1)
+    + (std::mem::size_of::<u32>() + 1) * 16 / 7
+    + 1
     + std::mem::size_of::<Reverse<Ready>>()
     + 64;
+
+// The key index holds slots as u32: the keys the largest budget can hold fit.
+const _: () =
+    assert!(crate::config::MAX_MEMORY_BUDGET_BYTES / ENTRY_OVERHEAD as u64 <= u32::MAX as u64);
 
 /// A record waiting for Kinesis, with its delivery sequence number.
 #[derive(Debug)]
@@ -98,55 +106,6 @@ impl Entry {
 
     fn held_size(&self) -> usize {
         self.record.billed_size() + ENTRY_OVERHEAD
-    }
-}
-
-/// One Kinesis record of a request: a user record, or an aggregate of several.
-#[derive(Debug)]
-pub struct Unit {
-    pub shard: usize,
-    /// The user records, in delivery order.
-    pub members: Vec<Entry>,
-    /// The KPL aggregate of `members` (two or more), with its outer keys.
-    pub aggregate: Option<Aggregate>,
-}
-
-#[derive(Debug)]
-pub struct Aggregate {
-    pub data: Vec<u8>,
-    pub partition_key: String,
-    pub explicit_hash_key: Option<String>,
-}
-
-impl Unit {
-    pub fn data(&self) -> &[u8] {
-        match &self.aggregate {
-            Some(a) => &a.data,
-            None => &self.members[0].record.data,
-        }
-    }
-
-    pub fn partition_key(&self) -> &str {
-        match &self.aggregate {
-            Some(a) => &a.partition_key,
-            None => &self.members[0].record.partition_key,
-        }
-    }
-
-    pub fn explicit_hash_key(&self) -> Option<&str> {
-        self.aggregate
-            .as_ref()
-            .and_then(|a| a.explicit_hash_key.as_deref())
-    }
-
-    /// What Kinesis counts: data plus partition key.
-    pub fn wire_size(&self) -> usize {
-        self.data().len() + self.partition_key().len()
-    }
-
-    /// The user records' own sizes (data plus partition key), for metrics.
-    pub fn user_bytes(&self) -> usize {
-        self.members.iter().map(|e| e.record.billed_size()).sum()
     }
 }
 

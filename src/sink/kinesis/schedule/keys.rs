@@ -3,8 +3,8 @@
 //!
 //! A ready key carries its slot, so taking its record reaches the queue directly. The
 //! slots are taken in the order records arrive and reused as keys leave, so that
-//! walk stays within recently touched memory. The index holds slots only (a word per
-//! key, not the key's 16-byte hash beside it) and compares a candidate through its
+//! walk stays within recently touched memory. The index holds slots only (four bytes
+//! per key, not the key's 16-byte hash beside it) and compares a candidate through its
 //! slot: with tens of thousands of keys held, the index stays small enough for the
 //! CPU's cache, and finding a key that was just taken for a request (to release it)
 //! reads the slot that taking it touched, rather than a line of a table as large as
@@ -31,8 +31,9 @@ fn index_hash(hash: u128) -> u64 {
     ((hash as u64) ^ ((hash >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// `slot` as the index holds it. Slots are taken lowest first and a key holds at least
-/// one record of tens of bytes, so a slot past `u32::MAX` needs hundreds of GiB held.
+/// `slot` as the index holds it. The slab's slots never outnumber the keys held at
+/// once, and the memory budget's cap bounds those below `u32::MAX`
+/// (`schedule::ENTRY_OVERHEAD` asserts it where it is defined).
 fn index_slot(slot: usize) -> u32 {
     debug_assert!(u32::try_from(slot).is_ok(), "slot {slot} past u32");
     slot as u32
@@ -98,9 +99,10 @@ impl Keys {
             None => {
                 let slot = self.slots.insert((hash, new()));
                 let slots = &self.slots;
-                self.index.insert_unique(index_hash(hash), index_slot(slot), |&s| {
-                    slots.get(s as usize).map_or(0, |(h, _)| index_hash(*h))
-                });
+                self.index
+                    .insert_unique(index_hash(hash), index_slot(slot), |&s| {
+                        slots.get(s as usize).map_or(0, |(h, _)| index_hash(*h))
+                    });
                 slot
             }
         };
