@@ -11,7 +11,9 @@ use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 
 use pg_cdc_to_kinesis::signal::{self, Signal};
 
-use crate::support::case::{config_yaml, drop_slot, load, ops_yaml, streaming};
+use crate::support::case::{
+    config_yaml, drop_slot, load, ops_yaml, streaming, streaming_in_process,
+};
 use crate::support::kinesis::{self, kinesalite, unique_stream_name, ReadRecord};
 use crate::support::pg::{self, unique_name, Pg, PgOptions};
 
@@ -181,25 +183,7 @@ async fn a_chunk_reads_only_once_its_snapshot_sees_what_committed_before_its_low
         .await
         .unwrap();
 
-    let (config, _dir) = load(&ops_yaml(
-        &pg,
-        &slot,
-        &db,
-        &stream,
-        "",
-        "      create_slot: false\n",
-    ));
-    let pipeline = streaming(&config, kinesalite().sdk_config()).await;
-    let client = source::sql_connect(&pg.connect_params(SUPERUSER, &db))
-        .await
-        .unwrap();
-    let request = Signal::Backfill {
-        slot: slot.clone(),
-        id: signal::new_id(),
-        tables: vec!["public.t".into()],
-        filter: None,
-    };
-    signal::emit(&client, &request).await.unwrap();
+    let (pipeline, _dir) = backfill_t(&pg, &db, &slot, &stream).await;
     // The update is on the stream; the chunk waits for its snapshot to see it.
     let kinds = |records: &[ReadRecord]| -> Vec<String> {
         user_records(records)
@@ -253,25 +237,7 @@ async fn a_chunk_waits_for_a_prepared_transaction_and_then_reads_its_commit() {
     );
     let stream = unique_stream_name("snap-prepared");
     kinesis::create_stream(&kinesalite().client(), &stream, 1).await;
-    let (config, _dir) = load(&ops_yaml(
-        &pg,
-        &slot,
-        &db,
-        &stream,
-        "",
-        "      create_slot: false\n",
-    ));
-    let pipeline = streaming(&config, kinesalite().sdk_config()).await;
-    let client = source::sql_connect(&pg.connect_params(SUPERUSER, &db))
-        .await
-        .unwrap();
-    let request = Signal::Backfill {
-        slot: slot.clone(),
-        id: signal::new_id(),
-        tables: vec!["public.t".into()],
-        filter: None,
-    };
-    signal::emit(&client, &request).await.unwrap();
+    let (pipeline, _dir) = backfill_t(&pg, &db, &slot, &stream).await;
     // The chunk's session has asked which transactions it waits for.
     let waiting = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND query LIKE '%pg_prepared_xacts%' AND pid <> pg_backend_pid()"
@@ -311,4 +277,22 @@ async fn a_chunk_waits_for_a_prepared_transaction_and_then_reads_its_commit() {
     assert_eq!(row["v"], "prepared", "{:?}", r.trace);
     assert!(r.stale_reads.is_empty(), "{:?}", r.stale_reads);
     assert!(r.order_violations.is_empty(), "{:?}", r.order_violations);
+}
+
+/// `slot`'s pipeline on `stream` (the slot exists), asked through `db`'s signal table
+/// to backfill `public.t`.
+async fn backfill_t(pg: &Pg, db: &str, slot: &str, stream: &str) -> (Pipeline, tempfile::TempDir) {
+    let yaml = ops_yaml(pg, slot, db, stream, "", "      create_slot: false\n");
+    let started = streaming_in_process(&yaml, kinesalite().sdk_config()).await;
+    let client = source::sql_connect(&pg.connect_params(SUPERUSER, db))
+        .await
+        .unwrap();
+    let request = Signal::Backfill {
+        slot: slot.to_owned(),
+        id: signal::new_id(),
+        tables: vec!["public.t".into()],
+        filter: None,
+    };
+    signal::emit(&client, &request).await.unwrap();
+    started
 }
