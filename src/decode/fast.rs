@@ -94,7 +94,8 @@ impl Headers {
 impl<'a> Scanner<'a> {
     /// A list taken from `cache` when the bytes at the cursor are the cached list's,
     /// else read by `read` and cached (when at most `max` bytes; a longer list
-    /// empties the cache); and whether it was taken. `None` leaves the error to the serde path, as `read` does.
+    /// empties the cache); and whether it was taken. `None` leaves the error to the
+    /// serde path, as `read` does.
     fn known<T>(
         &mut self,
         cache: Option<&mut Option<Known<T>>>,
