@@ -76,9 +76,11 @@ fn write_config(case: &Case, extra: &str) -> PathBuf {
     case.write_config(&format!("{slot}{extra}"))
 }
 
+/// The WAL insert position: past every commit so far. (Not `pg_current_wal_lsn()`, the
+/// write position, which lags a commit under the test clusters' `synchronous_commit = off`.)
 fn current_lsn(db: &str) -> Lsn {
     pg::shared()
-        .psql_in(db, "SELECT pg_current_wal_lsn()")
+        .psql_in(db, "SELECT pg_current_wal_insert_lsn()")
         .trim()
         .parse()
         .expect("an LSN")
