@@ -13,6 +13,7 @@
 //! Shared here: the delivery case (database, stub in model mode, running pipeline), the
 //! truth builders and the delivery check; the tests sit in one submodule per property.
 
+mod batching;
 mod isolation;
 mod order;
 
@@ -48,10 +49,21 @@ impl Delivery {
     /// mode, and starts one slot streaming the database with `extra` slot settings
     /// (YAML lines, 6-space indented).
     async fn start(name: &str, schema: &str, extra: &str) -> Delivery {
+        Delivery::open(name, schema, extra, true).await
+    }
+
+    /// [`Delivery::start`] against a stub that answers at once, without limits.
+    async fn start_fast(name: &str, schema: &str, extra: &str) -> Delivery {
+        Delivery::open(name, schema, extra, false).await
+    }
+
+    async fn open(name: &str, schema: &str, extra: &str, model: bool) -> Delivery {
         let case = Case::new(pg::shared(), &format!("dlv_{name}")).with_sql(schema);
         let stub = KinesisStub::with_seed(0xd1);
         stub.create_stream(&case.stream, SHARDS);
-        stub.model_kinesis(LATENCY, SCALE);
+        if model {
+            stub.model_kinesis(LATENCY, SCALE);
+        }
         let slot = case.slot_yaml(case.pg.port, "", &["status_interval_secs: 1"]);
         let (pipeline, dir) =
             streaming_in_process(&format!("{slot}{extra}"), stub.sdk_config()).await;

@@ -13,6 +13,7 @@ pub mod aggregate;
 mod answer;
 mod body;
 mod describe;
+mod linger;
 mod pace;
 mod request;
 mod route;
@@ -173,6 +174,9 @@ impl KinesisSink {
         let mut refresh_wanted = false;
         let mut closed = false;
         let mut next_due: Option<Instant> = None;
+        // The last item taken was a record, not a commit: its transaction's next
+        // records are on their way.
+        let mut open_txn = false;
         let mut console = Console::new(&self.slot);
         console.waiting(0);
 
@@ -210,12 +214,14 @@ impl KinesisSink {
                             // One clock read per wake-up, for every chunk it drains.
                             let arrived = Instant::now();
                             for item in chunk {
+                                open_txn = matches!(item, Item::Record(_));
                                 self.absorb(item, arrived, &mut sched, &mut tracker, &mut uploads)?;
                             }
                             while sched.held_bytes() + wire_bytes + uploads.bytes() < budget {
                                 match rx.try_recv() {
                                     Ok(chunk) => {
                                         for item in chunk {
+                                            open_txn = matches!(item, Item::Record(_));
                                             self.absorb(item, arrived, &mut sched, &mut tracker, &mut uploads)?;
                                         }
                                     }
@@ -243,15 +249,22 @@ impl KinesisSink {
             }
             next_due = None;
             while in_flight.len() < max_in_flight && !sched.is_empty() {
-                // Under load, let a partial request fill for up to linger_ms while
-                // other requests are in flight: every request costs signing, a round
-                // trip and a response to parse. With nothing in flight, send at once.
-                let full = match limits.aggregate_bytes {
-                    // An aggregate takes a key's whole backlog.
-                    Some(_) => sched.len() >= max_records,
-                    None => sched.ready_keys() >= max_records,
+                // A partial request may wait for more records (see `linger`).
+                let ready = sched.ready_keys();
+                let moment = linger::Moment {
+                    full: match limits.aggregate_bytes {
+                        // An aggregate takes a key's whole backlog.
+                        Some(_) => sched.len() >= max_records,
+                        None => ready >= max_records,
+                    },
+                    closed,
+                    in_flight: in_flight.len(),
+                    open_txn,
+                    aggregated: limits.aggregate_bytes.is_some(),
+                    backlog: ready < sched.len(),
+                    pressed: 2 * (sched.held_bytes() + wire_bytes + uploads.bytes()) >= budget,
                 };
-                if !(full || closed || in_flight.is_empty()) {
+                if moment.waits() {
                     let since = sched.linger_since().unwrap_or(now);
                     if now.duration_since(since) < linger {
                         next_due = Some(since + linger);
