@@ -20,6 +20,7 @@
 //! - [`run`]: the process wiring above it all: one worker per slot, the operations
 //!   server and WAL monitors ([`serve`]), SIGHUP reloads and shutdown.
 //! - [`lsn`]: the WAL-position newtype used everywhere.
+//! - [`alloc`]: the process allocator (mimalloc) the binary installs.
 //! - [`telemetry`]: logging, the console progress lines, one-line AWS error messages.
 //! - [`check`], [`tail`], [`status`]: the operator commands besides `run`.
 //! - [`metrics`], [`monitor`], [`serve`]: operating it: metric names and outputs (EMF,
@@ -30,6 +31,7 @@
 
 pub mod ack;
 pub mod admin;
+pub mod alloc;
 pub mod backfill;
 pub mod check;
 pub mod checkpoint;

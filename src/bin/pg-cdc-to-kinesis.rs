@@ -10,10 +10,9 @@ use pg_cdc_to_kinesis::config::Config;
 use pg_cdc_to_kinesis::telemetry::{self, LogFormat};
 use pg_cdc_to_kinesis::{check, run, tail};
 
-/// Every record allocates on one task and frees on another: mimalloc's per-thread
-/// heaps cost a fraction of glibc's arenas there (see `scripts/bench`).
+/// mimalloc (see `pg_cdc_to_kinesis::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pg_cdc_to_kinesis::alloc::Mimalloc = pg_cdc_to_kinesis::alloc::Mimalloc;
 
 #[derive(Parser)]
 #[command(
