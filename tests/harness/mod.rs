@@ -1,10 +1,12 @@
-//! Tests of the Kinesis test harness itself, through the AWS SDK directly: kinesalite
-//! round trips, the stub's fault script, and the verifier on crafted deliveries. If
-//! these fail, every end-to-end result is suspect.
+//! Tests of the test harness itself: kinesalite round trips, the stub's fault script
+//! and the verifier on crafted deliveries (through the AWS SDK directly), and the case
+//! builder's clean-up after a failed test. If these fail, every end-to-end result is
+//! suspect.
 //!
 //! Shared here: the PutRecords entries, their ground truth and a client without retries;
 //! one submodule per piece of the harness.
 
+mod case;
 mod emulators;
 mod stub;
 mod verifier;

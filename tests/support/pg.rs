@@ -101,6 +101,11 @@ pub fn shared() -> &'static Pg {
 }
 
 impl Pg {
+    /// The path of PostgreSQL's program `name` (`pg_recvlogical`, ...).
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
     /// Start a private cluster with `opts` on top of the base settings. It is stopped
     /// and removed when dropped (or when the process exits).
     pub fn start(opts: PgOptions) -> Pg {
