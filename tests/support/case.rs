@@ -107,31 +107,12 @@ impl<'a> Case<'a> {
 /// most, and never a second panic: the first one is the test's verdict.
 impl Drop for Case<'_> {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
+        if std::thread::panicking() {
+            let _ = self
+                .pg
+                .try_drop_slot(&self.slot, std::time::Duration::from_secs(5));
+            let _ = self.pg.try_drop_database(&self.db);
         }
-        let slot = &self.slot;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let gone = self.pg.try_psql_in(
-                "postgres",
-                &format!(
-                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
-                     WHERE slot_name = '{slot}' AND active_pid IS NOT NULL; \
-                     SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-                     WHERE slot_name = '{slot}' AND NOT active; \
-                     SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
-                ),
-            );
-            if gone.is_ok_and(|out| out.ends_with('0')) || std::time::Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = self.pg.try_psql_in(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE);", self.db),
-        );
     }
 }
 

@@ -92,24 +92,32 @@ impl Pg {
     /// Drops `slot` if it exists: ends the walsender that holds it, then drops it,
     /// retrying for up to 30 s while a streamer lets go. Panics if it cannot.
     pub fn drop_slot(&self, slot: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.try_drop_slot(slot, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("cannot drop slot {slot}: {e}"));
+    }
+
+    /// [`Pg::drop_slot`] retrying for up to `within`; `Err` with the last error if the
+    /// slot is still there then (never panics).
+    pub fn try_drop_slot(&self, slot: &str, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
         loop {
-            self.psql(&format!(
-                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
-                 WHERE slot_name = '{slot}' AND active_pid IS NOT NULL;"
-            ));
-            let exists = self.psql(&format!(
-                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
-            ));
-            if exists == "0" {
-                return;
+            let exists = self.try_psql_in(
+                "postgres",
+                &format!(
+                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+                     WHERE slot_name = '{slot}' AND active_pid IS NOT NULL; \
+                     SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}';"
+                ),
+            )?;
+            if exists.ends_with('0') {
+                return Ok(());
             }
             match self.try_psql_in(
                 "postgres",
                 &format!("SELECT pg_drop_replication_slot('{slot}');"),
             ) {
-                Ok(_) => return,
-                Err(e) if Instant::now() >= deadline => panic!("cannot drop slot {slot}: {e}"),
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
@@ -117,6 +125,13 @@ impl Pg {
 
     /// Drops database `db`, closing its connections.
     pub fn drop_database(&self, db: &str) {
-        self.execute("postgres", &format!("DROP DATABASE \"{db}\" WITH (FORCE);"));
+        self.try_drop_database(db)
+            .unwrap_or_else(|e| panic!("cannot drop database {db}: {e}"));
+    }
+
+    /// [`Pg::drop_database`] without panicking.
+    pub fn try_drop_database(&self, db: &str) -> Result<(), String> {
+        self.try_psql_in("postgres", &format!("DROP DATABASE \"{db}\" WITH (FORCE);"))
+            .map(drop)
     }
 }
