@@ -23,14 +23,21 @@ impl Lsn {
 }
 
 fn push_hex(out: &mut Vec<u8>, v: u32) {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    // All eight digits into a buffer, then the significant ones in one copy.
-    let mut buf = [0u8; 8];
-    for (i, d) in buf.iter_mut().enumerate() {
-        *d = DIGITS[((v >> ((7 - i) * 4)) & 0xF) as usize];
-    }
+    // Each of the eight nibbles spread into its own byte, the most significant first
+    // in memory order, then turned into its digit, all in one word; the word is
+    // written whole and the length cut to the significant digits.
+    let mut x = u64::from(v);
+    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
+    x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = x.swap_bytes();
+    // 1 in each byte holding 10..=15, which then skips from '9' + 1 to 'A'.
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    let text = x + 0x3030_3030_3030_3030 + letters * 7;
     let digits = (32 - v.leading_zeros()).div_ceil(4).max(1) as usize;
-    out.extend_from_slice(&buf[8 - digits..]);
+    let len = out.len();
+    out.extend_from_slice(&(text >> ((8 - digits) * 8)).to_le_bytes());
+    out.truncate(len + digits);
 }
 
 /// The text was not a `X/Y` hexadecimal LSN.
@@ -89,6 +96,9 @@ mod tests {
             0x1_0000_0000,
             u64::MAX,
             0xABC_0000_0001,
+            0x9_A0F1_B2E3,
+            0x0123_4567_89AB_CDEF,
+            0xFEDC_BA98_7654_3210,
         ] {
             let mut out = b"x".to_vec();
             Lsn(v).write_to(&mut out);

@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use super::bytes::has_control_byte;
 use super::{Change, Column, ColumnType, Json, Kind, Name};
 use crate::lsn::Lsn;
-use scan::Scanner;
+use scan::{Key, Scanner};
 
 /// The column headers (`{"name":"..","type":"..","value":`) of the last row read of
 /// each table, by position. Rows of a table repeat them, so a header whose bytes
@@ -120,6 +120,20 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The keys of a row document in the order wal2json writes them.
+const ORDER: &[Key] = &[
+    Key::new("action"),
+    Key::new("xid"),
+    Key::new("timestamp"),
+    Key::new("origin"),
+    Key::new("lsn"),
+    Key::new("schema"),
+    Key::new("table"),
+    Key::new("columns"),
+    Key::new("identity"),
+    Key::new("pk"),
+];
+
 /// A row change, or `None` to let the serde path decide.
 pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
     // wal2json writes `action` first: a begin, commit, message or truncate defers
@@ -142,7 +156,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
     let (mut schema, mut table) = (None, None);
     let (mut columns, mut identity, mut pk) = (None, None, None);
     let mut columns_tag = 0;
-    s.document(|s, key| {
+    s.document(ORDER, |s, key| {
         Some(match key {
             "action" => {
                 kind = Some(match s.plain_str()? {

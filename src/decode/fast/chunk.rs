@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::scan::Scanner;
+use super::scan::{Key, Scanner};
 use super::{new_tag, Headers, Known};
 use crate::decode::bytes::has_control_byte;
 use crate::decode::{Change, Column, ColumnType, Json, Kind, Name};
@@ -32,6 +32,18 @@ const MAX_LIST: usize = 8192;
 /// `oldkeys`.
 type Lists<'a> = (Vec<&'a str>, Vec<&'a str>, Option<Vec<&'a str>>);
 
+/// The keys of a change chunk in the order wal2json writes them.
+const ORDER: &[Key] = &[
+    Key::new("kind"),
+    Key::new("schema"),
+    Key::new("table"),
+    Key::new("columnnames"),
+    Key::new("columntypes"),
+    Key::new("columnvalues"),
+    Key::new("oldkeys"),
+    Key::new("pk"),
+];
+
 /// A change chunk (without its leading `,`), or `None` to let the serde path decide.
 pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
     // wal2json writes `kind` first; a message defers before any scanning.
@@ -49,7 +61,7 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
     // Whether each list was taken from the cache, and under which schema it was
     // looked up (`schema` may come later in a document, if not in wal2json's).
     let (mut names_known, mut types_known) = (None, None);
-    s.document(|s, key| {
+    s.document(ORDER, |s, key| {
         Some(match key {
             "kind" => {
                 kind = Some(match s.plain_str()? {

@@ -2,6 +2,43 @@
 //! UTF-8 and free of control bytes, slicing strings and scalars out of it, and
 //! answering `None` for anything outside the subset the fast paths accept.
 
+/// A key as wal2json prints it, `"name":` (at most 16 bytes), to be compared with
+/// the 16 bytes at the cursor in one step.
+pub(super) struct Key {
+    word: u128,
+    mask: u128,
+    len: usize,
+    name: &'static str,
+}
+
+impl Key {
+    pub(super) const fn new(name: &'static str) -> Key {
+        let n = name.as_bytes();
+        let len = n.len() + 3;
+        assert!(len <= 16, "a key of at most 13 bytes");
+        let mut bytes = [0u8; 16];
+        bytes[0] = b'"';
+        let mut i = 0;
+        while i < n.len() {
+            bytes[i + 1] = n[i];
+            i += 1;
+        }
+        bytes[len - 2] = b'"';
+        bytes[len - 1] = b':';
+        let mask = if len == 16 {
+            u128::MAX
+        } else {
+            (1u128 << (len * 8)) - 1
+        };
+        Key {
+            word: u128::from_le_bytes(bytes),
+            mask,
+            len,
+            name,
+        }
+    }
+}
+
 /// A cursor over one document.
 pub(super) struct Scanner<'a> {
     pub(super) t: &'a str,
@@ -29,8 +66,15 @@ impl<'a> Scanner<'a> {
     }
 
     pub(super) fn peek(&mut self) -> Option<u8> {
-        self.skip_ws();
-        self.b.get(self.i).copied()
+        // wal2json writes no space between a row's tokens: look past spaces only
+        // when there is one.
+        match self.b.get(self.i) {
+            Some(&c) if c > b' ' => Some(c),
+            _ => {
+                self.skip_ws();
+                self.b.get(self.i).copied()
+            }
+        }
     }
 
     pub(super) fn next_byte(&mut self) -> Option<u8> {
@@ -150,9 +194,12 @@ impl<'a> Scanner<'a> {
 
     /// A whole document `{"key": value, ...}` with nothing after it: `field` reads
     /// each key's value and returns the key's bit (0 for a key serde skips). A key
-    /// twice is refused, as serde refuses a duplicate field.
+    /// twice is refused, as serde refuses a duplicate field. `order`: the keys the
+    /// document usually holds, in the order they usually come, each printed as
+    /// `"key":`; a key printed so, where expected, is taken by its bytes.
     pub(super) fn document(
         &mut self,
+        order: &[Key],
         mut field: impl FnMut(&mut Self, &'a str) -> Option<u16>,
     ) -> Option<()> {
         self.expect(b'{')?;
@@ -160,9 +207,9 @@ impl<'a> Scanner<'a> {
             return None;
         }
         let mut seen = 0u16;
+        let mut next = 0;
         loop {
-            let key = self.plain_str()?;
-            self.expect(b':')?;
+            let key = self.key(order, &mut next)?;
             let bit = field(self, key)?;
             if seen & bit != 0 {
                 return None;
@@ -175,6 +222,25 @@ impl<'a> Scanner<'a> {
             }
         }
         (self.skip_ws() == self.b.len()).then_some(())
+    }
+
+    /// A key and its colon: one of `order[*next..]` when the bytes at the cursor are
+    /// it (moving `next` past it), else read as a string.
+    fn key(&mut self, order: &[Key], next: &mut usize) -> Option<&'a str> {
+        let rest = self.b.get(self.i..)?;
+        if let Some(head) = rest.get(..16) {
+            let head = u128::from_le_bytes(head.try_into().ok()?);
+            let later = order.get(*next..).unwrap_or_default();
+            if let Some(at) = later.iter().position(|k| head & k.mask == k.word) {
+                let key = &later[at];
+                self.i += key.len;
+                *next += at + 1;
+                return Some(key.name);
+            }
+        }
+        let key = self.plain_str()?;
+        self.expect(b':')?;
+        Some(key)
     }
 
     pub(super) fn array(&mut self, mut each: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {

@@ -108,6 +108,35 @@ fn the_common_row_takes_the_fast_path() {
     agrees(doc);
 }
 
+/// Keys are taken by their bytes where wal2json puts them, and read as strings
+/// elsewhere: both ways give the same change, and a key twice is refused whichever
+/// way each came.
+#[test]
+fn keys_anywhere_and_spaced_decode_as_in_wal2json_s_order() {
+    let untagged = |doc: &str| {
+        let mut c = fast(doc).unwrap_or_else(|| panic!("fast path refused {doc}"));
+        c.columns_tag = 0;
+        format!("{c:?}")
+    };
+    let ordered = r#"{"action":"U","xid":9,"lsn":"0/16B3748","schema":"s","table":"t","columns":[{"name":"a","type":"int","value":1}],"pk":[{"name":"a","type":"int"}]}"#;
+    let want = untagged(ordered);
+    for doc in [
+        r#"{"table":"t","columns":[{"name":"a","type":"int","value":1}],"schema":"s","pk":[{"name":"a","type":"int"}],"lsn":"0/16B3748","xid":9,"action":"U"}"#,
+        r#"{ "action" : "U", "xid":9 ,"lsn":"0/16B3748","schema":"s",  "table":"t","columns":[{"name":"a","type":"int","value":1}],"pk":[{"name":"a","type":"int"}] }"#,
+        r#"{"action":"U","tables":"x","xid":9,"lsn":"0/16B3748","schema":"s","table":"t","columns":[{"name":"a","type":"int","value":1}],"pk":[{"name":"a","type":"int"}]}"#,
+    ] {
+        assert_eq!(untagged(doc), want, "{doc}");
+        agrees(doc);
+    }
+    for doc in [
+        r#"{"action":"I","table":"t", "table":"u","columns":[]}"#,
+        r#"{"action":"I", "table":"t","table":"u","columns":[]}"#,
+        r#"{"action":"I","columns":[],"table":"t","table":"u"}"#,
+    ] {
+        assert!(fast(doc).is_none(), "fast path took {doc}");
+    }
+}
+
 #[test]
 fn a_cached_header_stands_only_for_the_same_bytes() {
     let doc = |table: &str, ty: &str, value: &str| {
