@@ -51,13 +51,26 @@ impl FromStr for Lsn {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || ParseLsnError(s.to_string());
         let (hi, lo) = s.split_once('/').ok_or_else(err)?;
-        if hi.is_empty() || lo.is_empty() || hi.len() > 8 || lo.len() > 8 {
-            return Err(err());
-        }
-        let hi = u32::from_str_radix(hi, 16).map_err(|_| err())?;
-        let lo = u32::from_str_radix(lo, 16).map_err(|_| err())?;
+        let (hi, lo) = (hex32(hi).ok_or_else(err)?, hex32(lo).ok_or_else(err)?);
         Ok(Lsn((u64::from(hi) << 32) | u64::from(lo)))
     }
+}
+
+/// One to eight hexadecimal digits, nothing else (no sign), as PostgreSQL's
+/// `pg_lsn` reads each half.
+fn hex32(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 8 {
+        return None;
+    }
+    text.bytes().try_fold(0u32, |v, c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        Some((v << 4) | u32::from(d))
+    })
 }
 
 impl fmt::Display for Lsn {
@@ -115,9 +128,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Text of hex digits, slashes and signs parses as two halves of one to eight
+        /// hex digits each would, and nothing else does.
+        #[test]
+        fn parses_two_halves_of_hex_digits_only(text in proptest::prop_oneof![
+            3 => "[0-9a-fA-F]{0,9}/[0-9a-fA-F]{0,9}",
+            1 => "[0-9a-fA-FgG/+ -]{0,20}",
+        ]) {
+            let half = |h: &str| {
+                (1..=8).contains(&h.len()) && h.bytes().all(|c| c.is_ascii_hexdigit())
+            };
+            let want = text
+                .split_once('/')
+                .filter(|(hi, lo)| half(hi) && half(lo))
+                .map(|(hi, lo)| {
+                    let hi = u64::from_str_radix(hi, 16).unwrap();
+                    Lsn((hi << 32) | u64::from_str_radix(lo, 16).unwrap())
+                });
+            proptest::prop_assert_eq!(text.parse::<Lsn>().ok(), want);
+        }
+    }
+
     #[test]
     fn rejects_malformed_text() {
-        for text in ["", "/", "1/", "/1", "G/0", "1/2/3", "123456789/0", "12"] {
+        for text in [
+            "",
+            "/",
+            "1/",
+            "/1",
+            "G/0",
+            "1/2/3",
+            "123456789/0",
+            "12",
+            "+1/0",
+            "0/+1",
+            "0/-1",
+            " 0/1",
+        ] {
             assert!(text.parse::<Lsn>().is_err(), "{text:?} parsed");
         }
     }

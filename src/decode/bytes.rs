@@ -42,15 +42,19 @@ pub(crate) fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     memchr::memchr2(b'"', b'\\', bytes.get(at..)?).map(|n| at + n)
 }
 
-/// Whether any byte is below 0x20, in blocks of 32 that compile to vector compares.
+/// Whether any byte is below 0x20: the smallest byte of each block of 128, then of
+/// 16, a minimum that compiles to vector instructions, then the last few one by one.
 pub(crate) fn has_control_byte(data: &[u8]) -> bool {
-    let mut blocks = data.chunks_exact(32);
-    for block in &mut blocks {
-        if block.iter().fold(false, |any, &c| any | (c < 0x20)) {
-            return true;
-        }
+    let smallest = |block: &[u8]| block.iter().fold(u8::MAX, |m, &c| m.min(c));
+    let mut large = data.chunks_exact(128);
+    if large.any(|block| smallest(block) < 0x20) {
+        return true;
     }
-    blocks.remainder().iter().any(|&c| c < 0x20)
+    let mut small = large.remainder().chunks_exact(16);
+    if small.any(|block| smallest(block) < 0x20) {
+        return true;
+    }
+    small.remainder().iter().any(|&c| c < 0x20)
 }
 
 /// Whether `bytes` holds a byte JSON escapes in a string: `"`, `\` or a control
@@ -105,6 +109,23 @@ mod tests {
                 needs_escape(&b),
                 b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\')
             );
+        }
+    }
+
+    /// Every length to past two blocks of 128, every position, the control bytes at
+    /// both ends of the range and the first byte past it.
+    #[test]
+    fn has_control_byte_sees_one_anywhere() {
+        for len in 0..300 {
+            let plain = vec![b' '; len];
+            assert!(!has_control_byte(&plain), "{len}");
+            for at in 0..len {
+                for c in [0x00, 0x09, 0x1f, 0x20] {
+                    let mut b = plain.clone();
+                    b[at] = c;
+                    assert_eq!(has_control_byte(&b), c < 0x20, "{len} {at} {c:#x}");
+                }
+            }
         }
     }
 
