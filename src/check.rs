@@ -7,7 +7,7 @@
 //! plugin, not lost, or missing and creatable), every decoded table has a replica
 //! identity that carries the partition-key columns, the checkpoint is readable and
 //! consistent with the slot (when `checkpoint` is on), and the region and the Kinesis
-//! stream exist. It never creates a permanent slot, never writes a checkpoint and
+//! stream exist; it warns when backfills cannot see other sessions' state. It never creates a permanent slot, never writes a checkpoint and
 //! never writes to a stream.
 
 use crate::checkpoint::{ssm_client, startup, SsmStore};
@@ -80,6 +80,7 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
             }
             checks.push(("identity".into(), identities(&sql, slot).await));
             checks.push(("replident".into(), replica_identity(&sql, slot).await));
+            checks.push(("sessions".into(), session_states(&sql).await));
         }
     }
     if slot.checkpoint.enabled {
@@ -109,6 +110,41 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
         stream: slot.kns_stream.clone(),
         checks,
     }
+}
+
+/// Whether a backfill can tell the sessions of other roles that sit idle in a
+/// transaction (which cannot have committed) from running ones (`backfill::visible`):
+/// it reads their state in `pg_stat_activity`, which PostgreSQL shows only to a
+/// superuser or a member of `pg_read_all_stats`, and only with `track_activities` on.
+/// `Ok` with a `warning:` when it cannot: chunks then wait for those sessions too.
+async fn session_states(sql: &tokio_postgres::Client) -> Result<String, String> {
+    let row = sql
+        .query_one(
+            "SELECT quote_ident(current_user::text), \
+                    r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), \
+                    current_setting('track_activities')::bool \
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| format!("cannot read the role's attributes: {e}"))?;
+    let (user, sees, tracked): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let mut warnings = Vec::new();
+    if !sees {
+        warnings.push(format!(
+            "role {user} is neither a superuser nor a member of pg_read_all_stats, so it cannot see other roles' sessions' state in pg_stat_activity and a backfill chunk also waits for their transactions that sit idle: GRANT pg_read_all_stats TO {user}"
+        ));
+    }
+    if !tracked {
+        warnings.push(
+            "track_activities is off, so pg_stat_activity shows no session's state and a backfill chunk also waits for transactions that sit idle: set track_activities = on".into(),
+        );
+    }
+    Ok(if warnings.is_empty() {
+        "backfills can see which sessions sit idle in a transaction".into()
+    } else {
+        format!("warning: {}", warnings.join("; "))
+    })
 }
 
 /// Create and drop a temporary wal2json slot: proves the plugin loads and the

@@ -1,7 +1,8 @@
 //! Start-up and `check` agree, and neither leaves a slot behind: a wrong stream or no
 //! region fails before a slot exists, a slot of another database or plugin and a
 //! dropped slot with a checkpoint are refused by both alike, a missing wal2json stops
-//! the slot, and tables without a replica identity are reported and counted.
+//! the slot, tables without a replica identity are reported and counted, and `check`
+//! warns when a backfill cannot see other roles' sessions' state.
 //! Real PostgreSQL 15 + wal2json, kinesalite, moto; the pipeline and `check` in process.
 //!
 //! Shared here: the slot config and the stop and check readers; the tests sit in one
@@ -10,6 +11,7 @@
 mod before_the_slot;
 mod refusals;
 mod replica_identity;
+mod sessions;
 
 use std::time::Duration;
 
