@@ -7,8 +7,8 @@
 //! plugin, not lost, or missing and creatable), every decoded table has a replica
 //! identity that carries the partition-key columns, the checkpoint is readable and
 //! consistent with the slot (when `checkpoint` is on), and the region and the Kinesis
-//! stream exist; it warns when backfills cannot see other sessions' state. It never creates a permanent slot, never writes a checkpoint and
-//! never writes to a stream.
+//! stream exist; it warns when backfills cannot see other sessions' state. It never
+//! creates a permanent slot, never writes a checkpoint and never writes to a stream.
 
 use crate::checkpoint::{ssm_client, startup, SsmStore};
 use crate::config::{Config, SlotConfig};
