@@ -44,7 +44,13 @@ async fn every_kind_and_type(format: u8) {
             &format!("{{format-version: {format}, add-tables: 'public.t'}}"),
             &stream,
         )],
-        "",
+        // Both wire formats reach kinesalite byte for byte: format-version 1 is sent
+        // in JSON (base64 data), 2 in CBOR (the default).
+        if format == 1 {
+            "      wire_format: json\n"
+        } else {
+            ""
+        },
     );
     let (pipeline, _dir) = streaming_in_process(&yaml, k.sdk_config()).await;
 

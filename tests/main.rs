@@ -33,3 +33,4 @@ mod stub_model;
 mod tail;
 mod tls;
 mod wal2json;
+mod wire;

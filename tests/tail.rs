@@ -3,7 +3,9 @@
 //! and `tail` reads them back. It ends at the end of the stream (`--limit` larger than
 //! the stream included), `--ordered` sorts by `(commit_lsn, seq)`, shard order is
 //! labelled with the shard, `--format debezium` and `pretty` print what they promise,
-//! and `--timeout` ends a `--follow`.
+//! and `--timeout` ends a `--follow`. The streamer sends JSON (`wire_format: json`),
+//! as the README advises with kinesalite: `tail`, like any SDK, cannot read back what
+//! kinesalite took in CBOR.
 
 use std::time::{Duration, Instant};
 
@@ -60,7 +62,7 @@ async fn tail_ends_at_the_end_sorts_with_ordered_and_prints_debezium() {
             "http_listen: 127.0.0.1:0\nmetrics_emf: false\nreplication_slots:\n  - {slot}:\n      \
              host: 127.0.0.1\n      port: {}\n      user: {SUPERUSER}\n      password: {SUPERUSER}_pw\n      \
              db_name: {db}\n      options: {{add-tables: 'public.{table}'}}\n      kns_stream: {stream}\n      \
-             checkpoint: false\n",
+             checkpoint: false\n      wire_format: json\n",
             pg.port
         ),
     )

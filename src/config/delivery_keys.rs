@@ -1,4 +1,4 @@
-//! The delivery keys of a slot: `aggregation`, `shard_records_per_sec`,
+//! The delivery keys of a slot: `aggregation`, `wire_format`, `shard_records_per_sec`,
 //! `shard_bytes_per_sec`; and the top-level `memory_budget_bytes`.
 //!
 //! Owns their defaults and value rules. It never talks to Kinesis.
@@ -33,8 +33,19 @@ pub enum Aggregation {
     Kpl,
 }
 
+/// How `PutRecords` requests are encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireFormat {
+    /// CBOR (`application/x-amz-cbor-1.1`): data as bytes. The default.
+    #[default]
+    Cbor,
+    /// awsJson 1.1: data in base64.
+    Json,
+}
+
 pub(super) struct DeliveryKeys {
     pub aggregation: Aggregation,
+    pub wire_format: WireFormat,
     pub shard_records_per_sec: u64,
     pub shard_bytes_per_sec: u64,
 }
@@ -63,12 +74,31 @@ pub(super) fn build(
             }
         },
     };
+    let wire_format = match &raw.wire_format {
+        None => WireFormat::default(),
+        Some(v) => match &v.value {
+            Node::Str(s) if s == "cbor" => WireFormat::Cbor,
+            Node::Str(s) if s == "json" => WireFormat::Json,
+            other => {
+                return Err(src.at(
+                    v,
+                    format!(
+                        "{}: expected `cbor` or `json`, found {}; `json` is for an endpoint \
+                         that does not take CBOR requests",
+                        place("wire_format"),
+                        other.show()
+                    ),
+                ))
+            }
+        },
+    };
     let num = |key: &str, v: &Option<Value>, default: u64| match v {
         None => Ok(default),
         Some(v) => number(src, v, &place(key), 0, u64::from(u32::MAX)),
     };
     Ok(DeliveryKeys {
         aggregation,
+        wire_format,
         shard_records_per_sec: num(
             "shard_records_per_sec",
             &raw.shard_records_per_sec,

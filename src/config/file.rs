@@ -276,6 +276,12 @@ pub(super) struct SlotFile {
     /// libraries. Default `none`. Example: `aggregation: kpl`.
     pub aggregation: Option<Value>,
 
+    /// How `PutRecords` requests are encoded: `cbor` (the default, as the AWS SDK for
+    /// Java sends them: each record's data as bytes) or `json` (data in base64, a third
+    /// more bytes to send and sign), for an endpoint that only speaks JSON.
+    /// Example: `wire_format: json`.
+    pub wire_format: Option<Value>,
+
     /// Records per second the streamer sends to one shard, 0..=4294967295 (0: no
     /// pacing). Default 1000, a provisioned shard's limit. Example: `shard_records_per_sec: 1000`.
     pub shard_records_per_sec: Option<Value>,

@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 
 pub use auth::{AuthMethod, ChannelBinding, RequireAuth};
 pub use delivery_keys::{
-    Aggregation, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_SHARD_BYTES_PER_SEC,
+    Aggregation, WireFormat, DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_SHARD_BYTES_PER_SEC,
     DEFAULT_SHARD_RECORDS_PER_SEC, MAX_MEMORY_BUDGET_BYTES,
 };
 pub use error::ConfigError;
@@ -115,6 +115,8 @@ pub struct BatchConfig {
     pub linger_ms: u64,
     /// Whether records are packed into KPL aggregates.
     pub aggregation: Aggregation,
+    /// How `PutRecords` requests are encoded.
+    pub wire_format: WireFormat,
     /// Records per second one shard takes (0: do not pace).
     pub shard_records_per_sec: u64,
     /// Bytes per second one shard takes (0: do not pace).

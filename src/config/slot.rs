@@ -147,6 +147,7 @@ pub(super) fn build(
             MAX_LINGER_MS,
         )?,
         aggregation: delivery.aggregation,
+        wire_format: delivery.wire_format,
         shard_records_per_sec: delivery.shard_records_per_sec,
         shard_bytes_per_sec: delivery.shard_bytes_per_sec,
         // Set from memory_budget_bytes once every slot is known.

@@ -105,6 +105,7 @@ fn original_readme_examples_load_with_defaults() {
                 max_in_flight: 4,
                 linger_ms: 5,
                 aggregation: Aggregation::None,
+                wire_format: WireFormat::Cbor,
                 shard_records_per_sec: 1000,
                 shard_bytes_per_sec: 1024 * 1024,
                 // One slot takes the whole default budget.
@@ -189,6 +190,7 @@ replication_slots:
       max_in_flight: 64
       linger_ms: 0
       aggregation: kpl
+      wire_format: json
       shard_records_per_sec: 0
       shard_bytes_per_sec: 2097152
       queue_capacity: 16
@@ -234,6 +236,7 @@ replication_slots:
             max_in_flight: 64,
             linger_ms: 0,
             aggregation: Aggregation::Kpl,
+            wire_format: WireFormat::Json,
             shard_records_per_sec: 0,
             shard_bytes_per_sec: 2097152,
             // 64 MiB split over three slots.

@@ -60,6 +60,7 @@ pub(super) const SLOT_KEYS: &[&str] = &[
     "accept_checkpoint_gap",
     "heartbeat_interval_secs",
     "aggregation",
+    "wire_format",
     "shard_records_per_sec",
     "shard_bytes_per_sec",
     "snapshot",

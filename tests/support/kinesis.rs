@@ -1,11 +1,13 @@
 //! Kinesis side of the test harness: one kinesalite server per test binary, an SDK
 //! config pointing at any Kinesis-compatible endpoint, and helpers that create a stream
-//! and read it back shard by shard. The delivery verifier lives in `kinesis/verify.rs`.
+//! and read it back shard by shard. The delivery verifier lives in `kinesis/verify.rs`,
+//! the reading of records kinesalite took in CBOR in `kinesis/buffer.rs`.
 //!
 //! Must never touch real AWS: every config built here carries a fixed endpoint and static
 //! throwaway credentials, and nothing reads the environment's AWS settings.
 #![allow(dead_code)]
 
+mod buffer;
 pub mod verify;
 
 pub use verify::{verify, Verdict};
@@ -268,6 +270,8 @@ async fn read_shard(client: &Client, stream: &str, shard_id: &str, out: &mut Vec
             .get_records()
             .shard_iterator(it)
             .limit(GET_RECORDS_LIMIT)
+            .customize()
+            .interceptor(buffer::BufferData)
             .send()
             .await
             .unwrap_or_else(|e| {

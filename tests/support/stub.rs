@@ -1,4 +1,5 @@
-//! A scripted Kinesis stand-in. It speaks the same awsJson1.1 protocol as Kinesis, so
+//! A scripted Kinesis stand-in. It speaks the same awsJson1.1 protocol as Kinesis (and
+//! PutRecords in CBOR, as the streamer sends it by default), so
 //! the streamer talks to it through the real SDK, and it does two jobs:
 //! - faults kinesalite cannot produce (it never throttles or fails a record):
 //!   per-record `FailedRecordCount` failures, whole-request throttling, 5xx answers,
@@ -24,6 +25,8 @@
 
 #[path = "stub/base64.rs"]
 mod base64;
+#[path = "stub/cbor.rs"]
+mod cbor;
 #[path = "stub/faults.rs"]
 mod faults;
 #[path = "stub/kpl.rs"]

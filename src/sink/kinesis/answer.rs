@@ -11,12 +11,16 @@
 //! - anything else (an error answer, or a body this reader cannot read) goes to the
 //!   SDK's deserializer as before, so errors and their classification do not change.
 //!
+//! A CBOR answer (to a CBOR request) is read the same way (`cbor::answer`); the SDK
+//! reads only JSON, so a CBOR error answer reaches it as the same fields in JSON.
+//!
 //! The fields the sink does not use are still typed as the SDK types them, so a body
 //! the SDK would refuse is refused here too and left to it. Each deserialization
 //! sets the outcome afresh, so only the attempt the SDK returns counts (the sink's
 //! client makes one attempt; the sink itself retries).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use aws_sdk_kinesis::config::http::HttpResponse;
@@ -29,8 +33,10 @@ use aws_sdk_kinesis::operation::put_records::{PutRecords, PutRecordsOutput};
 use aws_smithy_runtime_api::client::interceptors::context::{Error, Output};
 use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
 use aws_smithy_runtime_api::client::ser_de::{DeserializeResponse, SharedResponseDeserializer};
+use aws_smithy_types::body::SdkBody;
 use serde::Deserialize;
 
+use super::cbor;
 use super::request::{self, Outcome};
 
 /// Reads the answer to one request of `sent` records; [`Answer::take`] gives its
@@ -39,6 +45,8 @@ use super::request::{self, Outcome};
 pub struct Answer {
     sent: usize,
     outcome: Arc<Mutex<Option<Outcome>>>,
+    /// A successful answer in CBOR that this reader could not read.
+    cbor_unreadable: Arc<AtomicBool>,
 }
 
 impl Answer {
@@ -46,7 +54,14 @@ impl Answer {
         Answer {
             sent,
             outcome: Arc::default(),
+            cbor_unreadable: Arc::default(),
         }
+    }
+
+    /// Whether the answer was a successful one in CBOR that could not be read (the
+    /// request is then sent again, see `body::Wire`).
+    pub fn cbor_unreadable(&self) -> bool {
+        self.cbor_unreadable.load(Ordering::Relaxed)
     }
 
     /// The outcome read from a successful answer, if this reader read one. A
@@ -129,6 +144,13 @@ impl Reader {
             return None;
         }
         let body = response.body().bytes()?;
+        if is_cbor(response) {
+            let entries = cbor::answer(body)?;
+            return Some(request::classify_records(
+                self.answer.sent,
+                entries.into_iter(),
+            ));
+        }
         if let Some(shards) = all_accepted(body) {
             return Some(request::classify_records(
                 self.answer.sent,
@@ -171,7 +193,13 @@ impl DeserializeResponse for Reader {
             *slot = outcome;
         }
         if !read {
-            return self.sdk.deserialize_nonstreaming_with_config(response, cfg);
+            if response.status().is_success() && is_cbor(response) {
+                self.answer.cbor_unreadable.store(true, Ordering::Relaxed);
+            }
+            return match as_json(response) {
+                Some(json) => self.sdk.deserialize_nonstreaming_with_config(&json, cfg),
+                None => self.sdk.deserialize_nonstreaming_with_config(response, cfg),
+            };
         }
         let output = PutRecordsOutput::builder()
             .set_records(Some(Vec::new()))
@@ -179,6 +207,34 @@ impl DeserializeResponse for Reader {
             .map_err(OrchestratorError::other)?;
         Ok(Output::erase(output))
     }
+}
+
+fn is_cbor(response: &HttpResponse) -> bool {
+    response
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t.starts_with(cbor::CONTENT_TYPE))
+}
+
+/// A CBOR error answer as the SDK reads one: its text fields (`__type`, `message`)
+/// in JSON, with the same status and headers. `None` for any other answer.
+fn as_json(response: &HttpResponse) -> Option<HttpResponse> {
+    if response.status().is_success() || !is_cbor(response) {
+        return None;
+    }
+    let json = cbor::error_as_json(response.body().bytes()?)?;
+    let mut out = HttpResponse::new(response.status(), SdkBody::from(json));
+    for (name, value) in response.headers() {
+        if !name.eq_ignore_ascii_case("content-type")
+            && !name.eq_ignore_ascii_case("content-length")
+        {
+            out.headers_mut()
+                .append(name.to_string(), value.to_string());
+        }
+    }
+    out.headers_mut()
+        .insert("content-type", "application/x-amz-json-1.1");
+    Some(out)
 }
 
 /// The usual answer, read without serde: every record accepted, in compact form:

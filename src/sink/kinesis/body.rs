@@ -1,5 +1,6 @@
-//! The `PutRecords` request body, written in one pass from the units: each record's
-//! bytes base64-encoded straight into one buffer sized up front.
+//! The `PutRecords` request body, written in one pass from the units into one buffer
+//! sized up front: in CBOR (`cbor`), or in JSON with each record's bytes
+//! base64-encoded straight into it.
 //!
 //! The SDK's own serializer copied each record into a `Blob`, then grew its JSON
 //! buffer by doubling: per request that touched about twice the body in fresh
@@ -11,11 +12,64 @@
 use aws_sdk_kinesis::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_kinesis::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_kinesis::error::BoxError;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 
+use super::cbor;
 use super::schedule::Unit;
+use crate::config::WireFormat;
 use crate::record::push_json_str;
+
+/// The body for `units` in `format`, with its content type.
+pub fn prepare(format: WireFormat, stream: &str, units: &[Unit]) -> Body {
+    match format {
+        WireFormat::Cbor => Body {
+            bytes: Bytes::from(cbor::put_records(stream, units)),
+            content_type: cbor::CONTENT_TYPE,
+        },
+        WireFormat::Json => Body {
+            bytes: put_records(stream, units),
+            content_type: JSON_CONTENT_TYPE,
+        },
+    }
+}
+
+/// A slot's wire format: as configured, until a successful answer to a CBOR request
+/// cannot be read; JSON from then on, for the rest of the run. kinesalite, for one,
+/// cuts its CBOR answers after 16 KiB (about 150 records), so the records of every
+/// larger request would be sent again and again.
+#[derive(Debug)]
+pub struct Wire {
+    configured: WireFormat,
+    json_only: AtomicBool,
+}
+
+impl Wire {
+    pub fn new(configured: WireFormat) -> Self {
+        Wire {
+            configured,
+            json_only: AtomicBool::new(false),
+        }
+    }
+
+    pub fn format(&self) -> WireFormat {
+        match self.json_only.load(Ordering::Relaxed) {
+            true => WireFormat::Json,
+            false => self.configured,
+        }
+    }
+
+    /// JSON from now on, after an unreadable answer to a CBOR request; `true` the
+    /// first time only (to say so once).
+    pub fn fall_back(&self) -> bool {
+        self.configured == WireFormat::Cbor && !self.json_only.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// The SDK's own content type for `PutRecords` (awsJson 1.1).
+const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// `{"StreamName":…,"Records":[{"Data":…,"PartitionKey":…,"ExplicitHashKey":…},…]}`
 /// for `units`, in their order: the same document the SDK writes for them.
@@ -48,9 +102,13 @@ pub fn put_records(stream: &str, units: &[Unit]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Puts a prepared body in the request before it is signed, with its length.
+/// Puts a prepared body in the request before it is signed, with its length and
+/// content type.
 #[derive(Debug)]
-pub struct Body(pub Bytes);
+pub struct Body {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+}
 
 impl Intercept for Body {
     fn name(&self) -> &'static str {
@@ -64,10 +122,10 @@ impl Intercept for Body {
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request_mut();
-        request
-            .headers_mut()
-            .insert("Content-Length", self.0.len().to_string());
-        *request.body_mut() = SdkBody::from(self.0.clone());
+        let headers = request.headers_mut();
+        headers.insert("Content-Length", self.bytes.len().to_string());
+        headers.insert("Content-Type", self.content_type);
+        *request.body_mut() = SdkBody::from(self.bytes.clone());
         Ok(())
     }
 }

@@ -12,6 +12,7 @@
 pub mod aggregate;
 mod answer;
 mod body;
+mod cbor;
 mod describe;
 mod linger;
 mod pace;
@@ -168,6 +169,7 @@ impl KinesisSink {
         let mut sched = Scheduler::new(self.shard_map(&stats).await, shard_limits);
         let mut uploads = Uploads::new(self.s3.clone(), &self.slot);
         let mut in_flight: JoinSet<(Vec<Unit>, usize, Outcome)> = JoinSet::new();
+        let protocol = Arc::new(body::Wire::new(self.batch.wire_format));
         let mut wire_bytes = 0usize;
         let mut refresh: JoinSet<ShardMap> = JoinSet::new();
         let mut last_listing = Instant::now();
@@ -289,20 +291,24 @@ impl KinesisSink {
                 wire_bytes += wire;
                 let client = self.client.clone();
                 let stream = self.stream.clone();
+                let (protocol, slot) = (protocol.clone(), self.slot.clone());
                 in_flight.spawn(async move {
                     // The body is written here, once; the SDK sends it (see `body`).
                     // The answer is read here too, once (see `answer`).
-                    let prepared = body::put_records(&stream, &units);
+                    let prepared = body::prepare(protocol.format(), &stream, &units);
                     let answer = Answer::new(units.len());
                     let result = client
                         .put_records()
-                        .stream_name(stream)
+                        .stream_name(&stream)
                         .set_records(Some(Vec::new()))
                         .customize()
-                        .interceptor(body::Body(prepared))
+                        .interceptor(prepared)
                         .interceptor(answer.clone())
                         .send()
                         .await;
+                    if answer.cbor_unreadable() && protocol.fall_back() {
+                        tracing::warn!(slot = %slot, stream = %stream, "Kinesis answered a CBOR request with a body that is not a CBOR PutRecords answer (kinesalite cuts its CBOR answers after 16 KiB); sending JSON from now on. Set `wire_format: json` for this endpoint to start with JSON");
+                    }
                     let outcome = request::classify(units.len(), result, answer.take());
                     (units, wire, outcome)
                 });

@@ -1,4 +1,5 @@
-//! PutRecords, the one operation the fault script and the model apply to: validation
+//! PutRecords, the one operation the fault script and the model apply to (in JSON or
+//! CBOR, read into the same records): validation
 //! against the Kinesis limits, the model's latency, whole-request faults (throttle,
 //! 5xx, stall), then per-record failures (scripted, then the shard's limits and
 //! throttles), storing exactly the records answered as accepted.
@@ -11,6 +12,7 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::cbor::{self, Put};
 use super::shards::hash_key;
 use super::wire::{error, not_found, ok, Reply, StreamRef, ACCOUNT};
 use super::{
@@ -57,25 +59,55 @@ enum Verdict {
     Proceed { stall: Option<(Instant, StallMode)> },
 }
 
-pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
-    let input: PutRecordsInput = match serde_json::from_slice(body) {
-        Ok(i) => i,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "SerializationException",
-                &e.to_string(),
-            )
-        }
-    };
-    let name = input.stream.name();
-    let mut entries = Vec::with_capacity(input.records.len());
-    let mut request_bytes = 0usize;
-    for (i, entry) in input.records.iter().enumerate() {
+/// Why a request is refused before any record is looked at.
+enum Refused {
+    /// Not a document of the protocol: `SerializationException`.
+    Unreadable(String),
+    /// A document, but not a valid request: `ValidationException`.
+    Invalid(String),
+}
+
+/// The stream named and the records of a request in JSON, each record's data
+/// decoded from base64.
+fn from_json(body: &[u8]) -> Result<(String, Vec<Put>), Refused> {
+    let input: PutRecordsInput =
+        serde_json::from_slice(body).map_err(|e| Refused::Unreadable(e.to_string()))?;
+    let mut puts = Vec::with_capacity(input.records.len());
+    for (i, entry) in input.records.into_iter().enumerate() {
         let Some(data) = base64::decode(&entry.data) else {
-            return invalid(shared, &format!("Records[{i}].Data is not valid base64"));
+            return Err(Refused::Invalid(format!(
+                "Records[{i}].Data is not valid base64"
+            )));
         };
-        let size = data.len() + entry.partition_key.len();
+        puts.push(Put {
+            data,
+            partition_key: entry.partition_key,
+            explicit_hash_key: entry.explicit_hash_key,
+        });
+    }
+    Ok((input.stream.name(), puts))
+}
+
+/// PutRecords in JSON, or in CBOR when `cbor` (answered in JSON here either way:
+/// `wire` writes the answer to a CBOR request again in CBOR).
+pub(super) async fn put_records(shared: &Shared, body: &[u8], cbor: bool) -> Reply {
+    let parsed = if cbor {
+        cbor::put_records(body)
+            .map(|(name, arn, puts)| (StreamRef::named(name, arn).name(), puts))
+            .map_err(Refused::Unreadable)
+    } else {
+        from_json(body)
+    };
+    let (name, puts) = match parsed {
+        Ok(parsed) => parsed,
+        Err(Refused::Unreadable(why)) => {
+            return error(StatusCode::BAD_REQUEST, "SerializationException", &why)
+        }
+        Err(Refused::Invalid(why)) => return invalid(shared, &why),
+    };
+    let mut request_bytes = 0usize;
+    for (i, entry) in puts.iter().enumerate() {
+        let size = entry.data.len() + entry.partition_key.len();
         if entry.partition_key.is_empty() || entry.partition_key.chars().count() > 256 {
             return invalid(
                 shared,
@@ -95,7 +127,6 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
             );
         }
         request_bytes += size;
-        entries.push(data);
     }
 
     let latency = lock(shared).model.latency;
@@ -105,7 +136,7 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
     let verdict = {
         let mut state = lock(shared);
         state.stats.put_records_requests += 1;
-        state.stats.records_per_request.push(input.records.len());
+        state.stats.records_per_request.push(puts.len());
         state.auto_create(&name);
         if let Some(s) = state.streams.get_mut(&name) {
             s.ledger.stats.put_records_requests += 1;
@@ -114,9 +145,9 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
             state.stats.not_found += 1;
             return not_found(&name);
         }
-        if input.records.is_empty() || input.records.len() > MAX_RECORDS_PER_REQUEST {
+        if puts.is_empty() || puts.len() > MAX_RECORDS_PER_REQUEST {
             drop(state);
-            let n = input.records.len();
+            let n = puts.len();
             return invalid(
                 shared,
                 &format!("PutRecords carries {n} records; Kinesis takes 1 to 500"),
@@ -197,13 +228,18 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
             .is_some_and(|p| name.starts_with(p));
         let now = Instant::now();
         let wall = SystemTime::now();
-        let mut results = Vec::with_capacity(entries.len());
+        let mut results = Vec::with_capacity(puts.len());
         let (mut failed, mut throttled, mut users, mut aggregates) = (0usize, 0u64, 0u64, 0u64);
         let (before_violations, before_duplicates) = match state.streams.get(&name) {
             Some(s) => (s.ledger.stats.order_violations, s.ledger.stats.duplicates),
             None => (0, 0),
         };
-        for (entry, data) in input.records.into_iter().zip(entries) {
+        for Put {
+            data,
+            partition_key,
+            explicit_hash_key,
+        } in puts
+        {
             if state.rng.chance(rate) {
                 let throughput = match kind {
                     RecordError::Throughput => true,
@@ -222,8 +258,7 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
                 // Deleted while stalled.
                 return not_found(&name);
             };
-            let hash = hash_key(&entry.partition_key, entry.explicit_hash_key.as_deref())
-                .unwrap_or_default();
+            let hash = hash_key(&partition_key, explicit_hash_key.as_deref()).unwrap_or_default();
             let index = stream.shards.route(hash);
             let others_throttled = stream
                 .shards
@@ -231,7 +266,7 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
                 .iter()
                 .enumerate()
                 .any(|(i, s)| i != index && s.forced_throttle_active(now));
-            let bytes = (data.len() + entry.partition_key.len()) as u64;
+            let bytes = (data.len() + partition_key.len()) as u64;
             let shard = &mut stream.shards.all[index];
             if shard.admit(now, bytes, limits).is_err() {
                 failed += 1;
@@ -247,7 +282,7 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
             let before_aggregates = stream.ledger.stats.aggregated_records;
             let n = stream
                 .ledger
-                .accept(&entry.partition_key, &data, wall, sample_latency);
+                .accept(&partition_key, &data, wall, sample_latency);
             aggregates += stream.ledger.stats.aggregated_records - before_aggregates;
             users += n;
             stream.shards.all[index].stats.accepted_user_records += n;
@@ -255,7 +290,7 @@ pub(super) async fn put_records(shared: &Shared, body: &[u8]) -> Reply {
             stream.next_sequence += 1;
             if keep {
                 stream.records.push(StubRecord {
-                    partition_key: entry.partition_key,
+                    partition_key,
                     data,
                     shard_id: shard_id.clone(),
                     sequence_number: sequence_number.clone(),

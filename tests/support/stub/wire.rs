@@ -1,5 +1,6 @@
 //! The stub's HTTP side: an HTTP/1.1 server on its own thread and runtime (so it keeps
-//! serving whatever the test's runtime does), the awsJson1.1 envelopes, the
+//! serving whatever the test's runtime does), the awsJson1.1 envelopes (PutRecords
+//! also in CBOR, answered in CBOR), the
 //! control-plane operations (create/delete/list/describe, ListShards in Kinesis' own
 //! shape), and `GET /stats/<stream>` with the model's counters as JSON for
 //! `scripts/bench`. Faults apply to PutRecords only (`put_records.rs`), so a sink can
@@ -22,7 +23,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::ledger::unix_micros;
-use super::{lock, put_records, Shared, StubStream};
+use super::{cbor, lock, put_records, Shared, StubStream};
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 pub(super) const ACCOUNT: &str = "000000000000";
@@ -129,6 +130,15 @@ struct ShardFilter {
 }
 
 impl StreamRef {
+    /// A stream named by a CBOR request's `StreamName` or `StreamARN`.
+    pub(super) fn named(name: Option<String>, arn: Option<String>) -> StreamRef {
+        StreamRef {
+            stream_name: name,
+            stream_arn: arn,
+            ..StreamRef::default()
+        }
+    }
+
     pub(super) fn name(&self) -> String {
         match (&self.stream_name, &self.stream_arn) {
             (Some(name), _) => name.clone(),
@@ -151,6 +161,10 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Reply, Infalli
         });
     }
     lock(&shared).stats.requests += 1;
+    let cbor = req
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t.as_bytes().starts_with(cbor::CONTENT_TYPE.as_bytes()));
     let target = req
         .headers()
         .get("x-amz-target")
@@ -169,7 +183,8 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Reply, Infalli
         }
     };
     if target == "PutRecords" {
-        return Ok(put_records::put_records(&shared, &body).await);
+        let reply = put_records::put_records(&shared, &body, cbor).await;
+        return Ok(if cbor { as_cbor(reply).await } else { reply });
     }
     let stream: StreamRef = match serde_json::from_slice(&body) {
         Ok(s) => s,
@@ -210,6 +225,27 @@ async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Reply, Infalli
             &format!("the Kinesis stub does not implement {other:?}; add it to tests/support/stub/wire.rs"),
         ),
     })
+}
+
+/// An answer (written in JSON) as Kinesis answers a CBOR request: the same document
+/// in CBOR.
+async fn as_cbor(reply: Reply) -> Reply {
+    let (mut parts, body) = reply.into_parts();
+    let json = body
+        .collect()
+        .await
+        .unwrap_or_else(|never| match never {})
+        .to_bytes();
+    match cbor::from_json(&json) {
+        Some(body) => {
+            parts.headers.insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static(cbor::CONTENT_TYPE),
+            );
+            Response::from_parts(parts, Full::new(Bytes::from(body)))
+        }
+        None => Response::from_parts(parts, Full::new(json)),
+    }
 }
 
 fn describe(shared: &Shared, target: &str, stream: &StreamRef) -> Reply {

@@ -17,8 +17,11 @@ use crate::sink::kinesis::request::RecordResult;
 #[derive(Debug, Clone)]
 struct Canned {
     status: u16,
-    body: String,
+    body: Vec<u8>,
+    content_type: &'static str,
 }
+
+const JSON: &str = "application/x-amz-json-1.1";
 
 impl HttpConnector for Canned {
     fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
@@ -28,7 +31,7 @@ impl HttpConnector for Canned {
         );
         response
             .headers_mut()
-            .insert("Content-Type", "application/x-amz-json-1.1");
+            .insert("Content-Type", self.content_type);
         HttpConnectorFuture::ready(Ok(response))
     }
 }
@@ -79,7 +82,8 @@ async fn both(sent: usize, answer: &Canned) -> (Outcome, Outcome, bool) {
 fn ok(body: serde_json::Value) -> Canned {
     Canned {
         status: 200,
-        body: body.to_string(),
+        body: body.to_string().into_bytes(),
+        content_type: JSON,
     }
 }
 
@@ -202,7 +206,8 @@ fn error_answers_and_unreadable_bodies_are_left_to_the_sdk() {
     for (status, body) in answers {
         let canned = Canned {
             status,
-            body: body.to_string(),
+            body: body.as_bytes().to_vec(),
+            content_type: JSON,
         };
         let (by_sdk, read_here, was_read) = rt.block_on(both(1, &canned));
         assert!(!was_read, "{status} {body}: read by the sink's reader");
@@ -224,7 +229,8 @@ fn error_answers_and_unreadable_bodies_are_left_to_the_sdk() {
     // And the SDK's classification still reaches the sink through the reader.
     let throttled = Canned {
         status: 400,
-        body: answers[0].1.to_string(),
+        body: answers[0].1.as_bytes().to_vec(),
+        content_type: JSON,
     };
     assert!(matches!(
         rt.block_on(both(1, &throttled)).1,
@@ -346,3 +352,5 @@ proptest! {
         }
     }
 }
+
+mod cbor;

@@ -1,4 +1,5 @@
-//! The prepared body against the SDK's own: the same request reaches the wire.
+//! The prepared body against the SDK's own: the same request reaches the wire, in
+//! JSON as the SDK writes it, or the same document in CBOR.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,12 +10,14 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::record::Record;
+use crate::sink::kinesis::cbor::tests::as_json;
 use crate::sink::kinesis::schedule::{Aggregate, Entry};
 
 /// What reached the transport: headers of interest and the body.
 #[derive(Debug, Default, Clone)]
 struct Sent {
     length: Option<String>,
+    content_type: Option<String>,
     body: Vec<u8>,
 }
 
@@ -29,6 +32,7 @@ struct AsSigned(Arc<Mutex<Sent>>);
 fn sent(request: &aws_sdk_kinesis::config::http::HttpRequest) -> Sent {
     Sent {
         length: request.headers().get("Content-Length").map(str::to_string),
+        content_type: request.headers().get("Content-Type").map(str::to_string),
         body: request.body().bytes().unwrap_or_default().to_vec(),
     }
 }
@@ -101,16 +105,16 @@ async fn by_the_sdk(stream: &str, units: &[Unit]) -> Sent {
     sent
 }
 
-/// The request as the sink sends it: an empty list, and [`Body`] in its place;
-/// and the request as it was signed.
-async fn prepared(stream: &str, units: &[Unit]) -> (Sent, Sent) {
+/// The request as the sink sends it in `format`: an empty list, and [`Body`] in its
+/// place; and the request as it was signed.
+async fn prepared(format: WireFormat, stream: &str, units: &[Unit]) -> (Sent, Sent) {
     let (seen, signed) = (Arc::default(), Arc::default());
     let _ = client()
         .put_records()
         .stream_name(stream)
         .set_records(Some(Vec::new()))
         .customize()
-        .interceptor(Body(put_records(stream, units)))
+        .interceptor(prepare(format, stream, units))
         .interceptor(AsSigned(Arc::clone(&signed)))
         .interceptor(Capture(Arc::clone(&seen)))
         .send()
@@ -150,18 +154,26 @@ fn assert_same_request(stream: &str, units: &[Unit]) {
         .enable_all()
         .build()
         .unwrap();
-    let (sdk, (ours, signed)) = runtime.block_on(async {
+    let (sdk, (ours, signed), (cbor, cbor_signed)) = runtime.block_on(async {
         (
             by_the_sdk(stream, units).await,
-            prepared(stream, units).await,
+            prepared(WireFormat::Json, stream, units).await,
+            prepared(WireFormat::Cbor, stream, units).await,
         )
     });
     assert!(!sdk.body.is_empty(), "the SDK's request was not captured");
     assert_eq!(json(&ours.body), json(&sdk.body));
-    assert_eq!(ours.length, Some(ours.body.len().to_string()));
-    // What was signed is what is sent: the body was in place before signing.
-    assert_eq!(signed.body, ours.body);
-    assert_eq!(signed.length, ours.length);
+    assert_eq!(ours.content_type, sdk.content_type);
+    // The same document in CBOR, the data as bytes (base64 here only to compare).
+    assert_eq!(as_json(&cbor.body), json(&sdk.body));
+    assert_eq!(cbor.content_type.as_deref(), Some(cbor::CONTENT_TYPE));
+    for (sent, signed) in [(ours, signed), (cbor, cbor_signed)] {
+        assert_eq!(sent.length, Some(sent.body.len().to_string()));
+        // What was signed is what is sent: the body was in place before signing.
+        assert_eq!(signed.body, sent.body);
+        assert_eq!(signed.length, sent.length);
+        assert_eq!(signed.content_type, sent.content_type);
+    }
 }
 
 #[test]
@@ -185,6 +197,8 @@ fn the_prepared_body_is_the_request_the_sdk_writes() {
 fn an_empty_request_is_an_empty_list() {
     let body = put_records("s", &[]);
     assert_eq!(&body[..], br#"{"StreamName":"s","Records":[]}"#);
+    let cbor = prepare(WireFormat::Cbor, "s", &[]).bytes;
+    assert_eq!(as_json(&cbor), json(&body));
 }
 
 proptest! {
@@ -205,4 +219,16 @@ proptest! {
             .collect();
         assert_same_request("stream-1", &units);
     }
+}
+
+#[test]
+fn a_cbor_slot_turns_to_json_once_and_a_json_slot_stays() {
+    let wire = Wire::new(WireFormat::Cbor);
+    assert_eq!(wire.format(), WireFormat::Cbor);
+    assert!(wire.fall_back(), "the first fall back is told");
+    assert_eq!(wire.format(), WireFormat::Json);
+    assert!(!wire.fall_back(), "and only the first");
+    let json = Wire::new(WireFormat::Json);
+    assert!(!json.fall_back());
+    assert_eq!(json.format(), WireFormat::Json);
 }
