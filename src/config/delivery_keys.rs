@@ -4,8 +4,7 @@
 //! Owns their defaults and value rules. It never talks to Kinesis.
 
 use super::file::{SlotFile, Value};
-use super::value::number;
-use super::yaml::Node;
+use super::value::{choice, number};
 use super::{ConfigError, Source};
 
 /// `shard_records_per_sec` default: a provisioned shard's write limit.
@@ -55,43 +54,21 @@ pub(super) fn build(
     raw: &SlotFile,
     place: &dyn Fn(&str) -> String,
 ) -> Result<DeliveryKeys, ConfigError> {
-    let aggregation = match &raw.aggregation {
-        None => Aggregation::default(),
-        Some(v) => match &v.value {
-            Node::Str(s) if s == "none" => Aggregation::None,
-            Node::Str(s) if s == "kpl" => Aggregation::Kpl,
-            other => {
-                return Err(src.at(
-                    v,
-                    format!(
-                        "{}: expected `none` or `kpl`, found {}; `kpl` packs many changes \
-                         into one Kinesis record (consumers de-aggregate with the KCL or the \
-                         kinesis-aggregation libraries)",
-                        place("aggregation"),
-                        other.show()
-                    ),
-                ))
-            }
-        },
-    };
-    let wire_format = match &raw.wire_format {
-        None => WireFormat::default(),
-        Some(v) => match &v.value {
-            Node::Str(s) if s == "cbor" => WireFormat::Cbor,
-            Node::Str(s) if s == "json" => WireFormat::Json,
-            other => {
-                return Err(src.at(
-                    v,
-                    format!(
-                        "{}: expected `cbor` or `json`, found {}; `json` is for an endpoint \
-                         that does not take CBOR requests",
-                        place("wire_format"),
-                        other.show()
-                    ),
-                ))
-            }
-        },
-    };
+    let aggregation = choice(
+        src,
+        &raw.aggregation,
+        &place("aggregation"),
+        (("none", Aggregation::None), ("kpl", Aggregation::Kpl)),
+        "`kpl` packs many changes into one Kinesis record (consumers de-aggregate with the \
+         KCL or the kinesis-aggregation libraries)",
+    )?;
+    let wire_format = choice(
+        src,
+        &raw.wire_format,
+        &place("wire_format"),
+        (("cbor", WireFormat::Cbor), ("json", WireFormat::Json)),
+        "`json` is for an endpoint that does not take CBOR requests",
+    )?;
     let num = |key: &str, v: &Option<Value>, default: u64| match v {
         None => Ok(default),
         Some(v) => number(src, v, &place(key), 0, u64::from(u32::MAX)),

@@ -6,7 +6,7 @@
 //! talks to PostgreSQL and never changes an option the user wrote.
 
 use super::file::SlotFile;
-use super::yaml::Node;
+use super::value::choice;
 use super::{ConfigError, Source};
 
 /// The envelope of a slot's records.
@@ -48,42 +48,20 @@ pub(super) fn build(
     place: &dyn Fn(&str) -> String,
     options: &[(String, String)],
 ) -> Result<FormatConfig, ConfigError> {
-    let record_format = match &raw.record_format {
-        None => RecordFormat::default(),
-        Some(v) => match &v.value {
-            Node::Str(s) if s == "native" => RecordFormat::Native,
-            Node::Str(s) if s == "debezium" => RecordFormat::Debezium,
-            other => {
-                return Err(src.at(
-                    v,
-                    format!(
-                        "{}: expected `native` or `debezium`, found {}; `debezium` writes the \
-                         Debezium PostgreSQL connector's envelope (before, after, source, op, ts_ms)",
-                        place("record_format"),
-                        other.show()
-                    ),
-                ))
-            }
-        },
-    };
-    let timestamps = match &raw.timestamps {
-        None => Timestamps::default(),
-        Some(v) => match &v.value {
-            Node::Str(s) if s == "postgres" => Timestamps::Postgres,
-            Node::Str(s) if s == "iso8601" => Timestamps::Iso8601,
-            other => {
-                return Err(src.at(
-                    v,
-                    format!(
-                        "{}: expected `postgres` or `iso8601`, found {}; `iso8601` writes \
-                         `2024-01-02T03:04:05.123456Z` for PostgreSQL's `2024-01-02 03:04:05.123456+00`",
-                        place("timestamps"),
-                        other.show()
-                    ),
-                ))
-            }
-        },
-    };
+    let record_format = choice(
+        src,
+        &raw.record_format,
+        &place("record_format"),
+        (("native", RecordFormat::Native), ("debezium", RecordFormat::Debezium)),
+        "`debezium` writes the Debezium PostgreSQL connector's envelope (before, after, source, op, ts_ms)",
+    )?;
+    let timestamps = choice(
+        src,
+        &raw.timestamps,
+        &place("timestamps"),
+        (("postgres", Timestamps::Postgres), ("iso8601", Timestamps::Iso8601)),
+        "`iso8601` writes `2024-01-02T03:04:05.123456Z` for PostgreSQL's `2024-01-02 03:04:05.123456+00`",
+    )?;
     let json_as_object = src.flag(&raw.json_as_object, &place("json_as_object"), false)?;
     let numeric_as_string = src.flag(&raw.numeric_as_string, &place("numeric_as_string"), false)?;
 

@@ -4,8 +4,7 @@
 //! Owns their defaults and value rules. It never talks to PostgreSQL.
 
 use super::file::SlotFile;
-use super::value::number;
-use super::yaml::Node;
+use super::value::{choice, number};
 use super::{ConfigError, Source};
 
 /// `snapshot_chunk_rows` default: rows read per chunk (one `SELECT … LIMIT n`).
@@ -48,25 +47,13 @@ pub(super) fn build(
     raw: &SlotFile,
     place: &dyn Fn(&str) -> String,
 ) -> Result<SnapshotConfig, ConfigError> {
-    let mode = match &raw.snapshot {
-        None => Snapshot::default(),
-        Some(v) => match &v.value {
-            Node::Str(s) if s == "none" => Snapshot::None,
-            Node::Str(s) if s == "initial" => Snapshot::Initial,
-            other => {
-                return Err(src.at(
-                    v,
-                    format!(
-                        "{}: expected `none` or `initial`, found {}; `initial` puts every \
-                         streamed table's existing rows on the stream once, while changes \
-                         keep streaming",
-                        place("snapshot"),
-                        other.show()
-                    ),
-                ))
-            }
-        },
-    };
+    let mode = choice(
+        src,
+        &raw.snapshot,
+        &place("snapshot"),
+        (("none", Snapshot::None), ("initial", Snapshot::Initial)),
+        "`initial` puts every streamed table's existing rows on the stream once, while changes keep streaming",
+    )?;
     let chunk_rows = match &raw.snapshot_chunk_rows {
         None => DEFAULT_SNAPSHOT_CHUNK_ROWS,
         Some(v) => number(

@@ -1,6 +1,6 @@
 //! The readers of one config value, shared by every key: text with `${ENV}` expanded
 //! (numbers kept as written), whole numbers in a range, ports, Kinesis stream names,
-//! AWS regions, wal2json options and partition-key forms.
+//! AWS regions, wal2json options, partition-key forms and two-word choices.
 //!
 //! Owns each value's rule and its message (what, where, how to fix); it never knows
 //! which key it reads, only the `place` the caller names.
@@ -32,6 +32,33 @@ pub(super) fn text(
     match &v.value {
         Node::Str(_) => expand(&raw, lookup).map_err(|e| src.at(v, format!("{place}: {e}"))),
         _ => Ok(super::yaml::written(src.text, v).map_or(raw, str::to_string)),
+    }
+}
+
+/// One of two words, `a` or `b`, for an option with two settings; `hint` says what
+/// the other setting does. `None` (the key left out) is `T::default()`.
+pub(super) fn choice<T: Copy + Default>(
+    src: &Source<'_>,
+    v: &Option<Value>,
+    place: &str,
+    (a, b): ((&str, T), (&str, T)),
+    hint: &str,
+) -> Result<T, ConfigError> {
+    let Some(v) = v else {
+        return Ok(T::default());
+    };
+    match &v.value {
+        Node::Str(s) if s == a.0 => Ok(a.1),
+        Node::Str(s) if s == b.0 => Ok(b.1),
+        other => Err(src.at(
+            v,
+            format!(
+                "{place}: expected `{}` or `{}`, found {}; {hint}",
+                a.0,
+                b.0,
+                other.show()
+            ),
+        )),
     }
 }
 

@@ -233,7 +233,7 @@ fn as_json(response: &HttpResponse) -> Option<HttpResponse> {
         }
     }
     out.headers_mut()
-        .insert("content-type", "application/x-amz-json-1.1");
+        .insert("content-type", super::body::JSON_CONTENT_TYPE);
     Some(out)
 }
 

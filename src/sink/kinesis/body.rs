@@ -69,7 +69,7 @@ impl Wire {
 }
 
 /// The SDK's own content type for `PutRecords` (awsJson 1.1).
-const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+pub const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// `{"StreamName":…,"Records":[{"Data":…,"PartitionKey":…,"ExplicitHashKey":…},…]}`
 /// for `units`, in their order: the same document the SDK writes for them.
