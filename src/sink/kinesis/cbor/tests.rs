@@ -241,3 +241,37 @@ proptest! {
         let _ = error_as_json(&body[..cut]);
     }
 }
+
+proptest! {
+    /// The shortcut for an accepted entry reads what the general reader reads, and
+    /// ends where it ends; on any other entry it leaves the decoder where it was.
+    #[test]
+    fn an_accepted_entry_reads_the_same_by_the_shortcut(
+        sequence in prop_oneof![Just(json!("49655")), Just(json!(null)), Just(json!(7))],
+        shard in prop_oneof![Just(json!("shardId-000000000003")), Just(json!(null)), Just(json!(true))],
+        extra in any::<bool>(),
+        indefinite in any::<bool>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut doc = json!({"SequenceNumber": sequence, "ShardId": shard});
+        if extra {
+            doc["Tail"] = json!([1]);
+        }
+        let body = to_cbor(&doc, indefinite);
+        for body in [&body[..], &body[..cut.index(body.len())]] {
+            let mut fast = Decoder::new(body);
+            let mut slow = Decoder::new(body);
+            let general = entry(&mut slow).map(|e| (e.shard_id, e.error_code, e.error_message));
+            match accepted(&mut fast) {
+                Some(e) => {
+                    prop_assert_eq!(Some((e.shard_id, e.error_code, e.error_message)), general);
+                    prop_assert_eq!(fast.position(), slow.position());
+                }
+                None => prop_assert_eq!(fast.position(), 0),
+            }
+        }
+        // The usual entry takes the shortcut.
+        let usual = !extra && !indefinite && sequence.is_string() && shard.is_string();
+        prop_assert_eq!(accepted(&mut Decoder::new(&body)).is_some(), usual);
+    }
+}

@@ -10,6 +10,12 @@
 //! reads the slot that taking it touched, rather than a line of a table as large as
 //! the records held. A slot is checked against the hash before use: a key that left
 //! and a new key in its slot are not confused.
+//!
+//! A key that leaves frees its slot only: its index entry stays, stale, and is passed
+//! over by that check (finding a stale entry to remove it cost a probe of the index
+//! per key, a cache miss with many keys held). When the index is full it is built
+//! again from the slots held, with room for as many again, so stale entries never
+//! outnumber the live ones by more than that.
 
 use hashbrown::HashTable;
 use slab::Slab;
@@ -39,6 +45,13 @@ fn index_slot(slot: usize) -> u32 {
     slot as u32
 }
 
+/// The hasher the index would grow with (it never does: it is rebuilt when full, and
+/// made with room for every slot). A live entry's slot holds its key, so it rehashes
+/// right; a stale one lands anywhere, which no lookup minds, as each checks the slot.
+fn rehash(slots: &Slab<(u128, KeyQueue)>) -> impl Fn(&u32) -> u64 + '_ {
+    |&s| slots.get(s as usize).map_or(0, |(h, _)| index_hash(*h))
+}
+
 impl Keys {
     pub fn len(&self) -> usize {
         self.slots.len()
@@ -53,10 +66,20 @@ impl Keys {
             .map(|&s| s as usize)
     }
 
-    /// No key held: neither a slot nor an index entry (tests check both).
+    /// No key held: no slot, and no index entry finds one (tests check both).
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty() && self.index.is_empty()
+        self.slots.is_empty()
+            && self
+                .index
+                .iter()
+                .all(|&s| self.slots.get(s as usize).is_none())
+    }
+
+    /// Index entries, live and stale (tests bound them).
+    #[cfg(test)]
+    pub fn index_len(&self) -> usize {
+        self.index.len()
     }
 
     /// The key's slot, tried first at `hint` (where the key was seen last), then
@@ -98,24 +121,35 @@ impl Keys {
             Some(slot) => slot,
             None => {
                 let slot = self.slots.insert((hash, new()));
-                let slots = &self.slots;
-                self.index
-                    .insert_unique(index_hash(hash), index_slot(slot), |&s| {
-                        slots.get(s as usize).map_or(0, |(h, _)| index_hash(*h))
-                    });
+                if self.index.len() == self.index.capacity() {
+                    // Full (of live and stale entries): the slots held, the new one
+                    // among them, into a fresh index.
+                    self.rebuild();
+                } else {
+                    let slots = &self.slots;
+                    self.index
+                        .insert_unique(index_hash(hash), index_slot(slot), rehash(slots));
+                }
                 slot
             }
         };
         (slot, &mut self.slots[slot].1)
     }
 
-    /// Forget the key in `slot` (its queue must be `hash`'s).
+    /// The index of the slots held, with room for as many again (and a few), so
+    /// that rebuilding costs at most one insert per key that entered since.
+    fn rebuild(&mut self) {
+        let mut index = HashTable::with_capacity(2 * self.slots.len() + 16);
+        for (slot, (hash, _)) in &self.slots {
+            index.insert_unique(index_hash(*hash), index_slot(slot), rehash(&self.slots));
+        }
+        self.index = index;
+    }
+
+    /// Forget the key in `slot` (its queue must be `hash`'s): its slot is freed, its
+    /// index entry left stale.
     pub fn remove_at(&mut self, slot: usize, hash: u128) {
         if self.at(slot, hash).is_some() {
-            let slot32 = index_slot(slot);
-            if let Ok(found) = self.index.find_entry(index_hash(hash), |&s| s == slot32) {
-                found.remove();
-            }
             self.slots.remove(slot);
         }
     }
@@ -147,7 +181,7 @@ mod tests {
                 u128::from(k)
             };
             let (mut keys, mut model) = (Keys::default(), HashMap::<u128, usize>::new());
-            let mut stale = Vec::new();
+            let (mut stale, mut peak) = (Vec::new(), 0);
             for (enter, k, wide) in ops {
                 let hash = hash_of(k, wide);
                 if enter {
@@ -158,6 +192,10 @@ mod tests {
                     stale.push((slot, hash));
                 }
                 prop_assert_eq!(keys.len(), model.len());
+                // Stale entries are dropped when the index is rebuilt, with room
+                // for twice the keys then held (rounded up to a power of two).
+                peak = peak.max(model.len());
+                prop_assert!(keys.index_len() < 4 * peak + 32, "{} entries, peak {peak}", keys.index_len());
                 for (&hash, &slot) in &model {
                     prop_assert_eq!(keys.slot(hash), Some(slot));
                     prop_assert!(keys.at(slot, hash).is_some());
