@@ -39,7 +39,7 @@ use scan::{Key, Scanner};
 pub(super) struct Headers(FxHashMap<u64, Table>);
 
 #[derive(Debug, Default)]
-struct Table {
+pub(super) struct Table {
     columns: Vec<Header>,
     pk: Option<Known<String>>,
     /// The tag of the first `tag_len` of `columns`, 0 when none is current.
@@ -88,6 +88,34 @@ impl Headers {
             self.0.clear();
         }
         self.0.entry(key).or_default()
+    }
+
+    /// The cache of one document's table, looked up at most once.
+    fn row(&mut self) -> RowTable<'_> {
+        RowTable {
+            headers: Some(self),
+            table: None,
+        }
+    }
+}
+
+/// One document's entry in [`Headers`], looked up by the first field that needs it,
+/// under the schema and table read before that field (wal2json writes both first),
+/// and kept for the document's later fields: one hash and lookup per row.
+struct RowTable<'h> {
+    headers: Option<&'h mut Headers>,
+    table: Option<&'h mut Table>,
+}
+
+impl RowTable<'_> {
+    /// The entry, or `None` while no table has been read (no cache without one).
+    fn get(&mut self, schema: Option<&str>, table: Option<&str>) -> Option<&mut Table> {
+        if self.table.is_none() {
+            let table = table?;
+            let headers = self.headers.take()?;
+            self.table = Some(headers.of(schema.unwrap_or_default(), table));
+        }
+        self.table.as_deref_mut()
     }
 }
 
@@ -151,6 +179,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
         return None;
     }
     let mut s = Scanner::new(text);
+    let mut cached = headers.row();
     let mut kind = None;
     let mut lsn = None;
     let (mut schema, mut table) = (None, None);
@@ -182,7 +211,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
             "columns" => {
                 // wal2json writes schema and table before the columns; without a
                 // table, no cache.
-                let mut cache = table.map(|t| headers.of(schema.unwrap_or_default(), t));
+                let mut cache = cached.get(schema, table);
                 // Retired before reading: a header read changes the cache, and a row
                 // that fails after that must not leave the tag standing.
                 let kept = cache.as_mut().map_or(0, |t| std::mem::take(&mut t.tag));
@@ -204,7 +233,7 @@ pub(super) fn row(data: &[u8], headers: &mut Headers) -> Option<Change> {
                 32
             }
             "pk" => {
-                let cache = table.map(|t| &mut headers.of(schema.unwrap_or_default(), t).pk);
+                let cache = cached.get(schema, table).map(|t| &mut t.pk);
                 pk = Some(s.known(cache, MAX_PK, |s| Some(s.pk()?.into()))?.0);
                 64
             }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::scan::{Key, Scanner};
-use super::{new_tag, Headers, Known};
+use super::{new_tag, Headers, Known, Table};
 use crate::decode::bytes::has_control_byte;
 use crate::decode::{Change, Column, ColumnType, Json, Kind, Name};
 
@@ -55,12 +55,13 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
         return None;
     }
     let mut s = Scanner::new(text);
+    let mut cached = headers.row();
     let (mut kind, mut schema, mut table) = (None, None, None);
     let (mut names, mut values, mut types) = (None, None, None);
     let (mut old, mut pk) = (None, None);
-    // Whether each list was taken from the cache, and under which schema it was
-    // looked up (`schema` may come later in a document, if not in wal2json's).
-    let (mut names_known, mut types_known) = (None, None);
+    // Whether each list was taken from the cache (the one entry the document's table
+    // was first looked up under).
+    let (mut names_known, mut types_known) = (false, false);
     s.document(ORDER, |s, key| {
         Some(match key {
             "kind" => {
@@ -81,9 +82,9 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
                 4
             }
             "columnnames" => {
-                let lists = table.map(|t| lists_of(headers, schema.unwrap_or_default(), t));
+                let lists = cached.get(schema, table).map(lists_of);
                 let (list, known) = s.known_list(lists, |l| &mut l.names, Name::from)?;
-                (names, names_known) = (Some(list), known.then_some(schema));
+                (names, names_known) = (Some(list), known);
                 8
             }
             "columnvalues" => {
@@ -91,9 +92,9 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
                 16
             }
             "columntypes" => {
-                let lists = table.map(|t| lists_of(headers, schema.unwrap_or_default(), t));
+                let lists = cached.get(schema, table).map(lists_of);
                 let (list, known) = s.known_list(lists, |l| &mut l.types, ColumnType::of)?;
-                (types, types_known) = (Some(list), known.then_some(schema));
+                (types, types_known) = (Some(list), known);
                 32
             }
             "oldkeys" => {
@@ -102,7 +103,7 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
             }
             "pk" => {
                 // wal2json writes schema and table first; without a table, no cache.
-                let cache = table.map(|t| &mut headers.of(schema.unwrap_or_default(), t).pk);
+                let cache = cached.get(schema, table).map(|t| &mut t.pk);
                 pk = Some(
                     s.known(cache, super::MAX_PK, |s| Some(s.pk_names()?.into()))?
                         .0,
@@ -119,12 +120,12 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
     })?;
     let names = names.unwrap_or_else(|| Arc::from([]));
     let columns = zip(&names, values.unwrap_or_default(), types.as_deref())?;
-    // Both lists are the ones one table's cache holds, unchanged since they were
-    // cached: that cache's tag for the pair. Lists taken under different schemas (one
-    // looked up before `schema` came) get none.
+    // Both lists are the ones the table's cache holds, unchanged since they were
+    // cached: that cache's tag for the pair.
     let mut columns_tag = 0;
-    if let (Some(a), Some(t)) = (names_known.filter(|a| Some(*a) == types_known), table) {
-        let lists = lists_of(headers, a.unwrap_or_default(), t);
+    let entry = (names_known && types_known).then(|| cached.get(schema, table));
+    if let Some(table) = entry.flatten() {
+        let lists = lists_of(table);
         if lists.tag == 0 {
             lists.tag = new_tag();
         }
@@ -148,11 +149,8 @@ pub(in crate::decode) fn row(data: &[u8], headers: &mut Headers) -> Option<Chang
 }
 
 /// The table's cached lists.
-fn lists_of<'h>(headers: &'h mut Headers, schema: &str, table: &str) -> &'h mut KnownLists {
-    headers
-        .of(schema, table)
-        .lists
-        .get_or_insert_with(Default::default)
+fn lists_of(table: &mut Table) -> &mut KnownLists {
+    table.lists.get_or_insert_with(Default::default)
 }
 
 /// Names, values and types as the serde path pairs them; `None` where it reports

@@ -124,7 +124,7 @@ fn accepted<'b>(d: &mut Decoder<'b>) -> Option<Answered<'b>> {
             .starts_with(SEQUENCE)
             .then_some(())?;
         d.set_position(start + SEQUENCE.len());
-        d.str().ok()?;
+        skip_text(d)?;
         let next = d.position();
         d.input().get(next..)?.starts_with(SHARD).then_some(())?;
         d.set_position(next + SHARD.len());
@@ -155,7 +155,7 @@ fn entry<'b>(d: &mut Decoder<'b>) -> Option<Answered<'b>> {
             "ErrorCode" => entry.error_code = text(d)?,
             "ErrorMessage" => entry.error_message = text(d)?,
             "SequenceNumber" => {
-                text(d)?;
+                skip_text(d).or_else(|| text(d).map(drop))?;
             }
             _ => d.skip().ok()?,
         }
@@ -195,6 +195,27 @@ fn text<'b>(d: &mut Decoder<'b>) -> Option<Option<&'b str>> {
         first if first & 0xe0 == TEXT => d.str().ok().map(Some),
         _ => None,
     }
+}
+
+/// Past a definite-length text string, its bytes unread (not even checked as
+/// UTF-8): for `SequenceNumber`, which the sink has no use for. `None`, the decoder
+/// untouched, for anything else.
+fn skip_text(d: &mut Decoder<'_>) -> Option<()> {
+    let (input, at) = (d.input(), d.position());
+    let head = *input.get(at)?;
+    let (header, len) = match head {
+        0x60..=0x77 => (1, usize::from(head & 0x1f)),
+        0x78 => (2, usize::from(*input.get(at + 1)?)),
+        0x79 => (
+            3,
+            usize::from(u16::from_be_bytes(
+                input.get(at + 1..at + 3)?.try_into().ok()?,
+            )),
+        ),
+        _ => return None,
+    };
+    let end = at + header + len;
+    (end <= input.len()).then(|| d.set_position(end))
 }
 
 /// CBOR's null and undefined (simple values 22 and 23).

@@ -225,12 +225,11 @@ fn a_table_s_chunks_with_the_same_lists_share_a_tag() {
     read(&late(r#""b""#, r#""text""#, true));
     let b = read(&late(r#""b""#, r#""text""#, true)).columns_tag;
     assert!(a != 0 && b != a, "{a} {b}");
-    // The schema between the two lists: each looked up under another schema, no tag.
+    // The schema between the two lists: the table is looked up once, before the
+    // schema is known (the cache `late(.., true)` used), and both lists come from
+    // there: read at first, then taken, with a tag of their own.
     let between = r#"{"kind":"insert","table":"v","columnnames":["a"],"schema":"s","columntypes":["int"],"columnvalues":[1]}"#;
     assert_eq!(read(between).columns_tag, 0);
-    assert_eq!(
-        read(between).columns_tag,
-        0,
-        "both lists cached, in two tables' caches"
-    );
+    let c = read(between).columns_tag;
+    assert!(c != 0 && c != a && c != b, "{a} {b} {c}");
 }
