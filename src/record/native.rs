@@ -148,11 +148,7 @@ pub(super) fn push_columns(out: &mut Vec<u8>, columns: &[Column], values: types:
 
 pub(super) fn push_opt_lsn(out: &mut Vec<u8>, lsn: Option<Lsn>) {
     match lsn {
-        Some(lsn) => {
-            out.push(b'"');
-            lsn.write_to(out);
-            out.push(b'"');
-        }
+        Some(lsn) => lsn.write_quoted_to(out),
         None => out.extend_from_slice(b"null"),
     }
 }

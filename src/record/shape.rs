@@ -148,6 +148,23 @@ pub struct ShapeCache {
     tables: HashMap<String, HashMap<String, Entry>>,
     len: usize,
     tick: u64,
+    /// The table a change last needed no lookup for, by a tag its shape matched.
+    last: Option<Last>,
+}
+
+/// A table and a [`Change::columns_tag`] known to match its shape, and when the
+/// shape was looked up: a change of that table with that tag, read before the shape
+/// is [`SHAPE_TTL`] old, needs no lookup, and [`ShapeCache::needs_lookup`] answers
+/// so without its two map lookups. The shape cannot change meanwhile: every change
+/// to the map ([`ShapeCache::insert`]) forgets it first. `hit`: answered so since
+/// it was set, so its `used` mark is behind and is written back when forgotten.
+#[derive(Debug, Clone)]
+struct Last {
+    schema: crate::decode::Name,
+    table: crate::decode::Name,
+    tag: u64,
+    looked_up: Instant,
+    hit: bool,
 }
 
 impl ShapeCache {
@@ -171,6 +188,7 @@ impl ShapeCache {
     /// Store what the catalog said of the table at `now`, evicting the least
     /// recently used table when the cache is full.
     pub fn insert(&mut self, schema: &str, table: &str, shape: Option<TableShape>, now: Instant) {
+        self.forget_last();
         self.tick += 1;
         let entry = Entry {
             shape,
@@ -184,6 +202,21 @@ impl ShapeCache {
         }
         while self.len > MAX_CACHED_TABLES {
             self.evict_one();
+        }
+    }
+
+    /// Forget [`Last`], marking its table used now if it was answered for since.
+    fn forget_last(&mut self) {
+        let Some(last) = self.last.take().filter(|l| l.hit) else {
+            return;
+        };
+        let tick = self.tick;
+        if let Some(entry) = self
+            .tables
+            .get_mut(last.schema.as_str())
+            .and_then(|t| t.get_mut(last.table.as_str()))
+        {
+            entry.used = tick;
         }
     }
 
@@ -222,6 +255,17 @@ impl ShapeCache {
     ) -> bool {
         self.tick += 1;
         let tick = self.tick;
+        if let Some(last) = self.last.as_mut() {
+            if change.columns_tag != 0
+                && last.tag == change.columns_tag
+                && last.table == table
+                && last.schema == schema
+                && now.saturating_duration_since(last.looked_up) <= SHAPE_TTL
+            {
+                last.hit = true;
+                return false;
+            }
+        }
         let Some(entry) = self.tables.get_mut(schema).and_then(|t| t.get_mut(table)) else {
             return true;
         };
@@ -250,6 +294,17 @@ impl ShapeCache {
         };
         if !needs {
             entry.used = tick;
+            if change.columns_tag != 0 && change.columns_tag == entry.matched_tag {
+                let looked_up = entry.looked_up;
+                self.forget_last();
+                self.last = Some(Last {
+                    schema: schema.into(),
+                    table: table.into(),
+                    tag: change.columns_tag,
+                    looked_up,
+                    hit: false,
+                });
+            }
         }
         needs
     }

@@ -144,3 +144,37 @@ fn a_per_table_rule_overrides_the_slot_default() {
     assert!(rule.any());
     assert!(!RootRule::new(false).any());
 }
+
+#[test]
+fn the_last_match_answers_for_its_table_and_tag_only_and_keeps_the_table_in_use() {
+    let t0 = Instant::now();
+    let soon = t0 + Duration::from_secs(2);
+    let mut cache = ShapeCache::default();
+    let name = |i: usize| format!("t{i}");
+    for i in 0..MAX_CACHED_TABLES {
+        cache.insert("public", &name(i), Some(shape()), t0);
+    }
+    let tagged = Change {
+        columns_tag: 3,
+        ..change(Kind::Insert, &["id", "body"])
+    };
+    // t0's columns match its shape: remembered. Then every other table is used
+    // after it, and t0 again, answered from what was remembered.
+    assert!(!cache.needs_lookup(("public", "t0"), &tagged, true, soon));
+    let delete = change(Kind::Delete, &["id"]);
+    for i in 1..MAX_CACHED_TABLES {
+        assert!(!cache.needs_lookup(("public", &name(i)), &delete, true, soon));
+    }
+    assert!(!cache.needs_lookup(("public", "t0"), &tagged, true, soon));
+    // So a new table evicts the least recently used, t1, not t0.
+    cache.insert("public", "new", Some(shape()), soon);
+    assert!(cache.get("public", "t0").is_some());
+    assert!(cache.get("public", "t1").is_none());
+    // Remembered again; the same tag of another table, or of t0 under another
+    // schema, is not answered from it; nor t0 once its shape is SHAPE_TTL old.
+    assert!(!cache.needs_lookup(("public", "t0"), &tagged, true, soon));
+    assert!(cache.needs_lookup(("public", "t1"), &tagged, true, soon));
+    assert!(cache.needs_lookup(("other", "t0"), &tagged, true, soon));
+    let stale = t0 + SHAPE_TTL + Duration::from_secs(1);
+    assert!(cache.needs_lookup(("public", "t0"), &tagged, true, stale));
+}
