@@ -9,6 +9,7 @@ use minicbor::Decoder;
 
 use super::request::Answered;
 use super::schedule::Unit;
+use super::MAX_RECORDS_PER_REQUEST;
 
 /// The content type of a CBOR request, and of Kinesis' answer to one.
 pub const CONTENT_TYPE: &str = "application/x-amz-cbor-1.1";
@@ -89,9 +90,12 @@ pub fn answer(body: &[u8]) -> Option<Vec<Answered<'_>>> {
     each_key(&mut d, |d, key| {
         match key {
             "Records" if records.is_none() => {
-                let mut entries = Vec::new();
+                // Room for a definite array's entries, as many as a request can hold at most.
+                let room = d.probe().array().ok().flatten().unwrap_or(0);
+                let mut entries = Vec::with_capacity((room as usize).min(MAX_RECORDS_PER_REQUEST));
+                let mut shard = "";
                 each_item(d, |d| {
-                    entries.push(accepted(d).or_else(|| entry(d))?);
+                    entries.push(accepted(d, &mut shard).or_else(|| entry(d))?);
                     Some(())
                 })?;
                 records = Some(entries);
@@ -112,8 +116,10 @@ pub fn answer(body: &[u8]) -> Option<Vec<Answered<'_>>> {
 /// An accepted record's entry as Kinesis writes it, `{"SequenceNumber": text,
 /// "ShardId": text}` (a definite map, in that order), read without walking its keys
 /// one by one; `None`, the decoder untouched, for any other entry, which [`entry`]
-/// reads. Nearly every entry of nearly every answer is one of these.
-fn accepted<'b>(d: &mut Decoder<'b>) -> Option<Answered<'b>> {
+/// reads. Nearly every entry of nearly every answer is one of these. `shard` is the
+/// shard named last: the same bytes again (the usual case) are not checked as UTF-8
+/// again.
+fn accepted<'b>(d: &mut Decoder<'b>, shard: &mut &'b str) -> Option<Answered<'b>> {
     const SEQUENCE: &[u8] = b"\xa2\x6eSequenceNumber";
     const SHARD: &[u8] = b"\x67ShardId";
     let at = d.position();
@@ -124,11 +130,15 @@ fn accepted<'b>(d: &mut Decoder<'b>) -> Option<Answered<'b>> {
             .starts_with(SEQUENCE)
             .then_some(())?;
         d.set_position(start + SEQUENCE.len());
-        skip_text(d)?;
+        definite_text(d)?;
         let next = d.position();
         d.input().get(next..)?.starts_with(SHARD).then_some(())?;
         d.set_position(next + SHARD.len());
-        d.str().ok()
+        let bytes = definite_text(d)?;
+        if bytes != shard.as_bytes() {
+            *shard = std::str::from_utf8(bytes).ok()?;
+        }
+        Some(*shard)
     };
     match read() {
         Some(shard) => Some(Answered {
@@ -155,7 +165,7 @@ fn entry<'b>(d: &mut Decoder<'b>) -> Option<Answered<'b>> {
             "ErrorCode" => entry.error_code = text(d)?,
             "ErrorMessage" => entry.error_message = text(d)?,
             "SequenceNumber" => {
-                skip_text(d).or_else(|| text(d).map(drop))?;
+                definite_text(d).map(drop).or_else(|| text(d).map(drop))?;
             }
             _ => d.skip().ok()?,
         }
@@ -197,10 +207,11 @@ fn text<'b>(d: &mut Decoder<'b>) -> Option<Option<&'b str>> {
     }
 }
 
-/// Past a definite-length text string, its bytes unread (not even checked as
-/// UTF-8): for `SequenceNumber`, which the sink has no use for. `None`, the decoder
+/// The bytes of a definite-length text string (of fewer than 65,536 bytes), the
+/// decoder moved past them, not checked as UTF-8: `SequenceNumber`, which the sink
+/// has no use for, and `ShardId`, checked by the caller. `None`, the decoder
 /// untouched, for anything else.
-fn skip_text(d: &mut Decoder<'_>) -> Option<()> {
+fn definite_text<'b>(d: &mut Decoder<'b>) -> Option<&'b [u8]> {
     let (input, at) = (d.input(), d.position());
     let head = *input.get(at)?;
     let (header, len) = match head {
@@ -214,8 +225,9 @@ fn skip_text(d: &mut Decoder<'_>) -> Option<()> {
         ),
         _ => return None,
     };
-    let end = at + header + len;
-    (end <= input.len()).then(|| d.set_position(end))
+    let bytes = input.get(at + header..at + header + len)?;
+    d.set_position(at + header + len);
+    Some(bytes)
 }
 
 /// CBOR's null and undefined (simple values 22 and 23).

@@ -190,6 +190,30 @@ fn the_sequence_number_is_passed_over_unread() {
     }
 }
 
+/// Each entry's ShardId is its own, when it repeats the one before and when it does
+/// not; one that is not UTF-8 is refused after a valid one, too.
+#[test]
+fn each_shard_id_is_read_after_the_one_before() {
+    let shards = [
+        "shardId-1",
+        "shardId-1",
+        "shardId-2",
+        "shardId-1",
+        "shardId-2",
+    ];
+    let records: Vec<_> = shards
+        .iter()
+        .map(|s| json!({"SequenceNumber": "4965", "ShardId": s}))
+        .collect();
+    let mut body = to_cbor(&json!({ "Records": records }), false);
+    let entries = answer(&body).expect("an answer");
+    let want: Vec<_> = shards.iter().map(|s| (Some(*s), None, None)).collect();
+    assert_eq!(shard_ids(&entries), want);
+    let last = body.windows(9).rposition(|w| w == b"shardId-2").unwrap();
+    body[last + 8] = 0xff;
+    assert!(answer(&body).is_none());
+}
+
 #[test]
 fn what_is_not_an_answer_is_none() {
     let good = to_cbor(&json!({"Records": [{"ShardId": "s"}]}), false);
@@ -274,6 +298,8 @@ proptest! {
             Just(json!(7)),
         ],
         shard in prop_oneof![Just(json!("shardId-000000000003")), Just(json!(null)), Just(json!(true))],
+        // The shard the entry before named: none, the same, another.
+        before in prop_oneof![Just(""), Just("shardId-000000000003"), Just("shardId-000000000004")],
         extra in any::<bool>(),
         indefinite in any::<bool>(),
         cut in any::<prop::sample::Index>(),
@@ -287,7 +313,7 @@ proptest! {
             let mut fast = Decoder::new(body);
             let mut slow = Decoder::new(body);
             let general = entry(&mut slow).map(|e| (e.shard_id, e.error_code, e.error_message));
-            match accepted(&mut fast) {
+            match accepted(&mut fast, &mut { before }) {
                 Some(e) => {
                     prop_assert_eq!(Some((e.shard_id, e.error_code, e.error_message)), general);
                     prop_assert_eq!(fast.position(), slow.position());
@@ -297,6 +323,6 @@ proptest! {
         }
         // The usual entry takes the shortcut.
         let usual = !extra && !indefinite && sequence.is_string() && shard.is_string();
-        prop_assert_eq!(accepted(&mut Decoder::new(&body)).is_some(), usual);
+        prop_assert_eq!(accepted(&mut Decoder::new(&body), &mut { before }).is_some(), usual);
     }
 }
