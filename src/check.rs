@@ -113,33 +113,13 @@ async fn check_slot(slot: &SlotConfig, aws: &aws_config::SdkConfig) -> CheckRow 
 }
 
 /// Whether a backfill can tell the sessions of other roles that sit idle in a
-/// transaction (which cannot have committed) from running ones (`backfill::visible`):
-/// it reads their state in `pg_stat_activity`, which PostgreSQL shows only to a
-/// superuser or a member of `pg_read_all_stats`, and only with `track_activities` on.
-/// `Ok` with a `warning:` when it cannot: chunks then wait for those sessions too.
+/// transaction (which cannot have committed) from running ones
+/// ([`crate::backfill::unseen_session_states`]). `Ok` with a `warning:` when it cannot:
+/// chunks then wait for those sessions too.
 async fn session_states(sql: &tokio_postgres::Client) -> Result<String, String> {
-    let row = sql
-        .query_one(
-            "SELECT quote_ident(current_user::text), \
-                    r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), \
-                    current_setting('track_activities')::bool \
-             FROM pg_roles r WHERE r.rolname = current_user",
-            &[],
-        )
+    let warnings = crate::backfill::unseen_session_states(sql)
         .await
         .map_err(|e| format!("cannot read the role's attributes: {e}"))?;
-    let (user, sees, tracked): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
-    let mut warnings = Vec::new();
-    if !sees {
-        warnings.push(format!(
-            "role {user} is neither a superuser nor a member of pg_read_all_stats, so it cannot see other roles' sessions' state in pg_stat_activity and a backfill chunk also waits for their transactions that sit idle: GRANT pg_read_all_stats TO {user}"
-        ));
-    }
-    if !tracked {
-        warnings.push(
-            "track_activities is off, so pg_stat_activity shows no session's state and a backfill chunk also waits for transactions that sit idle: set track_activities = on".into(),
-        );
-    }
     Ok(if warnings.is_empty() {
         "backfills can see which sessions sit idle in a transaction".into()
     } else {

@@ -12,6 +12,7 @@
 pub mod table;
 /// The chunk's snapshot sees what committed before its low watermark.
 mod visible;
+pub(crate) use visible::unseen_session_states;
 pub mod window;
 
 use std::time::{Duration, Instant};

@@ -46,6 +46,38 @@ const UNSETTLED: &str = "SELECT x, coalesce('backend pid ' || a.pid, \
 const HORIZON: &str =
     "BEGIN; SET LOCAL synchronous_commit = off; SELECT txid_current()::text; COMMIT";
 
+/// Why this role cannot tell the sessions of other roles that sit idle in a
+/// transaction from running ones, each with its fix; empty when it can. It reads their
+/// state in `pg_stat_activity`, which PostgreSQL shows only to a superuser or a member
+/// of `pg_read_all_stats`, and only with `track_activities` on. `check` reports these,
+/// and a chunk that waits long says them beside what it waits for.
+pub(crate) async fn unseen_session_states(
+    c: &Client,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let row = c
+        .query_one(
+            "SELECT quote_ident(current_user::text), \
+                    r.rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), \
+                    current_setting('track_activities')::bool \
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (user, sees, tracked): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+    let mut unseen = Vec::new();
+    if !sees {
+        unseen.push(format!(
+            "role {user} is neither a superuser nor a member of pg_read_all_stats, so it cannot see other roles' sessions' state in pg_stat_activity and a backfill chunk also waits for their transactions that sit idle: GRANT pg_read_all_stats TO {user}"
+        ));
+    }
+    if !tracked {
+        unseen.push(
+            "track_activities is off, so pg_stat_activity shows no session's state and a backfill chunk also waits for transactions that sit idle: set track_activities = on".into(),
+        );
+    }
+    Ok(unseen)
+}
+
 /// Run right after the low watermark (`table` for the message): returns once every
 /// transaction that could have committed before the watermark is visible.
 ///
@@ -98,7 +130,14 @@ pub(super) async fn after_low_watermark(
                     )
                 })
                 .collect();
-            tracing::warn!(table, "the backfill's next chunk of {table} waits for {} to end: it was running at the chunk's low watermark and may have committed before it (a long statement, a prepared transaction, or a commit held by a synchronous standby that does not answer); the chunk is read once it ends", waits.join(", "));
+            // What this role cannot see may be what it waits for.
+            let unseen = unseen_session_states(c).await?;
+            let hint = if unseen.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", unseen.join("; "))
+            };
+            tracing::warn!(table, "the backfill's next chunk of {table} waits for {} to end: it was running at the chunk's low watermark and may have committed before it (a long statement, a prepared transaction, or a commit held by a synchronous standby that does not answer); the chunk is read once it ends{hint}", waits.join(", "));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(POLL_MAX);

@@ -2,7 +2,8 @@
 //! region fails before a slot exists, a slot of another database or plugin and a
 //! dropped slot with a checkpoint are refused by both alike, a missing wal2json stops
 //! the slot, tables without a replica identity are reported and counted, and `check`
-//! warns when a backfill cannot see other roles' sessions' state.
+//! (and a backfill chunk that waits) warns when a backfill cannot see other roles'
+//! sessions' state.
 //! Real PostgreSQL 15 + wal2json, kinesalite, moto; the pipeline and `check` in process.
 //!
 //! Shared here: the slot config and the stop and check readers; the tests sit in one
@@ -21,7 +22,9 @@ use pg_cdc_to_kinesis::pipeline::SlotState;
 use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 
 use crate::support::case::{load, wait_state, Case};
+use crate::support::kinesis::kinesalite;
 use crate::support::pg::{self, password_for, Pg, SUPERUSER};
+use crate::support::process;
 
 /// One slot on the shared cluster: `user` (password `<user>_pw`), `extra` slot keys.
 fn slot_yaml(slot: &str, db: &str, stream: &str, user: &str, extra: &str) -> String {
@@ -30,6 +33,17 @@ fn slot_yaml(slot: &str, db: &str, stream: &str, user: &str, extra: &str) -> Str
         pg::shared().port,
         password_for(user).unwrap_or_else(|| format!("{user}_pw")),
     )
+}
+
+/// The binary running the config at `path` against kinesalite, once it streams.
+fn streaming(path: &std::path::Path) -> process::Streamer {
+    let mut streamer = process::Streamer::start(&kinesalite().endpoint, path);
+    assert!(
+        streamer.wait_for_log("streaming from", Duration::from_secs(60)),
+        "{}",
+        streamer.log()
+    );
+    streamer
 }
 
 /// One test's [`Case`] on the shared cluster, its stream created on kinesalite.

@@ -8,7 +8,6 @@ use pg_cdc_to_kinesis::check;
 use crate::support::case::{local, try_get};
 use crate::support::kinesis::{self, kinesalite, unique_stream_name};
 use crate::support::pg::{self, unique_name, SUPERUSER};
-use crate::support::process;
 
 use super::*;
 
@@ -78,12 +77,7 @@ async fn skipped_updates_are_counted_and_warned_about_once_per_table() {
         ),
     )
     .unwrap();
-    let mut streamer = process::Streamer::start(&kinesalite().endpoint, &path);
-    assert!(
-        streamer.wait_for_log("streaming from", Duration::from_secs(60)),
-        "{}",
-        streamer.log()
-    );
+    let streamer = streaming(&path);
     pg.execute(&db, "UPDATE nokey SET v = 'b'; DELETE FROM nokey WHERE id <= 10; INSERT INTO nokey VALUES (0, 'c')");
     // The insert comes through; the 310 updates and deletes before it cannot.
     let records =

@@ -1,8 +1,12 @@
 //! `check` warns when a backfill cannot see other roles' sessions' state: a user that
-//! is neither a superuser nor a member of `pg_read_all_stats`.
+//! is neither a superuser nor a member of `pg_read_all_stats`; and a chunk such a user
+//! waits for says so beside what it waits for.
+
+use pg_cdc_to_kinesis::signal::{self, Signal};
+use pg_cdc_to_kinesis::source;
 
 use crate::support::case::load;
-use crate::support::kinesis::kinesalite;
+use crate::support::kinesis::{self, kinesalite};
 use crate::support::pg::{self, unique_name};
 
 use super::*;
@@ -56,4 +60,78 @@ async fn check_warns_until_the_user_may_read_all_sessions_state() {
         };
         assert!(!seen.contains("warning"), "{seen}");
     }
+}
+
+/// Such a user's backfill cannot tell another role's transaction that sits idle from a
+/// running one, so its chunk waits for it; the warning it logs names the grant that
+/// would have spared the wait. Once the transaction ends, the chunk is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_chunk_names_the_grant_its_user_lacks() {
+    let pg = pg::shared();
+    let user = unique_name("pf_wait_user");
+    pg.execute(
+        "postgres",
+        &format!("CREATE ROLE {user} LOGIN REPLICATION PASSWORD '{user}_pw'"),
+    );
+    // The slot first: creating it would wait for the transaction below.
+    let case = case("pf_wait").await;
+    pg.execute(
+        &case.db,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');
+             GRANT SELECT ON t TO {user};
+             SELECT pg_create_logical_replication_slot('{}', 'wal2json');",
+            case.slot
+        ),
+    );
+    // Another role's transaction, idle since it took its id.
+    let idle = source::sql_connect(&pg.connect_params(SUPERUSER, &case.db))
+        .await
+        .unwrap();
+    idle.batch_execute("BEGIN; UPDATE t SET v = 'b' WHERE id = 1")
+        .await
+        .unwrap();
+    let path = case.dir.path().join("configs.yml");
+    let extra = "      checkpoint: false\n      create_slot: false\n";
+    std::fs::write(
+        &path,
+        slot_yaml(&case.slot, &case.db, &case.stream, &user, extra),
+    )
+    .unwrap();
+    let mut streamer = streaming(&path);
+    let request = Signal::Backfill {
+        slot: case.slot.clone(),
+        id: signal::new_id(),
+        tables: vec!["public.t".into()],
+        filter: None,
+    };
+    let admin = source::sql_connect(&pg.connect_params(SUPERUSER, &case.db))
+        .await
+        .unwrap();
+    signal::emit(&admin, &request).await.unwrap();
+
+    let grant = format!("GRANT pg_read_all_stats TO {user}");
+    let warned = streamer.wait_for_log(&grant, Duration::from_secs(60));
+    let early = kinesis::read_all(&kinesalite().client(), &case.stream).await;
+    idle.batch_execute("ROLLBACK").await.unwrap();
+    let records = kinesis::read_until(
+        &kinesalite().client(),
+        &case.stream,
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    let log = streamer.kill();
+    case.cleanup();
+    pg.execute("postgres", &format!("DROP ROLE {user}"));
+
+    assert!(warned, "no warning naming the grant:\n{log}");
+    let line = log.lines().find(|l| l.contains(&grant)).unwrap_or_default();
+    assert!(line.contains("waits for"), "{line}");
+    assert!(early.is_empty(), "read while the chunk waited: {early:?}");
+    assert_eq!(
+        records.len(),
+        1,
+        "the chunk is read once the transaction ends:\n{log}"
+    );
 }
