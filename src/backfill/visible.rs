@@ -130,8 +130,9 @@ pub(super) async fn after_low_watermark(
                     )
                 })
                 .collect();
-            // What this role cannot see may be what it waits for.
-            let unseen = unseen_session_states(c).await?;
+            // What this role cannot see may be what it waits for (a hint only: if the
+            // question fails, the next look reports the connection's error).
+            let unseen = unseen_session_states(c).await.unwrap_or_default();
             let hint = if unseen.is_empty() {
                 String::new()
             } else {
