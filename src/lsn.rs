@@ -175,6 +175,9 @@ mod tests {
             "0/+1",
             "0/-1",
             " 0/1",
+            "é/1",
+            "1/é",
+            "1/0é",
         ] {
             assert!(text.parse::<Lsn>().is_err(), "{text:?} parsed");
         }

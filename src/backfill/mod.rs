@@ -10,7 +10,8 @@
 //! never confirms a position: the session's reader and sink do, as for any change.
 
 pub mod table;
-/// The chunk's snapshot sees what committed before its low watermark.
+/// The chunk's snapshot sees what committed before its low watermark; which sessions
+/// this role can see sit idle.
 mod visible;
 pub(crate) use visible::unseen_session_states;
 pub mod window;

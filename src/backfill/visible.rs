@@ -1,5 +1,6 @@
 //! The chunk's snapshot sees every transaction that committed before its low
-//! watermark.
+//! watermark; and whether this role can tell the sessions idle in a transaction,
+//! which it need not wait for, from running ones (for `check` and the wait's warning).
 //!
 //! PostgreSQL writes a transaction's commit record, then marks it committed, and only
 //! then makes it visible to new snapshots. A transaction whose commit record precedes
@@ -130,9 +131,13 @@ pub(super) async fn after_low_watermark(
                     )
                 })
                 .collect();
-            // What this role cannot see may be what it waits for (a hint only: if the
-            // question fails, the next look reports the connection's error).
-            let unseen = unseen_session_states(c).await.unwrap_or_default();
+            // A session it waits for may sit idle where this role cannot see it (a
+            // hint only: if the question fails, the next look reports the error).
+            let sessions = waits.iter().any(|w| w.contains("(backend pid "));
+            let unseen = match sessions {
+                true => unseen_session_states(c).await.unwrap_or_default(),
+                false => Vec::new(),
+            };
             let hint = if unseen.is_empty() {
                 String::new()
             } else {

@@ -28,9 +28,14 @@ use crate::support::process;
 
 /// One slot on the shared cluster: `user` (password `<user>_pw`), `extra` slot keys.
 fn slot_yaml(slot: &str, db: &str, stream: &str, user: &str, extra: &str) -> String {
+    slot_yaml_on(pg::shared(), slot, db, stream, user, extra)
+}
+
+/// [`slot_yaml`] on the cluster `pg`.
+fn slot_yaml_on(pg: &Pg, slot: &str, db: &str, stream: &str, user: &str, extra: &str) -> String {
     format!(
         "replication_slots:\n  - {slot}:\n      host: 127.0.0.1\n      port: {}\n      user: {user}\n      password: {}\n      db_name: {db}\n      kns_stream: {stream}\n      status_interval_secs: 1\n{extra}",
-        pg::shared().port,
+        pg.port,
         password_for(user).unwrap_or_else(|| format!("{user}_pw")),
     )
 }

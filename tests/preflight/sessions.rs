@@ -7,7 +7,7 @@ use pg_cdc_to_kinesis::source;
 
 use crate::support::case::load;
 use crate::support::kinesis::{self, kinesalite};
-use crate::support::pg::{self, unique_name};
+use crate::support::pg::{self, unique_name, PgOptions};
 
 use super::*;
 
@@ -67,14 +67,17 @@ async fn check_warns_until_the_user_may_read_all_sessions_state() {
 /// would have spared the wait. Once the transaction ends, the chunk is read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_chunk_names_the_grant_its_user_lacks() {
-    let pg = pg::shared();
+    // A cluster of its own: the transaction held open below would stall the creation
+    // of other tests' slots on the shared one.
+    let pg = Pg::start(PgOptions::default());
     let user = unique_name("pf_wait_user");
     pg.execute(
         "postgres",
         &format!("CREATE ROLE {user} LOGIN REPLICATION PASSWORD '{user}_pw'"),
     );
+    let case = Case::new(&pg, "pf_wait");
+    case.kinesalite_stream(1).await;
     // The slot first: creating it would wait for the transaction below.
-    let case = case("pf_wait").await;
     pg.execute(
         &case.db,
         &format!(
@@ -84,21 +87,19 @@ async fn a_waiting_chunk_names_the_grant_its_user_lacks() {
             case.slot
         ),
     );
-    // Another role's transaction, idle since it took its id.
+    let path = case.dir.path().join("configs.yml");
+    let extra = "      checkpoint: false\n      create_slot: false\n";
+    let yaml = slot_yaml_on(&pg, &case.slot, &case.db, &case.stream, &user, extra);
+    std::fs::write(&path, yaml).unwrap();
+    let mut streamer = streaming(&path);
+    // Another role's transaction, idle since it took its id, then a backfill of its
+    // table.
     let idle = source::sql_connect(&pg.connect_params(SUPERUSER, &case.db))
         .await
         .unwrap();
     idle.batch_execute("BEGIN; UPDATE t SET v = 'b' WHERE id = 1")
         .await
         .unwrap();
-    let path = case.dir.path().join("configs.yml");
-    let extra = "      checkpoint: false\n      create_slot: false\n";
-    std::fs::write(
-        &path,
-        slot_yaml(&case.slot, &case.db, &case.stream, &user, extra),
-    )
-    .unwrap();
-    let mut streamer = streaming(&path);
     let request = Signal::Backfill {
         slot: case.slot.clone(),
         id: signal::new_id(),
@@ -122,12 +123,13 @@ async fn a_waiting_chunk_names_the_grant_its_user_lacks() {
     )
     .await;
     let log = streamer.kill();
+    case.delete_kinesalite_stream().await;
     case.cleanup();
-    pg.execute("postgres", &format!("DROP ROLE {user}"));
 
     assert!(warned, "no warning naming the grant:\n{log}");
     let line = log.lines().find(|l| l.contains(&grant)).unwrap_or_default();
     assert!(line.contains("waits for"), "{line}");
+    assert!(line.contains("backend pid"), "{line}");
     assert!(early.is_empty(), "read while the chunk waited: {early:?}");
     assert_eq!(
         records.len(),

@@ -92,7 +92,9 @@ pub fn answer(body: &[u8]) -> Option<Vec<Answered<'_>>> {
             "Records" if records.is_none() => {
                 // Room for a definite array's entries, as many as a request can hold at most.
                 let room = d.probe().array().ok().flatten().unwrap_or(0);
-                let mut entries = Vec::with_capacity((room as usize).min(MAX_RECORDS_PER_REQUEST));
+                let room = usize::try_from(room)
+                    .map_or(MAX_RECORDS_PER_REQUEST, |n| n.min(MAX_RECORDS_PER_REQUEST));
+                let mut entries = Vec::with_capacity(room);
                 let mut shard = "";
                 each_item(d, |d| {
                     entries.push(accepted(d, &mut shard).or_else(|| entry(d))?);
