@@ -1,7 +1,7 @@
 //! The initial snapshot: under a concurrent workload it replays to the tables, its
 //! read records match live records of the same row and carry unique positions, and a
 //! chunk reads only once its snapshot sees what committed before its low watermark
-//! (a prepared transaction included).
+//! (a prepared transaction included, and a wait that fails is tried again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,6 +221,20 @@ async fn a_chunk_reads_only_once_its_snapshot_sees_what_committed_before_its_low
 /// test pins the wait, not that race.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_chunk_waits_for_a_prepared_transaction_and_then_reads_its_commit() {
+    prepared_transaction_wait(false).await;
+}
+
+/// The chunk's session ends while it waits (the wait's query fails): the reader
+/// abandons the chunk's window, the chunk is tried again on a new connection and
+/// waits again, and its row is read once, after the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_whose_wait_fails_is_tried_again_and_read_once() {
+    prepared_transaction_wait(true).await;
+}
+
+/// The prepared-transaction case; with `interrupt`, the waiting session is
+/// terminated once, and the chunk's next attempt must wait again.
+async fn prepared_transaction_wait(interrupt: bool) {
     let pg = Pg::start(PgOptions::default().set("max_prepared_transactions", "4"));
     let db = pg.create_database(&unique_name("snap_prepared"));
     let slot = unique_name("snap_prepared");
@@ -238,18 +252,36 @@ async fn a_chunk_waits_for_a_prepared_transaction_and_then_reads_its_commit() {
     let stream = unique_stream_name("snap-prepared");
     kinesis::create_stream(&kinesalite().client(), &stream, 1).await;
     let (pipeline, _dir) = backfill_t(&pg, &db, &slot, &stream).await;
-    // The chunk's session has asked which transactions it waits for.
+    // The chunk's session has asked which transactions it waits for: its pid.
     let waiting = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND query LIKE '%pg_prepared_xacts%' AND pid <> pg_backend_pid()"
+        "SELECT coalesce(min(pid), 0) FROM pg_stat_activity WHERE datname = '{db}' AND query LIKE '%pg_prepared_xacts%' AND pid <> pg_backend_pid()"
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
     let read = || async { user_records(&kinesis::read_all(&kinesalite().client(), &stream).await) };
-    while pg.psql(&waiting).trim().parse::<i64>().unwrap_or(0) < 1 && read().await.is_empty() {
+    let waiter = |not: i64| {
+        let (pg, waiting, read) = (&pg, &waiting, &read);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let pid = pg.psql(waiting).trim().parse::<i64>().unwrap_or(0);
+                if (pid != 0 && pid != not) || !read().await.is_empty() {
+                    return pid;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the chunk neither waited nor read"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let first = waiter(0).await;
+    if interrupt {
+        pg.psql(&format!("SELECT pg_terminate_backend({first})"));
+        let again = waiter(first).await;
         assert!(
-            Instant::now() < deadline,
-            "the chunk neither waited nor read"
+            again != 0 && again != first,
+            "the chunk was not tried again"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let early = read().await;
