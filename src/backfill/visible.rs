@@ -131,18 +131,19 @@ pub(super) async fn after_low_watermark(
                     )
                 })
                 .collect();
-            // A session it waits for may sit idle where this role cannot see it (a
-            // hint only: if the question fails, the next look reports the error).
-            let sessions = waits.iter().any(|w| w.contains("(backend pid "));
-            let unseen = match sessions {
-                true => unseen_session_states(c).await.unwrap_or_default(),
-                false => Vec::new(),
-            };
-            let hint = if unseen.is_empty() {
-                String::new()
-            } else {
-                format!("; {}", unseen.join("; "))
-            };
+            // A session it waits for (UNSETTLED's `backend pid` label) may sit idle
+            // where this role cannot see it: a hint only; if the question fails, the
+            // next look reports the error.
+            let mut hint = String::new();
+            if rows
+                .iter()
+                .any(|r| r.get::<_, String>(1).starts_with("backend pid "))
+            {
+                for unseen in unseen_session_states(c).await.unwrap_or_default() {
+                    hint.push_str("; ");
+                    hint.push_str(&unseen);
+                }
+            }
             tracing::warn!(table, "the backfill's next chunk of {table} waits for {} to end: it was running at the chunk's low watermark and may have committed before it (a long statement, a prepared transaction, or a commit held by a synchronous standby that does not answer); the chunk is read once it ends{hint}", waits.join(", "));
         }
         tokio::time::sleep(pause).await;

@@ -22,9 +22,7 @@ use pg_cdc_to_kinesis::pipeline::SlotState;
 use pg_cdc_to_kinesis::run::{Pipeline, RunEnv};
 
 use crate::support::case::{load, wait_state, Case};
-use crate::support::kinesis::kinesalite;
 use crate::support::pg::{self, password_for, Pg, SUPERUSER};
-use crate::support::process;
 
 /// One slot on the shared cluster: `user` (password `<user>_pw`), `extra` slot keys.
 fn slot_yaml(slot: &str, db: &str, stream: &str, user: &str, extra: &str) -> String {
@@ -38,17 +36,6 @@ fn slot_yaml_on(pg: &Pg, slot: &str, db: &str, stream: &str, user: &str, extra: 
         pg.port,
         password_for(user).unwrap_or_else(|| format!("{user}_pw")),
     )
-}
-
-/// The binary running the config at `path` against kinesalite, once it streams.
-fn streaming(path: &std::path::Path) -> process::Streamer {
-    let mut streamer = process::Streamer::start(&kinesalite().endpoint, path);
-    assert!(
-        streamer.wait_for_log("streaming from", Duration::from_secs(60)),
-        "{}",
-        streamer.log()
-    );
-    streamer
 }
 
 /// One test's [`Case`] on the shared cluster, its stream created on kinesalite.

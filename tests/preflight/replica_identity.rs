@@ -8,6 +8,7 @@ use pg_cdc_to_kinesis::check;
 use crate::support::case::{local, try_get};
 use crate::support::kinesis::{self, kinesalite, unique_stream_name};
 use crate::support::pg::{self, unique_name, SUPERUSER};
+use crate::support::process;
 
 use super::*;
 
@@ -77,7 +78,7 @@ async fn skipped_updates_are_counted_and_warned_about_once_per_table() {
         ),
     )
     .unwrap();
-    let streamer = streaming(&path);
+    let streamer = process::Streamer::streaming(&kinesalite().endpoint, &path);
     pg.execute(&db, "UPDATE nokey SET v = 'b'; DELETE FROM nokey WHERE id <= 10; INSERT INTO nokey VALUES (0, 'c')");
     // The insert comes through; the 310 updates and deletes before it cannot.
     let records =

@@ -8,6 +8,7 @@ use pg_cdc_to_kinesis::source;
 use crate::support::case::load;
 use crate::support::kinesis::{self, kinesalite};
 use crate::support::pg::{self, unique_name, PgOptions};
+use crate::support::process;
 
 use super::*;
 
@@ -91,7 +92,7 @@ async fn a_waiting_chunk_names_the_grant_its_user_lacks() {
     let extra = "      checkpoint: false\n      create_slot: false\n";
     let yaml = slot_yaml_on(&pg, &case.slot, &case.db, &case.stream, &user, extra);
     std::fs::write(&path, yaml).unwrap();
-    let mut streamer = streaming(&path);
+    let mut streamer = process::Streamer::streaming(&kinesalite().endpoint, &path);
     // Another role's transaction, idle since it took its id, then a backfill of its
     // table.
     let idle = source::sql_connect(&pg.connect_params(SUPERUSER, &case.db))
