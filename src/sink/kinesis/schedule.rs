@@ -43,12 +43,11 @@ mod unit;
 
 /// Bookkeeping per record held, counted with its bytes against the memory budget:
 /// its key's slot (which holds the key's first entry inline, and is at least the
-/// size of an entry queued behind it), the key's index entry (a slot number and a
-/// control byte, in a table grown at 7/8 full, so at least 7/16 full) and
-/// ready-queue item when it is a key's only record (the common case with primary
-/// keys), and the allocator's headers.
+/// size of an entry queued behind it), the key's share of the index at worst
+/// ([`keys::INDEX_BYTES_PER_KEY`]) and ready-queue item when it is a key's only
+/// record (the common case with primary keys), and the allocator's headers.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<(u128, KeyQueue)>()
-    + (std::mem::size_of::<u32>() + 1) * 16 / 7
+    + keys::INDEX_BYTES_PER_KEY
     + 1
     + std::mem::size_of::<Reverse<Ready>>()
     + 64;

@@ -31,6 +31,17 @@ pub(super) struct Keys {
     slots: Slab<(u128, KeyQueue)>,
 }
 
+/// The index's bytes per key held, at worst: a slot number and a control byte per
+/// bucket, and the index, rebuilt when full with room for twice the keys then held
+/// (a power of two of buckets, at most 7/8 of them used), may have 32/7 buckets per
+/// key held. `schedule::ENTRY_OVERHEAD` counts it with each record.
+pub(super) const INDEX_BYTES_PER_KEY: usize = ((std::mem::size_of::<u32>() + 1) * 32).div_ceil(7);
+
+/// What the index may take beyond [`INDEX_BYTES_PER_KEY`] per key: the few buckets
+/// of room a rebuild adds, and the control bytes hashbrown reads past the end.
+#[cfg(test)]
+const INDEX_SLACK_BYTES: usize = 256;
+
 /// The index's hash of a key's hash. Key hashes are MD5 (uniform) in use, but tests
 /// use small numbers: folding both halves through a multiply spreads those too.
 fn index_hash(hash: u128) -> u64 {
@@ -196,6 +207,7 @@ mod tests {
                 // for twice the keys then held (rounded up to a power of two).
                 peak = peak.max(model.len());
                 prop_assert!(keys.index_len() < 4 * peak + 32, "{} entries, peak {peak}", keys.index_len());
+                prop_assert!(keys.index.allocation_size() <= INDEX_BYTES_PER_KEY * peak + INDEX_SLACK_BYTES);
                 for (&hash, &slot) in &model {
                     prop_assert_eq!(keys.slot(hash), Some(slot));
                     prop_assert!(keys.at(slot, hash).is_some());
@@ -212,6 +224,36 @@ mod tests {
             }
             prop_assert!(keys.is_empty());
         }
+    }
+
+    /// The memory budget counts [`INDEX_BYTES_PER_KEY`] with each record: the index
+    /// never takes more per key than that, whatever the number of keys held when it
+    /// was last rebuilt, and however many have left since.
+    #[test]
+    fn the_index_stays_within_what_the_budget_counts_for_it() {
+        let mut keys = Keys::default();
+        let mut held = std::collections::VecDeque::new();
+        let (mut next, mut peak) = (0u128, 0usize);
+        for wave in [1_000usize, 37, 20_000, 5, 70_000, 3_000] {
+            // Keys come in until `wave` are held, then all but a tenth leave.
+            while held.len() < wave {
+                next += 1;
+                let hash = next.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+                let (slot, _) = keys.get_or_insert(hash, KeyQueue::default);
+                held.push_back((slot, hash));
+                peak = peak.max(held.len());
+                let bytes = keys.index.allocation_size();
+                assert!(
+                    bytes <= INDEX_BYTES_PER_KEY * peak + INDEX_SLACK_BYTES,
+                    "{bytes} bytes of index for a peak of {peak} keys"
+                );
+            }
+            while held.len() > wave / 10 {
+                let (slot, hash) = held.pop_front().expect("held");
+                keys.remove_at(slot, hash);
+            }
+        }
+        assert!(peak >= 70_000);
     }
 
     #[test]
