@@ -44,11 +44,11 @@ mod unit;
 /// Bookkeeping per record held, counted with its bytes against the memory budget:
 /// its key's slot (which holds the key's first entry inline, and is at least the
 /// size of an entry queued behind it), the key's share of the index at worst
-/// ([`keys::INDEX_BYTES_PER_KEY`]) and ready-queue item when it is a key's only
-/// record (the common case with primary keys), and the allocator's headers.
+/// ([`keys::INDEX_BYTES_PER_KEY`]: the index is sized for the most keys held since
+/// its last rebuild, which this count bounded then) and ready-queue item when it is a
+/// key's only record (the common case with primary keys), and the allocator's headers.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<(u128, KeyQueue)>()
     + keys::INDEX_BYTES_PER_KEY
-    + 1
     + std::mem::size_of::<Reverse<Ready>>()
     + 64;
 

@@ -31,10 +31,13 @@ pub(super) struct Keys {
     slots: Slab<(u128, KeyQueue)>,
 }
 
-/// The index's bytes per key held, at worst: a slot number and a control byte per
-/// bucket, and the index, rebuilt when full with room for twice the keys then held
-/// (a power of two of buckets, at most 7/8 of them used), may have 32/7 buckets per
-/// key held. `schedule::ENTRY_OVERHEAD` counts it with each record.
+/// The index's bytes per key, at worst, of the most keys held since it was last
+/// rebuilt: a slot number and a control byte per bucket, and the index, rebuilt when
+/// full with room for twice the keys then held (a power of two of buckets, at most 7/8
+/// of them used), may have 32/7 buckets per key it was rebuilt for. It keeps its size
+/// until the next rebuild, however many keys leave. `schedule::ENTRY_OVERHEAD` counts
+/// it with each record, so the index never outgrows what the budget counted at the
+/// peak.
 pub(super) const INDEX_BYTES_PER_KEY: usize = ((std::mem::size_of::<u32>() + 1) * 32).div_ceil(7);
 
 /// What the index may take beyond [`INDEX_BYTES_PER_KEY`] per key: the few buckets
@@ -227,8 +230,8 @@ mod tests {
     }
 
     /// The memory budget counts [`INDEX_BYTES_PER_KEY`] with each record: the index
-    /// never takes more per key than that, whatever the number of keys held when it
-    /// was last rebuilt, and however many have left since.
+    /// never takes more than that per key of the most held so far, through waves of
+    /// keys entering and most of them leaving.
     #[test]
     fn the_index_stays_within_what_the_budget_counts_for_it() {
         let mut keys = Keys::default();
