@@ -100,7 +100,8 @@ model_measure() {
     echo "$stats" >"$work/stats-$stream.json"
     R[${key}_stats]=$stats
     R[${key}_arrived]=$(jq -r '[.distinct_by_commit_lsn[]?[1]] | add // 0' <<<"$stats")
-    local last users bytes active
+    local first last users bytes active
+    first=$(jq -r '.first_arrival_unix // 0' <<<"$stats")
     last=$(jq -r '.last_arrival_unix // 0' <<<"$stats")
     users=$(jq -r '.user_records // 0' <<<"$stats")
     bytes=$(jq -r '[.shards[]?.accepted_bytes] | add // 0' <<<"$stats")
@@ -114,8 +115,11 @@ model_measure() {
         R[${key}_secs]=$(calc "$last - $t0")
         R[${key}_rps]=$(calc "${R[${key}_arrived]} / ${R[${key}_secs]}")
         R[${key}_record_bytes]=$(calc "$bytes / $users")
+        # From the process's start to the first record on the stream: the part of the
+        # rate's time that is start-up (connecting, the shard map), not streaming.
+        R[${key}_first_secs]=$(calc "$first - $t0")
     else
-        R[${key}_secs]=$MODEL_SECS R[${key}_rps]=0 R[${key}_record_bytes]=0
+        R[${key}_secs]=$MODEL_SECS R[${key}_rps]=0 R[${key}_record_bytes]=0 R[${key}_first_secs]=0
     fi
 }
 
@@ -227,10 +231,10 @@ model_bench() {
             # shellcheck disable=SC2059
             printf "$fmt" "$label" "$agg" "${R[${key}_rps]%.*}" "${R[${key}_capacity]%.*}" "${R[${key}_pct]%.*}" \
                 "${R[${key}_throttled]}" "${R[${key}_violations]}" "${R[${key}_duplicates]}" "${R[${key}_lost]}" \
-                "${R[${key}_hwm_mb]}" "${R[${key}_arrived]} in ${R[${key}_secs]%.*} s, ${R[${key}_status]}"
+                "${R[${key}_hwm_mb]}" "${R[${key}_arrived]} in ${R[${key}_secs]} s (first after ${R[${key}_first_secs]} s), ${R[${key}_status]}"
         done
     done
-    printf '(capacity: records/s of the shards the keys use; aggregated, those shards'"'"' bytes/s over the mean user-record size. lost: rows of confirmed transactions not on the stream. wall time %s s)\n' "${R[wall_secs]}"
+    printf '(capacity: records/s of the shards the keys use; aggregated, those shards'"'"' bytes/s over the mean user-record size. lost: rows of confirmed transactions not on the stream. rows/s counts from the streamer'"'"'s start; "first after" is when the first record arrived. wall time %s s)\n' "${R[wall_secs]}"
     if [ -n "$JSON_OUT" ]; then
         local args=(--arg loadavg "$LOADAVG" --argjson rows "$MODEL_ROWS" --argjson secs "$MODEL_SECS")
         local k
