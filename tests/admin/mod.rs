@@ -108,7 +108,8 @@ fn consume(pg: &Pg, slot: &str) -> Child {
 
 async fn wait_active(pg: &Pg, slot: &str, active: bool) {
     let want = if active { "t" } else { "f" };
-    for _ in 0..200 {
+    // Up to 30 s: a walsender starts (or ends) slowly on a loaded cold machine.
+    for _ in 0..600 {
         let row = pg.psql(&format!(
             "SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"
         ));

@@ -89,7 +89,40 @@ impl Moto {
             &log.display().to_string(),
         )?;
         *self.pid.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
-        Ok(())
+        self.load_ssm()
+    }
+
+    /// moto loads a service's code on that service's first request, and SSM's takes
+    /// seconds of CPU (about 1 s idle, several on a loaded cold machine): longer than
+    /// the checkpoint client's 5 s operation timeout allows a test's first read. One
+    /// request here, with time to spare, makes that load part of the start.
+    fn load_ssm(&self) -> Result<(), String> {
+        use std::io::{Read, Write};
+        let body = "{}";
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Amz-Target: AmazonSSM.DescribeParameters\r\n\
+             Content-Type: application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Length: {len}\r\nConnection: close\r\n\r\n{body}",
+            port = self.port,
+            len = body.len(),
+        );
+        let fail = |e: std::io::Error| format!("moto's first SSM request: {e}");
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(fail)?;
+        stream
+            .set_read_timeout(Some(STARTUP_TIMEOUT))
+            .map_err(fail)?;
+        stream.write_all(request.as_bytes()).map_err(fail)?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).map_err(fail)?;
+        if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+            Ok(())
+        } else {
+            Err(format!(
+                "moto's first SSM request was not answered with 200: {}",
+                answer.lines().next().unwrap_or("(nothing)")
+            ))
+        }
     }
 
     /// Kill it (an outage). Requests fail with connection refused until [`Moto::start_again`].
