@@ -324,6 +324,9 @@ pub async fn run_with_reloads(
     shutdown: impl std::future::Future<Output = ()>,
     mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
+    if let Some(warning) = config.memory_floor_warning() {
+        tracing::warn!("{warning}");
+    }
     let mut pipeline = Pipeline::start(config, env);
     let mut ops = crate::serve::Ops::start(config, &pipeline.slots).await;
     let mut current = config.clone();

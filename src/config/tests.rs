@@ -350,3 +350,28 @@ replication_slots:
         "{err}"
     );
 }
+
+#[test]
+fn many_slots_warn_when_their_floor_holds_more_than_the_budget() {
+    let slots = |n: usize| {
+        let mut yaml = String::from("memory_budget_bytes: 67108864\nreplication_slots:\n");
+        for i in 0..n {
+            yaml += &format!("  - s{i}: {{host: h, user: u, db_name: d, kns_stream: s}}\n");
+        }
+        load_ok(&yaml)
+    };
+    let six = slots(6);
+    assert_eq!(six.records_bound_bytes(), 6 * ((64 << 20) / 6));
+    assert_eq!(six.memory_floor_warning(), None, "six slots split 64 MiB");
+    let eight = slots(8);
+    assert_eq!(eight.records_bound_bytes(), 8 * (10 << 20));
+    let warning = eight.memory_floor_warning().expect("8 x 10 MiB > 64 MiB");
+    for want in [
+        "8 slots hold up to 10 MiB",
+        "together up to 80 MiB",
+        "memory_budget_bytes (64 MiB)",
+        "memory_budget_bytes: 83886080",
+    ] {
+        assert!(warning.contains(want), "{want:?} in {warning}");
+    }
+}
