@@ -86,3 +86,36 @@ async fn check_reports_ok_and_a_missing_stream_without_creating_a_slot() {
     kinesis::delete_stream(&client, &case.stream).await;
     case.cleanup();
 }
+
+/// Seven slots split the default 64 MiB below each slot's 10 MiB floor: `check` says
+/// what they may hold together (here every slot's server refuses connections, so each
+/// row fails fast and nothing else is reached).
+#[test]
+fn check_warns_when_the_slots_floor_holds_more_than_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let closed = kinesis::free_port();
+    let mut yaml = String::from("replication_slots:\n");
+    for i in 0..7 {
+        yaml += &format!(
+            "  - floor_{i}: {{host: 127.0.0.1, port: {closed}, user: u, password: p, db_name: d, kns_stream: s, checkpoint: false}}\n"
+        );
+    }
+    let config = dir.path().join("configs.yml");
+    std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("write config: {e}"));
+    let out = process::run(
+        process::command(
+            &format!("http://127.0.0.1:{closed}"),
+            &["check", "--config", &config.to_string_lossy()],
+        ),
+        CHECK_TIMEOUT,
+    );
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    for want in [
+        "7 slots hold up to 10 MiB of records each",
+        "together up to 70 MiB",
+        "memory_budget_bytes: 73400320",
+    ] {
+        assert!(out.stderr.contains(want), "{want:?}: {}", out.describe());
+    }
+    assert_no_panic("check", &out.stderr);
+}
