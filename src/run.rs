@@ -20,6 +20,9 @@ use crate::config::{Config, SlotConfig};
 use crate::pipeline::restart::Restarts;
 use crate::pipeline::{kinesis_client, SlotState, SlotStatus, Worker};
 
+mod reload;
+use reload::{note_fixed_settings, note_reloaded_memory};
+
 /// How often `wait` looks whether every slot is stopped.
 const ALL_STOPPED_POLL: Duration = Duration::from_millis(200);
 
@@ -163,52 +166,6 @@ impl Pipeline {
         *self.shutdown.borrow()
     }
 
-    /// Apply a config read again: start new slots, stop removed ones, restart
-    /// changed ones (once their old worker has ended), leave the others alone.
-    /// Returns the slots started at once; the rest follow from [`Pipeline::next`].
-    pub fn reload(&mut self, config: &Config) -> Vec<SlotChange> {
-        if self.stopping() {
-            return Vec::new();
-        }
-        let mut changes = Vec::new();
-        let wanted: HashMap<&str, &SlotConfig> =
-            config.slots.iter().map(|s| (s.name.as_str(), s)).collect();
-        let names: Vec<String> = self.workers.keys().cloned().collect();
-        for name in names {
-            let Some(running) = self.workers.get(&name) else {
-                continue;
-            };
-            match wanted.get(name.as_str()) {
-                None => {
-                    if !self.pending.contains_key(&name) {
-                        tracing::info!(slot = %name, "[{name}] removed from the config: stopping it");
-                    }
-                    self.pending.insert(name.clone(), None);
-                    running.stop.send_replace(true);
-                }
-                Some(new) if !same_slot(&running.config, new) => {
-                    tracing::info!(slot = %name, "[{name}] changed in the config: stopping it to start it again with the new settings");
-                    self.pending.insert(name.clone(), Some((*new).clone()));
-                    running.stop.send_replace(true);
-                }
-                Some(_) if self.pending.contains_key(&name) => {
-                    // Changed back while the old worker is still ending: start it again.
-                    self.pending
-                        .insert(name.clone(), Some(running.config.clone()));
-                }
-                Some(_) => {}
-            }
-        }
-        for slot in &config.slots {
-            if !self.workers.contains_key(&slot.name) {
-                tracing::info!(slot = %slot.name, "[{}] added to the config: starting it", slot.name);
-                let status = self.spawn(slot.clone());
-                changes.push(SlotChange::Added(Box::new(slot.clone()), status));
-            }
-        }
-        changes
-    }
-
     /// Wait for the next worker to end; `None` when none is left. A worker ended by
     /// a reload gives [`SlotChange`]s; one that ended for good gives none.
     pub async fn next(&mut self) -> Option<Vec<SlotChange>> {
@@ -297,12 +254,16 @@ impl Pipeline {
     }
 }
 
-/// The same slot settings, leaving out the memory share that depends on how many
-/// slots the file has (a running slot keeps the share it started with).
-fn same_slot(a: &SlotConfig, b: &SlotConfig) -> bool {
-    let mut b = b.clone();
-    b.batch.buffer_bytes = a.batch.buffer_bytes;
-    *a == b
+/// Log [`Config::memory_floor_warning`], if any, with its figures as fields (at
+/// the start of `run` and of `check`).
+pub fn note_memory_floor(config: &Config) {
+    if let Some(warning) = config.memory_floor_warning() {
+        tracing::warn!(
+            held_bytes = config.records_bound_bytes(),
+            budget_bytes = config.memory_budget_bytes,
+            "{warning}"
+        );
+    }
 }
 
 /// Run every slot until `shutdown` resolves (then flush and exit cleanly) or no
@@ -324,9 +285,7 @@ pub async fn run_with_reloads(
     shutdown: impl std::future::Future<Output = ()>,
     mut reloads: mpsc::Receiver<Config>,
 ) -> Result<(), RunError> {
-    if let Some(warning) = config.memory_floor_warning() {
-        tracing::warn!("{warning}");
-    }
+    note_memory_floor(config);
     let mut pipeline = Pipeline::start(config, env);
     let mut ops = crate::serve::Ops::start(config, &pipeline.slots).await;
     let mut current = config.clone();
@@ -350,6 +309,7 @@ pub async fn run_with_reloads(
                 note_fixed_settings(&current, &new);
                 let changes = pipeline.reload(&new);
                 follow(&mut ops, changes);
+                note_reloaded_memory(config, &pipeline);
                 tracing::info!(slots = new.slots.len(), "config {} read again and applied", new.path.display());
                 current = new;
             }
@@ -368,29 +328,5 @@ fn follow(ops: &mut crate::serve::Ops, changes: Vec<SlotChange>) {
             SlotChange::Added(config, status) => ops.add_slot(&config, status),
             SlotChange::Removed(name) => ops.remove_slot(&name),
         }
-    }
-}
-
-/// Settings outside the slots apply from the next start; say so when they changed.
-fn note_fixed_settings(old: &Config, new: &Config) {
-    let mut changed = Vec::new();
-    if old.ops != new.ops {
-        changed.push("the metrics and HTTP keys");
-    }
-    if old.shutdown_timeout_secs != new.shutdown_timeout_secs {
-        changed.push("shutdown_timeout_secs");
-    }
-    if old.stopped_slot_retry_secs != new.stopped_slot_retry_secs {
-        changed.push("stopped_slot_retry_secs");
-    }
-    if old.memory_budget_bytes != new.memory_budget_bytes {
-        changed.push("memory_budget_bytes");
-    }
-    if !changed.is_empty() {
-        tracing::warn!(
-            "config {}: {} changed; only slot changes apply on SIGHUP, these apply at the next start",
-            new.path.display(),
-            changed.join(", ")
-        );
     }
 }

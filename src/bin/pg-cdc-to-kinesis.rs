@@ -131,9 +131,7 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
         }
         (Command::Check, Some(config)) => {
-            if let Some(warning) = config.memory_floor_warning() {
-                tracing::warn!("{warning}");
-            }
+            run::note_memory_floor(&config);
             let rows = check::check(&config, &aws).await;
             print!("{}", check::render(&rows));
             if rows.iter().all(|r| r.ok()) {

@@ -297,29 +297,31 @@ impl Config {
             ops,
         })
     }
-}
 
-impl Config {
     /// What the slots may hold together: each slot's share of `memory_budget_bytes`,
     /// summed. More than the budget when so many slots split it that each gets the
-    /// floor of one full request ([`delivery_keys::MIN_SLOT_BUFFER_BYTES`]).
+    /// floor ([`delivery_keys::MIN_SLOT_BUFFER_BYTES`]: a full request of the largest
+    /// size and its records).
     pub fn records_bound_bytes(&self) -> u64 {
         self.slots.iter().map(|s| s.batch.buffer_bytes as u64).sum()
     }
 
-    /// A warning for the log when [`Config::records_bound_bytes`] is over the budget:
-    /// the figure to size the task's memory by, and how to make the budget say it.
+    /// A warning for the log when [`Config::records_bound_bytes`] is over the budget
+    /// (then every slot has the floor): the figure to size the process's memory by,
+    /// and how to make the budget say it.
     pub fn memory_floor_warning(&self) -> Option<String> {
         let held = self.records_bound_bytes();
+        // Whole MiB: the floor and the request are, and `held` is slots x floor.
+        let mib = |bytes: usize| bytes >> 20;
         (held > self.memory_budget_bytes).then(|| {
-            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
             format!(
-                "config {}: {} slots hold up to {:.0} MiB of records each (one full request), so together up to {:.0} MiB, more than memory_budget_bytes ({:.0} MiB): size the process's memory for {held} bytes of records (about twice that in RSS), and set memory_budget_bytes: {held} to say so, or run fewer slots per process",
+                "config {}: {} slots hold up to {} MiB of records each (the least a slot gets: a full {} MiB request and its records), so together up to {} MiB, more than memory_budget_bytes ({} bytes): size the process's memory for {held} bytes of records (about twice that in RSS) and set memory_budget_bytes: {held} to say so, or run fewer slots per process",
                 self.path.display(),
                 self.slots.len(),
-                mib(delivery_keys::MIN_SLOT_BUFFER_BYTES as u64),
-                mib(held),
-                mib(self.memory_budget_bytes),
+                mib(delivery_keys::MIN_SLOT_BUFFER_BYTES),
+                mib(DEFAULT_BATCH_MAX_BYTES),
+                held >> 20,
+                self.memory_budget_bytes,
             )
         })
     }

@@ -353,25 +353,32 @@ replication_slots:
 
 #[test]
 fn many_slots_warn_when_their_floor_holds_more_than_the_budget() {
-    let slots = |n: usize| {
-        let mut yaml = String::from("memory_budget_bytes: 67108864\nreplication_slots:\n");
+    let slots_with = |budget: u64, n: usize| {
+        let mut yaml = format!("memory_budget_bytes: {budget}\nreplication_slots:\n");
         for i in 0..n {
             yaml += &format!("  - s{i}: {{host: h, user: u, db_name: d, kns_stream: s}}\n");
         }
         load_ok(&yaml)
     };
+    let slots = |n: usize| slots_with(64 << 20, n);
     let six = slots(6);
     assert_eq!(six.records_bound_bytes(), 6 * ((64 << 20) / 6));
     assert_eq!(six.memory_floor_warning(), None, "six slots split 64 MiB");
-    let eight = slots(8);
-    assert_eq!(eight.records_bound_bytes(), 8 * (10 << 20));
-    let warning = eight.memory_floor_warning().expect("8 x 10 MiB > 64 MiB");
+    // 64 MiB / 7 is 9.1 MiB: under the floor of 10 MiB, which each of the seven gets.
+    let seven = slots(7);
+    assert_eq!(seven.records_bound_bytes(), 7 * (10 << 20));
+    let warning = seven.memory_floor_warning().expect("7 x 10 MiB > 64 MiB");
     for want in [
-        "8 slots hold up to 10 MiB",
-        "together up to 80 MiB",
-        "memory_budget_bytes (64 MiB)",
-        "memory_budget_bytes: 83886080",
+        "7 slots hold up to 10 MiB of records each",
+        "a full 5 MiB request",
+        "together up to 70 MiB",
+        "memory_budget_bytes (67108864 bytes)",
+        "memory_budget_bytes: 73400320",
     ] {
         assert!(warning.contains(want), "{want:?} in {warning}");
     }
+    // The figure it names is enough: with it, each slot's share is the floor.
+    let sized = slots_with(73400320, 7);
+    assert_eq!(sized.records_bound_bytes(), 7 * (10 << 20));
+    assert_eq!(sized.memory_floor_warning(), None);
 }

@@ -1,4 +1,4 @@
-//! moto (the AWS mock server from PyPI) for SSM, Secrets Manager and CloudWatch tests:
+//! moto (the AWS mock server from PyPI) for SSM, Secrets Manager, S3 and CloudWatch tests:
 //! one shared server per test binary, or a private one a test may stop and start
 //! again (an outage). Installed by `scripts/install-deps` into `.tools/venv`.
 //!
@@ -16,7 +16,8 @@ use aws_config::SdkConfig;
 
 use super::kinesis::{free_port, sdk_config};
 
-/// moto imports a lot of Python on start; give it time on a loaded 2-core machine.
+/// moto imports a lot of Python on start, and SSM's code on its first SSM request
+/// (see [`Moto::load_ssm`]); give each of the two this long on a loaded 2-core machine.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running (or stopped) moto server on a fixed port.
@@ -64,7 +65,8 @@ impl Moto {
         Ok(moto)
     }
 
-    /// Start (again) on the same port, e.g. after [`Moto::stop`]. State is not kept.
+    /// Start (again) on the same port, e.g. after [`Moto::stop`], and answer a first
+    /// SSM request ([`Moto::load_ssm`]). State is not kept.
     pub fn start_again(&self) -> Result<(), String> {
         let bin = moto_bin();
         if !bin.exists() {
@@ -73,7 +75,7 @@ impl Moto {
                 bin.display()
             ));
         }
-        let log = std::env::temp_dir().join(format!("moto-{}.log", self.port));
+        let log = self.log_path();
         let log_file =
             std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let mut cmd = Command::new(&bin);
@@ -107,7 +109,13 @@ impl Moto {
             port = self.port,
             len = body.len(),
         );
-        let fail = |e: std::io::Error| format!("moto's first SSM request: {e}");
+        let log = self.log_path();
+        let fail = |e: std::io::Error| {
+            format!(
+                "moto's first SSM request, answered within {STARTUP_TIMEOUT:?} or not at all: {e} (its log: {})",
+                log.display()
+            )
+        };
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).map_err(fail)?;
         stream
             .set_read_timeout(Some(STARTUP_TIMEOUT))
@@ -120,9 +128,18 @@ impl Moto {
         } else {
             Err(format!(
                 "moto's first SSM request was not answered with 200: {}",
-                answer.lines().next().unwrap_or("(nothing)")
+                if answer.is_empty() {
+                    "(nothing)"
+                } else {
+                    answer.as_str()
+                }
             ))
         }
+    }
+
+    /// Where the server's stderr goes.
+    fn log_path(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("moto-{}.log", self.port))
     }
 
     /// Kill it (an outage). Requests fail with connection refused until [`Moto::start_again`].
