@@ -1,6 +1,7 @@
 //! Reading the config again on SIGHUP: which slots to start, stop or restart, and
 //! what the change leaves that needs saying (settings that wait for the next start,
-//! memory shares that are not split again).
+//! memory shares that are not split again). It never touches a slot whose settings
+//! did not change, and never changes the share of the budget a running slot has.
 
 use std::collections::HashMap;
 
@@ -37,10 +38,10 @@ impl Pipeline {
                     self.pending.insert(name.clone(), Some((*new).clone()));
                     running.stop.send_replace(true);
                 }
-                Some(_) if self.pending.contains_key(&name) => {
-                    // Changed back while the old worker is still ending: start it again.
-                    self.pending
-                        .insert(name.clone(), Some(running.config.clone()));
+                Some(new) if self.pending.contains_key(&name) => {
+                    // Changed back (or removed and added back) while the old worker
+                    // is still ending: start it again, with this file's share.
+                    self.pending.insert(name.clone(), Some((*new).clone()));
                 }
                 Some(_) => {}
             }
@@ -119,14 +120,16 @@ pub(super) fn note_fixed_settings(old: &Config, new: &Config) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::run::RunEnv;
 
     fn config(slots: &[(&str, &str)]) -> Config {
         let mut yaml = String::from("replication_slots:\n");
         for (name, stream) in slots {
-            // Port 1 refuses connections: the workers stop at once, which these
-            // tests do not wait for; they read the shares only.
+            // Port 1 refuses connections: a worker that runs retries, and the test
+            // reads the shares only.
             yaml += &format!(
                 "  - {name}: {{host: 127.0.0.1, port: 1, user: u, db_name: d, kns_stream: {stream}, checkpoint: false}}\n"
             );
@@ -135,23 +138,46 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    #[tokio::test]
+    /// The next worker to end (a stopped one ends at its next await).
+    async fn next_ended(pipeline: &mut Pipeline) -> Vec<SlotChange> {
+        tokio::time::timeout(Duration::from_secs(30), pipeline.next())
+            .await
+            .unwrap_or_else(|_| panic!("no worker ended within 30 s"))
+            .unwrap_or_else(|| panic!("no worker left"))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_reload_splits_nothing_again_and_counts_what_the_slots_may_hold() {
         let env = RunEnv {
             aws: aws_config::SdkConfig::builder().build(),
         };
-        let started = config(&[("a", "s")]);
-        let mut pipeline = Pipeline::start(&started, &env);
+        let mut pipeline = Pipeline::start(&config(&[("a", "s")]), &env);
         assert_eq!(pipeline.records_bound_bytes(), 64 << 20);
         // `a` keeps its 64 MiB; `b` gets half of the file it came in.
         let _ = pipeline.reload(&config(&[("a", "s"), ("b", "s")]));
         assert_eq!(pipeline.records_bound_bytes(), (64 + 32) << 20);
-        // `a` changed: its next worker gets the share of the file it was read from.
+        // `a` changed: its next worker gets the share of the file it was read from,
+        // and holds it once the old worker has ended and the new one started.
         let _ = pipeline.reload(&config(&[("a", "t"), ("b", "s")]));
         assert_eq!(pipeline.records_bound_bytes(), (32 + 32) << 20);
-        // `a` removed: its worker is ending, and holds nothing after.
-        let _ = pipeline.reload(&config(&[("b", "s")]));
+        let changes = next_ended(&mut pipeline).await;
+        assert!(
+            matches!(changes.as_slice(), [SlotChange::Removed(a), SlotChange::Added(c, _)] if a == "a" && c.kns_stream == "t"),
+            "{changes:?}"
+        );
+        assert_eq!(pipeline.records_bound_bytes(), (32 + 32) << 20);
+        // Back to one slot: `b` is removed and `a`, unchanged, keeps its 32 MiB.
+        let _ = pipeline.reload(&config(&[("a", "t")]));
         assert_eq!(pipeline.records_bound_bytes(), 32 << 20);
+        // `a` changed, then changed back before its worker ended: it restarts with
+        // the share of the last file, 64 MiB.
+        let _ = pipeline.reload(&config(&[("a", "s")]));
+        let _ = pipeline.reload(&config(&[("a", "t")]));
+        assert_eq!(pipeline.records_bound_bytes(), 64 << 20);
+        // `a` removed (ending, it holds nothing after) and `b` added back while its
+        // worker is still ending: `b` restarts with this file's share.
+        let _ = pipeline.reload(&config(&[("b", "s")]));
+        assert_eq!(pipeline.records_bound_bytes(), 64 << 20);
         pipeline.stop();
     }
 }

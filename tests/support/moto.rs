@@ -112,7 +112,7 @@ impl Moto {
         let log = self.log_path();
         let fail = |e: std::io::Error| {
             format!(
-                "moto's first SSM request, answered within {STARTUP_TIMEOUT:?} or not at all: {e} (its log: {})",
+                "moto's first SSM request (given {STARTUP_TIMEOUT:?} to answer): {e} (its log: {})",
                 log.display()
             )
         };
